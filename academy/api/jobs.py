@@ -1,0 +1,124 @@
+"""Public job API: dispatch, list, status. Thin adapters over services and selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from academy import selectors, storage
+from academy.api.errors import error_response
+from academy.models import AIJob, Tenant
+from academy.services.jobs import job_dispatch
+
+
+def request_tenant(request: Request) -> Tenant:
+    tenant = selectors.tenant_for_user(request.user)
+    if tenant is None:
+        raise PermissionDenied("this user belongs to no academy")
+    return tenant
+
+
+class DispatchSerializer(serializers.Serializer[Any]):
+    job_type = serializers.CharField(max_length=64)
+    payload = serializers.JSONField(required=False, default=dict)
+    tier = serializers.ChoiceField(choices=["lite", "basic", "premium"], required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    force_rerun = serializers.BooleanField(required=False, default=False)
+    rerun_reason = serializers.CharField(required=False, allow_blank=True, default="")
+    source_domain = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    source_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    file = serializers.FileField(required=False, write_only=True)
+
+
+def job_status_body(job: AIJob) -> dict[str, Any]:
+    """The job-status response: the original app's keys, plus tier, flags and lineage."""
+    return {
+        "job_id": job.job_id,
+        "job_type": job.job_type,
+        "status": job.status,
+        "tier": job.tier,
+        "result": selectors.job_result_payload(job),
+        "error_message": job.error_message or None,
+        "rejection_code": job.rejection_code or None,
+        "progress": job.progress or None,
+        "needs_review": job.needs_review,
+        "flags": job.flags,
+        "attempt_count": job.attempt_count,
+        "max_attempts": job.max_attempts,
+        "lineage": [
+            {"job_id": j.job_id, "tier": j.tier, "status": j.status, "attempt_count": j.attempt_count}
+            for j in selectors.job_lineage(job)
+        ],
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+    }
+
+
+class JobListCreateView(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(request=DispatchSerializer, responses={202: dict, 400: dict})
+    def post(self, request: Request) -> Response:
+        tenant = request_tenant(request)
+        data = request.data
+        if hasattr(data, "dict") and "payload" in data and isinstance(data.get("payload"), str):
+            # multipart: payload arrives as a JSON string field
+            serializer = DispatchSerializer(data={**data.dict(), "file": request.FILES.get("file")})
+        else:
+            serializer = DispatchSerializer(data=data)
+        if not serializer.is_valid():
+            return error_response("INVALID_PAYLOAD", str(serializer.errors), status.HTTP_400_BAD_REQUEST)
+        values = serializer.validated_data
+        payload = values.get("payload")
+        upload = values.get("file")
+        if upload is not None:
+            if upload.size > settings.MAX_UPLOAD_BYTES:
+                return error_response("FILE_TOO_LARGE", f"{upload.size} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+            from ai_tasks.prevalidation import input_key_for
+
+            key = input_key_for(values["job_type"])
+            if key is None or not isinstance(payload, dict):
+                return error_response("INVALID_PAYLOAD", "this job type takes no file", status.HTTP_400_BAD_REQUEST)
+            payload = {**payload, key: storage.upload_save(tenant=tenant, name=upload.name, data=upload.read())}
+        outcome = job_dispatch(
+            job_type=values["job_type"],
+            payload=payload,
+            tenant=tenant,
+            tier=values.get("tier"),
+            idempotency_key=values.get("idempotency_key") or None,
+            force_rerun=values["force_rerun"],
+            rerun_reason=values["rerun_reason"],
+            source_domain=values["source_domain"],
+            source_id=values["source_id"],
+        )
+        if outcome["ok"]:
+            return Response(outcome, status=status.HTTP_202_ACCEPTED if outcome.get("created") else status.HTTP_200_OK)
+        http = status.HTTP_400_BAD_REQUEST if outcome.get("rejection_code") else status.HTTP_503_SERVICE_UNAVAILABLE
+        return Response(outcome, status=http)
+
+    def get(self, request: Request) -> Response:
+        tenant = request_tenant(request)
+        jobs = selectors.jobs_for_tenant(tenant)
+        wanted = request.query_params.get("status")
+        if wanted:
+            jobs = jobs.filter(status=wanted.upper())
+        if request.query_params.get("needs_review") in ("1", "true"):
+            jobs = jobs.filter(needs_review=True)
+        rows = jobs.values("job_id", "job_type", "status", "tier", "needs_review", "created_at")[:200]
+        return Response({"results": list(rows)})
+
+
+class JobStatusView(APIView):
+    def get(self, request: Request, job_id: str) -> Response:
+        job = selectors.job_get_for_tenant(job_id, request_tenant(request))
+        if job is None:
+            raise NotFound("해당 job을 찾을 수 없습니다.")
+        return Response(job_status_body(job))

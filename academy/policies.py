@@ -1,0 +1,181 @@
+"""Business rules as pure functions: tiers, status resolution, GPU fallback, backoff.
+
+No I/O here; the lifecycle (ai_tasks/lifecycle.py) reads the rows and the flags, calls
+these and writes what they decide. Each rule is the original app's unless a comment
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from academy.states import JobStatus, Tier
+
+logger = logging.getLogger(__name__)
+
+TIERS: Final = (Tier.LITE.value, Tier.BASIC.value, Tier.PREMIUM.value)
+ALL_TIERS: Final = frozenset(TIERS)
+
+
+@dataclass(frozen=True)
+class JobTypeSpec:
+    default_tier: str
+    allowed_tiers: frozenset[str]
+    max_file_mb: int = 50
+
+
+_LITE_UP = frozenset({"lite", "basic", "premium"})
+_BASIC_UP = frozenset({"basic", "premium"})
+_PREMIUM = frozenset({"premium"})
+
+# Lite runs CPU OCR only; basic adds OMR, video checks and Excel; premium runs anything.
+JOB_TYPES: Final[dict[str, JobTypeSpec]] = {
+    "ping": JobTypeSpec("basic", _LITE_UP),  # the platform's probe runs on every pool
+    "ocr": JobTypeSpec("basic", _LITE_UP),
+    "omr_grading": JobTypeSpec("basic", _BASIC_UP),
+    "homework_video_analysis": JobTypeSpec("basic", _BASIC_UP, max_file_mb=500),
+    "excel_parsing": JobTypeSpec("basic", _BASIC_UP),
+    "attendance_excel_export": JobTypeSpec("basic", _BASIC_UP),
+    "staff_excel_export": JobTypeSpec("basic", _BASIC_UP),
+    "question_segmentation": JobTypeSpec("premium", _PREMIUM),
+    "handwriting_analysis": JobTypeSpec("premium", _PREMIUM),
+    "embedding": JobTypeSpec("premium", _PREMIUM),
+    "problem_generation": JobTypeSpec("premium", _PREMIUM),
+    "essay_answer_extraction": JobTypeSpec("premium", _PREMIUM),
+    "homework_photo_analysis": JobTypeSpec("premium", _PREMIUM, max_file_mb=20),
+}
+
+
+def register_job_type(job_type: str, spec: JobTypeSpec) -> None:
+    """Add a job type (plug-ins; the integration tests' probe processors)."""
+    JOB_TYPES[job_type] = spec
+
+
+@dataclass(frozen=True)
+class TierDecision:
+    tier: str
+    warning: str = ""
+
+
+def tier_resolve(
+    *,
+    job_type: str,
+    explicit: str | None,
+    payload: dict[str, Any],
+    tenant_override: str = "",
+    has_premium: bool = False,
+) -> TierDecision:
+    """Explicit argument, then the payload's ``tier``, then the tenant's, then the type's default.
+
+    Two rules are this platform's, not the original's: a premium request from a tenant
+    without the subscription runs on basic, and a type that basic cannot run (the
+    original sent it to basic regardless) goes to its lowest allowed tier instead.
+    """
+    spec = JOB_TYPES[job_type]
+    candidates = (explicit, payload.get("tier"), tenant_override, spec.default_tier)
+    tier = next((str(c).lower() for c in candidates if isinstance(c, str) and c.lower() in ALL_TIERS), "basic")
+    warning = ""
+    if tier == "premium" and not has_premium and spec.allowed_tiers != _PREMIUM:
+        warning = "premium requested without a premium subscription; using basic"
+        tier = "basic"
+    if tier not in spec.allowed_tiers:
+        fallback = "basic" if "basic" in spec.allowed_tiers else min(spec.allowed_tiers, key=TIERS.index)
+        warning = f"tier {tier} cannot run {job_type}; using {fallback}"
+        tier = fallback
+    if warning:
+        logger.warning("tier_resolve job_type=%s: %s", job_type, warning)
+    return TierDecision(tier, warning)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    status: str
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def needs_review(self) -> bool:
+        return self.status == JobStatus.REVIEW_REQUIRED or bool(self.flags.get("review_candidate"))
+
+
+def status_for_exception(tier: str, *, error_code: str) -> Resolution:
+    """Lite and basic never fail: an error is DONE with a review flag. Premium fails."""
+    if tier in ("lite", "basic"):
+        return Resolution(JobStatus.DONE, {"review_candidate": True, "from_exception": True, "error_code": error_code})
+    return Resolution(JobStatus.FAILED, {"error_code": error_code})
+
+
+def status_for_confidence(
+    *,
+    tier: str,
+    confidence: float,
+    processor_review: bool,
+    fail_below: float = 0.5,
+    review_below: float = 0.8,
+    shadow_mode: bool = True,
+) -> Resolution:
+    """Premium: FAILED below ``fail_below``, REVIEW_REQUIRED below ``review_below``.
+
+    In shadow mode (the default) REVIEW_REQUIRED is not shown yet: such a result is DONE
+    with ``review_candidate``, so the band can be watched before teachers see it.
+    Lite and basic are always DONE, flagged below ``review_below``. A processor may
+    flag its own result for review (an unsure OMR bubble) at any confidence.
+    """
+    flags: dict[str, Any] = {"confidence": round(confidence, 4)}
+    if tier in ("lite", "basic"):
+        return Resolution(JobStatus.DONE, {**flags, "review_candidate": processor_review or confidence < review_below})
+    if confidence < fail_below:
+        return Resolution(JobStatus.FAILED, flags)
+    if confidence < review_below or processor_review:
+        if shadow_mode:
+            return Resolution(JobStatus.DONE, {**flags, "review_candidate": True, "shadow": True})
+        return Resolution(JobStatus.REVIEW_REQUIRED, {**flags, "review_candidate": True})
+    return Resolution(JobStatus.DONE, {**flags, "review_candidate": False})
+
+
+FALLBACK_ERROR_CODES: Final = frozenset({"library_error", "corrupted_file", "timeout", "low_quality"})
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a basic run did not produce a result worth keeping."""
+
+    kind: str  # "validation_failed" | "processing_failed"
+    error_code: str = ""
+    confidence: float | None = None
+
+
+def fallback_qualifies(
+    *,
+    tier: str,
+    failure: Failure,
+    has_premium: bool,
+    allow_gpu_fallback: bool,
+    threshold: float,
+) -> bool:
+    """A basic failure goes to the premium GPU pool when the tenant pays for that.
+
+    A validation failure qualifies at once; a processing failure qualifies on a
+    confidence at or below the tenant's threshold, or on one of the fallback error codes.
+    """
+    if tier != "basic" or not (has_premium and allow_gpu_fallback):
+        return False
+    if failure.kind == "validation_failed":
+        return True
+    if failure.kind == "processing_failed":
+        if failure.confidence is not None and failure.confidence <= threshold:
+            return True
+        return failure.error_code in FALLBACK_ERROR_CODES
+    return False
+
+
+def retry_countdown(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1))).
+
+    Full jitter spreads a burst of failures (a dependency that blinked) over the window
+    instead of retrying them all in lock-step.
+    """
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return (rng or random).uniform(0, ceiling)

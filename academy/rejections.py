@@ -1,0 +1,62 @@
+"""Rejection codes and the Korean messages shown to users.
+
+The first seven codes and their messages are the original app's (a front end maps
+them to its own copy); the rest are this platform's, for inputs the original app let
+through to a worker. A processor raises ``BadInput(code=...)`` with one of these codes;
+the platform adds the message, so the wording lives in this one table.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+REJECTION_MESSAGES: Final[dict[str, str]] = {
+    # The original app's codes, unchanged.
+    "RESOLUTION_TOO_LOW": "해상도가 낮습니다. 더 선명하게 촬영해 주세요.",
+    "FILE_TOO_LARGE": "파일 크기가 제한을 초과했습니다.",
+    "VIDEO_TOO_LONG": "동영상 길이 제한을 초과했습니다.",
+    "BLUR_OR_SHAKE": "흔들리거나 흐릿합니다. 고정해서 다시 촬영해 주세요.",
+    "TOO_DARK": "너무 어둡습니다. 밝은 곳에서 촬영해 주세요.",
+    "INVALID_FORMAT": "지원하지 않는 파일 형식입니다.",
+    "OMR_PHOTO_NOT_ALLOWED": (
+        "Basic 요금제에서는 스캔된 OMR만 가능합니다. 촬영물은 Premium에서 이용해 주세요."
+    ),
+    # Request shape.
+    "INVALID_PAYLOAD": "요청 형식이 올바르지 않습니다. 작업 정보는 JSON 객체로 보내 주세요.",
+    "PAYLOAD_TOO_LARGE": "요청 데이터가 너무 큽니다.",
+    "UNKNOWN_JOB_TYPE": "알 수 없는 작업 종류입니다.",
+    "JOB_TYPE_NOT_AVAILABLE": "이 작업 종류는 아직 제공되지 않습니다.",
+    "BACKEND_NOT_CONFIGURED": "이 작업을 처리할 엔진이 설정되어 있지 않습니다.",
+    # Input files.
+    "FILE_REQUIRED": "처리할 파일이 필요합니다.",
+    "FILE_NOT_FOUND": "파일을 찾을 수 없습니다. 다시 업로드해 주세요.",
+    "FILE_UNREADABLE": "파일을 읽을 수 없습니다. 손상되지 않은 파일로 다시 업로드해 주세요.",
+    "INVALID_PATH": "허용되지 않은 파일 경로입니다.",
+    "EMPTY_FILE": "빈 파일입니다.",
+    "UNSUPPORTED_ENCODING": "파일 인코딩을 알 수 없습니다. UTF-8 또는 CP949(EUC-KR)로 저장해 주세요.",
+    "SPREADSHEET_PROTECTED": "암호가 걸린 파일은 처리할 수 없습니다. 암호를 해제한 뒤 다시 올려 주세요.",
+    "SPREADSHEET_TOO_LARGE": "엑셀 파일의 내용이 너무 큽니다. 나누어서 올려 주세요.",
+    "MISSING_COLUMNS": "필수 열이 없습니다. 양식의 머리글(예: 이름)을 확인해 주세요.",
+}
+
+DEFAULT_MESSAGE: Final = "입력 조건을 확인해 주세요."
+
+
+def rejection_message(code: str | None) -> str:
+    """The user-facing message for ``code`` (empty for no code)."""
+    if not code:
+        return ""
+    return REJECTION_MESSAGES.get(code, DEFAULT_MESSAGE)
+
+
+class Rejection(Exception):
+    """Bad input, with its code. Raised inside checks, returned as data to callers."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+
+    @property
+    def message(self) -> str:
+        return rejection_message(self.code)

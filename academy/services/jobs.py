@@ -1,0 +1,389 @@
+"""Writes to the job table: dispatch, and every state transition a run goes through.
+
+Each transition is one conditional UPDATE (or a row lock) on the job row, checked
+against the lease token of the run that asks for it. A run that lost its lease (its
+worker was presumed dead and the job handed to another) can neither heartbeat nor
+finish: its writes match no row. That fencing is what makes at-least-once delivery safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from academy import policies, selectors
+from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant
+from academy.rejections import Rejection, rejection_message
+
+logger = logging.getLogger(__name__)
+
+
+# --- dispatch ---------------------------------------------------------------------------
+
+
+def _rejected(job_type: Any, rejection: Rejection) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "job_id": None,
+        "type": job_type if isinstance(job_type, str) else None,
+        "rejection_code": rejection.code,
+        "error": rejection.message,
+        "detail": rejection.detail,
+    }
+
+
+def job_dispatch(
+    *,
+    job_type: Any,
+    payload: Any,
+    tenant: Tenant | None = None,
+    source_domain: str = "",
+    source_id: str = "",
+    tier: str | None = None,
+    idempotency_key: str | None = None,
+    force_rerun: bool = False,
+    rerun_reason: str = "",
+    max_attempts: int | None = None,
+) -> dict[str, Any]:
+    """Create a job and publish it to its tier's queue once the transaction commits.
+
+    Returns ``{ok, job_id, type, tier, status, created}`` or, for bad input, ``{ok: False,
+    rejection_code, error}`` with the Korean message and no job row. Never raises: an
+    unexpected error comes back as ``{ok: False, error}``.
+    """
+    from ai_tasks.prevalidation import job_type_check, payload_check, prevalidate
+
+    try:
+        try:
+            job_type = job_type_check(job_type)
+            payload = payload_check(payload)
+            policy = selectors.tenant_policy(tenant.pk if tenant else None)
+            decision = policies.tier_resolve(
+                job_type=job_type,
+                explicit=tier,
+                payload=payload,
+                tenant_override=policy.tier_override,
+                has_premium=policy.has_premium_subscription,
+            )
+            prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
+        except Rejection as rejection:
+            logger.info("ai_dispatch_rejected job_type=%s code=%s %s", job_type, rejection.code, rejection.detail)
+            return _rejected(job_type, rejection)
+
+        job = AIJob(
+            job_type=job_type,
+            payload=payload,
+            tenant=tenant,
+            tier=decision.tier,
+            source_domain=source_domain or "",
+            source_id=str(source_id or ""),
+            force_rerun=force_rerun,
+            rerun_reason=rerun_reason or "",
+            max_attempts=max_attempts or settings.AI_MAX_ATTEMPTS,
+            flags={"tier_warning": decision.warning} if decision.warning else {},
+        )
+        if idempotency_key:
+            scope = tenant.pk if tenant else "-"
+            job.idempotency_key = f"{scope}:{idempotency_key}"
+            if force_rerun:
+                job.idempotency_key += f":rerun:{job.job_id}"
+
+        try:
+            with transaction.atomic():
+                job.save(force_insert=True)
+                transaction.on_commit(lambda: _publish_new(job))
+        except IntegrityError:
+            existing = AIJob.objects.filter(idempotency_key=job.idempotency_key).first()
+            if existing is None:
+                raise
+            return _accepted(existing, created=False)
+        job.refresh_from_db(fields=["status", "error_message"])
+        return _accepted(job, created=True)
+    except Exception as exc:  # the caller is a view or a task: never break it
+        logger.exception("ai_dispatch_failed job_type=%s", job_type)
+        return {"ok": False, "job_id": None, "type": job_type, "rejection_code": None, "error": str(exc)}
+
+
+def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:
+    return {
+        "ok": job.status != JobStatus.FAILED or not created,
+        "job_id": job.job_id,
+        "type": job.job_type,
+        "tier": job.tier,
+        "status": job.status,
+        "created": created,
+        "error": job.error_message or None,
+    }
+
+
+def _publish_new(job: AIJob) -> None:
+    job_publish_or_fail(job_id=job.job_id, tier=job.tier)
+
+
+def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None) -> bool:
+    """Publish; on a broker error mark the job FAILED with the error (the original rule)."""
+    from ai_tasks.publish import job_publish
+
+    try:
+        task_id = job_publish(job_id=job_id, tier=tier, countdown=countdown)
+    except Exception as exc:
+        logger.exception("ai_publish_failed job_id=%s", job_id)
+        AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
+            status=JobStatus.FAILED,
+            error_message=f"publish failed: {exc}",
+            last_error=repr(exc),
+            finished_at=timezone.now(),
+        )
+        return False
+    AIJob.objects.filter(job_id=job_id).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
+    return True
+
+
+# --- a run's lifecycle --------------------------------------------------------------------
+
+
+def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
+    """Take the job for one run. Returns (job, token), or (None, why) when it is not ours.
+
+    Claimable: PENDING or RETRYING with attempts left, or RUNNING whose lease expired (its
+    worker died). A redelivered copy of a message whose job is running or finished
+    matches nothing and runs nothing.
+    """
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    claimable = Q(status__in=[JobStatus.PENDING, JobStatus.RETRYING]) | Q(
+        status__in=[JobStatus.RUNNING, JobStatus.VALIDATING], lease_expires_at__lt=now
+    )
+    updated = AIJob.objects.filter(claimable, job_id=job_id, attempt_count__lt=F("max_attempts")).update(
+        status=JobStatus.RUNNING,
+        attempt_count=F("attempt_count") + 1,
+        locked_by=worker[:200],
+        locked_at=now,
+        lease_token=token,
+        lease_expires_at=now + timedelta(seconds=settings.AI_LEASE_SECONDS),
+        last_heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), now),
+        progress={"stage": "started", "percent": 0},
+    )
+    job = selectors.job_get(job_id)
+    if updated != 1 or job is None:
+        if job is None:
+            return None, "missing"
+        return None, "exhausted" if _is_exhausted(job, now) else "not_claimable"
+    return job, token
+
+
+def _is_exhausted(job: AIJob, now: Any) -> bool:
+    if job.attempt_count < job.max_attempts:
+        return False
+    if job.status in (JobStatus.PENDING, JobStatus.RETRYING):
+        return True
+    return job.status in (JobStatus.RUNNING, JobStatus.VALIDATING) and bool(
+        job.lease_expires_at and job.lease_expires_at < now
+    )
+
+
+def job_heartbeat(*, job_id: str, token: str, progress: dict[str, Any] | None = None) -> bool:
+    """Extend the lease; False means the lease is gone and this run must stop."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "lease_expires_at": now + timedelta(seconds=settings.AI_LEASE_SECONDS),
+        "last_heartbeat_at": now,
+    }
+    if progress is not None:
+        fields["progress"] = progress
+    return AIJob.objects.filter(job_id=job_id, lease_token=token, status=JobStatus.RUNNING).update(**fields) == 1
+
+
+def _locked_run(job_id: str, token: str | None) -> AIJob | None:
+    """Lock the row if ``token`` still owns the run (None: the sweeper, on an expired lease)."""
+    job = AIJob.objects.select_for_update().filter(job_id=job_id).first()
+    if job is None or job.is_terminal:
+        return None
+    if token is not None:
+        return job if job.lease_token == token and job.status == JobStatus.RUNNING else None
+    if job.status in (JobStatus.PENDING, JobStatus.RETRYING):
+        return job
+    expired = job.lease_expires_at is None or job.lease_expires_at < timezone.now()
+    return job if expired else None
+
+
+def _close(job: AIJob, **fields: Any) -> None:
+    fields.setdefault("finished_at", timezone.now())
+    fields.update(lease_token="", lease_expires_at=None)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=[*fields, "updated_at"])
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    name: str
+    data: bytes
+    content_type: str
+
+
+@dataclass
+class Finish:
+    status: str
+    flags: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error_message: str = ""
+    rejection_code: str = ""
+    artifacts: list[StoredArtifact] = field(default_factory=list)
+
+
+def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
+    """Write the result once and close the job. False when this run no longer owns it.
+
+    A result that already exists is kept and the new one dropped (write-once). The
+    domain callback is published after commit, for jobs that came from a domain.
+    """
+    from academy import storage
+
+    with transaction.atomic():
+        job = _locked_run(job_id, token)
+        if job is None:
+            return False
+        result_payload = finish.result
+        if finish.artifacts:
+            stored = {}
+            for artifact in finish.artifacts:
+                path = storage.artifact_save(tenant=job.tenant, job_id=job.job_id, name=artifact.name, data=artifact.data)
+                JobArtifact.objects.update_or_create(
+                    job=job,
+                    name=artifact.name,
+                    defaults={"path": path, "content_type": artifact.content_type, "size": len(artifact.data)},
+                )
+                stored[artifact.name] = path
+            if isinstance(result_payload, dict):
+                result_payload = {**result_payload, "artifacts": stored}
+        if finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED) and result_payload is not None:
+            if not AIResult.objects.filter(job=job).exists():
+                AIResult.objects.create(job=job, payload=result_payload)
+        flags = {**job.flags, **finish.flags}
+        _close(
+            job,
+            status=finish.status,
+            flags=flags,
+            needs_review=policies.Resolution(finish.status, flags).needs_review,
+            error_message=finish.error_message,
+            rejection_code=finish.rejection_code,
+            progress={**(job.progress or {}), "percent": 100, "stage": finish.status.lower()},
+        )
+        if job.source_domain and finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED):
+            transaction.on_commit(lambda: _callback(job.job_id))
+    return True
+
+
+def _callback(job_id: str) -> None:
+    from ai_tasks.publish import callback_publish
+
+    try:
+        callback_publish(job_id=job_id)
+    except Exception:  # the sweeper finds finished jobs whose callback never ran
+        logger.exception("ai_callback_publish_failed job_id=%s", job_id)
+
+
+def job_retry(*, job_id: str, token: str, error: str, countdown: float) -> bool:
+    """Put the job back as RETRYING and re-publish it after ``countdown`` seconds."""
+    due = timezone.now() + timedelta(seconds=countdown)
+    with transaction.atomic():
+        job = _locked_run(job_id, token)
+        if job is None:
+            return False
+        _close(job, status=JobStatus.RETRYING, next_run_at=due, last_error=error[:5000], finished_at=None)
+        transaction.on_commit(lambda: job_publish_or_fail(job_id=job_id, tier=job.tier, countdown=countdown))
+    return True
+
+
+def job_fallback(*, job_id: str, token: str | None, reason: str, basic_result: Any = None) -> str | None:
+    """Close a basic job as FALLBACK_TO_GPU and start its premium re-run.
+
+    Returns the premium job's id, or None when this run no longer owns the job. The
+    re-run's idempotency key is derived from the basic job, so a redelivered basic
+    message can never start two premium runs.
+    """
+    with transaction.atomic():
+        job = _locked_run(job_id, token)
+        if job is None:
+            return None
+        rerun, created = AIJob.objects.get_or_create(
+            idempotency_key=f"fallback:{job.job_id}",
+            defaults={
+                "job_type": job.job_type,
+                "payload": job.payload,
+                "tenant": job.tenant,
+                "tier": "premium",
+                "source_domain": job.source_domain,
+                "source_id": job.source_id,
+                "max_attempts": job.max_attempts,
+                "fallback_from": job,
+                "fallback_from_tier": job.tier,
+                "flags": {"fallback_reason": reason},
+            },
+        )
+        if not AIResult.objects.filter(job=job).exists():
+            AIResult.objects.create(job=job, payload={"fallback_job_id": rerun.job_id, "basic_result": basic_result})
+        _close(
+            job,
+            status=JobStatus.FALLBACK_TO_GPU,
+            flags={**job.flags, "fallback_reason": reason, "fallback_job_id": rerun.job_id},
+            error_message=reason,
+        )
+        if created:
+            transaction.on_commit(lambda: job_publish_or_fail(job_id=rerun.job_id, tier="premium"))
+    return rerun.job_id
+
+
+def job_reject(*, job_id: str, token: str | None, code: str, detail: str) -> bool:
+    """The worker found the input bad: REJECTED_BAD_INPUT with the code and its message."""
+    return job_finish(
+        job_id=job_id,
+        token=token,
+        finish=Finish(
+            status=JobStatus.REJECTED_BAD_INPUT,
+            flags={"rejection_detail": detail[:1000]},
+            error_message=rejection_message(code),
+            rejection_code=code,
+        ),
+    )
+
+
+def job_republish(*, job: AIJob) -> bool:
+    """Re-send a job whose message was lost; push its next check further out each time."""
+    backoff = settings.AI_REPUBLISH_AFTER_SECONDS * min(job.publish_count + 1, 8)
+    moved = AIJob.objects.filter(pk=job.pk, status=job.status, next_run_at=job.next_run_at).update(
+        next_run_at=timezone.now() + timedelta(seconds=backoff)
+    )
+    return moved == 1 and job_publish_or_fail(job_id=job.job_id, tier=job.tier)
+
+
+def job_requeue_expired(*, job: AIJob) -> bool:
+    """A RUNNING job whose lease expired: its worker died. Back to RETRYING and re-publish.
+
+    The dead run counts as an attempt (it was counted at claim), so a job that kills its
+    worker every time stops at ``max_attempts`` instead of looping forever.
+    """
+    with transaction.atomic():
+        locked = _locked_run(job.job_id, None)
+        if locked is None:
+            return False
+        _close(
+            locked,
+            status=JobStatus.RETRYING,
+            next_run_at=timezone.now() + timedelta(seconds=settings.AI_REPUBLISH_AFTER_SECONDS),
+            last_error=f"lease expired on {locked.locked_by} (attempt {locked.attempt_count})",
+            finished_at=None,
+        )
+        transaction.on_commit(lambda: job_publish_or_fail(job_id=locked.job_id, tier=locked.tier))
+    return True

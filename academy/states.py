@@ -1,0 +1,37 @@
+"""Job tiers and statuses. Plain enums: importable before Django's app registry is ready."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Tier(models.TextChoices):
+    LITE = "lite", "Lite"
+    BASIC = "basic", "Basic"
+    PREMIUM = "premium", "Premium"
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "PENDING"
+    VALIDATING = "VALIDATING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    REJECTED_BAD_INPUT = "REJECTED_BAD_INPUT"
+    FALLBACK_TO_GPU = "FALLBACK_TO_GPU"
+    RETRYING = "RETRYING"
+    REVIEW_REQUIRED = "REVIEW_REQUIRED"
+
+
+# A job in one of these states never runs again. FALLBACK_TO_GPU is final for *this*
+# row: the premium re-run is a new row that points back at it.
+TERMINAL_STATUSES = frozenset(
+    {
+        JobStatus.DONE,
+        JobStatus.FAILED,
+        JobStatus.REJECTED_BAD_INPUT,
+        JobStatus.FALLBACK_TO_GPU,
+        JobStatus.REVIEW_REQUIRED,
+    }
+)
+CLAIMABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})

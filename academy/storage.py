@@ -1,0 +1,92 @@
+"""Where job input files and artifacts live: Django's default storage, per tenant.
+
+Every path a job may name sits under ``tenants/<slug>/``. A payload path is checked
+against that prefix and against the storage root (``..``, absolute paths and symlinks
+that leave the root are refused), so one academy can never point a job at another's
+file.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from academy.models import Tenant
+
+
+class StorageRejection(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+def tenant_prefix(tenant: Tenant | None) -> str:
+    return f"tenants/{tenant.slug}/" if tenant is not None else "tenants/_system/"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    size: int
+
+
+def _clean(path: str) -> str:
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise StorageRejection("INVALID_PATH", "path must be a non-empty string")
+    if path.startswith(("/", "\\")) or ":" in path.split("/")[0]:
+        raise StorageRejection("INVALID_PATH", "absolute paths are not allowed")
+    normal = posixpath.normpath(path.replace("\\", "/"))
+    if normal.startswith("..") or "/../" in f"/{normal}/":
+        raise StorageRejection("INVALID_PATH", "path leaves the storage root")
+    return normal
+
+
+def file_check(path: str, *, tenant: Tenant | None) -> StoredFile:
+    """The stored file behind a payload path, or a StorageRejection with a code."""
+    normal = _clean(path)
+    if not normal.startswith(tenant_prefix(tenant)):
+        raise StorageRejection("INVALID_PATH", "path is outside the tenant's files")
+    try:
+        local = default_storage.path(normal)
+    except SuspiciousFileOperation as exc:
+        raise StorageRejection("INVALID_PATH", str(exc)) from exc
+    except NotImplementedError:  # remote storage: no local path, no symlinks to follow
+        local = None
+    if local is not None:
+        root = Path(default_storage.path("")).resolve()
+        real = Path(local).resolve()
+        if root not in real.parents:
+            raise StorageRejection("INVALID_PATH", "path resolves outside the storage root")
+        if not real.is_file():
+            raise StorageRejection("FILE_NOT_FOUND", f"no file at {normal}")
+        return StoredFile(normal, real.stat().st_size)
+    if not default_storage.exists(normal):
+        raise StorageRejection("FILE_NOT_FOUND", f"no file at {normal}")
+    return StoredFile(normal, default_storage.size(normal))
+
+
+def file_read(path: str) -> bytes:
+    with default_storage.open(path, "rb") as fh:
+        data: bytes = fh.read()
+    return data
+
+
+def upload_save(*, tenant: Tenant, name: str, data: bytes) -> str:
+    """Store an uploaded file under the tenant's prefix and return its storage path."""
+    base = posixpath.basename(name.replace("\\", "/")) or "upload"
+    path = f"{tenant_prefix(tenant)}uploads/{uuid.uuid4().hex}/{base}"
+    return str(default_storage.save(path, ContentFile(data)))
+
+
+def artifact_save(*, tenant: Tenant | None, job_id: str, name: str, data: bytes) -> str:
+    base = posixpath.basename(name) or "artifact"
+    path = f"{tenant_prefix(tenant)}artifacts/{job_id}/{base}"
+    if default_storage.exists(path):  # a re-run of the same job replaces its artifact
+        default_storage.delete(path)
+    return str(default_storage.save(path, ContentFile(data)))

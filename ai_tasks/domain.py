@@ -1,0 +1,32 @@
+"""The domain pool: callbacks that apply a finished job to its source (then grade).
+
+``celery -A config worker -Q domain -n domain@%h``. Short DB work only; it has its own
+queue so grading never waits behind a long OMR batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ai_tasks import routing
+from config.celery import app
+
+_soft, _hard = routing.time_limits("domain")
+
+
+@app.task(
+    name=routing.CALLBACK_TASK,
+    soft_time_limit=_soft,
+    time_limit=_hard,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def job_callback(job_id: str) -> dict[str, Any]:
+    from academy.services.callbacks import job_callback_apply
+
+    return {"job_id": job_id, "applied": job_callback_apply(job_id=str(job_id))}

@@ -1,0 +1,262 @@
+"""The job lifecycle: every policy a run is subject to, in one place.
+
+A tier task calls :func:`execute`. It claims the row (or finds that a copy already ran),
+keeps the lease alive while the processor works, and turns whatever the processor did
+into one decision:
+
+    result ok ........................ status by confidence (tier bands, shadow mode)
+    result weak on basic ............. GPU fallback when the tenant pays, else as above
+    BadInput ......................... REJECTED_BAD_INPUT (or GPU fallback)
+    RetryableError, attempts left .... RETRYING, re-published with backoff
+    any other failure ................ GPU fallback, else DONE+review (lite/basic) / FAILED
+    attempts exhausted ............... DONE+review (lite/basic) / FAILED (premium)
+
+Processors never see any of this; the internal worker API feeds results from
+out-of-cluster workers through :func:`outcome_apply` so they get the same rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from academy import flags, policies, selectors, storage
+from academy.models import AIJob
+from academy.rejections import Rejection
+from academy.services import jobs as job_services
+from workers import registry
+from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult, RetryableError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A run that produced no result: why, and whether another attempt may help."""
+
+    kind: str  # "validation_failed" | "processing_failed"
+    code: str
+    detail: str
+    retryable: bool = False
+
+
+Outcome = ProcessorResult | Failed
+
+
+class _Lease:
+    """Heartbeats from a side thread while the processor runs; carries its progress.
+
+    Progress is written with the heartbeat (at most every ``AI_PROGRESS_MIN_INTERVAL``
+    seconds), so a chatty processor costs a bounded number of row updates.
+    """
+
+    def __init__(self, job_id: str, token: str) -> None:
+        self.job_id = job_id
+        self.token = token
+        self.lost = False
+        self._progress: dict[str, Any] | None = None
+        self._written_at = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def progress(self, stage: str, percent: int) -> None:
+        self._progress = {"stage": str(stage)[:64], "percent": max(0, min(100, int(percent)))}
+        if time.monotonic() - self._written_at >= settings.AI_PROGRESS_MIN_INTERVAL:
+            self._beat()
+
+    def _beat(self) -> None:
+        self._written_at = time.monotonic()
+        if not job_services.job_heartbeat(job_id=self.job_id, token=self.token, progress=self._progress):
+            self.lost = True
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(settings.AI_HEARTBEAT_SECONDS):
+                self._beat()
+        except Exception:
+            logger.exception("ai_heartbeat_failed job_id=%s", self.job_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+
+def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
+    processor = registry.get(job.job_type)
+    if processor is None:
+        return Failed("validation_failed", "JOB_TYPE_NOT_AVAILABLE", f"no processor for {job.job_type}")
+    data: bytes | None = None
+    filename = ""
+    try:
+        if processor.input_key is not None:
+            path = job.payload.get(processor.input_key, "")
+            stored = storage.file_check(path, tenant=job.tenant)
+            data = storage.file_read(stored.path)
+            filename = os.path.basename(stored.path)
+        result = processor.run(
+            JobInput(params=job.payload, data=data, filename=filename, attempt=job.attempt_count, progress=lease.progress)
+        )
+    except storage.StorageRejection as exc:
+        return Failed("validation_failed", exc.code, str(exc))
+    except BadInput as exc:
+        return Failed("validation_failed", exc.code, exc.message)
+    except RetryableError as exc:
+        return Failed("processing_failed", exc.code, exc.message, retryable=True)
+    except SoftTimeLimitExceeded:
+        return Failed("processing_failed", "timeout", "soft time limit exceeded")
+    except ProcessingError as exc:
+        return Failed("processing_failed", exc.code, exc.message)
+    except Exception as exc:  # a processor bug: recorded as data, never crashes the worker
+        logger.exception("ai_processor_error job_id=%s job_type=%s", job.job_id, job.job_type)
+        return Failed("processing_failed", "library_error", "".join(traceback.format_exception_only(exc)).strip())
+    if not isinstance(result, ProcessorResult):
+        return Failed("processing_failed", "library_error", f"processor returned {type(result).__name__}")
+    return result
+
+
+def _fallback_or_none(job: AIJob, token: str | None, failure: policies.Failure, basic_result: Any) -> bool:
+    """Re-route a failed basic job to the premium pool if the tenant qualifies."""
+    policy = selectors.tenant_policy(job.tenant_id)
+    if not policies.fallback_qualifies(
+        tier=job.tier,
+        failure=failure,
+        has_premium=policy.has_premium_subscription,
+        allow_gpu_fallback=policy.allow_gpu_fallback,
+        threshold=policy.gpu_fallback_threshold,
+    ):
+        return False
+    assert job.tenant_id is not None  # fallback_qualifies needs a paying tenant
+    if selectors.fallbacks_today(job.tenant_id) >= policy.daily_fallback_cap:
+        job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
+        return False
+    reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
+    job_services.job_fallback(job_id=job.job_id, token=token, reason=reason, basic_result=basic_result)
+    return True
+
+
+def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
+    """Decide the job's next state from one run's outcome and write it. Returns the decision."""
+    policy = selectors.tenant_policy(job.tenant_id)
+    if isinstance(outcome, Failed):
+        if outcome.retryable and job.attempt_count < job.max_attempts:
+            countdown = policies.retry_countdown(
+                job.attempt_count, base=settings.AI_RETRY_BACKOFF_BASE, cap=settings.AI_RETRY_BACKOFF_MAX
+            )
+            job_services.job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
+            return "retry"
+        failure = policies.Failure(outcome.kind, error_code=outcome.code)
+        if _fallback_or_none(job, token, failure, basic_result={"error_code": outcome.code, "error": outcome.detail}):
+            return "fallback"
+        if outcome.kind == "validation_failed":
+            job_services.job_reject(job_id=job.job_id, token=token, code=outcome.code, detail=outcome.detail)
+            return "rejected"
+        resolution = policies.status_for_exception(job.tier, error_code=outcome.code)
+        job_services.job_finish(
+            job_id=job.job_id,
+            token=token,
+            finish=job_services.Finish(
+                status=resolution.status,
+                flags={**job.flags, **resolution.flags},
+                result={"error_code": outcome.code, "error": outcome.detail},
+                error_message=outcome.detail[:2000],
+            ),
+        )
+        return resolution.status
+
+    weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
+    if weak and job.tier == "basic":
+        failure = policies.Failure("processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence)
+        if _fallback_or_none(job, token, failure, basic_result=outcome.data):
+            return "fallback"
+    resolution = policies.status_for_confidence(
+        tier=job.tier,
+        confidence=outcome.confidence,
+        processor_review=outcome.review or outcome.error_code is not None,
+        fail_below=policy.premium_fail_below,
+        review_below=policy.premium_review_below,
+        shadow_mode=flags.flag_enabled(flags.SHADOW_MODE, default=True),
+    )
+    extra = {"error_code": outcome.error_code} if outcome.error_code else {}
+    job_services.job_finish(
+        job_id=job.job_id,
+        token=token,
+        finish=job_services.Finish(
+            status=resolution.status,
+            flags={**job.flags, **resolution.flags, **extra},
+            result=outcome.data,
+            artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
+        ),
+    )
+    return resolution.status
+
+
+def exhausted_finish(job: AIJob) -> str:
+    """A job out of attempts (a poison message, or a worker killed each time)."""
+    resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
+    done = job_services.job_finish(
+        job_id=job.job_id,
+        token=None,
+        finish=job_services.Finish(
+            status=resolution.status,
+            flags={**job.flags, **resolution.flags, "poison": True},
+            result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
+            error_message=f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000],
+        ),
+    )
+    return resolution.status if done else "skipped"
+
+
+def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
+    """Run one delivery of a job's message. Safe to call any number of times per job."""
+    close_old_connections()
+    job, why = job_services.job_claim(job_id=job_id, worker=worker)
+    if job is None:
+        if why == "exhausted":
+            stale = selectors.job_get(job_id)
+            if stale is not None:
+                return {"job_id": job_id, "decision": exhausted_finish(stale)}
+        logger.info("ai_claim_skipped job_id=%s why=%s", job_id, why)
+        return {"job_id": job_id, "decision": f"skipped:{why}"}
+    token = why
+    if job.tier != tier:
+        logger.warning("ai_tier_mismatch job_id=%s job_tier=%s queue_tier=%s", job_id, job.tier, tier)
+    with _Lease(job_id, token) as lease:
+        outcome = _run_processor(job, lease)
+    if lease.lost:
+        # Another run owns the job now; whatever this one wrote would be fenced out anyway.
+        logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
+        return {"job_id": job_id, "decision": "lease_lost"}
+    try:
+        decision = outcome_apply(job, token, outcome)
+    except Rejection as exc:  # e.g. a storage check raised while saving artifacts
+        job_services.job_reject(job_id=job_id, token=token, code=exc.code, detail=exc.detail)
+        decision = "rejected"
+    logger.info(
+        "ai_job_decided job_id=%s tier=%s job_type=%s attempt=%s decision=%s",
+        job_id,
+        job.tier,
+        job.job_type,
+        job.attempt_count,
+        decision,
+    )
+    return {"job_id": job_id, "decision": decision}
+
+
+def worker_name(hostname: str | None) -> str:
+    return f"{hostname or 'worker'}:{os.getpid()}"
+

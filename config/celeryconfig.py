@@ -1,0 +1,65 @@
+"""Celery settings, derived from Django's settings (which read the environment).
+
+They are the remedies for the pitfalls listed in docs/architecture.md: late acks with
+requeue when a child dies, prefetch 1, and a Redis visibility timeout above the longest
+hard time limit plus the longest retry countdown, so the broker never hands out a second
+copy of a message whose first copy may still be running legitimately.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+from ai_tasks import routing
+
+broker_url = settings.CELERY_BROKER_URL
+result_backend = settings.CELERY_RESULT_BACKEND
+result_extended = settings.CELERY_RESULT_EXTENDED
+result_expires = settings.CELERY_RESULT_EXPIRES
+task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
+task_eager_propagates = True
+
+# JSON only: a pickle message is refused by every worker.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+
+task_queues = routing.QUEUES
+task_routes = routing.ROUTES
+task_default_queue = routing.DOMAIN_QUEUE
+task_default_exchange = routing.EXCHANGE_NAME
+task_default_routing_key = routing.DOMAIN_QUEUE
+task_create_missing_queues = False
+
+# At-least-once: ack after the task ran; requeue when the child is killed mid-task.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_track_started = True
+
+# Redis redelivers an unacked message after visibility_timeout; other transports
+# (the embedded SQLAlchemy one) take no such option.
+broker_transport_options = (
+    {"visibility_timeout": routing.longest_hard_limit() + int(settings.AI_RETRY_BACKOFF_MAX) + 600}
+    if broker_url.startswith(("redis://", "rediss://"))
+    else {}
+)
+broker_connection_retry_on_startup = True
+# A worker that lost the broker must not go on with tasks the broker will hand out again.
+worker_cancel_long_running_tasks_on_connection_loss = True
+
+# Events for Flower, including tasks still waiting in a queue.
+worker_send_task_events = True
+task_send_sent_event = True
+
+worker_max_tasks_per_child = int(os.environ.get("WORKER_MAX_TASKS_PER_CHILD", 500))
+worker_max_memory_per_child = int(os.environ.get("WORKER_MAX_MEMORY_KB", 1_500_000))
+
+imports = ("ai_tasks.lite", "ai_tasks.basic", "ai_tasks.premium", "ai_tasks.domain", "ai_tasks.sweeper")
+
+beat_schedule = {
+    "ai-sweep": {"task": routing.SWEEP_TASK, "schedule": settings.AI_SWEEP_INTERVAL_SECONDS},
+}

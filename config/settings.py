@@ -1,0 +1,193 @@
+"""Flat settings, read from the environment.
+
+With no environment set (a fresh laptop) everything falls back to embedded defaults:
+SQLite, files under ``var/media`` and a SQLAlchemy-on-SQLite broker, none of which
+needs anything outside pip. Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``,
+``SECRET_KEY`` and friends; nothing secret has a production default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+import django_stubs_ext
+
+# Lets typed generics such as ModelAdmin[AIJob] run, not only type-check.
+django_stubs_ext.monkeypatch()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ACADEMY_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the embedded database, broker and media live here
+
+DEBUG = env_bool("DEBUG", "SECRET_KEY" not in os.environ)
+# Only the embedded-defaults mode (DEBUG, no SECRET_KEY) gets an insecure key.
+SECRET_KEY = os.environ.get("SECRET_KEY") or ("insecure-dev-key-only-for-debug" if DEBUG else "")
+if not SECRET_KEY:
+    raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_results",
+    "academy",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'academy.sqlite3'}"),
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several worker processes share the file: wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
+LANGUAGE_CODE = "ko-kr"
+TIME_ZONE = "Asia/Seoul"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_URL = "media/"
+
+# Uploads: the web layer refuses bodies over this size before any job exists.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024)
+MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 500 * 1024 * 1024)
+# A job's JSON payload (without its file) is capped too: payloads are copied into
+# every broker message and every result row.
+MAX_PAYLOAD_BYTES = env_int("MAX_PAYLOAD_BYTES", 256 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "academy.api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "academy-ai",
+    "DESCRIPTION": "Dispatch AI jobs and read their status and results.",
+    "VERSION": "1",
+}
+
+# --- academy-ai platform -------------------------------------------------------------
+
+# Out-of-cluster workers authenticate with this; the internal API answers 503 without it.
+INTERNAL_WORKER_TOKEN = os.environ.get("INTERNAL_WORKER_TOKEN", "")
+
+# A claimed job holds a lease that its heartbeat renews. A copy of the message that
+# arrives while the lease is live exits without running; the sweeper re-publishes jobs
+# whose lease ran out (their worker died).
+AI_LEASE_SECONDS = env_int("AI_LEASE_SECONDS", 90)
+AI_HEARTBEAT_SECONDS = env_float("AI_HEARTBEAT_SECONDS", AI_LEASE_SECONDS / 3)
+AI_MAX_ATTEMPTS = env_int("AI_MAX_ATTEMPTS", 5)
+# Exponential backoff with full jitter, in seconds: base * 2**(attempt-1), capped.
+AI_RETRY_BACKOFF_BASE = env_float("AI_RETRY_BACKOFF_BASE", 2.0)
+AI_RETRY_BACKOFF_MAX = env_float("AI_RETRY_BACKOFF_MAX", 300.0)
+# A PENDING job older than this with no worker on it is re-published by the sweeper.
+AI_REPUBLISH_AFTER_SECONDS = env_int("AI_REPUBLISH_AFTER_SECONDS", 120)
+AI_SWEEP_INTERVAL_SECONDS = env_float("AI_SWEEP_INTERVAL_SECONDS", 30.0)
+# Runtime flags are cached per process for at most this long, so a flip in the admin
+# reaches every worker within this many seconds.
+AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
+# Progress writes are throttled to one per this interval per job.
+AI_PROGRESS_MIN_INTERVAL = env_float("AI_PROGRESS_MIN_INTERVAL", 1.0)
+
+# Soft/hard time limits per tier, in seconds. The soft limit raises inside the task
+# (recorded as error code "timeout"); the hard limit kills the child process.
+AI_TIME_LIMITS = {
+    "lite": (env_int("AI_LITE_SOFT_LIMIT", 60), env_int("AI_LITE_HARD_LIMIT", 90)),
+    "basic": (env_int("AI_BASIC_SOFT_LIMIT", 300), env_int("AI_BASIC_HARD_LIMIT", 360)),
+    "premium": (env_int("AI_PREMIUM_SOFT_LIMIT", 900), env_int("AI_PREMIUM_HARD_LIMIT", 1200)),
+    "domain": (env_int("AI_DOMAIN_SOFT_LIMIT", 120), env_int("AI_DOMAIN_HARD_LIMIT", 180)),
+}
+
+# --- Celery ---------------------------------------------------------------------------
+# The embedded broker is SQLAlchemy on a SQLite file: it needs nothing outside pip and
+# serves several local worker processes. Production sets CELERY_BROKER_URL (Redis).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3 * 24 * 3600)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555/")
+
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -1,0 +1,242 @@
+"""Find the four corner markers and the sheet's orientation; map template to image.
+
+Markers are the only solid, square, dark blobs of their size on the page, so they are
+found on a small copy of the page, and the best-shaped set of four is chosen. Their
+centres are then measured again at full resolution. The top-left marker has a white
+hole: whichever corner holds it is the sheet's top-left, which is how an upside-down or
+sideways scan is turned the right way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
+from workers.omr.template import Template
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+WORK_SIDE: Final = 1000  # long side of the copy the markers are searched on
+MIN_DPI: Final = 90  # below this a bubble is too few pixels to judge
+MAX_CANDIDATES: Final = 14
+
+
+@dataclass(frozen=True)
+class Alignment:
+    #: 3x3 perspective transform from template pixels to image pixels.
+    homography: npt.NDArray[np.float64]
+    #: how far the sheet is turned in the image, clockwise degrees (0, 90, 180, 270).
+    rotation: int
+    #: image pixels per template pixel.
+    scale: float
+    ink: float  # grey level of the markers (the darkest thing printed)
+    paper: float  # grey level of the paper around them
+
+
+@dataclass(frozen=True)
+class _Blob:
+    x: float
+    y: float
+    side: float
+
+
+def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> Alignment:
+    import cv2
+    import numpy as np
+
+    k = min(1.0, WORK_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    small = cv2.GaussianBlur(small, (3, 3), 0)
+    blobs = _candidates(small, template, k, photo)
+    quad = _best_quad(blobs, template, photo)
+    if quad is None:
+        raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
+    refined = [_refine(gray, b.x / k, b.y / k, b.side / k) for b in quad]
+    centres = [(c[0], c[1]) for c in refined]
+    holes = [c[2] for c in refined]
+    ink = float(np.median([c[3] for c in refined]))
+    paper = float(np.median([c[4] for c in refined]))
+    if paper - ink < 20:
+        raise OmrError(NO_SHEET_FOUND, "the markers hardly differ from the paper")
+    # How bright each marker's middle is, from 0 (ink) to 1 (paper): the hollow one is ~1.
+    light = [(h - ink) / (paper - ink) for h in holes]
+    order = sorted(range(4), key=lambda i: light[i], reverse=True)
+    if light[order[0]] < 0.5 or light[order[1]] > 0.35:
+        raise OmrError(NO_SHEET_FOUND, "the orientation marker (hollow top-left square) was not found")
+    first = order[0]
+    image_pts = np.array([centres[(first + i) % 4] for i in range(4)], np.float64)
+    tpl_pts = np.array(template.marker_centres, np.float64)
+    homography = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
+    _check_shape(image_pts, tpl_pts, [b.side / k for b in quad], template, photo)
+    scale = _quad_size(image_pts) / _quad_size(tpl_pts)
+    if scale * template.dpi < MIN_DPI:
+        raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
+    dx, dy = image_pts[1] - image_pts[0]
+    rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
+    return Alignment(homography.astype(np.float64), rotation, scale, ink, paper)
+
+
+def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, photo: bool) -> list[_Blob]:
+    import cv2
+    import numpy as np
+
+    if photo:
+        block = int(max(small.shape) / 8) | 1
+        binary = cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 10)
+    else:
+        _, binary = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    # A scan shows most of the page, so the page is about as big as the image; a photo
+    # may show it much smaller.
+    page_scale = max(small.shape) / max(template.width, template.height)
+    expected = template.marker_size * page_scale
+    lo, hi = expected * (0.25 if photo else 0.45), expected * 1.6
+    blobs: list[tuple[float, _Blob]] = []
+    for contour, link in zip(contours, hierarchy[0], strict=True):
+        if link[3] != -1:  # a hole, not a dark component
+            continue
+        area = cv2.contourArea(contour)
+        if not lo * lo <= area <= hi * hi:
+            continue
+        (cx, cy), (w, h), _ = cv2.minAreaRect(contour)
+        if min(w, h) < 0.75 * max(w, h) or area < 0.87 * w * h:
+            continue  # not a square (filled bubbles are round: area = 0.785 w h)
+        x, y, bw, bh = cv2.boundingRect(contour)
+        ink = float(np.count_nonzero(binary[y : y + bh, x : x + bw])) / max(bw * bh, 1)
+        if ink < 0.6:
+            continue  # an outlined box, not a solid marker
+        moments = cv2.moments(contour)
+        if moments["m00"] <= 0:
+            continue
+        blob = _Blob(moments["m10"] / moments["m00"], moments["m01"] / moments["m00"], math.sqrt(area))
+        blobs.append((area, blob))
+    blobs.sort(key=lambda t: -t[0])
+    return [b for _, b in blobs[:MAX_CANDIDATES]]
+
+
+def _best_quad(blobs: list[_Blob], template: Template, photo: bool) -> list[_Blob] | None:
+    """The four blobs that make the biggest plausible marker rectangle, clockwise."""
+    tw = template.marker_centres[1][0] - template.marker_centres[0][0]
+    th = template.marker_centres[3][1] - template.marker_centres[0][1]
+    tpl_ratio = template.marker_size / math.sqrt(tw * th)
+    best: tuple[float, list[_Blob]] | None = None
+    for combo in itertools.combinations(blobs, 4):
+        sides = [b.side for b in combo]
+        if min(sides) < 0.6 * max(sides):
+            continue
+        quad = _clockwise(list(combo))
+        pts = [(b.x, b.y) for b in quad]
+        area = _polygon_area(pts)
+        if area <= 0 or not _convex(pts):
+            continue
+        a, b = _dist(pts[0], pts[1]), _dist(pts[3], pts[2])
+        c, d = _dist(pts[0], pts[3]), _dist(pts[1], pts[2])
+        tol = 0.6 if photo else 0.85
+        if min(a, b) < tol * max(a, b) or min(c, d) < tol * max(c, d):
+            continue  # opposite sides must be about equal
+        ratio = (sum(sides) / 4) / math.sqrt(area)
+        if not 0.6 * tpl_ratio <= ratio <= 1.6 * tpl_ratio:
+            continue  # markers far too big or small for that rectangle
+        if best is None or area > best[0]:
+            best = (area, quad)
+    return None if best is None else best[1]
+
+
+def _refine(gray: npt.NDArray[np.uint8], x: float, y: float, side: float) -> tuple[float, float, float, float, float]:
+    """Full-resolution centre, hole grey, ink grey and paper grey of one marker."""
+    import cv2
+    import numpy as np
+
+    h, w = gray.shape
+    half = int(side * 1.1)
+    x0, y0 = max(0, int(x) - half), max(0, int(y) - half)
+    x1, y1 = min(w, int(x) + half + 1), min(h, int(y) + half + 1)
+    roi = gray[y0:y1, x0:x1]
+    _, binary = cv2.threshold(roi, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    cx, cy = x - x0, y - y0
+    outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] == -1] if hierarchy is not None else []
+    if outer:
+        contour = max(outer, key=cv2.contourArea)
+        m = cv2.moments(contour)
+        if m["m00"] > 0.25 * side * side:
+            cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+            side = math.sqrt(m["m00"])
+    r_hole = max(1, int(side * 0.12))
+    ix, iy = int(round(cx)), int(round(cy))
+    centre = roi[max(0, iy - r_hole) : iy + r_hole + 1, max(0, ix - r_hole) : ix + r_hole + 1]
+    # Ink from the frame between the hole and the edge: a band at 35-45 % of the side.
+    inner, band = int(side * 0.3), int(side * 0.42)
+    frame = np.concatenate(
+        [
+            roi[max(0, iy - band) : max(0, iy - inner), max(0, ix - band) : ix + band + 1].ravel(),
+            roi[iy + inner + 1 : iy + band + 1, max(0, ix - band) : ix + band + 1].ravel(),
+        ]
+    )
+    paper_pixels = roi[binary == 0]
+    return (
+        x0 + cx,
+        y0 + cy,
+        float(np.mean(centre)) if centre.size else 0.0,
+        float(np.median(frame)) if frame.size else 0.0,
+        float(np.percentile(paper_pixels, 75)) if paper_pixels.size else 255.0,
+    )
+
+
+def _check_shape(
+    image_pts: npt.NDArray[np.float64], tpl_pts: npt.NDArray[np.float64], sides: list[float], template: Template, photo: bool
+) -> None:
+    """Markers found, but are they where *this* template puts them?"""
+    top, bottom = _dist(image_pts[0], image_pts[1]), _dist(image_pts[3], image_pts[2])
+    left, right = _dist(image_pts[0], image_pts[3]), _dist(image_pts[1], image_pts[2])
+    aspect = (top + bottom) / (left + right)
+    tpl_aspect = (tpl_pts[1][0] - tpl_pts[0][0]) / (tpl_pts[3][1] - tpl_pts[0][1])
+    tol = 0.2 if photo else 0.06
+    if abs(aspect / tpl_aspect - 1) > tol:
+        raise OmrError(
+            TEMPLATE_MISMATCH,
+            f"the markers form a {aspect:.2f} rectangle; template {template.name!r} has {tpl_aspect:.2f}",
+        )
+    scale = _quad_size(image_pts) / _quad_size(tpl_pts)
+    size = sum(sides) / len(sides) / scale
+    if abs(size / template.marker_size - 1) > 0.3:
+        raise OmrError(TEMPLATE_MISMATCH, f"the markers are {size:.0f} px; template {template.name!r} has {template.marker_size}")
+
+
+def _clockwise(blobs: list[_Blob]) -> list[_Blob]:
+    cx = sum(b.x for b in blobs) / len(blobs)
+    cy = sum(b.y for b in blobs) / len(blobs)
+    # Image y points down, so increasing atan2 runs clockwise on screen.
+    return sorted(blobs, key=lambda b: math.atan2(b.y - cy, b.x - cx))
+
+
+def _polygon_area(pts: list[tuple[float, float]]) -> float:
+    s = 0.0
+    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True):
+        s += x1 * y2 - x2 * y1
+    return s / 2
+
+
+def _convex(pts: list[tuple[float, float]]) -> bool:
+    signs = set()
+    n = len(pts)
+    for i in range(n):
+        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % n], pts[(i + 2) % n]
+        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
+    return len(signs) == 1
+
+
+def _quad_size(pts: npt.NDArray[np.float64]) -> float:
+    return math.sqrt(abs(_polygon_area([(float(p[0]), float(p[1])) for p in pts])))
+
+
+def _dist(a: tuple[float, float] | npt.NDArray[np.float64], b: tuple[float, float] | npt.NDArray[np.float64]) -> float:
+    return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))
+

@@ -1,0 +1,100 @@
+"""Decide which bubbles are marked, from the sheet's own statistics.
+
+There is no global darkness threshold. Each sheet gives two levels:
+
+- *empty*: the median fill of all its bubbles (most bubbles on any sheet are empty);
+- *mark*: the median, over the fields whose darkest bubble stands clear of the empty
+  level's noise, of that darkest bubble's fill - what this student's pencil does to a
+  bubble on this scan.
+
+A bubble's score ``s`` is its fill rescaled so that empty = 0 and mark = 1; it is marked
+when ``s >= 0.5``, the midpoint. ``MIN_CONTRAST`` only keeps the two levels apart on a
+sheet with almost no marks (a blank sheet has no mark level of its own); it is not the
+threshold.
+
+Certainty of one bubble is its distance from the midpoint (0 on it, 1 at either level).
+Two facts from the bubble's own row can raise it:
+
+- a smudge well under half as dark as a dark mark in the same row is an erasure;
+- a lone mark in an otherwise clean row is a (partial or light) mark once it is clearly
+  past the midpoint.
+
+A field's confidence is the lowest certainty of its bubbles; below ``REVIEW_BELOW`` it
+goes to a person.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from workers.omr.template import Field
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+REVIEW_BELOW: Final = 0.5
+MIN_CONTRAST: Final = 0.25  # in fill units: a quarter of the way from paper to marker ink
+NOISE_SIGMAS: Final = 6.0
+MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not trusted
+
+
+@dataclass(frozen=True)
+class Levels:
+    empty: float
+    mark: float
+    noise: float
+    references: int
+
+    @property
+    def threshold(self) -> float:
+        return (self.empty + self.mark) / 2
+
+
+@dataclass(frozen=True)
+class FieldReading:
+    label: str
+    values: tuple[str, ...]  # the marked values, in template order
+    scores: tuple[float, ...]  # s per bubble: 0 = empty level, 1 = mark level
+    confidence: float
+    review: bool
+
+
+def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:
+    import numpy as np
+
+    empty = float(np.median(fill))
+    noise = max(float(1.4826 * np.median(np.abs(fill - empty))), 0.004)
+    tops = np.array([fill[list(idx)].max() for idx in index])
+    refs = tops[tops > empty + NOISE_SIGMAS * noise]
+    mark = float(np.median(refs)) if refs.size else empty
+    return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
+
+
+def read_field(f: Field, fill: Sequence[float], levels: Levels) -> FieldReading:
+    span = levels.mark - levels.empty
+    s = [(v - levels.empty) / span for v in fill]
+    marked = [i for i, v in enumerate(s) if v >= 0.5]
+    cert = [min(1.0, abs(v - 0.5) / 0.5) for v in s]
+    top = max(range(len(s)), key=s.__getitem__)
+    if s[top] >= 0.75:
+        for i, v in enumerate(s):
+            if v < 0.5:
+                cert[i] = max(cert[i], min(1.0, 1 - v / (0.8 * s[top])))
+    if len(marked) == 1:
+        rest = max((v for i, v in enumerate(s) if i != top), default=0.0)
+        if rest <= 0.15:
+            cert[top] = max(cert[top], min(1.0, s[top] - 0.1))
+    confidence = max(0.0, min(cert))
+    if levels.references < MIN_REFERENCES and max(s) >= 0.25:
+        # Almost nothing on this sheet is marked, so its mark level is a guess.
+        confidence = min(confidence, REVIEW_BELOW / 2)
+    return FieldReading(
+        f.label,
+        tuple(f.values[i] for i in marked),
+        tuple(round(v, 3) for v in s),
+        round(confidence, 3),
+        confidence < REVIEW_BELOW,
+    )

@@ -1,0 +1,94 @@
+"""``omr_grading``: read one scanned answer sheet against a template.
+
+Params: ``template`` (the template JSON object, see docs/omr.md) and optional ``mode``
+("scan", the default, or "photo" for a phone picture of a sheet). The result's
+``confidence`` is the *lowest* per-question (or student-ID digit) confidence on the
+sheet, because one doubtful answer is enough to need a person.
+
+Only this module's light imports run when the registry loads it; numpy and cv2 load
+on the first ``run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
+
+from workers.base import Artifact, BadInput, JobInput, ProcessorResult
+from workers.omr.errors import EMPTY_FILE, FILE_REQUIRED, INVALID_PAYLOAD
+from workers.omr.template import Template, load_template
+
+MODES: Final = frozenset({"scan", "photo"})
+_CACHE_SIZE: Final = 16
+
+
+class OmrGradingProcessor:
+    job_type: ClassVar[str] = "omr_grading"
+    input_key: ClassVar[str | None] = "image_path"
+    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+    wants_gpu: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        # Templates repeat across the jobs of one exam; parse each once per worker.
+        self._templates: dict[str, Template] = {}
+
+    def validate(self, params: Mapping[str, Any]) -> None:
+        self._template(params)
+        self._mode(params)
+
+    def run(self, job: JobInput) -> ProcessorResult:
+        template = self._template(job.params)
+        photo = self._mode(job.params) == "photo"
+        if job.data is None:
+            raise BadInput("an answer-sheet image is required", code=FILE_REQUIRED)
+        if not job.data:
+            raise BadInput("the file is empty", code=EMPTY_FILE)
+        from workers.omr.decode import decode_gray
+        from workers.omr.overlay import overlay_png
+        from workers.omr.reader import read_gray
+
+        job.progress("decode", 10)
+        gray = decode_gray(job.data)
+        job.progress("read", 40)
+        reading = read_gray(gray, template, photo=photo)
+        job.progress("overlay", 80)
+        png = overlay_png(gray, template, reading)
+        job.progress("done", 100)
+        data = reading.to_dict()
+        data.update(
+            template=template.name,
+            student_id_confidence=reading.student_id_confidence,
+            rotation=reading.rotation,
+            threshold=round(reading.levels.threshold, 4),
+        )
+        return ProcessorResult(
+            data=data,
+            confidence=reading.confidence,
+            review=bool(reading.review),
+            artifacts=(Artifact("overlay.png", png, "image/png"),),
+        )
+
+    def _template(self, params: Mapping[str, Any]) -> Template:
+        raw = params.get("template")
+        if not isinstance(raw, Mapping):
+            raise BadInput("params.template must be the template JSON object", code="TEMPLATE_INVALID")
+        try:
+            key = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+        except (TypeError, ValueError) as exc:
+            raise BadInput("params.template is not plain JSON", code="TEMPLATE_INVALID") from exc
+        cached = self._templates.get(key)
+        if cached is None:
+            cached = load_template(raw)
+            if len(self._templates) >= _CACHE_SIZE:
+                self._templates.pop(next(iter(self._templates)))
+            self._templates[key] = cached
+        return cached
+
+    @staticmethod
+    def _mode(params: Mapping[str, Any]) -> str:
+        mode = params.get("mode", "scan")
+        if mode not in MODES:
+            raise BadInput(f"mode must be one of {sorted(MODES)}", code=INVALID_PAYLOAD)
+        return str(mode)

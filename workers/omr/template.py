@@ -1,0 +1,248 @@
+"""The sheet template: the project's JSON format, its typed model and its validation.
+
+A template describes one printed sheet in pixels at a reference DPI. Everything the
+reader needs - marker centres, bubble centres, the bubble radius - is derived here, so
+the renderer and the reader cannot disagree about where a bubble is. See docs/omr.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from workers.omr.errors import TEMPLATE_INVALID, OmrError
+
+FORMAT: Final = "academy-omr-template/1"
+TEMPLATES_DIR: Final = Path(__file__).with_name("templates")
+DEFAULT_TEMPLATE: Final = TEMPLATES_DIR / "default_40q5c.json"
+ID_VALUES: Final = tuple(str(d) for d in range(10))
+STUDENT_ID_LABEL: Final = "student_id"
+
+Point = tuple[float, float]
+
+
+class TemplateError(OmrError):
+    """The template itself is malformed (code ``TEMPLATE_INVALID``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(TEMPLATE_INVALID, message)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One row of bubbles that yields one answer: a question, or one student-ID digit."""
+
+    label: str
+    values: tuple[str, ...]
+    centres: tuple[Point, ...]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    title: str
+    width: int
+    height: int
+    dpi: int
+    marker_size: int
+    #: marker square centres, clockwise from the top-left (the hollow, orienting one).
+    marker_centres: tuple[Point, Point, Point, Point]
+    bubble_radius: float
+    #: one field per student-ID digit column, left to right (values "0".."9").
+    id_fields: tuple[Field, ...]
+    questions: tuple[Field, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return self.id_fields + self.questions
+
+    @property
+    def min_gap(self) -> float:
+        """The smallest distance between two bubble centres (bounds the sampling rings)."""
+        return _min_distance([c for f in self.fields for c in f.centres])
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.raw))
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def load_template(source: Mapping[str, Any] | str | Path | bytes) -> Template:
+    """Parse a template from a dict, a JSON string/bytes, or a path to a JSON file."""
+    if isinstance(source, Mapping):
+        return parse_template(source)
+    if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")):
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TemplateError(f"cannot read template file {source}: {exc.strerror}") from exc
+    else:
+        text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"template is not valid JSON: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise TemplateError("template must be a JSON object")
+    return parse_template(data)
+
+
+def default_template() -> Template:
+    return load_template(DEFAULT_TEMPLATE)
+
+
+def parse_template(data: Mapping[str, Any]) -> Template:
+    if not isinstance(data, Mapping):
+        raise TemplateError("template must be a JSON object")
+    if data.get("format") != FORMAT:
+        hint = " (this looks like an OMRChecker template; import it first)" if "fieldBlocks" in data else ""
+        raise TemplateError(f"format: must be {FORMAT!r}{hint}")
+    name = _string(data, "name", max_len=80)
+    title = _string(data, "title", max_len=80, default="")
+    page = _object(data, "page")
+    width = _int(page, "width", 200, 20000, "page.")
+    height = _int(page, "height", 200, 20000, "page.")
+    dpi = _int(page, "dpi", 50, 1200, "page.")
+    marker = _object(data, "marker")
+    msize = _int(marker, "size", 8, min(width, height) // 6, "marker.")
+    inset = _int(marker, "inset", 0, min(width, height) // 4, "marker.")
+    half = inset + msize / 2
+    markers: tuple[Point, Point, Point, Point] = (
+        (half, half), (width - half, half), (width - half, height - half), (half, height - half)
+    )
+    radius = float(_number(_object(data, "bubble"), "radius", 3, 200, "bubble."))
+    choices = _choices(data)
+    id_fields = _student_id(data)
+    questions = _questions(data, choices)
+    tpl = Template(name, title, width, height, dpi, msize, markers, radius, id_fields, questions, dict(data))
+    _check_geometry(tpl, inset)
+    return tpl
+
+
+def _choices(data: Mapping[str, Any]) -> tuple[str, ...]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not 2 <= len(choices) <= 10:
+        raise TemplateError("choices: must be a list of 2 to 10 strings")
+    if not all(isinstance(c, str) and 0 < len(c) <= 8 for c in choices) or len(set(choices)) != len(choices):
+        raise TemplateError("choices: must be distinct non-empty strings of at most 8 characters")
+    return tuple(choices)
+
+
+def _student_id(data: Mapping[str, Any]) -> tuple[Field, ...]:
+    if data.get("student_id") is None:
+        return ()
+    sid = _object(data, "student_id")
+    digits = _int(sid, "digits", 1, 12, "student_id.")
+    x0, y0 = _point(sid, "origin", "student_id.")
+    cgap = _number(sid, "column_gap", 1, 1000, "student_id.")
+    rgap = _number(sid, "row_gap", 1, 1000, "student_id.")
+    return tuple(
+        Field(f"{STUDENT_ID_LABEL}[{i}]", ID_VALUES, tuple((x0 + i * cgap, y0 + d * rgap) for d in range(10)))
+        for i in range(digits)
+    )
+
+
+def _questions(data: Mapping[str, Any], choices: tuple[str, ...]) -> tuple[Field, ...]:
+    blocks = data.get("question_blocks")
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 40:
+        raise TemplateError("question_blocks: must be a list of 1 to 40 blocks")
+    out: list[Field] = []
+    seen: set[str] = set()
+    for i, block in enumerate(blocks):
+        where = f"question_blocks[{i}]."
+        if not isinstance(block, Mapping):
+            raise TemplateError(f"{where[:-1]}: must be an object")
+        first = _int(block, "first", 1, 10000, where)
+        count = _int(block, "count", 1, 300, where)
+        x0, y0 = _point(block, "origin", where)
+        cgap = _number(block, "choice_gap", 1, 1000, where)
+        rgap = _number(block, "row_gap", 1, 1000, where)
+        for q in range(count):
+            label = str(first + q)
+            if label in seen:
+                raise TemplateError(f"{where}first: question {label} is numbered twice")
+            seen.add(label)
+            y = y0 + q * rgap
+            out.append(Field(label, choices, tuple((x0 + c * cgap, y) for c in range(len(choices)))))
+    if len(out) > 300:
+        raise TemplateError("question_blocks: at most 300 questions")
+    return tuple(out)
+
+
+def _check_geometry(tpl: Template, inset: int) -> None:
+    r = tpl.bubble_radius
+    far = inset + tpl.marker_size + r  # bubbles must clear the marker squares
+    for f in tpl.fields:
+        for x, y in f.centres:
+            if not (r * 1.5 <= x <= tpl.width - r * 1.5 and r * 1.5 <= y <= tpl.height - r * 1.5):
+                raise TemplateError(f"{f.label}: bubble at ({x:g}, {y:g}) is off the page")
+            near_x = x < far or x > tpl.width - far
+            near_y = y < far or y > tpl.height - far
+            if near_x and near_y:
+                raise TemplateError(f"{f.label}: bubble at ({x:g}, {y:g}) overlaps a corner marker")
+    # Bubbles closer than 2.5 radii would overlap or leave no paper between them, and the
+    # reader measures the paper just outside each bubble.
+    if tpl.min_gap < 2.5 * r:
+        raise TemplateError(f"bubbles are {tpl.min_gap:.1f} px apart; need at least 2.5 x radius")
+
+
+def _min_distance(points: Sequence[Point]) -> float:
+    # Sort by x and sweep: fine for the few hundred bubbles a sheet has.
+    pts = sorted(points)
+    best = math.inf
+    for i, (x, y) in enumerate(pts):
+        for x2, y2 in pts[i + 1 :]:
+            if x2 - x >= best:
+                break
+            best = min(best, math.hypot(x2 - x, y2 - y))
+    return best
+
+
+# --- small typed getters ----------------------------------------------------------------
+
+
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, Mapping):
+        raise TemplateError(f"{key}: must be an object")
+    return value
+
+
+def _string(data: Mapping[str, Any], key: str, *, max_len: int, default: str | None = None) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or len(value) > max_len or (default is None and not value):
+        raise TemplateError(f"{key}: must be a string of at most {max_len} characters")
+    return value
+
+
+def _number(data: Mapping[str, Any], key: str, lo: float, hi: float, where: str) -> float:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TemplateError(f"{where}{key}: must be a number")
+    if not lo <= value <= hi:
+        raise TemplateError(f"{where}{key}: must be between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def _int(data: Mapping[str, Any], key: str, lo: int, hi: int, where: str) -> int:
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TemplateError(f"{where}{key}: must be an integer")
+    if not lo <= value <= hi:
+        raise TemplateError(f"{where}{key}: must be between {lo} and {hi}")
+    return value
+
+
+def _point(data: Mapping[str, Any], key: str, where: str) -> Point:
+    value = data.get(key)
+    if not isinstance(value, list) or len(value) != 2:
+        raise TemplateError(f"{where}{key}: must be [x, y]")
+    x = _number({"x": value[0]}, "x", -1e6, 1e6, f"{where}{key}.")
+    y = _number({"y": value[1]}, "y", -1e6, 1e6, f"{where}{key}.")
+    return (x, y)
