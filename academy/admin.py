@@ -33,7 +33,13 @@ class AIJobAdmin(admin.ModelAdmin[models.AIJob]):
 
 @admin.register(models.TenantConfig)
 class TenantConfigAdmin(admin.ModelAdmin[models.TenantConfig]):
-    list_display = ("tenant", "has_premium_subscription", "allow_gpu_fallback", "gpu_fallback_threshold", "tier_override")
+    list_display = (
+        "tenant",
+        "has_premium_subscription",
+        "allow_gpu_fallback",
+        "gpu_fallback_threshold",
+        "tier_override",
+    )
 
 
 @admin.register(models.RuntimeFlag)

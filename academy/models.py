@@ -149,13 +149,13 @@ class AIResult(models.Model):
     payload = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"AIResult(job={self.job_id})"
+
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise WriteOnceError(f"result of job {self.job_id} is write-once")
         super().save(*args, **kwargs)
-
-    def __str__(self) -> str:
-        return f"AIResult(job={self.job_id})"
 
 
 class JobArtifact(models.Model):
@@ -170,6 +170,9 @@ class JobArtifact(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["job", "name"], name="artifact_unique_per_job")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.job_id})"
 
 
 # --- exams and grading: where OMR results land ------------------------------------------
@@ -196,6 +199,9 @@ class AnswerKey(models.Model):
     exam = models.OneToOneField(Exam, on_delete=models.CASCADE, related_name="answer_key")
     questions = models.JSONField(default=dict)
     scheme = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"answer key of exam {self.exam_id}"
 
 
 class SubmissionStatus(models.TextChoices):
@@ -232,6 +238,9 @@ class SubmissionAnswer(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["submission", "question"], name="one_answer_per_question")]
 
+    def __str__(self) -> str:
+        return f"{self.question}: {self.final}"
+
     @property
     def final(self) -> list[str]:
         return list(self.corrected if self.corrected is not None else self.detected)
@@ -246,3 +255,6 @@ class Grade(models.Model):
     details = models.JSONField(default=dict)
     graded_at = models.DateTimeField(auto_now=True)
     times_graded = models.PositiveIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"{self.score}/{self.max_score}"

@@ -18,9 +18,7 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "BLUR_OR_SHAKE": "흔들리거나 흐릿합니다. 고정해서 다시 촬영해 주세요.",
     "TOO_DARK": "너무 어둡습니다. 밝은 곳에서 촬영해 주세요.",
     "INVALID_FORMAT": "지원하지 않는 파일 형식입니다.",
-    "OMR_PHOTO_NOT_ALLOWED": (
-        "Basic 요금제에서는 스캔된 OMR만 가능합니다. 촬영물은 Premium에서 이용해 주세요."
-    ),
+    "OMR_PHOTO_NOT_ALLOWED": ("Basic 요금제에서는 스캔된 OMR만 가능합니다. 촬영물은 Premium에서 이용해 주세요."),
     # Request shape.
     "INVALID_PAYLOAD": "요청 형식이 올바르지 않습니다. 작업 정보는 JSON 객체로 보내 주세요.",
     "PAYLOAD_TOO_LARGE": "요청 데이터가 너무 큽니다.",

@@ -93,9 +93,9 @@ def fallbacks_today(tenant_id: int) -> int:
 def jobs_to_republish(*, older_than: Any, limit: int) -> list[AIJob]:
     """PENDING/RETRYING jobs that are due and have waited too long: their message was lost."""
     return list(
-        AIJob.objects.filter(
-            status__in=[JobStatus.PENDING, JobStatus.RETRYING], next_run_at__lte=older_than
-        ).order_by("next_run_at")[:limit]
+        AIJob.objects.filter(status__in=[JobStatus.PENDING, JobStatus.RETRYING], next_run_at__lte=older_than).order_by(
+            "next_run_at"
+        )[:limit]
     )
 
 

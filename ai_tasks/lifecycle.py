@@ -109,7 +109,9 @@ def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
             data = storage.file_read(stored.path)
             filename = os.path.basename(stored.path)
         result = processor.run(
-            JobInput(params=job.payload, data=data, filename=filename, attempt=job.attempt_count, progress=lease.progress)
+            JobInput(
+                params=job.payload, data=data, filename=filename, attempt=job.attempt_count, progress=lease.progress
+            )
         )
     except storage.StorageRejection as exc:
         return Failed("validation_failed", exc.code, str(exc))
@@ -180,7 +182,9 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
 
     weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
     if weak and job.tier == "basic":
-        failure = policies.Failure("processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence)
+        failure = policies.Failure(
+            "processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence
+        )
         if _fallback_or_none(job, token, failure, basic_result=outcome.data):
             return "fallback"
     resolution = policies.status_for_confidence(
@@ -259,4 +263,3 @@ def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
 
 def worker_name(hostname: str | None) -> str:
     return f"{hostname or 'worker'}:{os.getpid()}"
-

@@ -15,7 +15,7 @@ from ai_tasks import routing
 from config.celery import app
 
 
-def define_run_task(tier: str) -> Task:
+def define_run_task(tier: str) -> Task[..., Any]:
     soft, hard = routing.time_limits(tier)
 
     @app.task(
@@ -29,7 +29,7 @@ def define_run_task(tier: str) -> Task:
         # for Flower and the admin, and expires it.
         ignore_result=False,
     )
-    def run_job(self: Task, job_id: str) -> dict[str, Any]:
+    def run_job(self: Task[..., Any], job_id: str) -> dict[str, Any]:
         from ai_tasks import lifecycle
 
         return lifecycle.execute(job_id=str(job_id), tier=tier, worker=lifecycle.worker_name(self.request.hostname))

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import importlib
 import uuid
+from typing import Any
 
 from celery import Task
 
 from ai_tasks import routing
 
 
-def _task(name: str) -> Task:
+def _task(name: str) -> Task[..., Any]:
     # Import the pool's module on demand (it imports the lifecycle, which imports
     # this module), so that apply_async honours eager mode in unit tests.
     module = importlib.import_module(name.rsplit(".", 1)[0])
-    task: Task = getattr(module, name.rsplit(".", 1)[1])
+    task: Task[..., Any] = getattr(module, name.rsplit(".", 1)[1])
     return task
 
 
@@ -26,9 +27,9 @@ def job_publish(*, job_id: str, tier: str, countdown: float | None = None) -> st
     """Send the job to its tier's queue; return the Celery task id. Raises on broker errors."""
     task_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
     _task(routing.RUN_TASK[tier]).apply_async(
-        args=[job_id],
+        args=(job_id,),
         task_id=task_id,
-        countdown=countdown or None,
+        countdown=countdown or 0,
         # The routing table already names the queue; being explicit keeps a misconfigured
         # route from silently landing premium work on the default queue.
         queue=tier,
@@ -41,5 +42,5 @@ def job_publish(*, job_id: str, tier: str, countdown: float | None = None) -> st
 
 def callback_publish(*, job_id: str) -> None:
     _task(routing.CALLBACK_TASK).apply_async(
-        args=[job_id], queue=routing.DOMAIN_QUEUE, routing_key=routing.DOMAIN_QUEUE
+        args=(job_id,), queue=routing.DOMAIN_QUEUE, routing_key=routing.DOMAIN_QUEUE
     )

@@ -40,13 +40,28 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_track_started = True
 
-# Redis redelivers an unacked message after visibility_timeout; other transports
-# (the embedded SQLAlchemy one) take no such option.
-broker_transport_options = (
-    {"visibility_timeout": routing.longest_hard_limit() + int(settings.AI_RETRY_BACKOFF_MAX) + 600}
-    if broker_url.startswith(("redis://", "rediss://"))
-    else {}
-)
+
+def _transport_options() -> dict[str, object]:
+    if broker_url.startswith(("redis://", "rediss://")):
+        # Redis redelivers an unacked message after visibility_timeout: keep it above the
+        # longest hard limit plus the longest retry countdown.
+        return {"visibility_timeout": routing.longest_hard_limit() + int(settings.AI_RETRY_BACKOFF_MAX) + 600}
+    if broker_url.startswith("filesystem://"):
+        folders = {name: settings.EMBEDDED_BROKER_DIR / name for name in ("queue", "control", "processed")}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folders["queue"]),
+            "data_folder_out": str(folders["queue"]),
+            "control_folder": str(folders["control"]),
+            "processed_folder": str(folders["processed"]),
+            "store_processed": False,
+            "polling_interval": 0.1,
+        }
+    return {}
+
+
+broker_transport_options = _transport_options()
 broker_connection_retry_on_startup = True
 # A worker that lost the broker must not go on with tasks the broker will hand out again.
 worker_cancel_long_running_tasks_on_connection_loss = True

@@ -163,9 +163,12 @@ AI_TIME_LIMITS = {
 }
 
 # --- Celery ---------------------------------------------------------------------------
-# The embedded broker is SQLAlchemy on a SQLite file: it needs nothing outside pip and
-# serves several local worker processes. Production sets CELERY_BROKER_URL (Redis).
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{VAR_DIR / 'broker.sqlite3'}"
+# With CELERY_BROKER_URL unset, the broker is kombu's filesystem transport under var/:
+# it needs nothing outside pip, serves several local worker processes, and carries
+# broadcasts too (worker events for Flower, `celery inspect`). Production sets
+# CELERY_BROKER_URL to Redis.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+EMBEDDED_BROKER_DIR = VAR_DIR / "broker"
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3 * 24 * 3600)

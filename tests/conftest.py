@@ -26,7 +26,9 @@ def make_tenant(db: Any) -> Any:
     def make(*, premium: bool = False, fallback: bool = False, **config: Any) -> tuple[Tenant, str]:
         counter["n"] += 1
         tenant, token = tenant_create(
-            slug=f"academy-{counter['n']}", username=f"teacher-{counter['n']}", premium=premium,
+            slug=f"academy-{counter['n']}",
+            username=f"teacher-{counter['n']}",
+            premium=premium,
             allow_gpu_fallback=fallback,
         )
         if config:

@@ -18,4 +18,4 @@ os.environ.setdefault("AI_REPUBLISH_AFTER_SECONDS", "2")
 os.environ.setdefault("AI_PROGRESS_MIN_INTERVAL", "0.2")
 os.environ.setdefault("ACADEMY_VAR_DIR", "/tmp/academy-ai-test-var")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -68,12 +69,14 @@ class JobListCreateView(APIView):
     @extend_schema(request=DispatchSerializer, responses={202: dict, 400: dict})
     def post(self, request: Request) -> Response:
         tenant = request_tenant(request)
-        data = request.data
-        if hasattr(data, "dict") and "payload" in data and isinstance(data.get("payload"), str):
-            # multipart: payload arrives as a JSON string field
-            serializer = DispatchSerializer(data={**data.dict(), "file": request.FILES.get("file")})
-        else:
-            serializer = DispatchSerializer(data=data)
+        data: Any = request.data
+        if hasattr(data, "dict"):  # multipart/form: payload arrives as a JSON string field
+            data = {**data.dict(), "file": request.FILES.get("file")}
+            try:
+                data["payload"] = json.loads(data.get("payload") or "{}")
+            except ValueError:
+                return error_response("INVALID_PAYLOAD", "payload is not valid JSON", status.HTTP_400_BAD_REQUEST)
+        serializer = DispatchSerializer(data=data)
         if not serializer.is_valid():
             return error_response("INVALID_PAYLOAD", str(serializer.errors), status.HTTP_400_BAD_REQUEST)
         values = serializer.validated_data
@@ -81,7 +84,9 @@ class JobListCreateView(APIView):
         upload = values.get("file")
         if upload is not None:
             if upload.size > settings.MAX_UPLOAD_BYTES:
-                return error_response("FILE_TOO_LARGE", f"{upload.size} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+                return error_response(
+                    "FILE_TOO_LARGE", f"{upload.size} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+                )
             from ai_tasks.prevalidation import input_key_for
 
             key = input_key_for(values["job_type"])

@@ -24,7 +24,7 @@ Handler = Callable[[AIJob, Any], None]
 
 
 def _submission_handler(job: AIJob, result: Any) -> None:
-    submission = Submission.objects.filter(pk=job.source_id, tenant_id=job.tenant_id).first()
+    submission = Submission.objects.filter(pk=job.source_id, tenant=job.tenant).first()
     if submission is None:
         logger.warning("ai_callback_no_submission job_id=%s source_id=%s", job.job_id, job.source_id)
         return

@@ -64,7 +64,9 @@ def submission_grade(*, submission: Submission) -> Grade:
         points = float(spec.get("points", 1))
         answer = answers.get(question)
         marked = answer.final if answer else []
-        earned, verdict = score_answer(marked=marked, correct=_choices(spec.get("correct")), points=points, scheme=scheme)
+        earned, verdict = score_answer(
+            marked=marked, correct=_choices(spec.get("correct")), points=points, scheme=scheme
+        )
         score += earned
         max_score += points
         details[question] = {"marked": marked, "verdict": verdict, "points": earned}

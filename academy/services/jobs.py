@@ -258,7 +258,9 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
         if finish.artifacts:
             stored = {}
             for artifact in finish.artifacts:
-                path = storage.artifact_save(tenant=job.tenant, job_id=job.job_id, name=artifact.name, data=artifact.data)
+                path = storage.artifact_save(
+                    tenant=job.tenant, job_id=job.job_id, name=artifact.name, data=artifact.data
+                )
                 JobArtifact.objects.update_or_create(
                     job=job,
                     name=artifact.name,
@@ -267,9 +269,10 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
                 stored[artifact.name] = path
             if isinstance(result_payload, dict):
                 result_payload = {**result_payload, "artifacts": stored}
-        if finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED) and result_payload is not None:
-            if not AIResult.objects.filter(job=job).exists():
-                AIResult.objects.create(job=job, payload=result_payload)
+        keeps_result = finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
+        # Write-once: a result already there (an earlier run's) is kept.
+        if keeps_result and result_payload is not None and not AIResult.objects.filter(job=job).exists():
+            AIResult.objects.create(job=job, payload=result_payload)
         flags = {**job.flags, **finish.flags}
         _close(
             job,

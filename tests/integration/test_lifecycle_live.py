@@ -152,7 +152,8 @@ def test_concurrent_identical_dispatches_make_one_job(live: Any, make_tenant: An
 
     rerun = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="lite", idempotency_key="sheet-42",
                          force_rerun=True, rerun_reason="teacher asked")  # fmt: skip
-    assert rerun["created"] and rerun["job_id"] != outcomes[0]["job_id"]
+    assert rerun["created"]
+    assert rerun["job_id"] != outcomes[0]["job_id"]
 
 
 def test_a_duplicate_delivery_runs_the_processor_once(live: Any, make_tenant: Any, tmp_path: Path) -> None:
@@ -214,3 +215,17 @@ def test_poison_job_stops_at_max_attempts(live: Any, make_tenant: Any, tmp_path:
     assert len(runs(log)) == 2
     # The pool kept consuming after its children were killed.
     assert wait_terminal(dispatch(tenant, "ping", tier)).status == JobStatus.DONE
+
+
+def test_excel_roster_import_runs_on_the_basic_pool(live: Any, make_tenant: Any) -> None:
+    from academy.storage import upload_save
+
+    tenant, _ = make_tenant()
+    csv = "이름,학년,연락처\n김철수,3,01012345678\n이영희,2,010-9999\n".encode("cp949")
+    path = upload_save(tenant=tenant, name="roster.csv", data=csv)
+    job = wait_terminal(dispatch(tenant, "excel_parsing", "basic", file_path=path))
+    assert job.status == JobStatus.DONE
+    result = AIResult.objects.get(job=job).payload
+    assert [row["phone"] for row in result["rows"]] == ["010-1234-5678"]
+    assert result["errors"][0]["row"] == 3
+    assert job.needs_review is True  # one row in two had an error: confidence 0.5

@@ -28,7 +28,13 @@ Page = npt.NDArray[np.float32]
 
 SINGLE_STYLES = (("solid", 0.68), ("scribble", 0.15), ("partial", 0.11), ("light", 0.06))
 #: (kind, weight) of what a student does on one question.
-QUESTION_KINDS = (("single", 0.85), ("blank", 0.035), ("double", 0.03), ("erased_remark", 0.07), ("erased_blank", 0.015))
+QUESTION_KINDS = (
+    ("single", 0.85),
+    ("blank", 0.035),
+    ("double", 0.03),
+    ("erased_remark", 0.07),
+    ("erased_blank", 0.015),
+)
 
 
 @dataclass
@@ -52,7 +58,7 @@ def _pick(rng: random.Random, table: tuple[tuple[str, float], ...]) -> str:
 
 def _mark_mask(rng: random.Random, r: float, style: str) -> npt.NDArray[np.float32]:
     """Coverage (0..1) of one pencil mark on a (2R+1)^2 patch centred on the bubble."""
-    size = int(math.ceil(r * 1.5))
+    size = math.ceil(r * 1.5)
     n = 2 * size + 1
     canvas = np.zeros((n, n), np.uint8)
     c = (size + rng.uniform(-0.1, 0.1) * r, size + rng.uniform(-0.1, 0.1) * r)
@@ -83,7 +89,9 @@ def _mark_mask(rng: random.Random, r: float, style: str) -> npt.NDArray[np.float
             d = r * rng.uniform(0.35, 0.55)
             cx, cy = c[0] + d * math.cos(ang), c[1] + d * math.sin(ang)
             cut = np.zeros_like(canvas)
-            cv2.circle(cut, pt(cx + r * math.cos(ang), cy + r * math.sin(ang)), round(r * 16), 255, -1, cv2.LINE_AA, shift)
+            cv2.circle(
+                cut, pt(cx + r * math.cos(ang), cy + r * math.sin(ang)), round(r * 16), 255, -1, cv2.LINE_AA, shift
+            )
             canvas = cv2.subtract(canvas, cut)
     mask = canvas.astype(np.float32) / 255
     grain = np.asarray(np.random.default_rng(rng.getrandbits(32)).uniform(0.75, 1.0, mask.shape), np.float32)
@@ -187,7 +195,11 @@ def degrade(page: Page, rng: random.Random, *, upside_down: bool | None = None) 
     sigma = rng.uniform(0, 1.3) * scale
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
-    lo, hi = (rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.85)) if rng.random() < 0.25 else (rng.uniform(0, 0.08), rng.uniform(0.92, 1.0))
+    lo, hi = (
+        (rng.uniform(0.1, 0.3), rng.uniform(0.7, 0.85))
+        if rng.random() < 0.25
+        else (rng.uniform(0, 0.08), rng.uniform(0.92, 1.0))
+    )
     img = lo + img * (hi - lo)
     noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(0, 6) / 255, img.shape)
     out = np.clip((img + noise) * 255, 0, 255).astype(np.uint8)

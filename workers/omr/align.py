@@ -51,7 +51,7 @@ def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fals
 
     k = min(1.0, WORK_SIDE / max(gray.shape))
     small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
-    small = cv2.GaussianBlur(small, (3, 3), 0)
+    small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
     blobs = _candidates(small, template, k, photo)
     quad = _best_quad(blobs, template, photo)
     if quad is None:
@@ -105,7 +105,7 @@ def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, phot
         area = cv2.contourArea(contour)
         if not lo * lo <= area <= hi * hi:
             continue
-        (cx, cy), (w, h), _ = cv2.minAreaRect(contour)
+        _, (w, h), _ = cv2.minAreaRect(contour)
         if min(w, h) < 0.75 * max(w, h) or area < 0.87 * w * h:
             continue  # not a square (filled bubbles are round: area = 0.785 w h)
         x, y, bw, bh = cv2.boundingRect(contour)
@@ -162,7 +162,9 @@ def _refine(gray: npt.NDArray[np.uint8], x: float, y: float, side: float) -> tup
     _, binary = cv2.threshold(roi, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
     cx, cy = x - x0, y - y0
-    outer = [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] == -1] if hierarchy is not None else []
+    outer = (
+        [c for c, link in zip(contours, hierarchy[0], strict=True) if link[3] == -1] if hierarchy is not None else []
+    )
     if outer:
         contour = max(outer, key=cv2.contourArea)
         m = cv2.moments(contour)
@@ -170,7 +172,7 @@ def _refine(gray: npt.NDArray[np.uint8], x: float, y: float, side: float) -> tup
             cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
             side = math.sqrt(m["m00"])
     r_hole = max(1, int(side * 0.12))
-    ix, iy = int(round(cx)), int(round(cy))
+    ix, iy = round(cx), round(cy)
     centre = roi[max(0, iy - r_hole) : iy + r_hole + 1, max(0, ix - r_hole) : ix + r_hole + 1]
     # Ink from the frame between the hole and the edge: a band at 35-45 % of the side.
     inner, band = int(side * 0.3), int(side * 0.42)
@@ -191,7 +193,11 @@ def _refine(gray: npt.NDArray[np.uint8], x: float, y: float, side: float) -> tup
 
 
 def _check_shape(
-    image_pts: npt.NDArray[np.float64], tpl_pts: npt.NDArray[np.float64], sides: list[float], template: Template, photo: bool
+    image_pts: npt.NDArray[np.float64],
+    tpl_pts: npt.NDArray[np.float64],
+    sides: list[float],
+    template: Template,
+    photo: bool,
 ) -> None:
     """Markers found, but are they where *this* template puts them?"""
     top, bottom = _dist(image_pts[0], image_pts[1]), _dist(image_pts[3], image_pts[2])
@@ -207,7 +213,9 @@ def _check_shape(
     scale = _quad_size(image_pts) / _quad_size(tpl_pts)
     size = sum(sides) / len(sides) / scale
     if abs(size / template.marker_size - 1) > 0.3:
-        raise OmrError(TEMPLATE_MISMATCH, f"the markers are {size:.0f} px; template {template.name!r} has {template.marker_size}")
+        raise OmrError(
+            TEMPLATE_MISMATCH, f"the markers are {size:.0f} px; template {template.name!r} has {template.marker_size}"
+        )
 
 
 def _clockwise(blobs: list[_Blob]) -> list[_Blob]:
@@ -239,4 +247,3 @@ def _quad_size(pts: npt.NDArray[np.float64]) -> float:
 
 def _dist(a: tuple[float, float] | npt.NDArray[np.float64], b: tuple[float, float] | npt.NDArray[np.float64]) -> float:
     return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))
-

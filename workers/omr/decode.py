@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 MAX_PIXELS: Final = 60_000_000
 MIN_SIDE: Final = 200
 
+# GIF, RIFF (WebP), PDF, ZIP: real files of a kind this reader does not take.
+_OTHER_FORMATS: Final = frozenset({b"GIF8", b"RIFF", b"%PDF", b"PK\x03\x04"})
 _JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 
@@ -63,7 +65,9 @@ def image_size(data: bytes) -> tuple[int, int]:
             return abs(int(w)), abs(int(h))
     except (struct.error, ValueError, IndexError) as exc:
         raise OmrError(FILE_UNREADABLE, f"image header is damaged: {exc}") from exc
-    raise OmrError(INVALID_FORMAT, "not a PNG, JPEG, TIFF or BMP image")
+    if data[:4] in _OTHER_FORMATS or data[8:12] in (b"WEBP", b"heic", b"mif1"):
+        raise OmrError(INVALID_FORMAT, "only PNG, JPEG, TIFF and BMP images are read")
+    raise OmrError(FILE_UNREADABLE, "the file is not a readable image")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -136,7 +140,7 @@ def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
         raise OmrError(FILE_UNREADABLE, "the image cannot be decoded") from exc
     if image is None or image.size == 0:
         raise OmrError(FILE_UNREADABLE, "the image cannot be decoded")
-    return check_gray(image)
+    return check_gray(np.asarray(image, dtype=np.uint8))
 
 
 def check_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -71,6 +71,10 @@ def pdf_pages(data: bytes) -> Iterator[npt.NDArray[np.uint8]]:
     try:
         doc = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
+        # PDFium parses a page tree with no pages, then refuses the document while
+        # reporting "success" (error code 0); every broken file gives another code.
+        if getattr(exc, "err_code", None) == 0:
+            raise OmrError(PDF_NO_PAGES, "PDF has no pages") from exc
         raise OmrError(FILE_UNREADABLE, f"PDF cannot be opened: {exc}") from exc
     try:
         count = len(doc)

@@ -66,7 +66,9 @@ def render_sheet(template: Template) -> npt.NDArray[np.uint8]:
     return page
 
 
-def _text(page: npt.NDArray[np.uint8], text: str, centre: tuple[float, float], scale: float, grey: int, thick: int) -> None:
+def _text(
+    page: npt.NDArray[np.uint8], text: str, centre: tuple[float, float], scale: float, grey: int, thick: int
+) -> None:
     import cv2
 
     font = cv2.FONT_HERSHEY_SIMPLEX

@@ -74,7 +74,9 @@ def sample(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment
     return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), tuple(index))
 
 
-def _lookup(gray: npt.NDArray[np.uint8], pts: npt.NDArray[np.float64], h: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _lookup(
+    gray: npt.NDArray[np.uint8], pts: npt.NDArray[np.float64], h: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     import numpy as np
 
     x = h[0, 0] * pts[:, 0] + h[0, 1] * pts[:, 1] + h[0, 2]
@@ -82,4 +84,5 @@ def _lookup(gray: npt.NDArray[np.uint8], pts: npt.NDArray[np.float64], h: npt.ND
     w = h[2, 0] * pts[:, 0] + h[2, 1] * pts[:, 1] + h[2, 2]
     xi = np.clip(np.rint(x / w), 0, gray.shape[1] - 1).astype(np.intp)
     yi = np.clip(np.rint(y / w), 0, gray.shape[0] - 1).astype(np.intp)
-    return gray[yi, xi].astype(np.float64)
+    values: npt.NDArray[np.float64] = gray[yi, xi].astype(np.float64)
+    return values

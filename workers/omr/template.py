@@ -67,7 +67,8 @@ class Template:
         return _min_distance([c for f in self.fields for c in f.centres])
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self.raw))
+        copied: dict[str, Any] = json.loads(json.dumps(self.raw))
+        return copied
 
 
 # --- loading -------------------------------------------------------------------------
@@ -114,7 +115,10 @@ def parse_template(data: Mapping[str, Any]) -> Template:
     inset = _int(marker, "inset", 0, min(width, height) // 4, "marker.")
     half = inset + msize / 2
     markers: tuple[Point, Point, Point, Point] = (
-        (half, half), (width - half, half), (width - half, height - half), (half, height - half)
+        (half, half),
+        (width - half, half),
+        (width - half, height - half),
+        (half, height - half),
     )
     radius = float(_number(_object(data, "bubble"), "radius", 3, 200, "bubble."))
     choices = _choices(data)

@@ -1,0 +1,431 @@
+"""Platform overhead: a ``ping`` job end to end against a bare Celery round trip.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.noop_roundtrip [--jobs N] [--concurrency C] [--samples S]
+
+One run starts ONE real ``celery worker`` on the ``basic`` queue (Postgres + Redis, the
+settings production uses) and measures two paths through that same worker:
+
+bare      ``bench.noop`` (defined below) sent with ``apply_async`` to the ``basic`` queue;
+          done when its row in the django-db result backend says SUCCESS.
+platform  ``job_dispatch(job_type="ping", tier="basic")``: AIJob row, publish after
+          commit, ``ai_tasks.basic.run_job``, the lifecycle (claim, lease, processor,
+          status, write-once result); done when the AIJob row is DONE.
+
+Both are detected the same way: one query for all outstanding ids every ``--poll-ms``.
+Throughput submits all N at once and waits for the queue to drain; latency is
+``--samples`` sequential single-job round trips. See bench/README.md.
+
+Needs Postgres on 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379;
+it creates and migrates the ``academy_bench`` database and flushes Redis db 12.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE = "basic"
+WORKER_NAME = "bench@%h"
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/academy_bench")
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/12")
+POLL_WINDOW = 64
+
+# The environment of this process and of the worker: identical for both paths.
+BENCH_ENV = {
+    "DJANGO_SETTINGS_MODULE": "config.settings",
+    "DATABASE_URL": DATABASE_URL,
+    "CELERY_BROKER_URL": BROKER_URL,
+    # Production-like: DEBUG off (no per-query SQL log in the worker), so a key is needed.
+    "DEBUG": "0",
+    "SECRET_KEY": "bench-only-not-a-secret",
+    "LOG_LEVEL": "WARNING",
+    # Child recycling (default every 500 tasks) would land a cold child in whichever
+    # phase happened to be running; the bench runs ~2.5k tasks, so it is switched off.
+    "WORKER_MAX_TASKS_PER_CHILD": "1000000",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@app.task(name="bench.noop", acks_late=True, reject_on_worker_lost=True, ignore_result=False)
+def noop(token: str) -> str:
+    """The bare baseline: same app, same queue, same result backend; no platform code."""
+    return token
+
+
+# --- setup --------------------------------------------------------------------------------
+
+
+def database_ensure(url: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0].replace("postgres://", "postgresql://", 1) + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def tables_reset() -> None:
+    """Empty the job and result tables, so every run starts from the same (empty) state."""
+    from django.db import connection
+    from django_celery_results.models import TaskResult
+
+    from academy.models import AIJob
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'TRUNCATE "{AIJob._meta.db_table}", "{TaskResult._meta.db_table}" CASCADE')
+
+
+class Worker:
+    def __init__(self, concurrency: int, log_path: Path) -> None:
+        self.argv = [
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "-n", WORKER_NAME,
+            "-c", str(concurrency), "--loglevel", "WARNING", "--include", "bench.noop_roundtrip",
+        ]  # fmt: skip
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name.startswith("bench@") for reply in replies for name in reply):
+                return
+        raise TimeoutError(f"worker did not answer a ping within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)  # the worker's own session: it and its children
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no worker log)"
+
+
+# --- the two paths --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """One way of running a trivial job: how to submit one, and which of a set are done."""
+
+    name: str
+    submit: Callable[[int], str]
+    done: Callable[[list[str]], Iterable[tuple[str, bool]]]  # (id, succeeded) for finished ids
+
+
+def bare_route() -> Route:
+    from celery import states
+    from django_celery_results.models import TaskResult
+
+    def submit(i: int) -> str:
+        result = noop.apply_async(args=[f"bench-{i}"], queue=QUEUE, routing_key=QUEUE)
+        return str(result.id)
+
+    def done(ids: list[str]) -> Iterable[tuple[str, bool]]:
+        rows = TaskResult.objects.filter(task_id__in=ids, status__in=states.READY_STATES)
+        return ((task_id, status == states.SUCCESS) for task_id, status in rows.values_list("task_id", "status"))
+
+    return Route("bare", submit, done)
+
+
+def platform_route(tenant: Any) -> Route:
+    from academy.models import TERMINAL_STATUSES, AIJob, JobStatus
+    from academy.services.jobs import job_dispatch
+
+    def submit(i: int) -> str:
+        reply = job_dispatch(job_type="ping", payload={"echo": f"bench-{i}"}, tenant=tenant, tier=QUEUE)
+        if not reply["ok"] or reply["tier"] != QUEUE:
+            raise RuntimeError(f"dispatch refused: {reply}")
+        return str(reply["job_id"])
+
+    def done(ids: list[str]) -> Iterable[tuple[str, bool]]:
+        rows = AIJob.objects.filter(job_id__in=ids, status__in=list(TERMINAL_STATUSES))
+        return ((job_id, status == JobStatus.DONE) for job_id, status in rows.values_list("job_id", "status"))
+
+    return Route("platform", submit, done)
+
+
+def wait_all(route: Route, ids: Iterable[str], *, poll_s: float, timeout: float = 120.0) -> None:
+    """Return once every id is finished; raise if one failed or time ran out.
+
+    Each poll asks about the oldest ``POLL_WINDOW`` outstanding ids only (the queue is
+    FIFO, so those finish first): one indexed query of bounded size, however many are
+    outstanding. A poll that finds its whole window finished looks at the next window
+    at once instead of sleeping, so the end of a drain is seen within one poll.
+    """
+    pending = list(ids)
+    failed: list[str] = []
+    deadline = time.monotonic() + timeout
+    while pending:
+        window = pending[:POLL_WINDOW]
+        finished = dict(route.done(window))
+        failed += [job_id for job_id, ok in finished.items() if not ok]
+        if finished:
+            pending = [job_id for job_id in pending if job_id not in finished]
+        if not pending or len(finished) == len(window):
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{route.name}: {len(pending)} still unfinished after {timeout}s")
+        time.sleep(poll_s)
+    if failed:
+        raise RuntimeError(f"{route.name}: {len(failed)} finished unsuccessfully, e.g. {failed[:3]}")
+
+
+def throughput(route: Route, n: int, *, poll_s: float) -> tuple[float, float]:
+    """All n submitted back to back, then drained. Returns (jobs/s, seconds spent submitting)."""
+    started = time.perf_counter()
+    ids = [route.submit(i) for i in range(n)]
+    submitted = time.perf_counter()
+    wait_all(route, ids, poll_s=poll_s)
+    return n / (time.perf_counter() - started), submitted - started
+
+
+def round_trip(route: Route, i: int, *, poll_s: float) -> float:
+    """One job on an idle worker, submission to observed completion, in ms."""
+    started = time.perf_counter()
+    wait_all(route, [route.submit(i)], poll_s=poll_s, timeout=30.0)
+    return (time.perf_counter() - started) * 1000
+
+
+def warm_up(route: Route, concurrency: int, *, poll_s: float) -> None:
+    # A burst reaches every pool child (each imports the lifecycle on its first job),
+    # then a few single round trips.
+    wait_all(route, [route.submit(i) for i in range(10 * concurrency)], poll_s=poll_s)
+    for i in range(10):
+        round_trip(route, i, poll_s=poll_s)
+
+
+# --- where the platform's time goes ----------------------------------------------------------
+
+
+def query_profile(tenant: Any) -> dict[str, list[str]]:
+    """SQL statements of one dispatch (client side) and one lifecycle run (worker side).
+
+    The lifecycle runs in this process on a row that is never published, so the worker
+    does not race it. The Celery result-backend writes are common to both paths and are
+    not included.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from academy.models import AIJob
+    from academy.services.jobs import job_dispatch
+    from ai_tasks import lifecycle
+
+    with CaptureQueriesContext(connection) as dispatch:
+        reply = job_dispatch(job_type="ping", payload={"echo": "profile"}, tenant=tenant, tier=QUEUE)
+    wait_all(platform_route(tenant), [reply["job_id"]], poll_s=0.005)
+
+    job = AIJob.objects.create(job_type="ping", payload={"echo": "profile"}, tenant=tenant, tier=QUEUE)
+    lifecycle.execute(job_id=job.job_id, tier=QUEUE, worker="bench-profile")  # warms the flag cache
+    job = AIJob.objects.create(job_type="ping", payload={"echo": "profile"}, tenant=tenant, tier=QUEUE)
+    with CaptureQueriesContext(connection) as run:
+        decision = lifecycle.execute(job_id=job.job_id, tier=QUEUE, worker="bench-profile")
+    if decision["decision"] != "DONE":
+        raise RuntimeError(f"profiled run ended {decision}")
+    return {"dispatch": [q["sql"] for q in dispatch], "lifecycle": [q["sql"] for q in run]}
+
+
+def sql_label(sql: str) -> str:
+    words = sql.split()
+    verb = words[0].upper() if words else "?"
+    if verb in {"SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "SET"}:
+        return verb
+    table = next((w.strip('"') for i, w in enumerate(words) if words[i - 1].upper() in {"FROM", "INTO", "UPDATE"}), "")
+    suffix = " FOR UPDATE" if "FOR UPDATE" in sql else ""
+    return f"{verb} {table}{suffix}".strip()
+
+
+# --- reporting ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+@dataclass
+class Measured:
+    rates: list[float] = field(default_factory=list)  # jobs/s, one per throughput round
+    submit_s: list[float] = field(default_factory=list)
+    lat: list[float] = field(default_factory=list)  # ms, one per round trip
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+
+def table(bare: Measured, plat: Measured, args: argparse.Namespace) -> str:
+    def row(label: str, b: float, p: float, fmt: str, target: str = "") -> str:
+        return f"| {label} | {b:{fmt}} | {p:{fmt}} | {p / b:.2f} | {target} |"
+
+    n, rounds = args.jobs, args.rounds
+    lines = [
+        "| metric | bare Celery (`bench.noop`) | platform (`ping` job) | platform/bare | target |",
+        "|---|---:|---:|---:|---|",
+        row(f"throughput, {n} submitted at once, median of {rounds} (jobs/s)", bare.rate, plat.rate, ".1f", ">= 0.5"),
+        row(
+            f"time to submit {n}, median (s)", statistics.median(bare.submit_s), statistics.median(plat.submit_s), ".2f"
+        ),
+    ]
+    for label, p, target in (("p50", 50, "<= 2.0"), ("p90", 90, ""), ("p99", 99, "")):
+        lines.append(
+            row(f"latency {label}, {len(bare.lat)} sequential (ms)", percentile(bare.lat, p), percentile(plat.lat, p),
+                ".1f", target)
+        )  # fmt: skip
+    lines.append(row("latency mean (ms)", statistics.fmean(bare.lat), statistics.fmean(plat.lat), ".1f"))
+    return "\n".join(lines)
+
+
+def verdict(bare: Measured, plat: Measured) -> str:
+    tput = plat.rate / bare.rate
+    p50 = percentile(plat.lat, 50) / percentile(bare.lat, 50)
+    return (
+        f"throughput ratio {tput:.2f} ({'meets' if tput >= 0.5 else 'MISSES'} >= 0.5); "
+        f"p50 latency ratio {p50:.2f} ({'meets' if p50 <= 2.0 else 'MISSES'} <= 2.0)"
+    )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    argv = [python, "-m", "bench.noop_roundtrip", "--jobs", str(args.jobs), "--concurrency", str(args.concurrency)]
+    argv += ["--rounds", str(args.rounds), "--samples", str(args.samples)]
+    argv += ["--poll-ms", f"{args.poll_ms:g}", "--latency-poll-ms", f"{args.latency_poll_ms:g}"]
+    return shlex.join(argv)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.noop_roundtrip", description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--jobs", type=int, default=500, help="jobs per throughput round (default 500)")
+    add("--concurrency", type=int, default=2, help="worker pool processes, celery -c (default 2)")
+    add("--rounds", type=int, default=3, help="throughput rounds per path, alternating; the median counts (default 3)")
+    add("--samples", type=int, default=200, help="sequential round trips per path, interleaved (default 200)")
+    add("--poll-ms", type=float, default=5.0, help="completion poll interval while draining (default 5)")
+    add("--latency-poll-ms", type=float, default=1.0, help="completion poll interval for round trips (default 1)")
+    add("--profile", action="store_true", help="also print every SQL statement of one platform job")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    began = time.perf_counter()
+    os.environ.update(BENCH_ENV)
+    os.environ.pop("AI_PLUGIN_MODULES", None)
+    os.chdir(ROOT)
+    drain_s, trip_s = args.poll_ms / 1000, args.latency_poll_ms / 1000
+
+    import django
+    import redis
+
+    database_ensure(DATABASE_URL)
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()
+    django.setup()
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from academy.services.tenants import tenant_create
+
+    call_command("migrate", interactive=False, verbosity=0)
+    tables_reset()
+    tenant, _ = tenant_create(slug="bench", username="bench")
+    routes = (bare_route(), platform_route(tenant))
+    results = {route.name: Measured() for route in routes}
+
+    log_dir = Path(tempfile.mkdtemp(prefix="academy-bench-"))
+    worker = Worker(args.concurrency, log_dir / "worker.log")
+    worker.start()
+    try:
+        worker.wait_ready()
+        ready = time.perf_counter()
+        for route in routes:
+            warm_up(route, args.concurrency, poll_s=trip_s)
+        for _ in range(args.rounds):  # alternating, so drift hits both paths alike
+            for route in routes:
+                rate, submit_s = throughput(route, args.jobs, poll_s=drain_s)
+                results[route.name].rates.append(rate)
+                results[route.name].submit_s.append(submit_s)
+        for i in range(args.samples):  # interleaved, likewise
+            for route in routes:
+                results[route.name].lat.append(round_trip(route, i, poll_s=trip_s))
+        measured = time.perf_counter()
+        profile = query_profile(tenant)
+    finally:
+        worker.stop()
+
+    bare, plat = results["bare"], results["platform"]
+    pg = connection.cursor().connection.info.server_version
+    print()
+    print(table(bare, plat, args))
+    print()
+    print(verdict(bare, plat))
+    print(
+        "throughput rounds (jobs/s): bare " + ", ".join(f"{r:.1f}" for r in bare.rates)
+        + "; platform " + ", ".join(f"{r:.1f}" for r in plat.rates)
+    )  # fmt: skip
+    print()
+    print(f"command: {command_line(args)}")
+    print(f"worker:  {shlex.join(['celery', *worker.argv[3:]])}  (log: {worker.log_path})")
+    print(
+        f"setup:   {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, PostgreSQL {pg // 10000}.{pg % 10000}, "
+        f"Redis {broker.info('server')['redis_version']}; broker {BROKER_URL}, database {DATABASE_URL}"
+    )
+    print(
+        f"runtime: {time.perf_counter() - began:.1f}s in all (setup and worker start {ready - began:.1f}s, "
+        f"warm-up and measurement {measured - ready:.1f}s)"
+    )
+    print()
+    for part, statements in profile.items():
+        labels: dict[str, int] = {}
+        for sql in statements:
+            labels[sql_label(sql)] = labels.get(sql_label(sql), 0) + 1
+        summary = ", ".join(f"{label} x{count}" if count > 1 else label for label, count in labels.items())
+        print(f"SQL per platform job, {part}: {len(statements)} statements: {summary}")
+        if args.profile:
+            for sql in statements:
+                print(f"    {sql[:200]}")
+    print("(plus, on both paths alike, Celery's result-backend writes for STARTED and SUCCESS)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+
+from tests.omr.corpus import clean, degrade, fill_sheet
+from workers.omr.cli import main
+from workers.omr.pdf import image_to_pdf
+from workers.omr.template import DEFAULT_TEMPLATE, Template
+
+TPL = str(DEFAULT_TEMPLATE)
+
+
+def _read(tmp_path: Path, *inputs: Path) -> tuple[int, dict[str, dict[str, object]]]:
+    out = tmp_path / "out.json"
+    rc = main(["read", "--template", TPL, "--out", str(out), *map(str, inputs)])
+    return rc, json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_read_folder_keys_by_file_name_and_reports_bad_files_without_stopping(
+    template: Template, tmp_path: Path
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = random.Random(31)
+    page, truth = fill_sheet(template, rng)
+    (folder / "a.jpg").write_bytes(degrade(page, rng)[0])
+    (folder / "b.png").write_bytes(b"not an image at all")
+    (folder / "notes.txt").write_text("ignored")
+    rc, result = _read(tmp_path, folder)
+    assert rc == 1  # some inputs failed
+    assert set(result) == {"a.jpg", "b.png"}
+    assert result["b.png"] == {"error": {"code": "FILE_UNREADABLE", "message": "the file is not a readable image"}}
+    a = result["a.jpg"]
+    assert set(a) == {"student_id", "answers", "confidence", "review"}
+    assert a["student_id"] == truth.student_id
+    assert {k: tuple(v) for k, v in a["answers"].items()} == truth.answers  # type: ignore[union-attr]
+
+
+def test_read_pdf_gives_one_entry_per_page(template: Template, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    pages = []
+    truths = []
+    for seed in (41, 42):
+        page, truth = fill_sheet(template, random.Random(seed))
+        pages.append(cv2.imdecode(np.frombuffer(clean(page), np.uint8), cv2.IMREAD_GRAYSCALE))
+        truths.append(truth)
+    doc = pdfium.PdfDocument.new()
+    for img in pages:
+        src = pdfium.PdfDocument(image_to_pdf(img, template.dpi))
+        doc.import_pages(src)
+    pdf = tmp_path / "class.pdf"
+    doc.save(str(pdf))
+    rc, result = _read(tmp_path, pdf)
+    assert rc == 0
+    assert list(result) == ["class.pdf#1", "class.pdf#2"]
+    for i, truth in enumerate(truths, start=1):
+        assert result[f"class.pdf#{i}"]["student_id"] == truth.student_id
+
+
+def test_pdf_with_no_pages_is_an_error_entry(tmp_path: Path) -> None:
+    doc = pdfium.PdfDocument.new()
+    pdf = tmp_path / "empty.pdf"
+    doc.save(str(pdf))
+    rc, result = _read(tmp_path, pdf)
+    assert rc == 1
+    assert result["empty.pdf"]["error"]["code"] == "PDF_NO_PAGES"  # type: ignore[index]
+
+
+def test_pdf_with_over_300_pages_is_refused_before_reading(tmp_path: Path) -> None:
+    doc = pdfium.PdfDocument.new()
+    for _ in range(301):
+        doc.new_page(595, 842)
+    pdf = tmp_path / "huge.pdf"
+    doc.save(str(pdf))
+    rc, result = _read(tmp_path, pdf)
+    assert rc == 1
+    assert result == {
+        "huge.pdf": {"error": {"code": "PDF_TOO_MANY_PAGES", "message": result["huge.pdf"]["error"]["message"]}}
+    }  # type: ignore[index]
+
+
+def test_render_writes_a_pdf_and_a_png(tmp_path: Path) -> None:
+    pdf, png = tmp_path / "sheet.pdf", tmp_path / "sheet.png"
+    assert main(["render", "--template", TPL, "--out", str(pdf)]) == 0
+    assert main(["render", "--template", TPL, "--out", str(png)]) == 0
+    assert len(pdfium.PdfDocument(str(pdf))) == 1
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_rendered_pdf_reads_back_blank(tmp_path: Path) -> None:
+    pdf = tmp_path / "sheet.pdf"
+    main(["render", "--template", TPL, "--out", str(pdf)])
+    rc, result = _read(tmp_path, pdf)
+    assert rc == 0
+    assert all(v == [] for v in result["sheet.pdf#1"]["answers"].values())  # type: ignore[union-attr]
+
+
+def test_bad_template_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "t.json"
+    bad.write_text('{"format": "nope"}')
+    assert main(["read", "--template", str(bad), str(tmp_path)]) == 2
+    assert "TEMPLATE_INVALID" in capsys.readouterr().err

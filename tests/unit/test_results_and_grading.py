@@ -1,0 +1,114 @@
+"""Write-once results, exactly-once callbacks, idempotent grading, runtime flags."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from academy import flags
+from academy.models import (
+    AIJob,
+    AIResult,
+    AnswerKey,
+    Exam,
+    Grade,
+    JobStatus,
+    RuntimeFlag,
+    Submission,
+    SubmissionStatus,
+    WriteOnceError,
+)
+from academy.services import jobs as job_services
+from academy.services.callbacks import job_callback_apply
+from academy.services.grading import submission_answer_correct, submission_grade
+
+
+@pytest.fixture
+def exam(make_tenant: Any) -> Exam:
+    tenant, _ = make_tenant()
+    exam = Exam.objects.create(tenant=tenant, title="중간고사")
+    AnswerKey.objects.create(
+        exam=exam,
+        questions={
+            "1": {"correct": ["A"], "points": 2},
+            "2": {"correct": ["B", "C"], "points": 3},
+            "3": {"correct": ["D"]},
+        },
+        scheme={"incorrect": -1, "unmarked": 0},
+    )
+    return exam
+
+
+def running_job(exam: Exam, submission: Submission) -> tuple[AIJob, str]:
+    job = AIJob.objects.create(
+        job_type="omr_grading", tenant=exam.tenant, source_domain="submission", source_id=str(submission.pk)
+    )
+    claimed, token = job_services.job_claim(job_id=job.job_id, worker="test")
+    assert claimed is not None
+    return claimed, token
+
+
+def test_result_rows_are_write_once(exam: Exam) -> None:
+    job = AIJob.objects.create(job_type="ping", tenant=exam.tenant)
+    result = AIResult.objects.create(job=job, payload={"a": 1})
+    result.payload = {"a": 2}
+    with pytest.raises(WriteOnceError):
+        result.save()
+
+
+def test_a_run_that_lost_its_lease_cannot_finish(exam: Exam) -> None:
+    submission = Submission.objects.create(tenant=exam.tenant, exam=exam)
+    job, token = running_job(exam, submission)
+    finish = job_services.Finish(status=JobStatus.DONE, result={"answers": {}})
+    assert job_services.job_finish(job_id=job.job_id, token="someone-else", finish=finish) is False
+    assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish) is True
+    assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish) is False  # already closed
+    assert AIResult.objects.filter(job=job).count() == 1
+
+
+def test_callback_applies_answers_and_grades_exactly_once(exam: Exam, django_capture_on_commit_callbacks: Any) -> None:
+    submission = Submission.objects.create(tenant=exam.tenant, exam=exam)
+    job, token = running_job(exam, submission)
+    reading = {"student_id": "20260001", "answers": {"1": ["A"], "2": ["C"], "3": []}, "review": []}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job_services.job_finish(
+            job_id=job.job_id, token=token, finish=job_services.Finish(JobStatus.DONE, result=reading)
+        )
+    assert len(callbacks) == 1  # the domain callback is published after commit
+
+    assert job_callback_apply(job_id=job.job_id) is True
+    assert job_callback_apply(job_id=job.job_id) is False  # a redelivered callback
+    grade = Grade.objects.get(submission=submission)
+    assert (grade.score, grade.max_score, grade.times_graded) == (5.0, 6.0, 1)
+    assert grade.details["3"]["verdict"] == "unmarked"
+    submission.refresh_from_db()
+    assert (submission.student_id, submission.status) == ("20260001", SubmissionStatus.GRADED)
+
+
+def test_grading_twice_keeps_one_grade_and_a_correction_regrades(exam: Exam) -> None:
+    submission = Submission.objects.create(tenant=exam.tenant, exam=exam)
+    submission.answers.create(question="1", detected=["A", "B"], flagged=True)
+    submission.answers.create(question="2", detected=["B"])
+    first = submission_grade(submission=submission)
+    again = submission_grade(submission=submission)
+    assert Grade.objects.filter(submission=submission).count() == 1
+    assert first.score == again.score == 3 - 1 + 0  # double mark is incorrect (-1), q3 unmarked
+    submission.refresh_from_db()
+    assert submission.status == SubmissionStatus.NEEDS_REVIEW
+
+    corrected = submission_answer_correct(submission=submission, question="1", choices=["A"])
+    assert corrected.score == 5.0
+    assert corrected.times_graded == 3
+    submission.refresh_from_db()
+    assert submission.status == SubmissionStatus.GRADED
+
+
+def test_runtime_flag_flip_is_seen_after_the_cache_ttl(db: Any, settings: Any) -> None:
+    settings.AI_FLAG_TTL_SECONDS = 0.2
+    assert flags.flag_enabled(flags.SHADOW_MODE, default=True) is True
+    RuntimeFlag.objects.create(key=flags.SHADOW_MODE, value="off")
+    assert flags.flag_enabled(flags.SHADOW_MODE, default=True) is True  # still cached
+    time.sleep(0.25)
+    assert flags.flag_enabled(flags.SHADOW_MODE, default=True) is False

@@ -1,0 +1,5 @@
+import sys
+
+from workers.omr.cli import main
+
+sys.exit(main())
