@@ -35,6 +35,12 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "SPREADSHEET_PROTECTED": "암호가 걸린 파일은 처리할 수 없습니다. 암호를 해제한 뒤 다시 올려 주세요.",
     "SPREADSHEET_TOO_LARGE": "엑셀 파일의 내용이 너무 큽니다. 나누어서 올려 주세요.",
     "MISSING_COLUMNS": "필수 열이 없습니다. 양식의 머리글(예: 이름)을 확인해 주세요.",
+    # OMR sheets.
+    "TEMPLATE_INVALID": "OMR 양식 정보가 올바르지 않습니다. 양식을 다시 확인해 주세요.",
+    "TEMPLATE_MISMATCH": "선택한 OMR 양식과 답안지가 맞지 않습니다. 양식을 확인해 주세요.",
+    "NO_SHEET_FOUND": "답안지를 찾을 수 없습니다. 네 모서리의 검은 표시가 모두 보이게 스캔해 주세요.",
+    "PDF_NO_PAGES": "PDF에 페이지가 없습니다.",
+    "PDF_TOO_MANY_PAGES": "PDF 페이지가 너무 많습니다. 300쪽 이하로 나누어 올려 주세요.",
 }
 
 DEFAULT_MESSAGE: Final = "입력 조건을 확인해 주세요."

@@ -17,6 +17,7 @@ from workers.base import Processor
 BUILTIN: dict[str, str] = {
     "ping": "workers.ping:PingProcessor",
     "excel_parsing": "workers.excel:ExcelParsingProcessor",
+    "omr_grading": "workers.omr.processor:OmrGradingProcessor",
 }
 
 _registry: dict[str, Processor] = {}

@@ -229,3 +229,44 @@ def test_excel_roster_import_runs_on_the_basic_pool(live: Any, make_tenant: Any)
     assert [row["phone"] for row in result["rows"]] == ["010-1234-5678"]
     assert result["errors"][0]["row"] == 3
     assert job.needs_review is True  # one row in two had an error: confidence 0.5
+
+
+def test_omr_sheet_is_read_on_the_basic_pool_and_graded_exactly_once(live: Any, make_tenant: Any) -> None:
+    from academy.models import AnswerKey, Exam, Grade, Submission, SubmissionStatus
+    from academy.storage import upload_save
+    from ai_tasks.publish import callback_publish
+    from workers.omr.render import filled_sheet_jpeg
+    from workers.omr.template import default_template
+
+    tenant, _ = make_tenant()
+    sheet = default_template()
+    key = {q.label: q.values[i % len(q.values)] for i, q in enumerate(sheet.questions)}
+    marked = {**key, "1": "5" if key["1"] != "5" else "4"}  # one wrong answer
+    del marked["2"]  # and one left blank
+    exam = Exam.objects.create(tenant=tenant, title="mock", sheet_template=sheet.to_dict())
+    AnswerKey.objects.create(exam=exam, questions={q: {"correct": [a], "points": 2} for q, a in key.items()})
+    path = upload_save(
+        tenant=tenant, name="s.jpg", data=filled_sheet_jpeg(sheet, student_id="12345678", answers=marked)
+    )
+    submission = Submission.objects.create(tenant=tenant, exam=exam, source_file=path)
+    outcome = job_dispatch(
+        job_type="omr_grading",
+        payload={"image_path": path, "template": sheet.to_dict()},
+        tenant=tenant,
+        source_domain="submission",
+        source_id=str(submission.pk),
+    )
+    job = wait_terminal(outcome["job_id"])
+    assert (job.tier, job.status) == ("basic", JobStatus.DONE)
+    assert job.artifacts.get(name="overlay.png").size > 1000
+
+    grade = wait_for(lambda: Grade.objects.filter(submission=submission).first())
+    assert (grade.score, grade.max_score) == (2 * (len(key) - 2), 2 * len(key))
+    callback_publish(job_id=job.job_id)  # a duplicate callback message
+    callback_publish(job_id=job.job_id)
+    wait_for(lambda: TaskResult.objects.filter(task_name="ai_tasks.domain.job_callback").count() == 3)
+    grade.refresh_from_db()
+    assert grade.times_graded == 1
+    assert Grade.objects.filter(submission=submission).count() == 1
+    submission.refresh_from_db()
+    assert (submission.student_id, submission.status) == ("12345678", SubmissionStatus.GRADED)

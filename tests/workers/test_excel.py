@@ -193,6 +193,7 @@ def test_xlsx_roster_is_parsed_into_normalised_rows() -> None:
                 "birth_date",
                 "memo",
             ],
+            strict=True,
         )
     )
     assert result.data["unmapped_headers"] == []

@@ -43,7 +43,6 @@ def render_sheet(template: Template) -> npt.NDArray[np.uint8]:
             hx, hy = round(cx - h / 2), round(cy - h / 2)
             cv2.rectangle(page, (hx, hy), (hx + h - 1, hy + h - 1), 255, -1)
     r = template.bubble_radius
-    font = cv2.FONT_HERSHEY_SIMPLEX
     if template.title:
         _text(page, template.title, (template.width / 2, template.marker_centres[0][1]), 1.1, 0, 2)
     thick = max(1, round(r / 9))
@@ -62,7 +61,6 @@ def render_sheet(template: Template) -> npt.NDArray[np.uint8]:
             x, y = f.centres[0]
             cv2.rectangle(page, (round(x - r), round(y - 3.4 * r)), (round(x + r), round(y - 1.6 * r)), 0, 1)
         _text(page, "STUDENT ID", ((first[0] + last[0]) / 2, first[1] - 4.3 * r), r * 0.04, 0, 2)
-    del font
     return page
 
 
@@ -89,3 +87,27 @@ def sheet_png(template: Template) -> bytes:
 def sheet_pdf(template: Template) -> bytes:
     """A one-page PDF whose page is the template's page at its reference DPI."""
     return image_to_pdf(render_sheet(template), template.dpi)
+
+
+def filled_sheet_jpeg(template: Template, *, student_id: str, answers: dict[str, str], quality: int = 85) -> bytes:
+    """A sheet marked with solid fills and saved as a scanner would: for demos and tests.
+
+    ``answers`` maps a question label to one of its values; unlisted questions stay blank.
+    """
+    import cv2
+
+    page = render_sheet(template)
+    radius = round(template.bubble_radius * 0.8)
+
+    def fill(centre: tuple[float, float]) -> None:
+        cv2.circle(page, (round(centre[0]), round(centre[1])), radius, 30, thickness=-1)
+
+    for digit_field, digit in zip(template.id_fields, student_id, strict=True):
+        fill(digit_field.centres[digit_field.values.index(digit)])
+    for question in template.questions:
+        if question.label in answers:
+            fill(question.centres[question.values.index(answers[question.label])])
+    ok, jpeg = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
+        raise RuntimeError("JPEG encoding failed")
+    return bytes(jpeg)
