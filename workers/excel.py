@@ -109,9 +109,7 @@ _HEADER_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "memo": ("메모", "비고", "memo"),
 }
 HEADER_MAP: Final[dict[str, str]] = {
-    _header_key(alias): field
-    for field, aliases in _HEADER_ALIASES.items()
-    for alias in aliases
+    _header_key(alias): field for field, aliases in _HEADER_ALIASES.items() for alias in aliases
 }
 
 _PHONE_CHARS = re.compile(r"\+?[\d\s\-.()]+")
@@ -223,18 +221,15 @@ def _check_zip(data: bytes, max_uncompressed: int) -> None:
                 f"workbook inflates to more than {max_uncompressed} bytes",
                 code="SPREADSHEET_TOO_LARGE",
             )
-        if (
-            info.file_size > RATIO_CHECK_MIN_BYTES
-            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)
+        if info.file_size > RATIO_CHECK_MIN_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(
+            info.compress_size, 1
         ):
             raise BadInput(
                 f"{info.filename} compresses {info.file_size // max(info.compress_size, 1)}:1",
                 code="SPREADSHEET_TOO_LARGE",
             )
     names = {info.filename for info in infos}
-    if "[Content_Types].xml" not in names or not any(
-        n.startswith("xl/") for n in names
-    ):
+    if "[Content_Types].xml" not in names or not any(n.startswith("xl/") for n in names):
         raise BadInput("zip file is not an Excel workbook", code="INVALID_FORMAT")
 
 
@@ -258,9 +253,7 @@ def _decode_csv(data: bytes) -> str:
     try:
         return data.decode("cp949")
     except UnicodeDecodeError as exc:
-        raise BadInput(
-            "file is neither UTF-8 nor CP949", code="UNSUPPORTED_ENCODING"
-        ) from exc
+        raise BadInput("file is neither UTF-8 nor CP949", code="UNSUPPORTED_ENCODING") from exc
 
 
 def _csv_rows(text: str) -> Iterator[Sequence[object]]:
@@ -299,9 +292,7 @@ def _xlsx_sheet_rows(ws: ReadOnlyWorksheet) -> Iterator[Sequence[object]]:
     try:
         yield from rows
     except _OPENPYXL_ERRORS as exc:
-        raise BadInput(
-            f"cannot read worksheet: {exc!r}", code="FILE_UNREADABLE"
-        ) from exc
+        raise BadInput(f"cannot read worksheet: {exc!r}", code="FILE_UNREADABLE") from exc
 
 
 # --------------------------------------------------------------------------- parsing
@@ -354,9 +345,7 @@ def _find_header(rows: Iterator[tuple[int, Sequence[object]]]) -> tuple[int, _Co
             break
     if first is None:
         raise BadInput("the sheet has no header row", code="MISSING_COLUMNS")
-    raise BadInput(
-        "no name column (이름/성명/학생명/name) in the header", code="MISSING_COLUMNS"
-    )
+    raise BadInput("no name column (이름/성명/학생명/name) in the header", code="MISSING_COLUMNS")
 
 
 def _parse_rows(
@@ -386,9 +375,7 @@ def _parse_rows(
             continue
         total += 1
         if total > max_rows:
-            raise BadInput(
-                f"more than {max_rows} data rows", code="SPREADSHEET_TOO_LARGE"
-            )
+            raise BadInput(f"more than {max_rows} data rows", code="SPREADSHEET_TOO_LARGE")
         if total % PROGRESS_EVERY == 0:
             pct = 50 if not expected_rows else min(95, total * 100 // expected_rows)
             progress("parsing", pct)
@@ -498,9 +485,7 @@ def _numbered(
 def _positive_int(params: Mapping[str, Any], key: str, default: int, limit: int) -> int:
     value = params.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
-        raise BadInput(
-            f"{key} must be an integer between 1 and {limit}", code="INVALID_PAYLOAD"
-        )
+        raise BadInput(f"{key} must be an integer between 1 and {limit}", code="INVALID_PAYLOAD")
     return value
 
 
@@ -538,9 +523,7 @@ class ExcelParsingProcessor:
         if data.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
             result = self._run_xlsx(data, job, max_rows=max_rows, max_bytes=max_bytes)
         elif data.startswith(_OLE2_MAGIC):
-            raise BadInput(
-                "OLE2 compound file (encrypted workbook or .xls)", code=_ole2_code(data)
-            )
+            raise BadInput("OLE2 compound file (encrypted workbook or .xls)", code=_ole2_code(data))
         elif PurePath(job.filename).suffix.lower() in (".xlsx", ".xlsm", ".xls"):
             raise BadInput("the file is not an .xlsx workbook", code="INVALID_FORMAT")
         else:
@@ -554,38 +537,24 @@ class ExcelParsingProcessor:
 
         total = result["total_rows"]
         confidence = result["valid_rows"] / total if total else 1.0
-        return ProcessorResult(
-            data=result, confidence=confidence, review=result["error_rows"] > 0
-        )
+        return ProcessorResult(data=result, confidence=confidence, review=result["error_rows"] > 0)
 
-    def _run_xlsx(
-        self, data: bytes, job: JobInput, *, max_rows: int, max_bytes: int
-    ) -> dict[str, Any]:
+    def _run_xlsx(self, data: bytes, job: JobInput, *, max_rows: int, max_bytes: int) -> dict[str, Any]:
         _check_zip(data, max_bytes)
         import openpyxl  # heavy; only worker processes that parse workbooks pay for it
         from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
         try:
-            wb = openpyxl.load_workbook(
-                io.BytesIO(data), read_only=True, data_only=True
-            )
+            wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except _OPENPYXL_ERRORS as exc:
-            raise BadInput(
-                f"cannot open workbook: {exc!r}", code="FILE_UNREADABLE"
-            ) from exc
+            raise BadInput(f"cannot open workbook: {exc!r}", code="FILE_UNREADABLE") from exc
         try:
             sheets = [ws for ws in wb.worksheets if isinstance(ws, ReadOnlyWorksheet)]
             active = wb.active
-            ws = (
-                active
-                if isinstance(active, ReadOnlyWorksheet)
-                else (sheets[0] if sheets else None)
-            )
+            ws = active if isinstance(active, ReadOnlyWorksheet) else (sheets[0] if sheets else None)
             if ws is None:
                 raise BadInput("the workbook has no worksheet", code="FILE_UNREADABLE")
-            expected = (
-                ws.max_row if isinstance(ws.max_row, int) and ws.max_row > 1 else None
-            )
+            expected = ws.max_row if isinstance(ws.max_row, int) and ws.max_row > 1 else None
             # Some writers store a wrong <dimension>; read_only would trust it and stop
             # early, so read to the real end of the sheet instead.
             ws.reset_dimensions()

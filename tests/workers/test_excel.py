@@ -70,9 +70,7 @@ def run(
 ) -> ProcessorResult:
     job = JobInput(params=params or {}, data=data, filename=filename)
     if progress is not None:
-        job = JobInput(
-            params=params or {}, data=data, filename=filename, progress=progress
-        )
+        job = JobInput(params=params or {}, data=data, filename=filename, progress=progress)
     return ExcelParsingProcessor().run(job)
 
 
@@ -98,10 +96,7 @@ def test_processor_declares_its_job_type_input_and_extensions() -> None:
 
 
 def test_module_imports_neither_django_nor_celery_nor_openpyxl_eagerly() -> None:
-    code = (
-        "import sys, workers.excel; "
-        "print(sorted(m for m in ('django', 'celery', 'openpyxl') if m in sys.modules))"
-    )
+    code = "import sys, workers.excel; print(sorted(m for m in ('django', 'celery', 'openpyxl') if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=REPO_ROOT,
@@ -277,14 +272,10 @@ def test_empty_rows_are_skipped_and_row_numbers_stay_spreadsheet_rows() -> None:
 
 
 def test_title_rows_above_the_header_are_skipped() -> None:
-    data = xlsx_bytes(
-        [["2024년 겨울학기 원생 명단"], [], ["이름", "반"], ["한도윤", "A"]]
-    )
+    data = xlsx_bytes([["2024년 겨울학기 원생 명단"], [], ["이름", "반"], ["한도윤", "A"]])
     result = run(data)
     assert result.data["header_row"] == 3
-    assert [(r["row"], r["name"], r["class_name"]) for r in result.data["rows"]] == [
-        (4, "한도윤", "A")
-    ]
+    assert [(r["row"], r["name"], r["class_name"]) for r in result.data["rows"]] == [(4, "한도윤", "A")]
 
 
 def test_grade_becomes_int_for_plain_numbers_and_stays_text_otherwise() -> None:
@@ -352,9 +343,7 @@ def test_invalid_birth_date_is_reported_against_its_column() -> None:
         ("011-123-4567", "011-123-4567"),
     ],
 )
-def test_phone_numbers_are_normalised_to_hyphenated_korean_form(
-    raw: Any, expected: str
-) -> None:
+def test_phone_numbers_are_normalised_to_hyphenated_korean_form(raw: Any, expected: str) -> None:
     data = single_phone(raw)
     assert data["errors"] == []
     assert data["rows"][0]["phone"] == expected
@@ -522,9 +511,7 @@ def test_xlsx_formula_cells_yield_their_cached_values() -> None:
 
 
 def test_csv_cells_that_look_like_formulas_are_kept_as_text() -> None:
-    data = csv_bytes(
-        ["이름,메모,반", '=1+1,=HYPERLINK("http://x"),@SUM(A1)', "김,+가산점,-5"]
-    )
+    data = csv_bytes(["이름,메모,반", '=1+1,=HYPERLINK("http://x"),@SUM(A1)', "김,+가산점,-5"])
     rows = run(data, "roster.csv").data["rows"]
     assert [(r["name"], r["memo"], r["class_name"]) for r in rows] == [
         ("=1+1", '=HYPERLINK("http://x")', "@SUM(A1)"),
@@ -537,9 +524,7 @@ def test_csv_cells_that_look_like_formulas_are_kept_as_text() -> None:
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp949"])
 def test_csv_is_read_in_utf8_with_or_without_bom_and_in_cp949(encoding: str) -> None:
-    data = csv_bytes(
-        ["이름,학년,연락처,학교", "홍길동,고2,010-1234-5678,서울고등학교"], encoding
-    )
+    data = csv_bytes(["이름,학년,연락처,학교", "홍길동,고2,010-1234-5678,서울고등학교"], encoding)
     result = run(data, "roster.csv")
     assert result.data["columns"] == {
         "이름": "name",
@@ -571,20 +556,12 @@ def test_tab_separated_text_is_read_too() -> None:
 
 
 def test_bytes_that_are_neither_utf8_nor_cp949_are_rejected() -> None:
-    assert (
-        rejection(b"\xff\xfe\xfa\x80\x81" * 40, "roster.csv") == "UNSUPPORTED_ENCODING"
-    )
-    assert (
-        rejection(b"name\n\xfa\x80\x81\xff\xfa\x80\n" * 40, "roster.csv")
-        == "UNSUPPORTED_ENCODING"
-    )
+    assert rejection(b"\xff\xfe\xfa\x80\x81" * 40, "roster.csv") == "UNSUPPORTED_ENCODING"
+    assert rejection(b"name\n\xfa\x80\x81\xff\xfa\x80\n" * 40, "roster.csv") == "UNSUPPORTED_ENCODING"
 
 
 def test_utf16_text_is_an_unsupported_encoding() -> None:
-    assert (
-        rejection("이름,연락처\n홍길동,010\n".encode("utf-16"), "roster.csv")
-        == "UNSUPPORTED_ENCODING"
-    )
+    assert rejection("이름,연락처\n홍길동,010\n".encode("utf-16"), "roster.csv") == "UNSUPPORTED_ENCODING"
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -607,29 +584,19 @@ def test_missing_file_is_rejected() -> None:
 def test_ole2_file_is_treated_as_a_password_protected_workbook() -> None:
     header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
     assert rejection(header + b"\x00" * 1024) == "SPREADSHEET_PROTECTED"
-    encrypted = (
-        header
-        + "EncryptionInfo".encode("utf-16-le")
-        + "EncryptedPackage".encode("utf-16-le")
-    )
+    encrypted = header + "EncryptionInfo".encode("utf-16-le") + "EncryptedPackage".encode("utf-16-le")
     assert rejection(encrypted, "roster.csv") == "SPREADSHEET_PROTECTED"
 
 
 def test_legacy_xls_is_an_unsupported_format_not_a_protected_one() -> None:
-    xls = (
-        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-        + b"\x00" * 504
-        + "Workbook".encode("utf-16-le")
-    )
+    xls = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504 + "Workbook".encode("utf-16-le")
     assert rejection(xls) == "INVALID_FORMAT"
 
 
 def test_random_bytes_are_rejected_as_invalid_format() -> None:
     noise = random.Random(1234).randbytes(4096)
     assert rejection(noise, "roster.xlsx") == "INVALID_FORMAT"
-    assert (
-        rejection(noise, "roster.csv") == "INVALID_FORMAT"
-    )  # binary (NUL bytes), not text
+    assert rejection(noise, "roster.csv") == "INVALID_FORMAT"  # binary (NUL bytes), not text
 
 
 def test_plain_text_named_xlsx_is_invalid_format() -> None:
@@ -674,9 +641,7 @@ def test_total_uncompressed_size_limit_comes_from_params() -> None:
 
 def test_more_data_rows_than_max_rows_is_rejected() -> None:
     data = xlsx_bytes([["이름"]] + [[f"학생{i}"] for i in range(5)] + [[None]] * 3)
-    assert (
-        run(data, params={"max_rows": 5}).data["total_rows"] == 5
-    )  # empty rows do not count
+    assert run(data, params={"max_rows": 5}).data["total_rows"] == 5  # empty rows do not count
     assert rejection(data, max_rows=4) == "SPREADSHEET_TOO_LARGE"
 
 
@@ -684,18 +649,13 @@ def test_wrong_dimension_tag_does_not_truncate_the_sheet() -> None:
     data = xlsx_bytes([["이름"]] + [[f"학생{i}"] for i in range(4)])
     data = rewrite_sheet(
         data,
-        lambda xml: xml.replace(
-            '<dimension ref="A1:A5" />', '<dimension ref="A1:A1" />'
-        ),
+        lambda xml: xml.replace('<dimension ref="A1:A5" />', '<dimension ref="A1:A1" />'),
     )
     assert run(data).data["total_rows"] == 4
 
 
 def test_header_without_a_name_column_is_rejected() -> None:
-    assert (
-        rejection(xlsx_bytes([["학년", "연락처"], ["3", "010-1234-5678"]]))
-        == "MISSING_COLUMNS"
-    )
+    assert rejection(xlsx_bytes([["학년", "연락처"], ["3", "010-1234-5678"]])) == "MISSING_COLUMNS"
     assert rejection(csv_bytes(["학교,메모", "a,b"]), "roster.csv") == "MISSING_COLUMNS"
     assert rejection(xlsx_bytes([[None], [None]])) == "MISSING_COLUMNS"
 
@@ -715,9 +675,7 @@ def test_header_only_sheet_has_no_rows_and_full_confidence() -> None:
 
 def test_progress_is_reported_every_thousand_rows_and_at_the_end() -> None:
     calls: list[tuple[str, int]] = []
-    lines = ["이름,연락처"] + [
-        f"학생{i},010-{i // 10000 + 1000}-{i % 10000:04d}" for i in range(2500)
-    ]
+    lines = ["이름,연락처"] + [f"학생{i},010-{i // 10000 + 1000}-{i % 10000:04d}" for i in range(2500)]
     run(
         csv_bytes(lines),
         "roster.csv",
@@ -763,6 +721,4 @@ def test_validate_rejects_wrong_limit_params(params: dict[str, Any]) -> None:
 
 
 def test_run_rejects_bad_params_too() -> None:
-    assert (
-        rejection(xlsx_bytes([["이름"], ["a"]]), max_rows="many") == "INVALID_PAYLOAD"
-    )
+    assert rejection(xlsx_bytes([["이름"], ["a"]]), max_rows="many") == "INVALID_PAYLOAD"
