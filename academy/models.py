@@ -207,9 +207,45 @@ class AnswerKey(models.Model):
 class SubmissionStatus(models.TextChoices):
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
+    READ = "READ"  # answers stored; in a batch, grading waits for the last sheet
     GRADED = "GRADED"
     NEEDS_REVIEW = "NEEDS_REVIEW"
+    REJECTED = "REJECTED"  # the sheet could not be read; rejection_code says why
     FAILED = "FAILED"
+
+
+#: a sheet in one of these states will not change without a person.
+SUBMISSION_SETTLED = frozenset(
+    {SubmissionStatus.GRADED, SubmissionStatus.NEEDS_REVIEW, SubmissionStatus.REJECTED, SubmissionStatus.FAILED}
+)
+
+
+class OmrBatch(models.Model):
+    """One upload of a class's answer sheets for an exam: one submission per sheet.
+
+    Sheets are read independently, in parallel, by the basic pool; the batch is graded
+    once, when its last sheet settles (``graded_at`` marks that, under a row lock).
+    """
+
+    batch_id = models.CharField(max_length=32, unique=True, default=new_job_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="omr_batches")
+    exam = models.ForeignKey("Exam", on_delete=models.CASCADE, related_name="omr_batches")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    mode = models.CharField(max_length=16, default="scan")
+    # What was uploaded, and the entries that never became a sheet (zip members that
+    # are not images, a PDF that would not open...), each with its code and message.
+    sources = models.JSONField(default=list, blank=True)
+    skipped = models.JSONField(default=list, blank=True)
+    total_sheets = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    graded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"OmrBatch({self.batch_id}, {self.total_sheets} sheets)"
 
 
 class Submission(models.Model):
@@ -219,8 +255,17 @@ class Submission(models.Model):
     source_file = models.CharField(max_length=500, blank=True, default="")
     status = models.CharField(max_length=16, choices=SubmissionStatus.choices, default=SubmissionStatus.PENDING)
     job = models.ForeignKey(AIJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="submissions")
+    batch = models.ForeignKey(OmrBatch, on_delete=models.CASCADE, null=True, blank=True, related_name="submissions")
+    # Name of the sheet inside the upload: the file name, "name#page" for a PDF page.
+    sheet_name = models.CharField(max_length=300, blank=True, default="")
+    page = models.PositiveIntegerField(null=True, blank=True)  # 1-based PDF page
+    rejection_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["batch", "status"])]
 
     def __str__(self) -> str:
         return f"Submission({self.exam_id}, {self.student_id or '?'})"

@@ -5,10 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from academy.models import AIJob, AIResult, JobStatus, Tenant, TenantConfig
+from academy.models import (
+    SUBMISSION_SETTLED,
+    AIJob,
+    AIResult,
+    Exam,
+    Grade,
+    JobArtifact,
+    JobStatus,
+    OmrBatch,
+    Submission,
+    Tenant,
+    TenantConfig,
+)
+from academy.rejections import rejection_message
 
 
 @dataclass(frozen=True)
@@ -105,3 +118,111 @@ def jobs_with_expired_lease(*, now: Any, limit: int) -> list[AIJob]:
             "lease_expires_at"
         )[:limit]
     )
+
+
+# --- exams, OMR batches and submissions ---------------------------------------------------
+
+
+OVERLAY = "overlay.png"
+
+
+def exam_get_for_tenant(exam_id: int, tenant: Tenant) -> Exam | None:
+    return Exam.objects.filter(pk=exam_id, tenant=tenant).select_related("answer_key").first()
+
+
+def exams_for_tenant(tenant: Tenant) -> QuerySet[Exam]:
+    return Exam.objects.filter(tenant=tenant).order_by("-created_at")
+
+
+def batch_get_for_tenant(batch_id: str, tenant: Tenant, *, exam_id: int | None = None) -> OmrBatch | None:
+    batches = OmrBatch.objects.filter(batch_id=batch_id, tenant=tenant)
+    if exam_id is not None:
+        batches = batches.filter(exam_id=exam_id)
+    return batches.first()
+
+
+def submission_get_for_tenant(submission_id: int, tenant: Tenant) -> Submission | None:
+    return (
+        Submission.objects.filter(pk=submission_id, tenant=tenant)
+        .select_related("job", "exam", "grade")
+        .prefetch_related("answers", "job__artifacts")
+        .first()
+    )
+
+
+def artifact_get_for_tenant(job_id: str, name: str, tenant: Tenant) -> JobArtifact | None:
+    return JobArtifact.objects.filter(job__job_id=job_id, job__tenant=tenant, name=name).first()
+
+
+def submission_body(submission: Submission, *, with_answers: bool = True) -> dict[str, Any]:
+    """A sheet as a teacher sees it: status, reading, grade, and where to look."""
+    # Reads only relations, so a caller that prefetched them (batch_body) pays no query.
+    try:
+        grade: Grade | None = submission.grade
+    except Grade.DoesNotExist:
+        grade = None
+    job = submission.job
+    body: dict[str, Any] = {
+        "submission_id": submission.pk,
+        "sheet": submission.sheet_name or submission.source_file.rsplit("/", 1)[-1],
+        "status": submission.status,
+        "student_id": submission.student_id,
+        "job_id": job.job_id if job else None,
+        "job_status": job.status if job else None,
+        "rejection_code": submission.rejection_code or None,
+        "message": rejection_message(submission.rejection_code) or submission.error_message or None,
+        "score": grade.score if grade else None,
+        "max_score": grade.max_score if grade else None,
+        "overlay": None,
+    }
+    if job is not None and any(a.name == OVERLAY for a in job.artifacts.all()):
+        body["overlay"] = f"/api/v1/jobs/{job.job_id}/artifacts/{OVERLAY}/"
+    answers = sorted(submission.answers.all(), key=lambda a: a.pk)
+    body["review"] = [a.question for a in answers if a.flagged and a.corrected is None]
+    if with_answers:
+        verdicts = grade.details if grade else {}
+        body["answers"] = [
+            {
+                "question": a.question,
+                "detected": a.detected,
+                "corrected": a.corrected,
+                "confidence": round(a.confidence, 4),
+                "flagged": a.flagged,
+                "verdict": verdicts.get(a.question, {}).get("verdict"),
+            }
+            for a in answers
+        ]
+    return body
+
+
+def batch_body(batch: OmrBatch, *, with_sheets: bool = True) -> dict[str, Any]:
+    """Progress of a batch and the outcome of each sheet."""
+    counts = dict(batch.submissions.values_list("status").annotate(n=Count("pk")).order_by().values_list("status", "n"))
+    settled = sum(n for status, n in counts.items() if status in SUBMISSION_SETTLED or status == "READ")
+    body: dict[str, Any] = {
+        "batch_id": batch.batch_id,
+        "exam_id": batch.exam_id,
+        "mode": batch.mode,
+        "total_sheets": batch.total_sheets,
+        "settled": settled,
+        "percent": round(100 * settled / batch.total_sheets) if batch.total_sheets else 100,
+        "by_status": counts,
+        "graded": batch.graded_at is not None,
+        "created_at": batch.created_at,
+        "graded_at": batch.graded_at,
+        "sources": batch.sources,
+        "skipped": batch.skipped,
+    }
+    if with_sheets:
+        submissions = batch.submissions.select_related("job", "grade").prefetch_related("answers", "job__artifacts")
+        submissions = submissions.order_by("pk")
+        sheets = [submission_body(s, with_answers=False) for s in submissions]
+        body["sheets"] = sheets
+        seen: dict[str, int] = {}
+        for sheet in sheets:
+            sid = sheet["student_id"]
+            if sid and "?" not in sid:
+                seen[sid] = seen.get(sid, 0) + 1
+        # Two sheets with one student id: a misread digit or a student who handed in twice.
+        body["duplicate_student_ids"] = sorted(sid for sid, n in seen.items() if n > 1)
+    return body

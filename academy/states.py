@@ -34,4 +34,7 @@ TERMINAL_STATUSES = frozenset(
         JobStatus.REVIEW_REQUIRED,
     }
 )
+# The domain hears of every end but a hand-over to the GPU pool: the premium re-run
+# carries the same source and reports for both.
+CALLBACK_STATUSES = TERMINAL_STATUSES - {JobStatus.FALLBACK_TO_GPU}
 CLAIMABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})

@@ -4,7 +4,8 @@ Structural checks (payload shape, job type, processor parameters, the input file
 path, presence, size and extension) apply to every tier: no pool should be handed a
 job that cannot start. The original app's quality gate (OMR photos, declared sizes and
 durations, content types) applies to lite and basic, whose no-fail policy would
-otherwise turn a hopeless input into a "DONE" nobody can use.
+otherwise turn a hopeless input into a "DONE" nobody can use; so does the measured one,
+on the image itself, for processors that declare ``quality_gate``.
 """
 
 from __future__ import annotations
@@ -120,7 +121,26 @@ def prevalidate(*, job_type: str, tier: str, payload: dict[str, Any], tenant: Te
         processor.validate(payload)
     except BadInput as exc:
         raise Rejection(exc.code, exc.message) from exc
-    input_file_check(job_type=job_type, payload=payload, tenant=tenant, max_mb=spec.max_file_mb)
+    stored = input_file_check(job_type=job_type, payload=payload, tenant=tenant, max_mb=spec.max_file_mb)
+    if stored is not None and tier in ("lite", "basic") and getattr(processor, "quality_gate", False):
+        image_quality_check(stored)
+
+
+def image_quality_check(stored: storage.StoredFile) -> None:
+    """Decode the actual image and measure it (size, blur, darkness): lite and basic.
+
+    A PDF is measured page by page by the worker instead: drawing every page here would
+    put a whole batch's rasterising on the web process.
+    """
+    from workers.imagecheck import quality_check
+    from workers.omr.bundle import IMAGE_EXTENSIONS
+
+    if posixpath.splitext(stored.path)[1].lower() not in IMAGE_EXTENSIONS:
+        return
+    try:
+        quality_check(storage.file_read(stored.path))
+    except BadInput as exc:
+        raise Rejection(exc.code, exc.message) from exc
 
 
 def input_key_for(job_type: str) -> str | None:

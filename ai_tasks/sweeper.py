@@ -25,8 +25,9 @@ _soft, _hard = routing.time_limits("domain")
 
 def sweep_once(*, limit: int = 500) -> dict[str, int]:
     from academy import selectors
-    from academy.models import AIJob, JobStatus
+    from academy.models import AIJob
     from academy.services import jobs as job_services
+    from academy.states import CALLBACK_STATUSES
     from ai_tasks import lifecycle
 
     now = timezone.now()
@@ -43,12 +44,12 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
         else:
             counts["requeued"] += job_services.job_requeue_expired(job=job)
     stale_callbacks = AIJob.objects.filter(
-        status__in=[JobStatus.DONE, JobStatus.REVIEW_REQUIRED],
+        status__in=CALLBACK_STATUSES,
         callback_done_at__isnull=True,
         finished_at__lt=older,
     ).exclude(source_domain="")
     for job_id in stale_callbacks.values_list("job_id", flat=True)[:limit]:
-        job_services._callback(job_id)
+        job_services.callback_publish_safely(job_id)
         counts["callbacks"] += 1
     return counts
 

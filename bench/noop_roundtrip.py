@@ -98,11 +98,22 @@ def tables_reset() -> None:
 
 
 class Worker:
-    def __init__(self, concurrency: int, log_path: Path) -> None:
+    """One real ``celery worker`` on one queue, in its own session (so it can be killed whole)."""
+
+    def __init__(
+        self,
+        concurrency: int,
+        log_path: Path,
+        *,
+        queue: str = QUEUE,
+        name: str = WORKER_NAME,
+        include: str = "bench.noop_roundtrip",
+    ) -> None:
         self.argv = [
-            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", QUEUE, "-n", WORKER_NAME,
-            "-c", str(concurrency), "--loglevel", "WARNING", "--include", "bench.noop_roundtrip",
+            sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-n", name,
+            "-c", str(concurrency), "--loglevel", "WARNING", "--include", include,
         ]  # fmt: skip
+        self.name = name.split("@")[0] + "@"
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -124,7 +135,7 @@ class Worker:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
             replies = app.control.ping(timeout=0.5) or []
-            if any(name.startswith("bench@") for reply in replies for name in reply):
+            if any(name.startswith(self.name) for reply in replies for name in reply):
                 return
         raise TimeoutError(f"worker did not answer a ping within {timeout}s:\n{self.log_tail()}")
 

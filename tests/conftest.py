@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from academy import flags
 from academy.models import Tenant, TenantConfig
 from academy.services.tenants import tenant_create
+from config.celery import app
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +47,11 @@ def api_for() -> Any:
         return api
 
     return client
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    """Unit tests only: a published task runs inline, in the test's process."""
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import F
 
 from academy.models import AnswerKey, Grade, Submission, SubmissionAnswer, SubmissionStatus
+from academy.rejections import Rejection
 
 
 def _choices(value: Any) -> list[str]:
@@ -36,17 +37,32 @@ def submission_apply_result(*, submission: Submission, result: dict[str, Any]) -
         )
     if result.get("student_id"):
         submission.student_id = str(result["student_id"])[:32]
-    submission.save(update_fields=["student_id", "updated_at"])
+    submission.status = SubmissionStatus.READ
+    submission.save(update_fields=["student_id", "status", "updated_at"])
     return submission
 
 
-def score_answer(*, marked: list[str], correct: list[str], points: float, scheme: dict[str, Any]) -> tuple[float, str]:
-    """One question's score and verdict: one mark among the accepted ones is right."""
+def score_answer(*, marked: list[str], spec: dict[str, Any], scheme: dict[str, Any]) -> tuple[float, float, str]:
+    """(score, best possible score, verdict) for one question.
+
+    ``spec`` is one entry of ``AnswerKey.questions``: ``correct`` (accepted answers;
+    any one of them is right, and an entry such as "AB" asks for exactly those marks),
+    ``points``, and optionally ``weights`` (a score per accepted answer, for keys where
+    one answer is worth more than another) and its own ``incorrect``/``unmarked``
+    scores, which override the exam's ``scheme``.
+    """
+    weights = {str(k): float(v) for k, v in (spec.get("weights") or {}).items()}
+    points = float(spec.get("points", 1))
+    best = max([points, *weights.values()]) if weights else points
     if not marked:
-        return float(scheme.get("unmarked", 0)), "unmarked"
-    if len(marked) == 1 and marked[0] in correct:
-        return float(points), "correct"
-    return float(scheme.get("incorrect", 0)), "incorrect"
+        return float(spec.get("unmarked", scheme.get("unmarked", 0))), best, "unmarked"
+    answer = marked[0] if len(marked) == 1 else "".join(sorted(marked))
+    if answer in weights:
+        earned = weights[answer]
+        return earned, best, "correct" if earned >= best else "partial"
+    if answer in _choices(spec.get("correct")):
+        return points, best, "correct"
+    return float(spec.get("incorrect", scheme.get("incorrect", 0))), best, "incorrect"
 
 
 @transaction.atomic
@@ -61,14 +77,11 @@ def submission_grade(*, submission: Submission) -> Grade:
     max_score = 0.0
     details: dict[str, Any] = {}
     for question, spec in questions.items():
-        points = float(spec.get("points", 1))
         answer = answers.get(question)
         marked = answer.final if answer else []
-        earned, verdict = score_answer(
-            marked=marked, correct=_choices(spec.get("correct")), points=points, scheme=scheme
-        )
+        earned, best, verdict = score_answer(marked=marked, spec=spec, scheme=scheme)
         score += earned
-        max_score += points
+        max_score += best
         details[question] = {"marked": marked, "verdict": verdict, "points": earned}
     grade, created = Grade.objects.get_or_create(
         submission=submission, defaults={"score": score, "max_score": max_score, "details": details}
@@ -78,16 +91,52 @@ def submission_grade(*, submission: Submission) -> Grade:
             score=score, max_score=max_score, details=details, times_graded=F("times_graded") + 1
         )
         grade.refresh_from_db()
-    flagged = any(a.flagged and a.corrected is None for a in answers.values())
+    # "?" marks a student-ID digit the reader could not be sure of.
+    flagged = any(a.flagged and a.corrected is None for a in answers.values()) or "?" in submission.student_id
     submission.status = SubmissionStatus.NEEDS_REVIEW if flagged else SubmissionStatus.GRADED
     submission.save(update_fields=["status", "updated_at"])
     return grade
 
 
+MAX_CHOICES_PER_ANSWER = 10
+
+
+def _allowed_values(submission: Submission) -> set[str] | None:
+    template = submission.exam.sheet_template or {}
+    choices = template.get("choices")
+    return {str(c) for c in choices} if isinstance(choices, list) and choices else None
+
+
 @transaction.atomic
-def submission_answer_correct(*, submission: Submission, question: str, choices: list[str]) -> Grade:
-    """A teacher's correction of one answer, then a regrade."""
-    SubmissionAnswer.objects.update_or_create(
-        submission=submission, question=question, defaults={"corrected": _choices(choices), "flagged": False}
-    )
+def submission_correct(
+    *, submission: Submission, answers: dict[str, Any] | None = None, student_id: str | None = None
+) -> Grade:
+    """A teacher's corrections (answers and/or the student id), then one regrade.
+
+    ``answers`` maps a question to the choices the teacher reads (an empty list: blank).
+    Questions must be on the exam's key or the sheet's reading, choices on the sheet.
+    Raises :class:`Rejection` (``INVALID_PAYLOAD``) for anything else.
+    """
+    submission = Submission.objects.select_for_update().select_related("exam").get(pk=submission.pk)
+    key = AnswerKey.objects.filter(exam_id=submission.exam_id).first()
+    known = set(key.questions) if key else set()
+    known |= set(submission.answers.values_list("question", flat=True))
+    allowed = _allowed_values(submission)
+    for question, choices in (answers or {}).items():
+        if str(question) not in known:
+            raise Rejection("INVALID_PAYLOAD", f"question {question!r} is not on this exam")
+        if not isinstance(choices, (list, str)) or len(_choices(choices)) > MAX_CHOICES_PER_ANSWER:
+            raise Rejection("INVALID_PAYLOAD", f"answer of {question} must be a list of choices")
+        values = _choices(choices)
+        if allowed is not None and not set(values) <= allowed:
+            raise Rejection("INVALID_PAYLOAD", f"{sorted(set(values) - allowed)} are not choices on this sheet")
+        SubmissionAnswer.objects.update_or_create(
+            submission=submission, question=str(question), defaults={"corrected": values, "flagged": False}
+        )
+    if student_id is not None:
+        cleaned = str(student_id).strip()
+        if not cleaned or len(cleaned) > 32 or "?" in cleaned:
+            raise Rejection("INVALID_PAYLOAD", "student_id must be 1 to 32 characters, without '?'")
+        submission.student_id = cleaned
+        submission.save(update_fields=["student_id", "updated_at"])
     return submission_grade(submission=submission)

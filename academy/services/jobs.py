@@ -23,6 +23,7 @@ from django.utils import timezone
 from academy import policies, selectors
 from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant
 from academy.rejections import Rejection, rejection_message
+from academy.states import CALLBACK_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -283,12 +284,12 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
             rejection_code=finish.rejection_code,
             progress={**(job.progress or {}), "percent": 100, "stage": finish.status.lower()},
         )
-        if job.source_domain and finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED):
-            transaction.on_commit(lambda: _callback(job.job_id))
+        if job.source_domain and finish.status in CALLBACK_STATUSES:
+            transaction.on_commit(lambda: callback_publish_safely(job.job_id))
     return True
 
 
-def _callback(job_id: str) -> None:
+def callback_publish_safely(job_id: str) -> None:
     from ai_tasks.publish import callback_publish
 
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -10,15 +9,6 @@ import pytest
 from academy.models import AIJob, AIResult, JobStatus
 from academy.services.jobs import job_dispatch
 from academy.storage import upload_save
-from config.celery import app
-
-
-@pytest.fixture
-def eager() -> Iterator[None]:
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
-
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -22,7 +22,7 @@ from academy.models import (
 )
 from academy.services import jobs as job_services
 from academy.services.callbacks import job_callback_apply
-from academy.services.grading import submission_answer_correct, submission_grade
+from academy.services.grading import submission_correct, submission_grade
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_grading_twice_keeps_one_grade_and_a_correction_regrades(exam: Exam) -> 
     submission.refresh_from_db()
     assert submission.status == SubmissionStatus.NEEDS_REVIEW
 
-    corrected = submission_answer_correct(submission=submission, question="1", choices=["A"])
+    corrected = submission_correct(submission=submission, answers={"1": ["A"]})
     assert corrected.score == 5.0
     assert corrected.times_graded == 3
     submission.refresh_from_db()

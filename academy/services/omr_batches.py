@@ -1,0 +1,178 @@
+"""OMR batches: a class's answer sheets in, one job per sheet out, one grading at the end.
+
+A batch is created in one transaction: the upload is expanded (images, PDF pages, zip
+members), each sheet gets a Submission and an ``omr_grading`` job (pre-validated on the
+actual file), and the jobs are published when the transaction commits. A sheet refused
+at dispatch is settled at once as REJECTED with its code; the batch goes on.
+
+Each job's domain callback stores its reading on its submission (exactly once, see
+``callbacks``). The callback that settles the batch's last sheet grades every read
+sheet of the batch, under a lock on the batch row, and stamps ``graded_at``: so the
+batch is graded once, whichever worker finishes last, however often messages repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from academy import storage
+from academy.models import (
+    SUBMISSION_SETTLED,
+    AIJob,
+    Exam,
+    OmrBatch,
+    Submission,
+    SubmissionStatus,
+    Tenant,
+)
+from academy.rejections import Rejection, rejection_message
+from academy.services.grading import submission_grade
+from academy.services.jobs import job_dispatch
+
+logger = logging.getLogger(__name__)
+
+MAX_SHEETS_PER_BATCH: Final = 1000
+MODES: Final = frozenset({"scan", "photo"})
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+def omr_batch_create(
+    *,
+    tenant: Tenant,
+    exam: Exam,
+    uploads: Iterable[Upload],
+    mode: str = "scan",
+    tier: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[OmrBatch, bool]:
+    """Create the batch, its submissions and their jobs. Returns (batch, created).
+
+    The same ``idempotency_key`` returns the batch made the first time. Raises
+    :class:`Rejection` when no batch can be made at all (no template, a bad mode).
+    """
+    from workers.omr.bundle import Document, expand_upload
+
+    if not exam.sheet_template:
+        raise Rejection("TEMPLATE_INVALID", "this exam has no sheet template yet")
+    if mode not in MODES:
+        raise Rejection("INVALID_PAYLOAD", f"mode must be one of {sorted(MODES)}")
+    key = f"{tenant.pk}:{idempotency_key}" if idempotency_key else None
+    if key is not None:
+        existing = OmrBatch.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            batch = OmrBatch.objects.create(tenant=tenant, exam=exam, mode=mode, idempotency_key=key)
+            sources: list[dict[str, Any]] = []
+            skipped: list[dict[str, str]] = []
+            sheets = 0
+            for upload in uploads:
+                sources.append({"name": upload.name, "size": len(upload.data)})
+                for entry in expand_upload(upload.name, upload.data):
+                    if not isinstance(entry, Document):
+                        skipped.append(_skip(entry.name, entry.code, entry.detail))
+                        continue
+                    pages = range(1, entry.pages + 1) if entry.kind == "pdf" else [None]
+                    if sheets + len(pages) > MAX_SHEETS_PER_BATCH:
+                        skipped.append(
+                            _skip(entry.name, "BATCH_TOO_LARGE", f"a batch holds at most {MAX_SHEETS_PER_BATCH} sheets")
+                        )
+                        continue
+                    path = storage.upload_save(tenant=tenant, name=entry.name, data=entry.data)
+                    for page in pages:
+                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier)
+                        sheets += 1
+            if sheets == 0:
+                first = skipped[0] if skipped else _skip("", "FILE_REQUIRED", "no files were uploaded")
+                raise Rejection(first["code"], f"no answer sheet in the upload: {first['name']}: {first['detail']}")
+            batch.sources, batch.skipped, batch.total_sheets = sources, skipped, sheets
+            batch.save(update_fields=["sources", "skipped", "total_sheets"])
+            omr_batch_settle(batch_id=batch.pk)
+    except IntegrityError:
+        if key is None:
+            raise
+        return OmrBatch.objects.get(idempotency_key=key), False
+    logger.info("omr_batch_created batch=%s sheets=%s skipped=%s", batch.batch_id, sheets, len(skipped))
+    return batch, True
+
+
+def _skip(name: str, code: str, detail: str) -> dict[str, str]:
+    return {"name": name, "code": code, "message": rejection_message(code), "detail": detail}
+
+
+def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None) -> Submission:
+    label = f"{name}#{page}" if page is not None else name
+    submission = Submission.objects.create(
+        tenant=batch.tenant,
+        exam=batch.exam,
+        batch=batch,
+        sheet_name=label[:300],
+        source_file=path,
+        page=page,
+        status=SubmissionStatus.PROCESSING,
+    )
+    payload: dict[str, Any] = {"image_path": path, "template": batch.exam.sheet_template, "mode": batch.mode}
+    if page is not None:
+        payload["page"] = page
+    outcome = job_dispatch(
+        job_type="omr_grading",
+        payload=payload,
+        tenant=batch.tenant,
+        tier=tier,
+        source_domain="submission",
+        source_id=str(submission.pk),
+        idempotency_key=f"omr-batch:{batch.batch_id}:{submission.pk}",
+    )
+    if outcome["ok"]:
+        submission.job_id = AIJob.objects.filter(job_id=outcome["job_id"]).values_list("pk", flat=True).first()
+        submission.save(update_fields=["job", "updated_at"])
+    else:
+        submission_reject(
+            submission=submission,
+            code=outcome.get("rejection_code") or "",
+            message=outcome.get("error") or "dispatch failed",
+        )
+    return submission
+
+
+def submission_reject(*, submission: Submission, code: str, message: str) -> None:
+    """The sheet cannot be read: settle it with the code, so the batch can complete."""
+    submission.status = SubmissionStatus.REJECTED if code else SubmissionStatus.FAILED
+    submission.rejection_code = code
+    submission.error_message = message[:2000]
+    submission.save(update_fields=["status", "rejection_code", "error_message", "updated_at"])
+
+
+def omr_batch_settle(*, batch_id: int) -> bool:
+    """Grade the batch if its last sheet has settled and it was not graded yet.
+
+    True when this call graded it. Safe to call after every sheet: the batch row lock
+    orders concurrent callers, and ``graded_at`` makes every call after the first a no-op.
+    """
+    with transaction.atomic():
+        batch = OmrBatch.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None or batch.graded_at is not None:
+            return False
+        waiting = batch.submissions.exclude(status__in=[*SUBMISSION_SETTLED, SubmissionStatus.READ])
+        if waiting.exists():
+            return False
+        for submission in batch.submissions.filter(status=SubmissionStatus.READ).order_by("pk"):
+            submission_grade(submission=submission)
+        now = timezone.now()
+        batch.completed_at = batch.completed_at or now
+        batch.graded_at = now
+        batch.save(update_fields=["completed_at", "graded_at"])
+    logger.info("omr_batch_graded batch=%s", batch.batch_id)
+    return True
