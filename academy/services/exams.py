@@ -39,7 +39,14 @@ def _number(value: Any, what: str) -> float:
 
 
 def answer_key_clean(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(questions, scheme) from ``{"questions": {...}, "scheme": {...}}``; see ``AnswerKey``."""
+    """(questions, scheme) from ``{"questions": {...}, "scheme": {...}}``; see ``AnswerKey``.
+
+    ``{"omrchecker_evaluation": {...}}`` imports an OMRChecker ``evaluation.json`` (its
+    ``custom`` form: a CSV key names a file the server does not have) with its
+    multiple-correct and weighted answers and its marking schemes.
+    """
+    if isinstance(raw, dict) and "omrchecker_evaluation" in raw:
+        raw = _evaluation_import(raw["omrchecker_evaluation"])
     if not isinstance(raw, dict) or not isinstance(raw.get("questions"), dict) or not raw["questions"]:
         raise Rejection("INVALID_PAYLOAD", "answer_key.questions must be a non-empty object")
     if len(raw["questions"]) > MAX_QUESTIONS:
@@ -71,6 +78,18 @@ def answer_key_clean(raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         raise Rejection("INVALID_PAYLOAD", "answer_key.scheme must be an object")
     scheme = {k: _number(scheme_raw[k], f"scheme.{k}") for k in ("incorrect", "unmarked") if k in scheme_raw}
     return questions, scheme
+
+
+def _evaluation_import(evaluation: Any) -> dict[str, Any]:
+    from workers.omr.errors import OmrError
+    from workers.omr.omrchecker import evaluation_load
+
+    if not isinstance(evaluation, dict) or evaluation.get("source_type") != "custom":
+        raise Rejection("INVALID_PAYLOAD", "omrchecker_evaluation must be an evaluation.json of source_type custom")
+    try:
+        return evaluation_load(evaluation)
+    except OmrError as exc:
+        raise Rejection("INVALID_PAYLOAD", exc.message) from exc
 
 
 @transaction.atomic

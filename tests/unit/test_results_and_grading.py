@@ -112,3 +112,48 @@ def test_runtime_flag_flip_is_seen_after_the_cache_ttl(db: Any, settings: Any) -
     assert flags.flag_enabled(flags.SHADOW_MODE, default=True) is True  # still cached
     time.sleep(0.25)
     assert flags.flag_enabled(flags.SHADOW_MODE, default=True) is False
+
+
+OMRCHECKER_EVALUATION = {
+    "source_type": "custom",
+    "options": {
+        "questions_in_order": ["q1..4"],
+        "answers_in_order": ["A", ["B", "C"], [["B", 2], ["C", "3/2"]], "D"],
+    },
+    "marking_schemes": {
+        "DEFAULT": {"correct": "1", "incorrect": "-1/4", "unmarked": "0"},
+        "HARD": {"questions": ["q4"], "marking": {"correct": 3, "incorrect": "-2/3", "unmarked": "1/2"}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("question", "marked", "expected"),
+    [
+        ("q1", ["A"], (1.0, 1.0, "correct")),
+        ("q1", ["A", "B"], (-0.25, 1.0, "incorrect")),  # a double mark is not the answer
+        ("q2", ["C"], (1.0, 1.0, "correct")),  # either of two accepted answers
+        ("q3", ["B"], (2.0, 2.0, "correct")),
+        ("q3", ["C"], (1.5, 2.0, "partial")),  # the weighted second-best answer
+        ("q3", ["A"], (-0.25, 2.0, "incorrect")),
+        ("q4", [], (0.5, 3.0, "unmarked")),  # the section's own scheme
+        ("q4", ["A"], (-2 / 3, 3.0, "incorrect")),
+    ],
+)
+def test_an_imported_omrchecker_key_scores_multi_correct_weighted_and_sectioned_answers(
+    question: str, marked: list[str], expected: tuple[float, float, str]
+) -> None:
+    from academy.services.exams import answer_key_clean
+    from academy.services.grading import score_answer
+
+    questions, scheme = answer_key_clean({"omrchecker_evaluation": OMRCHECKER_EVALUATION})
+    assert score_answer(marked=marked, spec=questions[question], scheme=scheme) == pytest.approx(expected)
+
+
+def test_an_omrchecker_key_that_names_a_csv_file_is_refused() -> None:
+    from academy.rejections import Rejection
+    from academy.services.exams import answer_key_clean
+
+    with pytest.raises(Rejection) as caught:
+        answer_key_clean({"omrchecker_evaluation": {"source_type": "csv", "options": {}}})
+    assert caught.value.code == "INVALID_PAYLOAD"

@@ -10,8 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from academy.models import AIJob, AnswerKey, Exam, Grade, Submission
+from academy import selectors
+from academy.models import AIJob, OmrBatch
+from academy.services.exams import exam_create
 from academy.services.jobs import job_dispatch
+from academy.services.omr_batches import Upload, omr_batch_create
 from academy.services.tenants import tenant_create
 from academy.storage import upload_save
 
@@ -26,25 +29,44 @@ def _roster_csv() -> bytes:
     return out.getvalue().encode("cp949")
 
 
-def _omr_exam(tenant: Any) -> tuple[Submission, dict[str, Any]]:
-    """An exam whose key is 1..5 repeating; the student marks 1 on every 4th question."""
-    key = {str(q): "12345"[(q - 1) % 5] for q in range(1, 41)}
-    marked = {q: ("1" if int(q) % 4 == 0 else a) for q, a in key.items()}
+DEMO_KEY = {str(q): "12345"[(q - 1) % 5] for q in range(1, 41)}
+
+
+def _class_scans() -> list[Upload]:
+    """A class's uploads: four scans (one shaken past reading) and a two-page PDF.
+
+    Student n gets the first n - 1 questions wrong and leaves question 40 blank.
+    """
+    import cv2
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    from workers.omr.pdf import image_to_pdf
     from workers.omr.render import filled_sheet_jpeg
     from workers.omr.template import default_template
 
     sheet = default_template()
-    template = sheet.to_dict()
-    jpeg = filled_sheet_jpeg(sheet, student_id="20260042", answers=marked)
-    exam = Exam.objects.create(tenant=tenant, title="데모 모의고사", sheet_template=template)
-    AnswerKey.objects.create(exam=exam, questions={q: {"correct": [a], "points": 1} for q, a in key.items()})
-    path = upload_save(tenant=tenant, name="sheet-001.jpg", data=jpeg)
-    submission = Submission.objects.create(tenant=tenant, exam=exam, source_file=path)
-    return submission, {"image_path": path, "template": template, "mode": "scan"}
+    scans = []
+    for n in range(1, 7):
+        answers = {q: (a if int(q) >= n else ("1" if a != "1" else "2")) for q, a in DEMO_KEY.items() if q != "40"}
+        scans.append(filled_sheet_jpeg(sheet, student_id=f"2026{n:04d}", answers=answers))
+    gray = np.asarray(cv2.imdecode(np.frombuffer(scans[3], np.uint8), cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+    shaky = cv2.GaussianBlur(gray, (0, 0), 9)
+    pdf = pdfium.PdfDocument.new()
+    for jpeg in scans[4:]:
+        page = np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+        pdf.import_pages(pdfium.PdfDocument(image_to_pdf(page, 200)))
+    out = io.BytesIO()
+    pdf.save(out)
+    return [
+        *(Upload(f"scan-{n}.jpg", data) for n, data in enumerate(scans[:3], start=1)),
+        Upload("scan-4-shaky.jpg", cv2.imencode(".jpg", shaky)[1].tobytes()),
+        Upload("late-sheets.pdf", out.getvalue()),
+    ]
 
 
 class Command(BaseCommand):
-    help = "Dispatch a demo batch (an OMR sheet, rosters, probes) to every pool and wait for it."
+    help = "Push a demo batch through every pool: a class's OMR sheets, rosters, probes; wait for it."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the batch")
@@ -53,6 +75,13 @@ class Command(BaseCommand):
         tenant, token = tenant_create(
             slug="demo-academy", username="demo-teacher", premium=True, allow_gpu_fallback=True
         )
+        exam = exam_create(
+            tenant=tenant,
+            title="데모 모의고사",
+            answer_key={"questions": {q: {"correct": [a], "points": 2.5} for q, a in DEMO_KEY.items()}},
+        )
+        omr, _ = omr_batch_create(tenant=tenant, exam=exam, uploads=_class_scans())
+        self.stdout.write(f"OMR batch {omr.batch_id}: {omr.total_sheets} sheets for exam {exam.pk} -> basic pool")
         roster = upload_save(tenant=tenant, name="roster.csv", data=_roster_csv())
         batch = [
             ("ping", "lite", {"echo": "lite pool"}),
@@ -61,28 +90,19 @@ class Command(BaseCommand):
             ("excel_parsing", "basic", {"file_path": roster}),
             ("excel_parsing", "premium", {"file_path": roster}),
         ]
-        submission, omr_payload = _omr_exam(tenant)
-        batch.insert(0, ("omr_grading", "basic", omr_payload))
         job_ids = []
         for job_type, tier, payload in batch:
-            omr = job_type == "omr_grading"
-            outcome = job_dispatch(
-                job_type=job_type,
-                payload=payload,
-                tenant=tenant,
-                tier=tier,
-                source_domain="submission" if omr else "",
-                source_id=str(submission.pk) if omr else "",
-            )
+            outcome = job_dispatch(job_type=job_type, payload=payload, tenant=tenant, tier=tier)
             if not outcome["ok"]:
                 raise CommandError(f"dispatch failed: {outcome}")
             job_ids.append(outcome["job_id"])
             self.stdout.write(f"dispatched {job_type:<14} -> {tier:<8} {outcome['job_id']}")
 
         deadline = time.monotonic() + options["wait"]
-        while True:
+        while time.monotonic() < deadline:
             jobs = list(AIJob.objects.filter(job_id__in=job_ids).order_by("created_at"))
-            if all(job.is_terminal for job in jobs) or time.monotonic() > deadline:
+            graded = OmrBatch.objects.filter(pk=omr.pk, graded_at__isnull=False).exists()
+            if graded and all(job.is_terminal for job in jobs):
                 break
             time.sleep(0.5)
 
@@ -91,19 +111,23 @@ class Command(BaseCommand):
         for job in jobs:
             worker = job.locked_by or "-"
             self.stdout.write(f"{job.job_type:<14} {job.tier:<8} {job.status:<18} {worker:<28} {job.needs_review}")
-        grade = None
-        while grade is None and time.monotonic() < deadline + 10:  # the domain pool grades it
-            grade = Grade.objects.filter(submission=submission).first()
-            time.sleep(0.2)
+        omr.refresh_from_db()
+        body = selectors.batch_body(omr)
         self.stdout.write("")
-        if grade is not None:
-            submission.refresh_from_db()
-            score = f"{grade.score:g}/{grade.max_score:g}"
-            self.stdout.write(f"OMR sheet of student {submission.student_id}: {score} ({submission.status})")
+        settled = f"{body['settled']}/{body['total_sheets']}"
+        self.stdout.write(f"OMR batch: {settled} sheets settled, graded={body['graded']}")
+        self.stdout.write(f"{'sheet':<22} {'student':<10} {'status':<13} score")
+        for row in body["sheets"]:
+            score = f"{row['score']:g}/{row['max_score']:g}" if row["score"] is not None else "-"
+            shown = row["rejection_code"] or score
+            self.stdout.write(f"{row['sheet']:<22} {row['student_id'] or '-':<10} {row['status']:<13} {shown}")
+        self.stdout.write("")
         self.stdout.write(f"Flower (workers and tasks): {settings.FLOWER_URL}")
-        self.stdout.write("API: http://127.0.0.1:8000/api/v1/jobs/<job_id>/  with header")
+        self.stdout.write(f"API: http://127.0.0.1:8000/api/v1/exams/{exam.pk}/omr-batches/{omr.batch_id}/  with header")
         self.stdout.write(f"     Authorization: Token {token}")
-        unfinished = [job.job_id for job in jobs if job.status != "DONE"] + ([] if grade else ["grade"])
-        if unfinished:
-            raise CommandError(f"not DONE within {options['wait']}s: {unfinished}")
-        self.stdout.write(self.style.SUCCESS(f"all {len(jobs)} demo jobs are DONE"))
+        expected = {"scan-4-shaky.jpg": "BLUR_OR_SHAKE"}  # refused on purpose, with its code
+        wrong = [s["sheet"] for s in body["sheets"] if s["status"] != "GRADED" and expected.get(s["sheet"]) is None]
+        wrong += [job.job_id for job in jobs if job.status != "DONE"] + ([] if body["graded"] else ["batch not graded"])
+        if wrong:
+            raise CommandError(f"not done within {options['wait']}s: {wrong}")
+        self.stdout.write(self.style.SUCCESS(f"all {len(jobs)} demo jobs are DONE; {settled} OMR sheets settled"))
