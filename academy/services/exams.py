@@ -17,13 +17,22 @@ _SCORE_KEYS: Final = ("points", "incorrect", "unmarked")
 def template_clean(raw: Any) -> dict[str, Any]:
     """The exam's sheet template as stored: the project's format, checked by the reader.
 
-    ``None`` or ``"default"`` picks the shipped 40-question sheet.
+    ``None`` or ``"default"`` picks the shipped 40-question sheet. An OMRChecker
+    template is imported as ``{"format": "omrchecker-v1", "template": <template.json>,
+    "marker_png": <base64 of the marker image>, "config": <config.json>}``.
     """
     from workers.omr.errors import OmrError
+    from workers.omr.omrchecker import STORED_FORMAT, stored_template_load
     from workers.omr.template import default_template, load_template
 
     if raw is None or raw == "default":
         return default_template().to_dict()
+    if isinstance(raw, dict) and raw.get("format") == STORED_FORMAT:
+        try:
+            stored_template_load(raw)  # converts and checks; the original is what is kept
+        except OmrError as exc:
+            raise Rejection("TEMPLATE_INVALID", exc.message) from exc
+        return {k: raw[k] for k in ("format", "template", "marker_png", "config") if k in raw}
     if not isinstance(raw, dict):
         raise Rejection("TEMPLATE_INVALID", 'template must be a JSON object or "default"')
     try:

@@ -10,6 +10,7 @@ import pytest
 
 from workers.omr import bundle
 from workers.omr.bundle import Document, Skipped, expand_upload
+from workers.omr.pdf import MAX_PAGES
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)  # the name decides here; pixels are checked later
 
@@ -47,7 +48,7 @@ def test_a_pdf_is_counted_without_drawing_its_pages() -> None:
     ("data", "code"),
     [
         (pdf_with_pages(0), "PDF_NO_PAGES"),
-        (pdf_with_pages(bundle.MAX_PDF_PAGES + 1), "PDF_TOO_MANY_PAGES"),
+        (pdf_with_pages(MAX_PAGES + 1), "PDF_TOO_MANY_PAGES"),
         (b"%PDF-1.7\n garbage", "FILE_UNREADABLE"),
     ],
     ids=["no-pages", "too-many-pages", "corrupt"],

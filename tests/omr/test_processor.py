@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import random
 import subprocess
 import sys
@@ -23,7 +24,8 @@ def test_processor_declares_the_contract() -> None:
     assert p.job_type == "omr_grading"
     assert p.input_key == "image_path"
     assert p.wants_gpu is False
-    assert p.extensions == {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+    assert p.extensions == {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
+    assert p.quality_gate is True
 
 
 def test_run_returns_answers_confidence_review_and_overlay(template: Template, template_dict: dict[str, Any]) -> None:
@@ -103,3 +105,26 @@ def test_package_source_never_imports_django_or_celery() -> None:
         for name in ("django", "celery"):
             assert f"import {name}" not in text, path
             assert f"from {name}" not in text, path
+
+
+def test_each_page_of_a_pdf_is_read_by_its_own_job(template: Template, template_dict: dict[str, Any]) -> None:
+    import cv2
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    from workers.omr.pdf import image_to_pdf
+    from workers.omr.render import filled_sheet_jpeg
+
+    pdf = pdfium.PdfDocument.new()
+    for sid in ("11111111", "22222222"):
+        jpeg = filled_sheet_jpeg(template, student_id=sid, answers={"1": template.questions[0].values[2]})
+        page = np.asarray(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE), dtype=np.uint8)
+        pdf.import_pages(pdfium.PdfDocument(image_to_pdf(page, template.dpi)))
+    out = io.BytesIO()
+    pdf.save(out)
+    read = [
+        OmrGradingProcessor().run(JobInput(params={"template": template_dict, "page": n}, data=out.getvalue()))
+        for n in (1, 2)
+    ]
+    assert [r.data["student_id"] for r in read] == ["11111111", "22222222"]
+    assert read[1].data["answers"]["1"] == [template.questions[0].values[2]]

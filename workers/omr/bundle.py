@@ -19,18 +19,11 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from workers.omr.decode import sniff
-from workers.omr.errors import (
-    FILE_TOO_LARGE,
-    FILE_UNREADABLE,
-    INVALID_FORMAT,
-    PDF_NO_PAGES,
-    PDF_TOO_MANY_PAGES,
-    OmrError,
-)
+from workers.omr.errors import FILE_TOO_LARGE, FILE_UNREADABLE, INVALID_FORMAT, OmrError
+from workers.omr.pdf import pdf_page_count
 
 IMAGE_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
 UPLOAD_EXTENSIONS: Final = IMAGE_EXTENSIONS | {".pdf", ".zip"}
-MAX_PDF_PAGES: Final = 300
 MAX_MEMBER_BYTES: Final = 50 * 1024 * 1024
 MAX_ZIP_TOTAL_BYTES: Final = 1024 * 1024 * 1024
 MAX_ZIP_MEMBERS: Final = 2000
@@ -61,28 +54,6 @@ Entry = Document | Skipped
 def _natural_key(name: str) -> list[object]:
     # "sheet2.png" before "sheet10.png", as a teacher numbers them.
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
-
-
-def pdf_page_count(data: bytes) -> int:
-    """Pages in a PDF, checked against the limits without drawing any. Raises OmrError."""
-    import pypdfium2 as pdfium
-
-    try:
-        doc = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError as exc:
-        # PDFium refuses a page tree with no pages while reporting "success" (code 0).
-        if getattr(exc, "err_code", None) == 0:
-            raise OmrError(PDF_NO_PAGES, "the PDF has no pages") from exc
-        raise OmrError(FILE_UNREADABLE, f"the PDF cannot be opened: {exc}") from exc
-    try:
-        count = len(doc)
-    finally:
-        doc.close()
-    if count == 0:
-        raise OmrError(PDF_NO_PAGES, "the PDF has no pages")
-    if count > MAX_PDF_PAGES:
-        raise OmrError(PDF_TOO_MANY_PAGES, f"the PDF has {count} pages; at most {MAX_PDF_PAGES} are read")
-    return count
 
 
 def _document(name: str, data: bytes) -> Entry:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from workers.base import BadInput
 from workers.omr.errors import FILE_NOT_FOUND, OmrError
+from workers.omr.omrchecker import is_omrchecker_template, join_custom_labels, load_omrchecker_template
 from workers.omr.template import Template, load_template
 
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers.omr", description="OMR answer-sheet reader")
     sub = parser.add_subparsers(dest="command", required=True)
     read = sub.add_parser("read", help="read scanned sheets (images, folders, PDFs)")
-    read.add_argument("--template", required=True, type=Path)
+    read.add_argument("--template", required=True, type=Path, help="project template or OMRChecker template.json")
     read.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
     read.add_argument("--photo", action="store_true", help="inputs are phone photos, not scans")
     read.add_argument("inputs", nargs="+", type=Path)
@@ -35,42 +36,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.add_argument("--out", required=True, type=Path, help="a .pdf or .png path")
     args = parser.parse_args(argv)
     try:
-        template = _load(args.template)
+        template, finish = _load(args.template)
     except BadInput as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
     if args.command == "render":
         return _render(template, args.out)
-    return _read(template, args.inputs, args.out, args.photo)
+    return _read(template, args.inputs, args.out, args.photo, finish)
 
 
-def _load(path: Path) -> Template:
+Finish = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _load(path: Path) -> tuple[Template, Finish]:
+    """The template (either format, told apart by its keys) and what shapes each reading."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise OmrError(FILE_NOT_FOUND, f"cannot read {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
         raise OmrError("TEMPLATE_INVALID", f"{path} is not JSON: {exc}") from exc
-    # An OMRChecker template.json is refused by load_template with a hint to import it;
-    # the importer is not written yet (see docs/omr.md).
-    return load_template(raw)
+    if is_omrchecker_template(raw):
+        # Its marker picture and config.json are found relative to the template's folder;
+        # custom labels (other than the roll number) become joined columns, as in OMRChecker.
+        sheet = load_omrchecker_template(path)
+        return sheet.template, lambda entry: join_custom_labels(entry, sheet)
+    return load_template(raw), lambda entry: entry
 
 
 def _render(template: Template, out: Path) -> int:
+    from workers.omr.omrchecker_render import marker_sheet_png, render_marker_sheet
+    from workers.omr.pdf import image_to_pdf
     from workers.omr.render import sheet_pdf, sheet_png
 
     suffix = out.suffix.lower()
     if suffix not in (".pdf", ".png"):
         print("error: --out must end in .pdf or .png", file=sys.stderr)
         return 2
+    if template.marker_image is not None:  # an OMRChecker sheet: its marker picture in the corners
+        pdf = suffix == ".pdf"
+        out.write_bytes(
+            image_to_pdf(render_marker_sheet(template), template.dpi) if pdf else marker_sheet_png(template)
+        )
+        return 0
     out.write_bytes(sheet_pdf(template) if suffix == ".pdf" else sheet_png(template))
     return 0
 
 
-def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: bool) -> int:
+def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: bool, finish: Finish) -> int:
     results: dict[str, Any] = {}
     failed = False
-    for key, entry in _read_all(template, inputs, photo):
+    for key, entry in _read_all(template, inputs, photo, finish):
         if key in results:
             raise AssertionError(f"duplicate key {key}")  # _keys() prevents this
         results[key] = entry
@@ -93,7 +109,9 @@ def _files(inputs: Sequence[Path]) -> Iterator[Path]:
             yield path
 
 
-def _read_all(template: Template, inputs: Sequence[Path], photo: bool) -> Iterator[tuple[str, dict[str, Any]]]:
+def _read_all(
+    template: Template, inputs: Sequence[Path], photo: bool, finish: Finish
+) -> Iterator[tuple[str, dict[str, Any]]]:
     from workers.omr.decode import check_gray, decode_gray, sniff
     from workers.omr.pdf import pdf_pages
     from workers.omr.reader import read_gray
@@ -109,7 +127,7 @@ def _read_all(template: Template, inputs: Sequence[Path], photo: bool) -> Iterat
             continue
         if sniff(data) != "pdf":
             try:
-                yield key, read_gray(decode_gray(data), template, photo=photo).to_dict()
+                yield key, finish(read_gray(decode_gray(data), template, photo=photo).to_dict())
             except BadInput as exc:
                 yield key, _error(exc)
             continue
@@ -126,7 +144,7 @@ def _read_all(template: Template, inputs: Sequence[Path], photo: bool) -> Iterat
             number += 1
             page_key = f"{key}#{number}"
             try:
-                yield page_key, read_gray(check_gray(gray), template, photo=photo).to_dict()
+                yield page_key, finish(read_gray(check_gray(gray), template, photo=photo).to_dict())
             except BadInput as exc:
                 yield page_key, _error(exc)
 

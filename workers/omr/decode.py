@@ -124,8 +124,9 @@ def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
     if not data:
         raise OmrError(EMPTY_FILE, "the file is empty")
     w, h = image_size(data)
-    if w <= 0 or h <= 0:
-        raise OmrError(FILE_UNREADABLE, "image header gives no size")
+    if min(w, h) < MIN_SIDE:
+        # Checked from the header too: a 0x0 or 1x1 image is refused before decoding.
+        raise OmrError(RESOLUTION_TOO_LOW, f"image is only {w}x{h} pixels")
     if w * h > MAX_PIXELS:
         raise OmrError(FILE_TOO_LARGE, f"image is {w}x{h} pixels; at most {MAX_PIXELS // 1_000_000} megapixels")
     kind = sniff(data) or ""

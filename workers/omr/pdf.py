@@ -6,20 +6,28 @@ page; that is all a printable blank sheet needs, and it keeps us off any PDF lib
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.errors import FILE_UNREADABLE, PDF_NO_PAGES, PDF_TOO_MANY_PAGES, OmrError
+from workers.omr.errors import FILE_UNREADABLE, INVALID_PAYLOAD, PDF_NO_PAGES, PDF_TOO_MANY_PAGES, OmrError
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+    import pypdfium2 as pdfium
 
 MAX_PAGES: Final = 300
 RASTER_DPI: Final = 200
-#: rasterising never makes a page bigger than this, whatever size the PDF claims.
-MAX_PAGE_PIXELS: Final = 60_000_000
+#: rasterising never makes a page bigger than this, whatever size the PDF claims: an A3
+#: page at 200 dpi is 7.8 MP, so a page box far past that (a "bomb" page of 200 x 200
+#: inches) is drawn at a lower DPI instead of as a gigabyte bitmap.
+MAX_PAGE_PIXELS: Final = 16_000_000
+#: a page tree that says it has no pages (PDFium refuses such a document outright).
+_NO_PAGES: Final = re.compile(rb"/Count\s+0(?![0-9.])")
+_A_PAGE: Final = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 
 def image_to_pdf(image: npt.NDArray[np.uint8], dpi: int) -> bytes:
@@ -59,21 +67,35 @@ def _stream(header: str, data: bytes) -> bytes:
     return header.encode() + b"\nstream\n" + data + b"\nendstream"
 
 
-def pdf_pages(data: bytes) -> Iterator[npt.NDArray[np.uint8]]:
-    """Rasterise each page to greyscale at RASTER_DPI (one sheet per page).
+def page_scale(width_pt: float, height_pt: float) -> float:
+    """Pixels per PDF point for a page: RASTER_DPI, less where that passes MAX_PAGE_PIXELS."""
+    scale = RASTER_DPI / 72
+    if width_pt * height_pt * scale * scale > MAX_PAGE_PIXELS:
+        # A huge page box would make a huge bitmap; draw it smaller instead.
+        scale = (MAX_PAGE_PIXELS / (width_pt * height_pt)) ** 0.5
+    return scale
 
-    Raises OmrError for an unreadable PDF, one with no pages or more than MAX_PAGES;
-    the page count is checked before any page is drawn.
+
+def _has_no_pages(data: bytes, err_code: object) -> bool:
+    """Whether a PDF that PDFium refused is one whose page tree is empty.
+
+    PDFium parses such a file, then refuses it without setting an error, so its last
+    error is still "success" (0) - or whatever an earlier, unrelated failure in this
+    process left there, which is why the file is also looked at: a page tree saying
+    ``/Count 0`` and no page object anywhere.
     """
-    import numpy as np
+    return err_code == 0 or (_NO_PAGES.search(data) is not None and _A_PAGE.search(data) is None)
+
+
+@contextmanager
+def _opened(data: bytes) -> Iterator[tuple[pdfium.PdfDocument, int]]:
+    """The document and its page count, checked against the limits; closed on exit."""
     import pypdfium2 as pdfium
 
     try:
         doc = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
-        # PDFium parses a page tree with no pages, then refuses the document while
-        # reporting "success" (error code 0); every broken file gives another code.
-        if getattr(exc, "err_code", None) == 0:
+        if _has_no_pages(data, getattr(exc, "err_code", None)):
             raise OmrError(PDF_NO_PAGES, "PDF has no pages") from exc
         raise OmrError(FILE_UNREADABLE, f"PDF cannot be opened: {exc}") from exc
     try:
@@ -82,20 +104,54 @@ def pdf_pages(data: bytes) -> Iterator[npt.NDArray[np.uint8]]:
             raise OmrError(PDF_NO_PAGES, "PDF has no pages")
         if count > MAX_PAGES:
             raise OmrError(PDF_TOO_MANY_PAGES, f"PDF has {count} pages; at most {MAX_PAGES} are read")
-        for index in range(count):
-            page = doc[index]
-            try:
-                w, h = page.get_size()
-                scale = RASTER_DPI / 72
-                if w * h * scale * scale > MAX_PAGE_PIXELS:
-                    # A huge page box would make a huge bitmap; draw it smaller instead.
-                    scale = (MAX_PAGE_PIXELS / max(w * h, 1.0)) ** 0.5
-                bitmap = page.render(scale=scale, grayscale=True)
-                try:
-                    yield np.array(bitmap.to_numpy(), dtype=np.uint8).reshape(bitmap.height, bitmap.width, -1)[:, :, 0]
-                finally:
-                    bitmap.close()
-            finally:
-                page.close()
+        yield doc, count
     finally:
         doc.close()
+
+
+def pdf_page_count(data: bytes) -> int:
+    """Pages in a PDF, checked against the limits without drawing any. Raises OmrError."""
+    with _opened(data) as (_, count):
+        return count
+
+
+def _render(doc: pdfium.PdfDocument, index: int) -> npt.NDArray[np.uint8]:
+    import numpy as np
+    import pypdfium2 as pdfium
+
+    page = doc[index]
+    try:
+        w, h = page.get_size()
+        if not (w > 0 and h > 0):
+            raise OmrError(FILE_UNREADABLE, f"PDF page {index + 1} has no size")
+        try:
+            bitmap = page.render(scale=page_scale(w, h), grayscale=True)
+        except pdfium.PdfiumError as exc:
+            raise OmrError(FILE_UNREADABLE, f"PDF page {index + 1} cannot be drawn: {exc}") from exc
+        try:
+            pixels = bitmap.to_numpy().reshape(bitmap.height, bitmap.width, -1)[:, :, 0]
+            # One channel, copied out of PDFium's buffer before it is freed.
+            return np.array(pixels, dtype=np.uint8, order="C", copy=True)
+        finally:
+            bitmap.close()
+    finally:
+        page.close()
+
+
+def pdf_page(data: bytes, number: int) -> npt.NDArray[np.uint8]:
+    """Page ``number`` (1-based) rasterised to greyscale: what one batch job reads."""
+    with _opened(data) as (doc, count):
+        if not 1 <= number <= count:
+            raise OmrError(INVALID_PAYLOAD, f"page {number} is not in this {count}-page PDF")
+        return _render(doc, number - 1)
+
+
+def pdf_pages(data: bytes) -> Iterator[npt.NDArray[np.uint8]]:
+    """Rasterise each page to greyscale at RASTER_DPI (one sheet per page).
+
+    Raises OmrError for an unreadable PDF, one with no pages or more than MAX_PAGES;
+    the page count is checked before any page is drawn.
+    """
+    with _opened(data) as (doc, count):
+        for index in range(count):
+            yield _render(doc, index)

@@ -1,7 +1,9 @@
 """``omr_grading``: read one scanned answer sheet against a template.
 
-Params: ``template`` (the template JSON object, see docs/omr.md) and optional ``mode``
-("scan", the default, or "photo" for a phone picture of a sheet). The result's
+Params: ``template`` (the template JSON object, see docs/omr.md, or an imported
+OMRChecker template), optional ``mode`` ("scan", the default, or "photo" for a phone
+picture of a sheet) and, when the file is a PDF, ``page`` (1-based; each sheet of a
+batch's PDF is its own job). The result's
 ``confidence`` is the *lowest* per-question (or student-ID digit) confidence on the
 sheet, because one doubtful answer is enough to need a person.
 
@@ -18,6 +20,7 @@ from typing import Any, ClassVar, Final
 
 from workers.base import Artifact, BadInput, JobInput, ProcessorResult
 from workers.omr.errors import EMPTY_FILE, FILE_REQUIRED, INVALID_PAYLOAD
+from workers.omr.omrchecker import STORED_FORMAT, stored_template_load
 from workers.omr.template import Template, load_template
 
 MODES: Final = frozenset({"scan", "photo"})
@@ -27,8 +30,10 @@ _CACHE_SIZE: Final = 16
 class OmrGradingProcessor:
     job_type: ClassVar[str] = "omr_grading"
     input_key: ClassVar[str | None] = "image_path"
-    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
+    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"})
     wants_gpu: ClassVar[bool] = False
+    #: lite and basic measure the image (size, blur, darkness) before a job exists.
+    quality_gate: ClassVar[bool] = True
 
     def __init__(self) -> None:
         # Templates repeat across the jobs of one exam; parse each once per worker.
@@ -37,6 +42,7 @@ class OmrGradingProcessor:
     def validate(self, params: Mapping[str, Any]) -> None:
         self._template(params)
         self._mode(params)
+        self._page(params)
 
     def run(self, job: JobInput) -> ProcessorResult:
         template = self._template(job.params)
@@ -45,12 +51,18 @@ class OmrGradingProcessor:
             raise BadInput("an answer-sheet image is required", code=FILE_REQUIRED)
         if not job.data:
             raise BadInput("the file is empty", code=EMPTY_FILE)
-        from workers.omr.decode import decode_gray
+        from workers.omr.decode import check_gray, decode_gray, sniff
         from workers.omr.overlay import overlay_png
+        from workers.omr.pdf import pdf_page
         from workers.omr.reader import read_gray
 
         job.progress("decode", 10)
-        gray = decode_gray(job.data)
+        page = self._page(job.params)
+        if page is not None or sniff(job.data) == "pdf":
+            # A batch's PDF is shared by its pages' jobs: each draws only its own page.
+            gray = check_gray(pdf_page(job.data, page or 1))
+        else:
+            gray = decode_gray(job.data)
         job.progress("read", 40)
         reading = read_gray(gray, template, photo=photo)
         job.progress("overlay", 80)
@@ -80,11 +92,22 @@ class OmrGradingProcessor:
             raise BadInput("params.template is not plain JSON", code="TEMPLATE_INVALID") from exc
         cached = self._templates.get(key)
         if cached is None:
-            cached = load_template(raw)
+            cached = stored_template_load(raw) if raw.get("format") == STORED_FORMAT else load_template(raw)
             if len(self._templates) >= _CACHE_SIZE:
                 self._templates.pop(next(iter(self._templates)))
             self._templates[key] = cached
         return cached
+
+    @staticmethod
+    def _page(params: Mapping[str, Any]) -> int | None:
+        from workers.omr.pdf import MAX_PAGES
+
+        page = params.get("page")
+        if page is None:
+            return None
+        if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= MAX_PAGES:
+            raise BadInput(f"page must be a page number from 1 to {MAX_PAGES}", code=INVALID_PAYLOAD)
+        return page
 
     @staticmethod
     def _mode(params: Mapping[str, Any]) -> str:

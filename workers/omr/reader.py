@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels
-from workers.omr.errors import TEMPLATE_MISMATCH, OmrError
+from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import STUDENT_ID_LABEL, Template
 
 if TYPE_CHECKING:
@@ -20,6 +20,17 @@ MIN_RING: Final = 0.1
 #: share of template bubbles whose outline must be found where the template puts them.
 MIN_RINGS_FOUND: Final = 0.9
 UNREADABLE_DIGIT: Final = "?"
+#: the sheet is straightened into the template frame at this share of the template DPI
+#: (for the template check here, and for the review overlay).
+STRAIGHT_SCALE: Final = 0.5
+#: a pixel of the straightened sheet is print when it is this share of the way from
+#: paper to marker ink.
+PRINT_LEVEL: Final = 0.25
+#: this many bubble-like printed rings where the template has nothing: another layout.
+MAX_UNEXPECTED_RINGS: Final = 8
+#: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
+MAX_ASPECT: Final = 5.0
+_CACHE_SIZE: Final = 16
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,9 @@ class SheetReading:
     levels: Levels
     rotation: int
     alignment: Alignment
+    #: the sheet straightened into the template frame at STRAIGHT_SCALE (greyscale);
+    #: the overlay draws on it.
+    straight: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
 
     @property
     def answers(self) -> dict[str, list[str]]:
@@ -74,6 +88,9 @@ def read_gray(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = 
     from workers.omr.align import align
     from workers.omr.sample import sample
 
+    h, w = gray.shape[:2]
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        raise OmrError(NO_SHEET_FOUND, f"a {w}x{h} picture is far too long and thin to show an answer sheet")
     alignment = align(gray, template, photo=photo)
     samples = sample(gray, template, alignment)
     found = float(np.mean(samples.ring >= MIN_RING))
@@ -82,12 +99,100 @@ def read_gray(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = 
             TEMPLATE_MISMATCH,
             f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
         )
+    straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
+    extra = unexpected_rings(straight, template, alignment)
+    if extra >= MAX_UNEXPECTED_RINGS:
+        raise OmrError(
+            TEMPLATE_MISMATCH,
+            f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
+        )
     levels = sheet_levels(samples.fill, samples.index)
+    fill = samples.fill.tolist()
     fields = [
-        read_field(f, [float(samples.fill[i]) for i in idx], levels)
-        for f, idx in zip(template.fields, samples.index, strict=True)
+        read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(template.fields, samples.index, strict=True)
     ]
     n_id = len(template.id_fields)
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
-    return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment)
+    return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight)
+
+
+def straighten(
+    gray: npt.NDArray[np.uint8], homography: npt.NDArray[np.float64], template: Template, scale: float
+) -> npt.NDArray[np.uint8]:
+    """The sheet warped into the template frame, ``scale`` x the template's pixel size.
+
+    Nearest pixel: at half size it costs 40 % of a linear warp, and both of its uses (the
+    ring count and a picture for a person) are fine with a hairline drawn dashed.
+    """
+    import cv2
+    import numpy as np
+
+    # output pixel -> template pixel -> image pixel
+    m = homography @ np.diag([1 / scale, 1 / scale, 1.0])
+    size = (round(template.width * scale), round(template.height * scale))
+    flat = cv2.warpPerspective(gray, m, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=255)
+    return np.asarray(flat, dtype=np.uint8)
+
+
+def unexpected_rings(straight: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> int:
+    """Bubble-like printed rings on the straightened sheet where the template prints nothing.
+
+    A sheet of another layout that shares this template's markers (a 40-question sheet
+    read with a 20-question template) passes every other check: all of this template's
+    bubbles are printed on it. Its extra bubbles give it away. Print is found below
+    PRINT_LEVEL, everything the template's own blank sheet prints (grown by a bubble
+    radius, so its bubbles, boxes and whatever is written in them drop out) is removed,
+    and what is left is counted when it is a closed ring of about a bubble's size. Pencil
+    strokes are lines, and a filled mark has no hole, so neither counts.
+    """
+    import cv2
+
+    span = max(alignment.paper - alignment.ink, 1.0)
+    level = alignment.paper - PRINT_LEVEL * span
+    _, dark = cv2.threshold(straight, level, 255, cv2.THRESH_BINARY_INV)
+    dark = cv2.bitwise_and(dark, _blank_mask(template, straight.shape[1], straight.shape[0]))
+    contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return 0
+    links = hierarchy[0]
+    rs = template.bubble_radius * straight.shape[1] / template.width
+    count = 0
+    for i, link in enumerate(links):
+        if link[3] != -1 or link[2] == -1:  # a hole itself, or a shape without one
+            continue
+        _, _, w, h = cv2.boundingRect(contours[i])
+        if not (1.5 * rs <= w <= 2.6 * rs and 1.5 * rs <= h <= 2.6 * rs):
+            continue
+        hole, j = 0.0, int(link[2])
+        while j != -1:
+            hole = max(hole, cv2.contourArea(contours[j]))
+            j = int(links[j][0])
+        count += hole >= 0.25 * w * h
+    return count
+
+
+# id(template), width, height -> (template, mask): 255 where the blank sheet prints nothing.
+_BLANK_MASKS: dict[tuple[int, int, int], tuple[Template, npt.NDArray[np.uint8]]] = {}
+
+
+def _blank_mask(template: Template, width: int, height: int) -> npt.NDArray[np.uint8]:
+    key = (id(template), width, height)
+    hit = _BLANK_MASKS.get(key)
+    if hit is not None and hit[0] is template:
+        return hit[1]
+    import cv2
+    import numpy as np
+
+    from workers.omr.render import render_sheet
+
+    small = cv2.resize(render_sheet(template), (width, height), interpolation=cv2.INTER_AREA)
+    grow = 2 * round(template.bubble_radius * width / template.width + 3) + 1
+    printed = cv2.dilate(
+        np.where(small < 250, 255, 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))
+    )
+    mask = np.asarray(cv2.bitwise_not(printed), dtype=np.uint8)
+    if len(_BLANK_MASKS) >= _CACHE_SIZE:
+        _BLANK_MASKS.pop(next(iter(_BLANK_MASKS)))
+    _BLANK_MASKS[key] = (template, mask)
+    return mask

@@ -42,6 +42,22 @@ class Field:
 
 
 @dataclass(frozen=True)
+class MarkerImage:
+    """A picture of the corner marker, for sheets whose four corners all show it.
+
+    OMRChecker sheets (see workers/omr/omrchecker.py) print one marker image in every
+    corner instead of this project's solid squares; the aligner then finds the markers by
+    template matching and the orientation from the bubble layout.
+    """
+
+    #: the encoded image file (PNG/JPEG), decoded by the aligner when it needs it.
+    data: bytes
+    #: its size on the page, template pixels.
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
 class Template:
     name: str
     title: str
@@ -56,6 +72,8 @@ class Template:
     id_fields: tuple[Field, ...]
     questions: tuple[Field, ...]
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: set for sheets whose corners show a marker picture (OMRChecker); None = solid squares.
+    marker_image: MarkerImage | None = field(default=None, compare=False, repr=False)
 
     @property
     def fields(self) -> tuple[Field, ...]:

@@ -1,0 +1,231 @@
+"""Align a sheet whose four corners show the same marker picture (OMRChecker sheets).
+
+The project's own sheets have solid squares and a hollow top-left one; OMRChecker sheets
+print one marker image in every corner. So:
+
+1. **Find** - the marker is template-matched (normalised cross-correlation) over a small
+   copy of the scan at a dozen scales around the size the template predicts; for each
+   scale the best match in each quadrant is kept, and the scale whose four matches are
+   jointly best wins. Rotated copies of the marker are tried too when the picture is not
+   symmetric, so a sideways or upside-down scan still matches.
+2. **Refine** - each centre is matched again at full resolution in a small window.
+3. **Orient** - identical markers cannot tell up from down. Every corner assignment whose
+   rectangle has the template's aspect (for a portrait sheet: 0 and 180 degrees) is tried,
+   and the one under which the printed bubble outlines sit where the template puts them
+   wins. A layout that looks the same upside down cannot be told apart; it reads upright.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Final
+
+from workers.omr.align import MIN_DPI, WORK_SIDE, Alignment, _convex, _dist, _quad_size
+from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_INVALID, TEMPLATE_MISMATCH, OmrError
+from workers.omr.template import Template
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Gray = npt.NDArray[np.uint8]
+    Floats = npt.NDArray[np.float32]
+
+#: normalised correlation a marker match needs in every quadrant.
+MIN_MATCH: Final = 0.45
+SCALE_STEPS: Final = 12
+#: two orientations whose outline scores differ by less than this are a tie (symmetric layout).
+TIE: Final = 0.02
+
+
+def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> Alignment:
+    import cv2
+    import numpy as np
+
+    info = template.marker_image
+    if info is None:  # pragma: no cover - align() only calls this with a marker image
+        raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
+    variants = _variants(info.data)
+    k = min(1.0, WORK_SIDE / max(gray.shape))
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
+    # A scan shows most of the page, so the page is about as big as the image; a photo may
+    # show it much smaller, hence the wider range there.
+    page_scale = max(small.shape) / max(template.width, template.height)
+    found = _search(small, variants, info.width * page_scale, 0.3 if photo else 0.5)
+    if found is None:
+        raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
+    corners, size = found
+    refined = [_refine(gray, variants, x / k, y / k, size / k) for x, y in corners]
+    pts = np.array([(r[0], r[1]) for r in refined], np.float64)
+    ink = float(np.median([r[2] for r in refined]))
+    paper = float(np.median([r[3] for r in refined]))
+    if paper - ink < 20:
+        raise OmrError(NO_SHEET_FOUND, "the markers hardly differ from the paper")
+    tol = 0.6 if photo else 0.85
+    top, bottom, left, right = (
+        _dist(pts[0], pts[1]),
+        _dist(pts[3], pts[2]),
+        _dist(pts[0], pts[3]),
+        _dist(pts[1], pts[2]),
+    )
+    if not _convex([(float(p[0]), float(p[1])) for p in pts]) or min(top, bottom) < tol * max(top, bottom):
+        raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
+    if min(left, right) < tol * max(left, right):
+        raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
+    return _orient(gray, template, pts, ink, paper, photo)
+
+
+def _orient(
+    gray: Gray, template: Template, pts: npt.NDArray[np.float64], ink: float, paper: float, photo: bool
+) -> Alignment:
+    """Try each corner assignment that fits the template's aspect; keep the best outlines."""
+    import cv2
+    import numpy as np
+
+    from workers.omr.sample import sample
+
+    tpl_pts = np.array(template.marker_centres, np.float64)
+    tpl_aspect = (tpl_pts[1][0] - tpl_pts[0][0]) / (tpl_pts[3][1] - tpl_pts[0][1])
+    tol = 0.2 if photo else 0.06
+    best: tuple[float, Alignment] | None = None
+    aspects = []
+    for turn in range(4):  # template top-left lies at image corner `turn` (clockwise from top-left)
+        image_pts = np.array([pts[(turn + i) % 4] for i in range(4)], np.float64)
+        across = _dist(image_pts[0], image_pts[1]) + _dist(image_pts[3], image_pts[2])
+        down = _dist(image_pts[0], image_pts[3]) + _dist(image_pts[1], image_pts[2])
+        aspects.append(across / down)
+        if abs(across / down / tpl_aspect - 1) > tol:
+            continue
+        scale = _quad_size(image_pts) / _quad_size(tpl_pts)
+        if scale * template.dpi < MIN_DPI:
+            raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
+        h = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
+        alignment = Alignment(h.astype(np.float64), turn * 90, scale, ink, paper)
+        score = float(np.mean(np.clip(sample(gray, template, alignment).ring, 0, 1)))
+        if best is None or score > best[0] + TIE:
+            best = (score, alignment)
+    if best is None:
+        raise OmrError(
+            TEMPLATE_MISMATCH,
+            f"the markers form a {aspects[0]:.2f} rectangle; template {template.name!r} has {tpl_aspect:.2f}",
+        )
+    return best[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _variants(data: bytes) -> tuple[Floats, ...]:
+    """The marker picture, normalised, in each distinct 90-degree rotation."""
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if img is None or min(img.shape) < 4:
+        raise OmrError(TEMPLATE_INVALID, "the marker image cannot be decoded")
+    if float(img.std()) < 5:
+        # A plain dark square has nothing to correlate; matching it on its paper does.
+        pad = max(2, round(max(img.shape) * 0.25))
+        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+    lo, hi = float(img.min()), float(img.max())
+    marker: Floats = ((img.astype(np.float32) - lo) * (255 / max(hi - lo, 1.0))).astype(np.float32)
+    out: list[Floats] = []
+    probe = [cv2.resize(marker, (32, 32), interpolation=cv2.INTER_AREA)]
+    for turn in range(4):
+        cand = np.ascontiguousarray(np.rot90(marker, -turn))
+        thumb = cv2.resize(cand, (32, 32), interpolation=cv2.INTER_AREA)
+        if turn and min(float(np.mean(np.abs(thumb - p))) for p in probe) < 12:
+            continue  # the same picture turned: no need to search it again
+        probe.append(thumb)
+        out.append(cand)
+    return tuple(out)
+
+
+def _search(
+    small: Gray, variants: tuple[Floats, ...], expected: float, low: float
+) -> tuple[list[tuple[float, float]], float] | None:
+    """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale."""
+    import cv2
+    import numpy as np
+
+    hs, ws = small.shape
+    image = small.astype(np.float32)
+    best: tuple[float, list[tuple[float, float]], float] | None = None
+    for factor in np.geomspace(low, 1.6, SCALE_STEPS):
+        width = expected * float(factor)
+        if width < 7 or width > min(hs, ws) / 3:
+            continue
+        peaks: list[tuple[float, float, float]] = [(-1.0, 0.0, 0.0)] * 4
+        for marker in variants:
+            zoom = width / marker.shape[1]
+            tpl = cv2.resize(
+                marker, (round(width), max(3, round(marker.shape[0] * zoom))), interpolation=cv2.INTER_AREA
+            )
+            if float(tpl.std()) < 1:
+                continue
+            th, tw = tpl.shape
+            res = cv2.matchTemplate(image, tpl, cv2.TM_CCOEFF_NORMED)
+            # A match at (x, y) is a marker centred at (x + tw/2, y + th/2): split there.
+            xs, ys = max(1, round((ws - tw) / 2)), max(1, round((hs - th) / 2))
+            for q, (x0, y0) in enumerate(((0, 0), (xs, 0), (xs, ys), (0, ys))):
+                part = res[y0 : ys if y0 == 0 else None, x0 : xs if x0 == 0 else None]
+                if part.size == 0:
+                    continue
+                _, score, _, (px, py) = cv2.minMaxLoc(part)
+                if score > peaks[q][0]:
+                    peaks[q] = (float(score), x0 + px + tw / 2, y0 + py + th / 2)
+        if min(p[0] for p in peaks) < MIN_MATCH:
+            continue
+        total = sum(p[0] for p in peaks)
+        if best is None or total > best[0]:
+            best = (total, [(p[1], p[2]) for p in peaks], width)
+    return None if best is None else (best[1], best[2])
+
+
+def _refine(
+    gray: Gray, variants: tuple[Floats, ...], x: float, y: float, width: float
+) -> tuple[float, float, float, float]:
+    """Full-resolution centre, ink grey and paper grey of one marker."""
+    import cv2
+    import numpy as np
+
+    h, w = gray.shape
+    reach = int(width * 1.3) + 4
+    x0, y0 = max(0, int(x) - reach), max(0, int(y) - reach)
+    roi = gray[y0 : min(h, int(y) + reach + 1), x0 : min(w, int(x) + reach + 1)].astype(np.float32)
+    best: tuple[float, float, float, Floats] | None = None
+    score = -2.0
+    for marker in variants:
+        for factor in (0.95, 1.0, 1.05):
+            zoom = width * factor / marker.shape[1]
+            tw, th = max(3, round(marker.shape[1] * zoom)), max(3, round(marker.shape[0] * zoom))
+            if tw >= roi.shape[1] or th >= roi.shape[0]:
+                continue
+            tpl: Floats = np.asarray(cv2.resize(marker, (tw, th), interpolation=cv2.INTER_AREA), np.float32)
+            res: Floats = np.asarray(cv2.matchTemplate(roi, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+            _, top, _, (px, py) = cv2.minMaxLoc(res)
+            if top > score:
+                dx, dy = _subpixel(res, px, py)
+                score, best = float(top), (px + dx, py + dy, float(top), tpl)
+    if best is None:  # the marker lies against the image edge: keep the coarse estimate
+        return x, y, 0.0, 255.0
+    fx, fy, _, found = best
+    th, tw = found.shape
+    ix, iy = round(fx), round(fy)
+    patch = roi[iy : iy + th, ix : ix + tw]
+    dark = found[: patch.shape[0], : patch.shape[1]] < 96
+    ink = float(np.median(patch[dark])) if dark.any() else float(patch.min())
+    paper = float(np.percentile(roi, 90))
+    return x0 + fx + (tw - 1) / 2, y0 + fy + (th - 1) / 2, ink, paper
+
+
+def _subpixel(res: Floats, px: int, py: int) -> tuple[float, float]:
+    """Parabola through the correlation peak and its neighbours, per axis."""
+
+    def vertex(a: float, b: float, c: float) -> float:
+        den = a - 2 * b + c
+        return 0.0 if den >= 0 else max(-0.5, min(0.5, 0.5 * (a - c) / den))
+
+    hh, ww = res.shape
+    dx = vertex(float(res[py, px - 1]), float(res[py, px]), float(res[py, px + 1])) if 0 < px < ww - 1 else 0.0
+    dy = vertex(float(res[py - 1, px]), float(res[py, px]), float(res[py + 1, px])) if 0 < py < hh - 1 else 0.0
+    return dx, dy
