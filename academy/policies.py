@@ -25,8 +25,12 @@ class JobTypeSpec:
     default_tier: str
     allowed_tiers: frozenset[str]
     max_file_mb: int = 50
+    #: the JSON payload's cap in bytes; None: settings.MAX_PAYLOAD_BYTES. Exports carry
+    #: their rows in the payload, so theirs is larger.
+    max_payload_bytes: int | None = None
 
 
+EXPORT_PAYLOAD_BYTES: Final = 8 * 1024 * 1024  # ~25,000 attendance rows
 _LITE_UP = frozenset({"lite", "basic", "premium"})
 _BASIC_UP = frozenset({"basic", "premium"})
 _PREMIUM = frozenset({"premium"})
@@ -38,8 +42,8 @@ JOB_TYPES: Final[dict[str, JobTypeSpec]] = {
     "omr_grading": JobTypeSpec("basic", _BASIC_UP),
     "homework_video_analysis": JobTypeSpec("basic", _BASIC_UP, max_file_mb=500),
     "excel_parsing": JobTypeSpec("basic", _BASIC_UP),
-    "attendance_excel_export": JobTypeSpec("basic", _BASIC_UP),
-    "staff_excel_export": JobTypeSpec("basic", _BASIC_UP),
+    "attendance_excel_export": JobTypeSpec("basic", _BASIC_UP, max_payload_bytes=EXPORT_PAYLOAD_BYTES),
+    "staff_excel_export": JobTypeSpec("basic", _BASIC_UP, max_payload_bytes=EXPORT_PAYLOAD_BYTES),
     "question_segmentation": JobTypeSpec("premium", _PREMIUM),
     "handwriting_analysis": JobTypeSpec("premium", _PREMIUM),
     "embedding": JobTypeSpec("premium", _PREMIUM),

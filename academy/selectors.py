@@ -75,7 +75,30 @@ def jobs_for_tenant(tenant: Tenant) -> QuerySet[AIJob]:
 
 
 def job_result_payload(job: AIJob) -> Any:
-    return AIResult.objects.filter(job=job).values_list("payload", flat=True).first()
+    """The result as callers see it: with a signed, expiring link for each stored file.
+
+    ``download_url`` (the original status API's key) is the link to the file named by
+    ``filename`` (an export), or to the only file when there is one.
+    """
+    from django.conf import settings
+    from django.urls import reverse
+
+    from academy import storage
+
+    payload = AIResult.objects.filter(job=job).values_list("payload", flat=True).first()
+    if not isinstance(payload, dict) or not payload.get("artifacts"):
+        return payload
+    links = {
+        a.name: reverse("download", kwargs={"token": storage.download_token(artifact_id=a.pk)})
+        for a in JobArtifact.objects.filter(job=job)
+    }
+    main = payload.get("filename") if payload.get("filename") in links else None
+    if main is None and len(links) == 1:
+        main = next(iter(links))
+    payload = {**payload, "artifact_urls": links, "download_expires_in": settings.AI_DOWNLOAD_URL_TTL_SECONDS}
+    if main is not None:
+        payload["download_url"] = links[main]
+    return payload
 
 
 def job_lineage(job: AIJob) -> list[AIJob]:

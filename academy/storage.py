@@ -90,3 +90,27 @@ def artifact_save(*, tenant: Tenant | None, job_id: str, name: str, data: bytes)
     if default_storage.exists(path):  # a re-run of the same job replaces its artifact
         default_storage.delete(path)
     return str(default_storage.save(path, ContentFile(data)))
+
+
+# --- signed, expiring download links -------------------------------------------------------
+
+_SIGNING_SALT = "academy.storage.download"
+
+
+def download_token(*, artifact_id: int) -> str:
+    """An opaque token for one artifact; :func:`download_resolve` accepts it for a while."""
+    from django.core import signing
+
+    return signing.TimestampSigner(salt=_SIGNING_SALT).sign_object({"a": artifact_id}, compress=True)
+
+
+def download_resolve(token: str, *, max_age: float) -> int | None:
+    """The artifact id behind a token, or None when it is forged or expired."""
+    from django.core import signing
+
+    try:
+        value = signing.TimestampSigner(salt=_SIGNING_SALT).unsign_object(token, max_age=max_age)
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    artifact_id = value.get("a") if isinstance(value, dict) else None
+    return artifact_id if isinstance(artifact_id, int) else None

@@ -32,7 +32,7 @@ ALLOWED_CONTENT_TYPES = frozenset(
 )  # fmt: skip
 
 
-def payload_check(payload: Any) -> dict[str, Any]:
+def payload_check(payload: Any, *, job_type: str | None = None) -> dict[str, Any]:
     if payload is None:
         return {}
     if not isinstance(payload, dict):
@@ -41,8 +41,10 @@ def payload_check(payload: Any) -> dict[str, Any]:
         size = len(json.dumps(payload, ensure_ascii=False).encode())
     except (TypeError, ValueError) as exc:
         raise Rejection("INVALID_PAYLOAD", f"payload is not JSON-serialisable: {exc}") from exc
-    if size > settings.MAX_PAYLOAD_BYTES:
-        raise Rejection("PAYLOAD_TOO_LARGE", f"payload is {size} bytes; the limit is {settings.MAX_PAYLOAD_BYTES}")
+    spec = policies.JOB_TYPES.get(job_type or "")
+    limit = (spec.max_payload_bytes if spec else None) or settings.MAX_PAYLOAD_BYTES
+    if size > limit:
+        raise Rejection("PAYLOAD_TOO_LARGE", f"payload is {size} bytes; the limit is {limit}")
     return payload
 
 

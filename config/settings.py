@@ -150,6 +150,8 @@ AI_SWEEP_INTERVAL_SECONDS = env_float("AI_SWEEP_INTERVAL_SECONDS", 30.0)
 # Runtime flags are cached per process for at most this long, so a flip in the admin
 # reaches every worker within this many seconds.
 AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
+# Signed download links in job results (exports, overlays) stop working after this.
+AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
 # Progress writes are throttled to one per this interval per job.
 AI_PROGRESS_MIN_INTERVAL = env_float("AI_PROGRESS_MIN_INTERVAL", 1.0)
 

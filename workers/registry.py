@@ -17,6 +17,9 @@ from workers.base import Processor
 BUILTIN: dict[str, str] = {
     "ping": "workers.ping:PingProcessor",
     "excel_parsing": "workers.excel:ExcelParsingProcessor",
+    "attendance_excel_export": "workers.excel_export:AttendanceExcelExportProcessor",
+    "staff_excel_export": "workers.excel_export:StaffExcelExportProcessor",
+    "ocr": "workers.ocr:OcrProcessor",
     "omr_grading": "workers.omr.processor:OmrGradingProcessor",
 }
 

@@ -19,10 +19,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from academy import selectors
+from academy import selectors, storage
 from academy.api.errors import error_response
 from academy.api.jobs import request_tenant
-from academy.models import Exam
+from academy.models import Exam, JobArtifact
 from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create
 from academy.services.grading import submission_correct
@@ -190,6 +190,25 @@ class SubmissionDetailView(APIView):
         except Rejection as rejection:
             return _rejected(rejection)
         return Response(selectors.submission_body(self._get(request, submission_id)))
+
+
+class DownloadView(APIView):
+    """A signed, expiring link: the token is the credential, so no login is asked."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get(self, request: Request, token: str) -> FileResponse:
+        artifact_id = storage.download_resolve(token, max_age=settings.AI_DOWNLOAD_URL_TTL_SECONDS)
+        artifact = JobArtifact.objects.filter(pk=artifact_id).first() if artifact_id is not None else None
+        if artifact is None or not default_storage.exists(artifact.path):
+            raise NotFound("링크가 만료되었거나 올바르지 않습니다.")
+        return FileResponse(
+            default_storage.open(artifact.path, "rb"),
+            content_type=artifact.content_type,
+            as_attachment=True,
+            filename=artifact.name,
+        )
 
 
 class JobArtifactView(APIView):

@@ -6,6 +6,7 @@ urlpatterns = [
     path("jobs/", jobs.JobListCreateView.as_view(), name="jobs"),
     path("jobs/<str:job_id>/", jobs.JobStatusView.as_view(), name="job-status"),
     path("jobs/<str:job_id>/artifacts/<str:name>/", exams.JobArtifactView.as_view(), name="job-artifact"),
+    path("files/<str:token>/", exams.DownloadView.as_view(), name="download"),
     path("exams/", exams.ExamListCreateView.as_view(), name="exams"),
     path("exams/<int:exam_id>/", exams.ExamDetailView.as_view(), name="exam"),
     path("exams/<int:exam_id>/answer-key/", exams.AnswerKeyView.as_view(), name="exam-answer-key"),

@@ -66,7 +66,7 @@ def job_dispatch(
     try:
         try:
             job_type = job_type_check(job_type)
-            payload = payload_check(payload)
+            payload = payload_check(payload, job_type=job_type)
             policy = selectors.tenant_policy(tenant.pk if tenant else None)
             decision = policies.tier_resolve(
                 job_type=job_type,
