@@ -238,6 +238,8 @@ class OmrBatch(models.Model):
     skipped = models.JSONField(default=list, blank=True)
     total_sheets = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set once every sheet of the upload has its submission; grading waits for it.
+    sealed_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     graded_at = models.DateTimeField(null=True, blank=True)
 

@@ -1,9 +1,10 @@
 """OMR batches: a class's answer sheets in, one job per sheet out, one grading at the end.
 
-A batch is created in one transaction: the upload is expanded (images, PDF pages, zip
-members), each sheet gets a Submission and an ``omr_grading`` job (pre-validated on the
-actual file), and the jobs are published when the transaction commits. A sheet refused
-at dispatch is settled at once as REJECTED with its code; the batch goes on.
+The upload is expanded (images, PDF pages, zip members) and each sheet gets a Submission
+and an ``omr_grading`` job (pre-validated on the actual file), committed and published
+sheet by sheet, so reading starts while the rest of the upload is still being checked.
+A sheet refused at dispatch is settled at once as REJECTED with its code; the batch
+goes on. Once every sheet exists the batch is *sealed*; only a sealed batch is graded.
 
 Each job's domain callback stores its reading on its submission (exactly once, see
 ``callbacks``). The callback that settles the batch's last sheet grades every read
@@ -73,39 +74,53 @@ def omr_batch_create(
         if existing is not None:
             return existing, False
     try:
-        with transaction.atomic():
-            batch = OmrBatch.objects.create(tenant=tenant, exam=exam, mode=mode, idempotency_key=key)
-            sources: list[dict[str, Any]] = []
-            skipped: list[dict[str, str]] = []
-            sheets = 0
-            for upload in uploads:
-                sources.append({"name": upload.name, "size": len(upload.data)})
-                for entry in expand_upload(upload.name, upload.data):
-                    if not isinstance(entry, Document):
-                        skipped.append(_skip(entry.name, entry.code, entry.detail))
-                        continue
-                    pages = range(1, entry.pages + 1) if entry.kind == "pdf" else [None]
-                    if sheets + len(pages) > MAX_SHEETS_PER_BATCH:
-                        skipped.append(
-                            _skip(entry.name, "BATCH_TOO_LARGE", f"a batch holds at most {MAX_SHEETS_PER_BATCH} sheets")
-                        )
-                        continue
-                    path = storage.upload_save(tenant=tenant, name=entry.name, data=entry.data)
-                    for page in pages:
-                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier)
-                        sheets += 1
-            if sheets == 0:
-                first = skipped[0] if skipped else _skip("", "FILE_REQUIRED", "no files were uploaded")
-                raise Rejection(first["code"], f"no answer sheet in the upload: {first['name']}: {first['detail']}")
-            batch.sources, batch.skipped, batch.total_sheets = sources, skipped, sheets
-            batch.save(update_fields=["sources", "skipped", "total_sheets"])
-            omr_batch_settle(batch_id=batch.pk)
+        batch = OmrBatch.objects.create(tenant=tenant, exam=exam, mode=mode, idempotency_key=key)
     except IntegrityError:
         if key is None:
             raise
         return OmrBatch.objects.get(idempotency_key=key), False
+    sources: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    sheets = 0
+    try:
+        for upload in uploads:
+            sources.append({"name": upload.name, "size": len(upload.data)})
+            for entry in expand_upload(upload.name, upload.data):
+                if not isinstance(entry, Document):
+                    skipped.append(_skip(entry.name, entry.code, entry.detail))
+                    continue
+                pages = range(1, entry.pages + 1) if entry.kind == "pdf" else [None]
+                if sheets + len(pages) > MAX_SHEETS_PER_BATCH:
+                    limit = f"a batch holds at most {MAX_SHEETS_PER_BATCH} sheets"
+                    skipped.append(_skip(entry.name, "BATCH_TOO_LARGE", limit))
+                    continue
+                path = storage.upload_save(tenant=tenant, name=entry.name, data=entry.data)
+                for page in pages:
+                    # Each sheet commits (and its job is published) on its own, so the
+                    # pool starts reading while the rest of the upload is still checked.
+                    with transaction.atomic():
+                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier)
+                    sheets += 1
+    finally:
+        if sheets == 0:
+            batch.delete()
+        else:
+            _seal(batch=batch, sources=sources, skipped=skipped, sheets=sheets)
+    if sheets == 0:
+        first = skipped[0] if skipped else _skip("", "FILE_REQUIRED", "no files were uploaded")
+        raise Rejection(first["code"], f"no answer sheet in the upload: {first['name']}: {first['detail']}")
     logger.info("omr_batch_created batch=%s sheets=%s skipped=%s", batch.batch_id, sheets, len(skipped))
     return batch, True
+
+
+def _seal(*, batch: OmrBatch, sources: list[dict[str, Any]], skipped: list[dict[str, str]], sheets: int) -> None:
+    """The upload is fully expanded: from now on the last sheet to settle grades the batch."""
+    with transaction.atomic():
+        OmrBatch.objects.filter(pk=batch.pk).update(
+            sources=sources, skipped=skipped, total_sheets=sheets, sealed_at=timezone.now()
+        )
+    batch.refresh_from_db()
+    omr_batch_settle(batch_id=batch.pk)
 
 
 def _skip(name: str, code: str, detail: str) -> dict[str, str]:
@@ -163,7 +178,7 @@ def omr_batch_settle(*, batch_id: int) -> bool:
     """
     with transaction.atomic():
         batch = OmrBatch.objects.select_for_update().filter(pk=batch_id).first()
-        if batch is None or batch.graded_at is not None:
+        if batch is None or batch.sealed_at is None or batch.graded_at is not None:
             return False
         waiting = batch.submissions.exclude(status__in=[*SUBMISSION_SETTLED, SubmissionStatus.READ])
         if waiting.exists():

@@ -30,7 +30,7 @@ def stored(tenant: Any, name: str, data: bytes) -> str:
         ("ping", "text", "INVALID_PAYLOAD"),
         ("teleport", {}, "UNKNOWN_JOB_TYPE"),
         (None, {}, "UNKNOWN_JOB_TYPE"),
-        ("ocr", {"image_path": "x.png"}, "JOB_TYPE_NOT_AVAILABLE"),
+        ("handwriting_analysis", {"image_path": "x.png"}, "JOB_TYPE_NOT_AVAILABLE"),
         ("ping", {"echo": "x" * 300_000}, "PAYLOAD_TOO_LARGE"),
         ("ping", {"echo": 12}, "INVALID_PAYLOAD"),
         ("excel_parsing", {}, "FILE_REQUIRED"),
