@@ -17,6 +17,7 @@ out-of-cluster workers through :func:`outcome_apply` so they get the same rules.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -33,6 +34,7 @@ from academy import flags, policies, selectors, storage
 from academy.models import AIJob
 from academy.rejections import Rejection
 from academy.services import jobs as job_services
+from ai_tasks.logcontext import job_log_context
 from workers import registry
 from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult, RetryableError
 
@@ -66,7 +68,9 @@ class _Lease:
         self._progress: dict[str, Any] | None = None
         self._written_at = time.monotonic()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id}", daemon=True)
+        # The heartbeat's log lines carry the job's identity too (copied context).
+        run = contextvars.copy_context().run
+        self._thread = threading.Thread(target=run, args=(self._loop,), name=f"lease-{job_id}", daemon=True)
 
     def __enter__(self) -> _Lease:
         self._thread.start()
@@ -237,28 +241,30 @@ def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
         logger.info("ai_claim_skipped job_id=%s why=%s", job_id, why)
         return {"job_id": job_id, "decision": f"skipped:{why}"}
     token = why
-    if job.tier != tier:
-        logger.warning("ai_tier_mismatch job_id=%s job_tier=%s queue_tier=%s", job_id, job.tier, tier)
-    with _Lease(job_id, token) as lease:
-        outcome = _run_processor(job, lease)
-    if lease.lost:
-        # Another run owns the job now; whatever this one wrote would be fenced out anyway.
-        logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
-        return {"job_id": job_id, "decision": "lease_lost"}
-    try:
-        decision = outcome_apply(job, token, outcome)
-    except Rejection as exc:  # e.g. a storage check raised while saving artifacts
-        job_services.job_reject(job_id=job_id, token=token, code=exc.code, detail=exc.detail)
-        decision = "rejected"
-    logger.info(
-        "ai_job_decided job_id=%s tier=%s job_type=%s attempt=%s decision=%s",
-        job_id,
-        job.tier,
-        job.job_type,
-        job.attempt_count,
-        decision,
-    )
-    return {"job_id": job_id, "decision": decision}
+    # Every log line of this run, from any module, carries the job's identity.
+    with job_log_context(job):
+        if job.tier != tier:
+            logger.warning("ai_tier_mismatch job_id=%s job_tier=%s queue_tier=%s", job_id, job.tier, tier)
+        with _Lease(job_id, token) as lease:
+            outcome = _run_processor(job, lease)
+        if lease.lost:
+            # Another run owns the job now; whatever this one wrote would be fenced out anyway.
+            logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
+            return {"job_id": job_id, "decision": "lease_lost"}
+        try:
+            decision = outcome_apply(job, token, outcome)
+        except Rejection as exc:  # e.g. a storage check raised while saving artifacts
+            job_services.job_reject(job_id=job_id, token=token, code=exc.code, detail=exc.detail)
+            decision = "rejected"
+        logger.info(
+            "ai_job_decided job_id=%s tier=%s job_type=%s attempt=%s decision=%s",
+            job_id,
+            job.tier,
+            job.job_type,
+            job.attempt_count,
+            decision,
+        )
+        return {"job_id": job_id, "decision": decision}
 
 
 def worker_name(hostname: str | None) -> str:

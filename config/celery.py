@@ -8,9 +8,19 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("academy-ai")
 # Loaded lazily on first use, after Django's settings can be read.
 app.config_from_object("config.celeryconfig")
+
+
+@setup_logging.connect
+def _django_logging(**kwargs: object) -> None:
+    # Workers log through Django's LOGGING (JSON lines, job context) instead of the
+    # handlers Celery would install.
+    from ai_tasks.logcontext import celery_setup_logging
+
+    celery_setup_logging(**kwargs)

@@ -178,15 +178,40 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555/")
 
+# --- logs and metrics ---------------------------------------------------------------
+# LOG_FORMAT: "json" (one JSON object a line, for log shippers) or "console" (readable).
+# Default: console while DEBUG is on, json otherwise. Either way, a line logged while a
+# job runs carries job_id, tenant, tier, job_type and attempt (ai_tasks/logcontext.py).
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "console" if DEBUG else "json").strip().lower()
+if LOG_FORMAT not in {"console", "json"}:
+    raise RuntimeError(f"LOG_FORMAT must be 'console' or 'json', not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"job_context": {"()": "ai_tasks.logcontext.JobContextFilter"}},
+    "formatters": {
+        "console": {
+            "()": "ai_tasks.logcontext.ConsoleFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["job_context"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# GET /metrics (Prometheus): staff sessions, or HTTP basic auth with these. With neither
+# set, the endpoint answers 503 to everyone but staff.
+METRICS_USERNAME = os.environ.get("METRICS_USERNAME", "")
+METRICS_PASSWORD = os.environ.get("METRICS_PASSWORD", "")
 
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -6,4 +6,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("academy.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("", include("academy.views_metrics")),  # GET /metrics
 ]
