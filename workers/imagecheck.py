@@ -1,9 +1,9 @@
 """Is this scan worth a worker's time? The quality gate, before any job exists.
 
 The original app named the codes (RESOLUTION_TOO_LOW, BLUR_OR_SHAKE, TOO_DARK) but never
-measured anything. Here the file is decoded once, in grey, by the reader's own guarded
-decoder (header checked first, so a decompression bomb costs nothing; truncation
-detected), and then measured:
+measured anything. Here the file is decoded once, in grey, by the shared guarded decoder
+(workers.imageio) with the reader's own limits (header checked first, so a decompression
+bomb costs nothing; truncation detected), and then measured:
 
 - the short side, against the original app's 600 px;
 - sharpness, as the variance of the Laplacian on a copy scaled to a fixed short side,
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from workers import imageio
 from workers.base import BadInput
 
 if TYPE_CHECKING:
@@ -57,9 +58,9 @@ def quality_check(
     min_brightness: float = MIN_BRIGHTNESS,
 ) -> QualityReport:
     """Decode and measure; raise BadInput with the original app's codes."""
-    from workers.omr.decode import decode_gray, image_size
+    from workers.omr.decode import KINDS, decode_gray
 
-    width, height = image_size(data) if data else (0, 0)
+    _, width, height = imageio.image_size(data, KINDS) if data else ("", 0, 0)
     if data and 0 < min(width, height) < min_short_side:
         # Refused from the header, before decoding anything.
         raise BadInput(

@@ -37,7 +37,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import struct
 import subprocess
 import tempfile
 import threading
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from workers import imageio
 from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult
 
 if TYPE_CHECKING:
@@ -65,156 +65,33 @@ DEFAULT_PSM: Final = 4
 MAX_BYTES: Final = 50 * 1024 * 1024
 MAX_PIXELS: Final = 50_000_000
 MIN_SIDE: Final = 16
+#: the image kinds read (BMP, GIF, PDF... are INVALID_FORMAT).
+KINDS: Final = frozenset({"png", "jpeg", "tiff", "webp"})
 DEFAULT_TIMEOUT_S: Final = 120
 PROBE_TIMEOUT_S: Final = 15
 #: below this mean word confidence a person should look at the text.
 REVIEW_BELOW: Final = 0.6
 
-_JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-# Real files of a kind this processor does not read: GIF, PDF, ZIP, BMP, OLE2, HEIC/AVIF.
-_OTHER_MAGIC: Final = (b"GIF8", b"%PDF", b"PK\x03\x04", b"BM", b"\xd0\xcf\x11\xe0")
 _VERSION_RE: Final = re.compile(r"tesseract\s+v?(\d[\w.\-]*)", re.IGNORECASE)
-
-
-# --------------------------------------------------------------------------- header
-
-
-def sniff(data: bytes) -> str | None:
-    """The image kind from the magic bytes: png, jpeg, tiff, webp, or None."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        return "tiff"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return None
-
-
-def image_size(data: bytes) -> tuple[str, int, int]:
-    """(kind, width, height) from the header alone; raises BadInput when unreadable."""
-    kind = sniff(data)
-    if kind is None:
-        if data.startswith(_OTHER_MAGIC) or data[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1"):
-            raise BadInput("only PNG, JPEG, TIFF and WebP images are read", code="INVALID_FORMAT")
-        raise BadInput("the file is not an image", code="FILE_UNREADABLE")
-    try:
-        if kind == "png":
-            if data[12:16] != b"IHDR":
-                raise ValueError("no IHDR chunk")
-            w, h = struct.unpack(">II", data[16:24])
-        elif kind == "jpeg":
-            w, h = _jpeg_size(data)
-        elif kind == "tiff":
-            w, h = _tiff_size(data)
-        else:
-            w, h = _webp_size(data)
-    except (struct.error, ValueError, IndexError) as exc:
-        raise BadInput(f"the {kind} header is damaged: {exc}", code="FILE_UNREADABLE") from exc
-    return kind, int(w), int(h)
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise ValueError("bad marker")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _JPEG_SOF:
-            h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return w, h
-        if marker == 0xDA:  # start of scan before any frame header
-            break
-        pos += 2 + length
-    raise ValueError("no frame header")
-
-
-def _tiff_size(data: bytes) -> tuple[int, int]:
-    order = "<" if data[:2] == b"II" else ">"
-    (ifd,) = struct.unpack(order + "I", data[4:8])
-    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
-    dims: dict[int, int] = {}
-    for i in range(count):
-        entry = data[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
-        tag, typ = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):
-            fmt = order + ("H" if typ == 3 else "I")
-            dims[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
-    if 256 not in dims or 257 not in dims:
-        raise ValueError("no image size tags")
-    return dims[256], dims[257]
-
-
-def _webp_size(data: bytes) -> tuple[int, int]:
-    chunk = data[12:16]
-    if chunk == b"VP8X":  # extended: 24-bit canvas width-1 and height-1
-        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    if chunk == b"VP8L":  # lossless: 0x2f, then 14-bit width-1 and height-1
-        if data[20] != 0x2F:
-            raise ValueError("bad VP8L signature")
-        bits = int.from_bytes(data[21:25], "little")
-        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-    if chunk == b"VP8 ":  # lossy: frame tag, start code, then 14-bit width and height
-        if data[23:26] != b"\x9d\x01\x2a":
-            raise ValueError("bad VP8 start code")
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    raise ValueError(f"unknown WebP chunk {chunk!r}")
-
-
-def _looks_truncated(data: bytes, kind: str) -> bool:
-    if kind == "jpeg":
-        # Inside entropy-coded data 0xFF is always stuffed, so FFD9 after the scan
-        # header can only be the end-of-image marker.
-        sos = data.find(b"\xff\xda")
-        return sos < 0 or data.rfind(b"\xff\xd9") < sos
-    if kind == "png":
-        return data.rfind(b"IEND") < 0
-    return False
 
 
 # --------------------------------------------------------------------------- decode
 
 
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """(kind, width, height) from the header alone; raises BadInput when unreadable."""
+    return imageio.image_size(data, KINDS)
+
+
 def decode_page(data: bytes) -> npt.NDArray[np.uint8]:
     """The image as one 2-D uint8 page (alpha flattened onto white), or BadInput."""
-    if not data:
-        raise BadInput("the file is empty", code="EMPTY_FILE")
-    if len(data) > MAX_BYTES:
-        raise BadInput(f"the file is {len(data)} bytes; at most {MAX_BYTES}", code="FILE_TOO_LARGE")
-    kind, w, h = image_size(data)
-    if w <= 0 or h <= 0 or min(w, h) < MIN_SIDE:
-        raise BadInput(f"image is {w}x{h} pixels; at least {MIN_SIDE} on each side", code="RESOLUTION_TOO_LOW")
-    if w * h > MAX_PIXELS:
-        raise BadInput(f"image is {w}x{h} pixels; at most {MAX_PIXELS // 1_000_000} megapixels", code="IMAGE_TOO_LARGE")
-    if _looks_truncated(data, kind):
-        raise BadInput("the image file is truncated", code="FILE_UNREADABLE")
-
-    import cv2
-    import numpy as np
-
     # A JPEG is decoded straight to grey so that its EXIF orientation is applied; the
     # other formats keep their alpha channel so a transparent background becomes white
     # (stripping alpha would leave whatever colour hides under it, often black).
-    flags = cv2.IMREAD_GRAYSCALE if kind == "jpeg" else cv2.IMREAD_UNCHANGED
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-    except cv2.error as exc:
-        raise BadInput("the image cannot be decoded", code="FILE_UNREADABLE") from exc
-    if image is None or image.size == 0:
-        raise BadInput("the image cannot be decoded", code="FILE_UNREADABLE")
-    page = _to_gray(np.asarray(image))
-    if min(page.shape[:2]) < MIN_SIDE:
-        raise BadInput(f"image is only {page.shape[1]}x{page.shape[0]} pixels", code="RESOLUTION_TOO_LOW")
-    return page
+    image = imageio.decode(
+        data, kinds=KINDS, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, keep_alpha=True
+    )
+    return _to_gray(image)
 
 
 def _to_gray(image: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:

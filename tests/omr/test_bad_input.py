@@ -148,7 +148,7 @@ def test_a_pdf_is_read_page_by_page_and_a_blank_page_has_no_sheet(template_dict:
 # --- sizes: bombs and crumbs ------------------------------------------------------------
 
 
-def test_png_claiming_50000_by_50000_pixels_is_file_too_large_before_decoding(
+def test_png_claiming_50000_by_50000_pixels_is_image_too_large_before_decoding(
     template_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bomb = _png_claiming(50_000, 50_000)
@@ -159,7 +159,7 @@ def test_png_claiming_50000_by_50000_pixels_is_file_too_large_before_decoding(
         raise AssertionError("the bomb reached the decoder")
 
     monkeypatch.setattr(cv2, "imdecode", no_decoding)
-    assert _code(bomb, template_dict, filename="bomb.png") == "FILE_TOO_LARGE"
+    assert _code(bomb, template_dict, filename="bomb.png") == "IMAGE_TOO_LARGE"
 
 
 def _png_bomb(width: int, height: int) -> bytes:
@@ -175,15 +175,15 @@ def test_valid_96_megapixel_png_bomb_is_refused_from_its_header(template_dict: d
     assert len(bomb) < 200_000
     assert MAX_PIXELS < 12_000 * 8_000
     start = time.perf_counter()
-    assert _code(bomb, template_dict) == "FILE_TOO_LARGE"
+    assert _code(bomb, template_dict) == "IMAGE_TOO_LARGE"
     assert time.perf_counter() - start < 0.5  # nothing was decompressed
 
 
-def test_jpeg_claiming_a_huge_size_is_file_too_large(template_dict: dict[str, Any]) -> None:
+def test_jpeg_claiming_a_huge_size_is_image_too_large(template_dict: dict[str, Any]) -> None:
     data = bytearray(_jpeg(np.zeros((300, 300), np.uint8)))
     sof = data.find(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", 30_000, 30_000)
-    assert _code(bytes(data), template_dict) == "FILE_TOO_LARGE"
+    assert _code(bytes(data), template_dict) == "IMAGE_TOO_LARGE"
 
 
 def test_zero_by_zero_and_one_by_one_images_are_resolution_too_low(template_dict: dict[str, Any]) -> None:

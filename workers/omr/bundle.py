@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from workers.omr.decode import sniff
+from workers.imageio import sniff
 from workers.omr.errors import FILE_TOO_LARGE, FILE_UNREADABLE, INVALID_FORMAT, OmrError
 from workers.omr.pdf import pdf_page_count
 
