@@ -67,7 +67,7 @@ def is_omrchecker_template(data: object) -> bool:
 def load_omrchecker_template(path: str | Path, *, student_id_label: str | None = None) -> OmrCheckerTemplate:
     """Load template.json with the marker picture it names and the config.json that applies."""
     path = Path(path)
-    data = _read_json(path, "template")
+    data = read_json(path, "template")
     if not is_omrchecker_template(data):
         raise TemplateError(f"{path} is not an OMRChecker template (pageDimensions and fieldBlocks are required)")
     marker_name = _marker_options(data).get("relativePath")
@@ -89,7 +89,7 @@ def find_config(folder: Path, levels: int = 3) -> Mapping[str, Any]:
     for place in [folder, *folder.resolve().parents][: levels + 1]:
         candidate = place / "config.json"
         if candidate.is_file():
-            data = _read_json(candidate, "config")
+            data = read_json(candidate, "config")
             # Only OMRChecker's own config counts, not another tool's config.json up the tree.
             if any(k in data for k in ("dimensions", "threshold_params", "outputs", "alignment_params")):
                 return data
@@ -212,7 +212,7 @@ def expand_labels(items: object, where: str) -> list[str]:
 # --- pieces of the conversion --------------------------------------------------------------
 
 
-def _read_json(path: Path, what: str) -> Mapping[str, Any]:
+def read_json(path: Path, what: str) -> Mapping[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

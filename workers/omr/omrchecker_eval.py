@@ -24,13 +24,12 @@ from __future__ import annotations
 import ast
 import csv
 import io
-import json
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final
 
-from workers.omr.omrchecker import expand_labels
+from workers.omr.omrchecker import expand_labels, read_json
 from workers.omr.template import TemplateError
 
 MAX_QUESTIONS: Final = 1000
@@ -42,7 +41,7 @@ def load_evaluation(source: str | Path | Mapping[str, Any], *, base_dir: str | P
         data: Mapping[str, Any] = source
     else:
         path = Path(source)
-        data = _json_file(path)
+        data = read_json(path, "evaluation")
         base_dir = path.parent if base_dir is None else base_dir
     options = data.get("options", {})
     if not isinstance(options, Mapping):
@@ -80,18 +79,6 @@ def load_evaluation(source: str | Path | Mapping[str, Any], *, base_dir: str | P
         entry["unmarked"] = float(scheme["unmarked"])
         out[question] = entry
     return {"questions": out}
-
-
-def _json_file(path: Path) -> Mapping[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TemplateError(f"cannot read evaluation file {path}: {exc.strerror}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"evaluation file {path} is not valid JSON: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise TemplateError(f"evaluation file {path} must hold a JSON object")
-    return data
 
 
 def _csv_key(csv_path: object, image_path: object, base_dir: str | Path | None) -> list[tuple[str, object]]:
