@@ -190,13 +190,16 @@ def decode(
     max_bytes: int | None = None,
     grayscale: bool = True,
     keep_alpha: bool = False,
+    reduce: int = 1,
 ) -> npt.NDArray[Any]:
     """Decode after every guard in the module doc; raise BadInput with a rejection code.
 
     ``grayscale`` gives a 2-D uint8 image, else 3-channel BGR. ``keep_alpha`` decodes the
     kinds that may hold alpha (or 16-bit or float samples) unchanged, for the caller to
     flatten; a JPEG, which holds none, is still decoded as ``grayscale`` says so that its
-    EXIF orientation is applied.
+    EXIF orientation is applied. ``reduce`` (1, 2, 4 or 8) decodes at that fraction of
+    the size; a JPEG then skips most of its inverse DCT, which is what makes a quick
+    look (the quality gate) cheap. It does not combine with ``keep_alpha``.
     """
     if not data:
         raise BadInput("the file is empty", code="EMPTY_FILE")
@@ -210,8 +213,20 @@ def decode(
     import cv2
     import numpy as np
 
+    reduced = {
+        (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+        (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+        (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+        (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
+        (False, 4): cv2.IMREAD_REDUCED_COLOR_4,
+        (False, 8): cv2.IMREAD_REDUCED_COLOR_8,
+    }
+    if reduce != 1 and (keep_alpha or (grayscale, reduce) not in reduced):
+        raise ValueError(f"reduce must be 1, 2, 4 or 8 and without keep_alpha, not {reduce}")
     if keep_alpha and kind != "jpeg":
         flags = cv2.IMREAD_UNCHANGED
+    elif reduce != 1:
+        flags = reduced[(grayscale, reduce)]
     else:
         flags = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
     try:
@@ -221,6 +236,6 @@ def decode(
     if image is None or image.size == 0:
         raise BadInput("the image cannot be decoded", code="FILE_UNREADABLE")
     # The header may lie about the size; the pixels are what counts.
-    if min(image.shape[:2]) < min_side:
+    if min(image.shape[:2]) * reduce < min_side:
         raise BadInput(f"image is only {image.shape[1]}x{image.shape[0]} pixels", code="RESOLUTION_TOO_LOW")
     return np.asarray(image)

@@ -25,16 +25,22 @@ def submission_apply_result(*, submission: Submission, result: dict[str, Any]) -
     answers = result.get("answers") or {}
     confidence = result.get("confidence") or {}
     review = {str(q) for q in (result.get("review") or [])}
-    for question, detected in answers.items():
-        SubmissionAnswer.objects.update_or_create(
-            submission=submission,
-            question=str(question),
-            defaults={
-                "detected": _choices(detected),
-                "confidence": float(confidence.get(question, 1.0)),
-                "flagged": str(question) in review,
-            },
-        )
+    # One INSERT ... ON CONFLICT for the whole sheet; a teacher's ``corrected`` survives.
+    SubmissionAnswer.objects.bulk_create(
+        [
+            SubmissionAnswer(
+                submission=submission,
+                question=str(question)[:32],
+                detected=_choices(detected),
+                confidence=float(confidence.get(question, 1.0)),
+                flagged=str(question) in review,
+            )
+            for question, detected in answers.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["submission", "question"],
+        update_fields=["detected", "confidence", "flagged"],
+    )
     if result.get("student_id"):
         submission.student_id = str(result["student_id"])[:32]
     submission.status = SubmissionStatus.READ
@@ -66,10 +72,14 @@ def score_answer(*, marked: list[str], spec: dict[str, Any], scheme: dict[str, A
 
 
 @transaction.atomic
-def submission_grade(*, submission: Submission) -> Grade:
-    """Grade against the exam's key. Running it twice leaves one grade row."""
+def submission_grade(*, submission: Submission, key: AnswerKey | None = None) -> Grade:
+    """Grade against the exam's key. Running it twice leaves one grade row.
+
+    ``key``: the exam's key when the caller has it already (a batch grades many sheets).
+    """
     submission = Submission.objects.select_for_update().get(pk=submission.pk)
-    key = AnswerKey.objects.filter(exam_id=submission.exam_id).first()
+    if key is None or key.exam_id != submission.exam_id:
+        key = AnswerKey.objects.filter(exam_id=submission.exam_id).first()
     questions: dict[str, Any] = key.questions if key else {}
     scheme: dict[str, Any] = key.scheme if key else {}
     answers = {a.question: a for a in submission.answers.all()}

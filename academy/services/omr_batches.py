@@ -26,6 +26,7 @@ from academy import storage
 from academy.models import (
     SUBMISSION_SETTLED,
     AIJob,
+    AnswerKey,
     Exam,
     OmrBatch,
     Submission,
@@ -183,8 +184,9 @@ def omr_batch_settle(*, batch_id: int) -> bool:
         waiting = batch.submissions.exclude(status__in=[*SUBMISSION_SETTLED, SubmissionStatus.READ])
         if waiting.exists():
             return False
+        key = AnswerKey.objects.filter(exam_id=batch.exam_id).first()
         for submission in batch.submissions.filter(status=SubmissionStatus.READ).order_by("pk"):
-            submission_grade(submission=submission)
+            submission_grade(submission=submission, key=key)
         now = timezone.now()
         batch.completed_at = batch.completed_at or now
         batch.graded_at = now
