@@ -73,8 +73,17 @@ task_send_sent_event = True
 worker_max_tasks_per_child = int(os.environ.get("WORKER_MAX_TASKS_PER_CHILD", 500))
 worker_max_memory_per_child = int(os.environ.get("WORKER_MAX_MEMORY_KB", 1_500_000))
 
-imports = ("ai_tasks.lite", "ai_tasks.basic", "ai_tasks.premium", "ai_tasks.domain", "ai_tasks.sweeper")
+imports = (
+    "ai_tasks.lite",
+    "ai_tasks.basic",
+    "ai_tasks.premium",
+    "ai_tasks.domain",
+    "ai_tasks.sweeper",
+    "ai_tasks.gpu_wakeup",
+)
 
 beat_schedule = {
     "ai-sweep": {"task": routing.SWEEP_TASK, "schedule": settings.AI_SWEEP_INTERVAL_SECONDS},
+    # A string, not an import: ai_tasks.gpu_wakeup imports the app, which imports this.
+    "ai-gpu-wakeup": {"task": "ai_tasks.gpu_wakeup.check", "schedule": settings.AI_GPU_WAKEUP_INTERVAL_SECONDS},
 }

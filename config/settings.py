@@ -152,6 +152,15 @@ AI_SWEEP_INTERVAL_SECONDS = env_float("AI_SWEEP_INTERVAL_SECONDS", 30.0)
 AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
+# GPU pool wake-up (ai_tasks/gpu_wakeup.py, docs/gpu-wakeup.md). How to start the premium
+# pool's machine: "command:<program and arguments>" (run detached, without a shell) or
+# "ec2:<instance-id>" (boto3, the `ec2` extra); empty: the check does nothing. A start
+# needs premium work waiting this long with no premium worker answering, and happens at
+# most once per cool-down across every process (a conditional UPDATE on a flag row).
+AI_GPU_STARTER = os.environ.get("AI_GPU_STARTER", "").strip()
+AI_GPU_WAKEUP_AFTER_SECONDS = env_float("AI_GPU_WAKEUP_AFTER_SECONDS", 60.0)
+AI_GPU_WAKEUP_COOLDOWN_SECONDS = env_float("AI_GPU_WAKEUP_COOLDOWN_SECONDS", 600.0)
+AI_GPU_WAKEUP_INTERVAL_SECONDS = env_float("AI_GPU_WAKEUP_INTERVAL_SECONDS", 30.0)
 # Progress writes are throttled to one per this interval per job.
 AI_PROGRESS_MIN_INTERVAL = env_float("AI_PROGRESS_MIN_INTERVAL", 1.0)
 

@@ -1,0 +1,1 @@
+"""The teacher's review page: flagged answers, a crop of each, one click to correct."""
