@@ -26,6 +26,7 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "JOB_TYPE_NOT_AVAILABLE": "이 작업 종류는 아직 제공되지 않습니다.",
     "BACKEND_NOT_CONFIGURED": "이 작업을 처리할 엔진이 설정되어 있지 않습니다.",
     # Input files.
+    "VIDEO_TOO_SHORT": "동영상이 너무 짧습니다. 과제 장면이 충분히 보이도록 더 길게 촬영해 주세요.",
     "IMAGE_TOO_LARGE": "이미지 해상도가 너무 큽니다. 5천만 화소 이하로 줄여서 올려 주세요.",
     "FILE_REQUIRED": "처리할 파일이 필요합니다.",
     "FILE_NOT_FOUND": "파일을 찾을 수 없습니다. 다시 업로드해 주세요.",

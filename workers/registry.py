@@ -20,6 +20,14 @@ BUILTIN: dict[str, str] = {
     "attendance_excel_export": "workers.excel_export:AttendanceExcelExportProcessor",
     "staff_excel_export": "workers.excel_export:StaffExcelExportProcessor",
     "ocr": "workers.ocr:OcrProcessor",
+    "homework_video_analysis": "workers.video:HomeworkVideoProcessor",
+    "embedding": "workers.embedding:EmbeddingProcessor",
+    "question_segmentation": "workers.segmentation:QuestionSegmentationProcessor",
+    "essay_answer_extraction": "workers.essay:EssayAnswerExtractionProcessor",
+    # Refused with BACKEND_NOT_CONFIGURED until AI_BACKEND_<JOB_TYPE> names a backend.
+    "handwriting_analysis": "workers.backends:HandwritingAnalysisProcessor",
+    "problem_generation": "workers.backends:ProblemGenerationProcessor",
+    "homework_photo_analysis": "workers.backends:HomeworkPhotoAnalysisProcessor",
     "omr_grading": "workers.omr.processor:OmrGradingProcessor",
 }
 

@@ -30,7 +30,7 @@ def stored(tenant: Any, name: str, data: bytes) -> str:
         ("ping", "text", "INVALID_PAYLOAD"),
         ("teleport", {}, "UNKNOWN_JOB_TYPE"),
         (None, {}, "UNKNOWN_JOB_TYPE"),
-        ("handwriting_analysis", {"image_path": "x.png"}, "JOB_TYPE_NOT_AVAILABLE"),
+        ("handwriting_analysis", {"image_path": "x.png"}, "BACKEND_NOT_CONFIGURED"),
         ("ping", {"echo": "x" * 300_000}, "PAYLOAD_TOO_LARGE"),
         ("ping", {"echo": 12}, "INVALID_PAYLOAD"),
         ("excel_parsing", {}, "FILE_REQUIRED"),
@@ -114,3 +114,14 @@ def test_omr_photo_is_not_allowed_on_basic(tenant: Any) -> None:
         _quality_gate(job_type="omr_grading", payload={"mode": "photo"}, max_mb=50)
     assert caught.value.code == "OMR_PHOTO_NOT_ALLOWED"
     assert caught.value.message.startswith("Basic 요금제에서는")
+
+
+def test_a_job_type_without_a_processor_in_this_build_is_not_available(
+    tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from academy import policies
+
+    monkeypatch.setitem(policies.JOB_TYPES, "hologram_scan", policies.JobTypeSpec("basic", frozenset({"basic"})))
+    outcome = job_dispatch(job_type="hologram_scan", payload={}, tenant=tenant)
+    assert (outcome["ok"], outcome["rejection_code"]) == (False, "JOB_TYPE_NOT_AVAILABLE")
+    assert not AIJob.objects.exists()
