@@ -140,6 +140,9 @@ def status_for_confidence(
 
 
 FALLBACK_ERROR_CODES: Final = frozenset({"library_error", "corrupted_file", "timeout", "low_quality"})
+#: what basic's quality gate refuses and the premium pipeline may still read: for a
+#: tenant with the GPU fallback, such a scan goes to premium instead of being refused.
+QUALITY_GATE_CODES: Final = frozenset({"BLUR_OR_SHAKE", "TOO_DARK", "RESOLUTION_TOO_LOW", "OMR_PHOTO_NOT_ALLOWED"})
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,16 @@ def job_dispatch(
                 tenant_override=policy.tier_override,
                 has_premium=policy.has_premium_subscription,
             )
-            prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
+            gate_failure = None
+            try:
+                prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
+            except Rejection as rejection:
+                if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant, policy=policy):
+                    raise
+                # Basic cannot read it, but the tenant pays for the GPU pool: the premium
+                # pipeline gets it instead, through the fallback chain (lineage kept).
+                prevalidate(job_type=job_type, tier="premium", payload=payload, tenant=tenant)
+                gate_failure = rejection
         except Rejection as rejection:
             logger.info("ai_dispatch_rejected job_type=%s code=%s %s", job_type, rejection.code, rejection.detail)
             return _rejected(job_type, rejection)
@@ -101,7 +110,15 @@ def job_dispatch(
         try:
             with transaction.atomic():
                 job.save(force_insert=True)
-                transaction.on_commit(lambda: _publish_new(job))
+                if gate_failure is None:
+                    transaction.on_commit(lambda: _publish_new(job))
+                else:
+                    job_fallback(
+                        job_id=job.job_id,
+                        token=None,
+                        reason=f"validation_failed:{gate_failure.code}",
+                        basic_result={"error_code": gate_failure.code, "error": gate_failure.detail},
+                    )
         except IntegrityError:
             existing = AIJob.objects.filter(idempotency_key=job.idempotency_key).first()
             if existing is None:
@@ -112,6 +129,23 @@ def job_dispatch(
     except Exception as exc:  # the caller is a view or a task: never break it
         logger.exception("ai_dispatch_failed job_type=%s", job_type)
         return {"ok": False, "job_id": None, "type": job_type, "rejection_code": None, "error": str(exc)}
+
+
+def _quality_fallback_allowed(
+    *, rejection: Rejection, tier: str, tenant: Tenant | None, policy: selectors.TenantPolicy
+) -> bool:
+    """A scan basic's quality gate refuses goes to premium for a tenant who pays for that."""
+    failure = policies.Failure("validation_failed", error_code=rejection.code)
+    if tenant is None or rejection.code not in policies.QUALITY_GATE_CODES:
+        return False
+    qualifies = policies.fallback_qualifies(
+        tier=tier,
+        failure=failure,
+        has_premium=policy.has_premium_subscription,
+        allow_gpu_fallback=policy.allow_gpu_fallback,
+        threshold=policy.gpu_fallback_threshold,
+    )
+    return qualifies and selectors.fallbacks_today(tenant.pk) < policy.daily_fallback_cap
 
 
 def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:

@@ -252,3 +252,30 @@ def test_an_exam_with_a_malformed_template_or_key_is_refused(teacher: Any) -> No
         "/api/v1/exams/", {"title": "x", "answer_key": {"questions": {"1": {"points": "lots"}}}}, format="json"
     )
     assert (bad_key.status_code, bad_key.json()["rejection_code"]) == (400, "INVALID_PAYLOAD")
+
+
+def test_a_scan_basic_refuses_goes_to_the_gpu_pool_for_a_paying_tenant_and_is_graded_once(
+    eager: None, make_tenant: Any, api_for: Any
+) -> None:
+    _, token = make_tenant(premium=True, fallback=True)
+    teacher = api_for(token)
+    answer_key = {"questions": {q: {"correct": [a], "points": 2} for q, a in KEY.items()}}
+    exam = teacher.post("/api/v1/exams/", {"title": "t", "answer_key": answer_key}, format="json").json()
+    gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260077"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
+    body = batch_post(teacher, exam["exam_id"], upload("dark.jpg", dark)).json()
+    [sheet] = body["sheets"]
+    assert (sheet["status"], sheet["score"], sheet["student_id"]) == ("GRADED", 80.0, "20260077")
+
+    status = teacher.get(f"/api/v1/jobs/{sheet['job_id']}/").json()
+    assert [(j["tier"], j["status"]) for j in status["lineage"]] == [("basic", "FALLBACK_TO_GPU"), ("premium", "DONE")]
+    assert status["flags"]["fallback_reason"] == "validation_failed:TOO_DARK"
+    assert Grade.objects.get(submission_id=sheet["submission_id"]).times_graded == 1
+
+
+def test_without_the_gpu_fallback_the_same_scan_is_refused(eager: None, teacher: Any, exam_id: int) -> None:
+    gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260077"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
+    [sheet] = batch_post(teacher, exam_id, upload("dark.jpg", dark)).json()["sheets"]
+    assert (sheet["status"], sheet["rejection_code"], sheet["job_id"]) == ("REJECTED", "TOO_DARK", None)
+    assert not AIJob.objects.exists()

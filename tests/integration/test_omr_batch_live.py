@@ -63,3 +63,36 @@ def test_a_batch_upload_is_read_by_the_basic_pool_and_each_sheet_graded_exactly_
     wait_for(lambda: callbacks.count() == 2 * len(jobs))
     grades = Grade.objects.filter(submission__batch__batch_id=batch_id)
     assert sorted(g.times_graded for g in grades) == [1] * 5
+
+
+def test_a_scan_too_dark_for_basic_is_read_on_the_premium_pool_and_graded_once(
+    live: Any, make_tenant: Any, api_for: Any
+) -> None:
+    import cv2
+    import numpy as np
+
+    _, token = make_tenant(premium=True, fallback=True)
+    teacher = api_for(token)
+    sheet = default_template()
+    key = {q.label: q.values[0] for q in sheet.questions}
+    exam = teacher.post("/api/v1/exams/", {"title": "t", "answer_key": {"questions": key}}, format="json").json()
+    jpeg = filled_sheet_jpeg(sheet, student_id="20269001", answers=key)
+    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
+    response = teacher.post(
+        f"/api/v1/exams/{exam['exam_id']}/omr-batches/",
+        {"files": [SimpleUploadedFile("dark.jpg", dark)]},
+        format="multipart",
+    )
+    batch_id = response.json()["batch_id"]
+
+    def graded() -> bool:
+        connection.close_if_unusable_or_obsolete()
+        return OmrBatch.objects.filter(batch_id=batch_id, graded_at__isnull=False).exists()
+
+    wait_for(graded, timeout=60)
+    [row] = teacher.get(f"/api/v1/exams/{exam['exam_id']}/omr-batches/{batch_id}/").json()["sheets"]
+    assert (row["status"], row["score"]) == ("GRADED", 40.0)
+    lineage = teacher.get(f"/api/v1/jobs/{row['job_id']}/").json()["lineage"]
+    assert [(j["tier"], j["status"]) for j in lineage] == [("basic", "FALLBACK_TO_GPU"), ("premium", "DONE")]
+    assert Grade.objects.get(submission_id=row["submission_id"]).times_graded == 1
