@@ -11,16 +11,17 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy import selectors, storage
-from academy.api.errors import error_response
+from academy.api.errors import SafeJSONParser, error_response
 from academy.api.jobs import request_tenant
 from academy.models import Exam, JobArtifact
 from academy.rejections import Rejection
@@ -75,12 +76,14 @@ class ExamListCreateView(APIView):
             return _rejected(rejection)
         return Response(exam_body(exam), status=status.HTTP_201_CREATED)
 
+    @extend_schema(operation_id="exams_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         exams = selectors.exams_for_tenant(request_tenant(request))
         return Response({"results": list(exams.values("id", "title", "created_at")[:200])})
 
 
 class ExamDetailView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, exam_id: int) -> Response:
         return Response(exam_body(_exam_or_404(request, exam_id)))
 
@@ -142,6 +145,7 @@ class OmrBatchListCreateView(APIView):
         body = selectors.batch_body(batch)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
+    @extend_schema(operation_id="omr_batches_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, exam_id: int) -> Response:
         exam = _exam_or_404(request, exam_id)
         batches = exam.omr_batches.all()[:100]
@@ -149,6 +153,7 @@ class OmrBatchListCreateView(APIView):
 
 
 class OmrBatchDetailView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, exam_id: int, batch_id: str) -> Response:
         batch = selectors.batch_get_for_tenant(batch_id, request_tenant(request), exam_id=exam_id)
         if batch is None:
@@ -162,7 +167,7 @@ class CorrectionSerializer(serializers.Serializer[Any]):
 
 
 class SubmissionDetailView(APIView):
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     def _get(self, request: Request, submission_id: int) -> Any:
         submission = selectors.submission_get_for_tenant(submission_id, request_tenant(request))
@@ -170,6 +175,7 @@ class SubmissionDetailView(APIView):
             raise NotFound("해당 답안지를 찾을 수 없습니다.")
         return submission
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, submission_id: int) -> Response:
         return Response(selectors.submission_body(self._get(request, submission_id)))
 
@@ -198,6 +204,7 @@ class DownloadView(APIView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, token: str) -> FileResponse:
         artifact_id = storage.download_resolve(token, max_age=settings.AI_DOWNLOAD_URL_TTL_SECONDS)
         artifact = JobArtifact.objects.filter(pk=artifact_id).first() if artifact_id is not None else None
@@ -212,6 +219,7 @@ class DownloadView(APIView):
 
 
 class JobArtifactView(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request: Request, job_id: str, name: str) -> FileResponse:
         artifact = selectors.artifact_get_for_tenant(job_id, name, request_tenant(request))
         if artifact is None or not default_storage.exists(artifact.path):

@@ -6,16 +6,17 @@ import json
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy import selectors, storage
-from academy.api.errors import error_response
+from academy.api.errors import SafeJSONParser, error_response
 from academy.models import AIJob, Tenant
 from academy.services.jobs import job_dispatch
 
@@ -36,7 +37,8 @@ class DispatchSerializer(serializers.Serializer[Any]):
     rerun_reason = serializers.CharField(required=False, allow_blank=True, default="")
     source_domain = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     source_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    file = serializers.FileField(required=False, write_only=True)
+    # An empty file passes here so that pre-validation refuses it with EMPTY_FILE.
+    file = serializers.FileField(required=False, write_only=True, allow_empty_file=True)
 
 
 def job_status_body(job: AIJob) -> dict[str, Any]:
@@ -64,7 +66,7 @@ def job_status_body(job: AIJob) -> dict[str, Any]:
 
 
 class JobListCreateView(APIView):
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(request=DispatchSerializer, responses={202: dict, 400: dict})
     def post(self, request: Request) -> Response:
@@ -74,7 +76,7 @@ class JobListCreateView(APIView):
             data = {**data.dict(), "file": request.FILES.get("file")}
             try:
                 data["payload"] = json.loads(data.get("payload") or "{}")
-            except ValueError:
+            except (ValueError, RecursionError):
                 return error_response("INVALID_PAYLOAD", "payload is not valid JSON", status.HTTP_400_BAD_REQUEST)
         serializer = DispatchSerializer(data=data)
         if not serializer.is_valid():
@@ -109,6 +111,7 @@ class JobListCreateView(APIView):
         http = status.HTTP_400_BAD_REQUEST if outcome.get("rejection_code") else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(outcome, status=http)
 
+    @extend_schema(operation_id="jobs_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         tenant = request_tenant(request)
         jobs = selectors.jobs_for_tenant(tenant)
@@ -122,6 +125,7 @@ class JobListCreateView(APIView):
 
 
 class JobStatusView(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, job_id: str) -> Response:
         job = selectors.job_get_for_tenant(job_id, request_tenant(request))
         if job is None:
