@@ -23,12 +23,13 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from academy import flags, policies, selectors, storage
 from academy.models import AIJob
@@ -229,10 +230,29 @@ def exhausted_finish(job: AIJob) -> str:
     return resolution.status if done else "skipped"
 
 
+_T = TypeVar("_T")
+
+
+def _reconnecting(step: Callable[[], _T]) -> _T:
+    """Run a database step; if the connection turns out dead, once more on a new one.
+
+    A connection the server dropped (a restart, pg_terminate_backend) is only found dead
+    when used, often after a processor ran for seconds. The claim and the outcome writes
+    are safe to repeat: each is one transaction fenced by the lease token, so a step
+    that had committed before the error finds nothing left to do the second time.
+    """
+    try:
+        return step()
+    except (OperationalError, InterfaceError):
+        logger.warning("ai_db_reconnect")
+        connection.close()
+        return step()
+
+
 def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
     """Run one delivery of a job's message. Safe to call any number of times per job."""
     close_old_connections()
-    job, why = job_services.job_claim(job_id=job_id, worker=worker)
+    job, why = _reconnecting(lambda: job_services.job_claim(job_id=job_id, worker=worker))
     if job is None:
         if why == "exhausted":
             stale = selectors.job_get(job_id)
@@ -252,7 +272,7 @@ def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
             logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
             return {"job_id": job_id, "decision": "lease_lost"}
         try:
-            decision = outcome_apply(job, token, outcome)
+            decision = _reconnecting(lambda: outcome_apply(job, token, outcome))
         except Rejection as exc:  # e.g. a storage check raised while saving artifacts
             job_services.job_reject(job_id=job_id, token=token, code=exc.code, detail=exc.detail)
             decision = "rejected"

@@ -164,14 +164,21 @@ def _publish_new(job: AIJob) -> None:
     job_publish_or_fail(job_id=job.job_id, tier=job.tier)
 
 
-def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None) -> bool:
-    """Publish; on a broker error mark the job FAILED with the error (the original rule)."""
+def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None, fail: bool = True) -> bool:
+    """Publish; on a broker error mark the job FAILED with the error (the original rule).
+
+    ``fail=False`` is for re-sends (a retry, the sweeper's re-publish): the job already
+    exists and is due, so during a broker outage it stays PENDING/RETRYING and the next
+    sweep sends it again, instead of a healthy job ending FAILED (found by tests/chaos).
+    """
     from ai_tasks.publish import job_publish
 
     try:
         task_id = job_publish(job_id=job_id, tier=tier, countdown=countdown)
     except Exception as exc:
         logger.exception("ai_publish_failed job_id=%s", job_id)
+        if not fail:
+            return False
         AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
             status=JobStatus.FAILED,
             error_message=f"publish failed: {exc}",
@@ -340,7 +347,9 @@ def job_retry(*, job_id: str, token: str, error: str, countdown: float) -> bool:
         if job is None:
             return False
         _close(job, status=JobStatus.RETRYING, next_run_at=due, last_error=error[:5000], finished_at=None)
-        transaction.on_commit(lambda: job_publish_or_fail(job_id=job_id, tier=job.tier, countdown=countdown))
+        transaction.on_commit(
+            lambda: job_publish_or_fail(job_id=job_id, tier=job.tier, countdown=countdown, fail=False)
+        )
     return True
 
 
@@ -403,7 +412,7 @@ def job_republish(*, job: AIJob) -> bool:
     moved = AIJob.objects.filter(pk=job.pk, status=job.status, next_run_at=job.next_run_at).update(
         next_run_at=timezone.now() + timedelta(seconds=backoff)
     )
-    return moved == 1 and job_publish_or_fail(job_id=job.job_id, tier=job.tier)
+    return moved == 1 and job_publish_or_fail(job_id=job.job_id, tier=job.tier, fail=False)
 
 
 def job_requeue_expired(*, job: AIJob) -> bool:
@@ -423,5 +432,5 @@ def job_requeue_expired(*, job: AIJob) -> bool:
             last_error=f"lease expired on {locked.locked_by} (attempt {locked.attempt_count})",
             finished_at=None,
         )
-        transaction.on_commit(lambda: job_publish_or_fail(job_id=locked.job_id, tier=locked.tier))
+        transaction.on_commit(lambda: job_publish_or_fail(job_id=locked.job_id, tier=locked.tier, fail=False))
     return True
