@@ -31,7 +31,17 @@ import time
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.noop_roundtrip import BENCH_ENV, BROKER_URL, DATABASE_URL, ROOT, Worker, database_ensure, tables_reset
+from bench.noop_roundtrip import (
+    BENCH_ENV,
+    BROKER_URL,
+    DATABASE_URL,
+    ROLES,
+    ROOT,
+    Worker,
+    cpu_by_role,
+    database_ensure,
+    tables_reset,
+)
 
 
 def corpus(count: int) -> list[bytes]:
@@ -133,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             worker.wait_ready()
         # Warm the pools (first job imports cv2 and the lifecycle) with a small batch.
         pipeline(sheets[:4], tenant, exam, timeout=120)
+        cpu0 = cpu_by_role(basic.pid)
         create_s, total_s, batch = pipeline(sheets, tenant, exam, timeout=args.timeout)
+        cpu1 = cpu_by_role(basic.pid)
     finally:
         for worker in (basic, domain):
             worker.stop()
@@ -159,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"took {create_s:.1f}s of the pipeline's {total_s:.1f}s")
     seen = {k: v for k, v in statuses.items() if v}
     print(f"sheets by status: {seen}; grades {grades.count()}, graded more than once {graded_twice}")
+    # client = this process (the batch service: store, pre-validate, dispatch; and polling),
+    # worker = the basic pool, other = the domain pool and anything else on the machine.
+    per_sheet = {role: max(0.0, cpu1[role] - cpu0[role]) / args.sheets * 1000 for role in ROLES}
+    shown = ", ".join(f"{role} {ms:.1f}" for role, ms in per_sheet.items())
+    total_cpu, base_ms = sum(per_sheet.values()), base_s / args.sheets * 1000
+    print(f"CPU per sheet (ms): {shown}; total {total_cpu:.1f}; baseline wall per sheet {base_ms:.1f}")
     python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
     argv = [python, "-m", "bench.omr_pipeline", "--sheets", str(args.sheets), "--concurrency", str(args.concurrency)]
     print(f"command: {shlex.join(argv)}")
