@@ -28,7 +28,6 @@ import importlib
 import json
 import math
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol, runtime_checkable
@@ -43,6 +42,7 @@ from workers.base import (
     ProgressFn,
     RetryableError,
 )
+from workers.memo import Memo
 
 ENV_PREFIX: Final = "AI_BACKEND_"
 REVIEW_BELOW: Final = 0.6
@@ -86,8 +86,7 @@ def env_var(job_type: str) -> str:
     return ENV_PREFIX + job_type.upper()
 
 
-_backends: dict[tuple[str, str], Backend | str] = {}  # (job type, setting) -> backend or why not
-_lock = threading.Lock()
+_backends: Memo[tuple[str, str], Backend | str] = Memo()  # (job type, setting) -> backend or why not
 
 
 def _load(spec: str) -> Backend | str:
@@ -117,13 +116,7 @@ def backend_for(job_type: str) -> Backend:
     spec = os.environ.get(name, "").strip()
     if not spec:
         raise BadInput(f"no backend is configured for {job_type} ({name} is not set)", code="BACKEND_NOT_CONFIGURED")
-    key = (job_type, spec)
-    found = _backends.get(key)
-    if found is None:
-        with _lock:
-            found = _backends.get(key)
-            if found is None:
-                found = _backends[key] = _load(spec)
+    found = _backends.get((job_type, spec), lambda: _load(spec))
     if isinstance(found, str):
         raise BadInput(f"the {job_type} backend is unusable: {found}", code="BACKEND_NOT_CONFIGURED")
     return found
@@ -140,8 +133,7 @@ def configured(job_type: str) -> bool:
 
 def forget_backends() -> None:
     """Drop the loaded backends (tests; a worker keeps them for its lifetime)."""
-    with _lock:
-        _backends.clear()
+    _backends.clear()
 
 
 # --------------------------------------------------------------------------- shapes

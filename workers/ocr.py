@@ -39,7 +39,6 @@ import os
 import re
 import subprocess
 import tempfile
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from workers import imageio
 from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult
+from workers.memo import Memo
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,8 +127,7 @@ class Engine:
     languages: frozenset[str]
 
 
-_engines: dict[str, Engine | str] = {}  # cmd -> the engine, or why it is unusable
-_engines_lock = threading.Lock()
+_engines: Memo[str, Engine | str] = Memo()  # cmd -> the engine, or why it is unusable
 
 
 def _probe(cmd: str) -> Engine | str:
@@ -154,12 +153,7 @@ def _probe(cmd: str) -> Engine | str:
 
 def engine(cmd: str, lang: str) -> Engine:
     """The usable engine at ``cmd`` with data for every part of ``lang``, else BadInput."""
-    found = _engines.get(cmd)
-    if found is None:
-        with _engines_lock:
-            found = _engines.get(cmd)
-            if found is None:
-                found = _engines[cmd] = _probe(cmd)
+    found = _engines.get(cmd, lambda: _probe(cmd))
     if isinstance(found, str):
         raise BadInput(f"the OCR engine is not installed: {found}", code="BACKEND_NOT_CONFIGURED")
     missing = sorted(set(lang.split("+")) - found.languages)
@@ -170,8 +164,7 @@ def engine(cmd: str, lang: str) -> Engine:
 
 def forget_engines() -> None:
     """Drop the cached probes (tests; a worker keeps them for its lifetime)."""
-    with _engines_lock:
-        _engines.clear()
+    _engines.clear()
 
 
 def _tesseract(page_path: Path, eng: Engine, *, lang: str, psm: int, timeout_s: float) -> tuple[str, str]:

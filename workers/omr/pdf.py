@@ -50,6 +50,11 @@ def image_to_pdf(image: npt.NDArray[np.uint8], dpi: int) -> bytes:
         ),
         _stream(f"<< /Length {len(content)} >>", content),
     ]
+    return pdf_from_objects(objects)
+
+
+def pdf_from_objects(objects: list[bytes]) -> bytes:
+    """A PDF file from its numbered objects (object 1 is the catalog), with its xref table."""
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
