@@ -42,10 +42,16 @@ task_track_started = True
 
 
 def _transport_options() -> dict[str, object]:
-    if broker_url.startswith(("redis://", "rediss://")):
+    if broker_url.startswith(("redis://", "rediss://", "sentinel://")):
         # Redis redelivers an unacked message after visibility_timeout: keep it above the
         # longest hard limit plus the longest retry countdown.
-        return {"visibility_timeout": routing.longest_hard_limit() + int(settings.AI_RETRY_BACKOFF_MAX) + 600}
+        options: dict[str, object] = {
+            "visibility_timeout": routing.longest_hard_limit() + int(settings.AI_RETRY_BACKOFF_MAX) + 600
+        }
+        if broker_url.startswith("sentinel://"):
+            # sentinel://host1:26379;sentinel://host2:26379 and the monitored master's name.
+            options["master_name"] = os.environ.get("CELERY_BROKER_MASTER_NAME", "mymaster")
+        return options
     if broker_url.startswith("filesystem://"):
         folders = {name: settings.EMBEDDED_BROKER_DIR / name for name in ("queue", "control", "processed")}
         for folder in folders.values():
