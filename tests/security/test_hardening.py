@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -150,8 +151,11 @@ def test_a_pickle_message_on_a_tier_queue_is_not_delivered(tier: str) -> None:
 
     from config.celery import app
 
-    queue = Queue(tier, Exchange(tier, type="direct"), routing_key=tier)
     assert tier in {q.name for q in app.conf.task_queues}
+    # kombu's memory transport is process-wide: a queue of this test's own, so nothing
+    # another test left on a queue of the same name is drained here.
+    name = f"{tier}-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
     delivered: list[Any] = []
     refused: list[Exception] = []
 
@@ -165,7 +169,7 @@ def test_a_pickle_message_on_a_tier_queue_is_not_delivered(tier: str) -> None:
                 producer.publish(
                     {"job_id": "x", "via": serializer},
                     exchange=queue.exchange,
-                    routing_key=tier,
+                    routing_key=name,
                     declare=[queue],
                     serializer=serializer,
                 )
