@@ -215,14 +215,158 @@ def clean(page: Page) -> bytes:
     return bytes(buf)
 
 
-def make_corpus(template: Template, count: int, seed: int, *, scanned: bool = True) -> list[Sheet]:
+def make_corpus(
+    template: Template, count: int, seed: int, *, scanned: bool = True, profile: str = "scan"
+) -> list[Sheet]:
+    """``profile="photo"`` photographs each sheet with a phone (``photograph``) instead of
+    scanning it; ``scanned=False`` gives clean renders. The default is unchanged."""
+    if profile not in ("scan", "photo"):
+        raise ValueError(f"unknown profile {profile!r}")
     sheets = []
     for i in range(count):
         rng = random.Random(f"{seed}:{i}")
         page, truth = fill_sheet(template, rng)
-        if scanned:
+        if profile == "photo":
+            data = photograph(page, rng)
+        elif scanned:
             data, truth.upside_down = degrade(page, rng)
         else:
             data = clean(page)
         sheets.append(Sheet(f"sheet{seed}_{i:04d}", data, truth))
     return sheets
+
+
+#: phone camera frames (width, height), portrait; a photo is one of these, often scaled.
+PHONE_FRAMES = ((3000, 4000), (2250, 3000))
+
+
+def photo_geometry(
+    page_size: tuple[int, int], frame: tuple[int, int], rng: random.Random, *, max_tilt: float = 25.0
+) -> npt.NDArray[np.float64]:
+    """A homography from page pixels into the photo frame: a camera tilted up to ``max_tilt``.
+
+    The page is turned in 3-D about a random axis in its plane, turned a little in its
+    own plane (the phone is not held square), projected through a pinhole of a phone's
+    field of view, then scaled to fill 55-85 % of the frame and placed at random in it.
+    """
+    w, h = page_size
+    fw, fh = frame
+    tilt = math.radians(rng.uniform(0, max_tilt))
+    axis_angle = rng.uniform(0, 2 * math.pi)
+    axis = np.array([math.cos(axis_angle), math.sin(axis_angle), 0.0]) * tilt
+    rot, _ = cv2.Rodrigues(axis)
+    roll = math.radians(rng.uniform(-8, 8))
+    rz = np.array([[math.cos(roll), -math.sin(roll), 0], [math.sin(roll), math.cos(roll), 0], [0, 0, 1]])
+    rot = rz @ rot
+    focal = 1.1 * max(w, h)  # about a 70 degree diagonal field of view at this distance
+    distance = 1.3 * max(w, h)
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    centred = np.column_stack([corners - (w / 2, h / 2), np.zeros(4)])
+    cam = centred @ rot.T + (0, 0, distance)
+    projected = focal * cam[:, :2] / cam[:, 2:3]
+    lo, hi = projected.min(axis=0), projected.max(axis=0)
+    fill = rng.uniform(0.55, 0.85)
+    k = fill * min(fw / (hi[0] - lo[0]), fh / (hi[1] - lo[1]))
+    size = (hi - lo) * k
+    offset = np.array([rng.uniform(0, fw - size[0]), rng.uniform(0, fh - size[1])])
+    dst = (projected - lo) * k + offset
+    return np.asarray(cv2.getPerspectiveTransform(corners.astype(np.float32), dst.astype(np.float32)), np.float64)
+
+
+def _desk(rng: random.Random, fw: int, fh: int) -> npt.NDArray[np.float32]:
+    """A wood-grain desk (BGR, 0..1) with a hand-coloured blob at one edge of the frame."""
+    nprng = np.random.default_rng(rng.getrandbits(32))
+    sw, sh = fw // 8, fh // 8  # built small, then scaled up: it is smooth anyway
+    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    warp = cv2.resize(nprng.normal(0, 1, (8, 6)).astype(np.float32), (sw, sh), interpolation=cv2.INTER_CUBIC)
+    ang = rng.uniform(0, math.pi)
+    along = xx * math.cos(ang) + yy * math.sin(ang)
+    grain = np.sin(along * rng.uniform(0.15, 0.35) + warp * rng.uniform(2, 5))
+    fine = cv2.GaussianBlur(nprng.normal(0, 1, (sh, sw)).astype(np.float32), (0, 0), 1.5)
+    tone = 0.5 + 0.18 * grain + 0.12 * fine  # 0..1 around a mid wood tone
+    base = np.array([rng.uniform(0.15, 0.35), rng.uniform(0.3, 0.45), rng.uniform(0.45, 0.65)], np.float32)
+    small = np.clip(tone[..., None] * base * 1.6, 0, 1).astype(np.float32)
+    desk = cv2.resize(small, (fw, fh), interpolation=cv2.INTER_LINEAR)
+    # A hand or a sleeve poking in from one edge of the frame.
+    blob = np.zeros((fh, fw), np.float32)
+    edge = rng.randrange(4)
+    t = rng.uniform(0.2, 0.8)
+    centre = [(t * fw, 0.0), (fw, t * fh), (t * fw, fh), (0.0, t * fh)][edge]
+    axes = (round(fw * rng.uniform(0.08, 0.16)), round(fh * rng.uniform(0.06, 0.12)))
+    cv2.ellipse(blob, (round(centre[0]), round(centre[1])), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
+    blob = cv2.GaussianBlur(blob, (0, 0), max(axes) / 8)[..., None]
+    skin = np.array([rng.uniform(0.5, 0.65), rng.uniform(0.6, 0.75), rng.uniform(0.8, 0.95)], np.float32)
+    return np.asarray(desk * (1 - blob) + skin * blob, np.float32)
+
+
+def photograph(
+    page: Page,
+    rng: random.Random,
+    *,
+    max_tilt: float = 25.0,
+    frame: tuple[int, int] | None = None,
+) -> bytes:
+    """Photograph the page with a phone: returns a 3-channel (BGR) JPEG."""
+    return photograph_with_corners(page, rng, max_tilt=max_tilt, frame=frame)[0]
+
+
+def photograph_with_corners(
+    page: Page,
+    rng: random.Random,
+    *,
+    max_tilt: float = 25.0,
+    frame: tuple[int, int] | None = None,
+) -> tuple[bytes, npt.NDArray[np.float64]]:
+    """``photograph``, plus where the page's corners (TL, TR, BR, BL) landed in the photo.
+
+    The sheet lies on a desk with a hand at one edge, seen at up to ``max_tilt`` degrees,
+    lit unevenly (a smooth gradient and a soft shadow band across it), with a colour cast,
+    a little motion blur and sensor noise, JPEG quality 60-90. ``frame`` is the photo's
+    (width, height); by default a phone's 3000x4000 or 2250x3000, sometimes scaled down.
+    """
+    h, w = page.shape
+    if frame is None:
+        fw, fh = rng.choice(PHONE_FRAMES)
+        if rng.random() < 0.3:
+            s = rng.uniform(0.6, 0.9)
+            fw, fh = round(fw * s), round(fh * s)
+        frame = (fw, fh)
+    fw, fh = frame
+    hom = photo_geometry((w, h), frame, rng, max_tilt=max_tilt)
+    paper_tint = np.array([rng.uniform(0.9, 0.97), rng.uniform(0.94, 0.99), 1.0], np.float32)
+    sheet = cv2.warpPerspective(page, hom, frame, flags=cv2.INTER_LINEAR, borderValue=0)
+    cover = cv2.warpPerspective(np.ones_like(page), hom, frame, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+    img = _desk(rng, fw, fh) * (1 - cover) + (sheet[..., None] * paper_tint) * cover
+    # Uneven light: a smooth gradient across the frame and a soft shadow band (a phone or
+    # an arm between the lamp and the desk).
+    yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)
+    xx /= max(fw, fh)
+    yy /= max(fw, fh)
+    ang = rng.uniform(0, 2 * math.pi)
+    ramp = xx * math.cos(ang) + yy * math.sin(ang)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    light = 1 - rng.uniform(0.15, 0.45) * ramp
+    ang = rng.uniform(0, math.pi)
+    across = xx * math.cos(ang) + yy * math.sin(ang)
+    pos = rng.uniform(float(across.min()), float(across.max()))
+    width = rng.uniform(0.05, 0.15)
+    light *= 1 - rng.uniform(0.15, 0.4) * np.exp(-((across - pos) ** 2) / (2 * width * width))
+    gains = np.array([rng.uniform(0.75, 1.0), rng.uniform(0.88, 1.02), rng.uniform(0.95, 1.1)], np.float32)
+    img = img * light[..., None] * gains * rng.uniform(0.85, 1.0)
+    # A little hand shake: a short line kernel at a random angle.
+    length = rng.uniform(1, 6) * max(fw, fh) / 4000
+    if length >= 1.5:
+        n = int(math.ceil(length)) | 1
+        kernel = np.zeros((n, n), np.float32)
+        ang = rng.uniform(0, math.pi)
+        c = n // 2
+        dx, dy = length / 2 * math.cos(ang), length / 2 * math.sin(ang)
+        cv2.line(kernel, (round(c - dx), round(c - dy)), (round(c + dx), round(c + dy)), 1.0, 1, cv2.LINE_AA)
+        img = cv2.filter2D(img, -1, kernel / kernel.sum())
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(1, 4) / 255, img.shape)
+    out = np.clip((img + noise.astype(np.float32)) * 255, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, rng.randint(60, 90)])
+    assert ok
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    landed = cv2.perspectiveTransform(corners[None], hom)[0]
+    return bytes(buf), np.asarray(landed, np.float64)
