@@ -42,6 +42,8 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "TEMPLATE_MISMATCH": "선택한 OMR 양식과 답안지가 맞지 않습니다. 양식을 확인해 주세요.",
     "NO_SHEET_FOUND": "답안지를 찾을 수 없습니다. 네 모서리의 검은 표시가 모두 보이게 스캔해 주세요.",
     "PDF_NO_PAGES": "PDF에 페이지가 없습니다.",
+    "UPLOAD_INTERRUPTED": "업로드가 중간에 끊겼습니다. 빠진 답안지를 다시 올려 주세요.",
+    "BATCH_TOO_LARGE": "한 번에 올릴 수 있는 답안지 수를 넘었습니다. 나누어 올려 주세요.",
     "PDF_TOO_MANY_PAGES": "PDF 페이지가 너무 많습니다. 300쪽 이하로 나누어 올려 주세요.",
 }
 

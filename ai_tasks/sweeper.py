@@ -6,6 +6,8 @@
   go back to RETRYING and are re-published; the dead run counted as an attempt, so a
   poison job stops at max_attempts.
 - Finished jobs whose domain callback never ran get it published again.
+- OMR batches whose upload request died before sealing them are sealed with the sheets
+  they have, so they are still graded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
     from academy import selectors
     from academy.models import AIJob
     from academy.services import jobs as job_services
+    from academy.services.omr_batches import omr_batches_seal_abandoned
     from academy.states import CALLBACK_STATUSES
     from ai_tasks import lifecycle
 
@@ -51,6 +54,8 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
     for job_id in stale_callbacks.values_list("job_id", flat=True)[:limit]:
         job_services.callback_publish_safely(job_id)
         counts["callbacks"] += 1
+    abandoned = now - timedelta(seconds=settings.AI_BATCH_SEAL_AFTER_SECONDS)
+    counts["batches_sealed"] = omr_batches_seal_abandoned(older_than=abandoned)
     return counts
 
 

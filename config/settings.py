@@ -155,6 +155,9 @@ AI_SWEEP_INTERVAL_SECONDS = env_float("AI_SWEEP_INTERVAL_SECONDS", 30.0)
 # Runtime flags are cached per process for at most this long, so a flip in the admin
 # reaches every worker within this many seconds.
 AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
+# An OMR batch still unsealed this long after its upload began lost its request: the
+# sweeper seals it with the sheets it has (far above any web request's timeout).
+AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
 # GPU pool wake-up (ai_tasks/gpu_wakeup.py, docs/gpu-wakeup.md). How to start the premium

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from django.db import IntegrityError, transaction
@@ -122,6 +123,30 @@ def _seal(*, batch: OmrBatch, sources: list[dict[str, Any]], skipped: list[dict[
         )
     batch.refresh_from_db()
     omr_batch_settle(batch_id=batch.pk)
+
+
+def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
+    """Seal batches whose upload request died before sealing them (the sweeper calls this).
+
+    Their sheets were committed one by one and are being read; sealing with the sheets
+    that exist lets the batch be graded, and records that the upload was cut short.
+    A batch with no sheet at all is deleted. Returns how many were sealed.
+    """
+    sealed = 0
+    for batch in OmrBatch.objects.filter(sealed_at__isnull=True, created_at__lt=older_than)[:100]:
+        sheets = batch.submissions.count()
+        if sheets == 0:
+            batch.delete()
+            continue
+        note = _skip("", "UPLOAD_INTERRUPTED", f"the upload stopped after {sheets} sheets")
+        moved = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True).update(
+            total_sheets=sheets, skipped=[*batch.skipped, note], sealed_at=timezone.now()
+        )
+        if moved:
+            sealed += 1
+            logger.warning("omr_batch_sealed_abandoned batch=%s sheets=%s", batch.batch_id, sheets)
+            omr_batch_settle(batch_id=batch.pk)
+    return sealed
 
 
 def _skip(name: str, code: str, detail: str) -> dict[str, str]:
