@@ -356,7 +356,7 @@ def photograph_with_corners(
     # A little hand shake: a short line kernel at a random angle.
     length = rng.uniform(1, 6) * max(fw, fh) / 4000
     if length >= 1.5:
-        n = int(math.ceil(length)) | 1
+        n = math.ceil(length) | 1
         kernel = np.zeros((n, n), np.float32)
         ang = rng.uniform(0, math.pi)
         c = n // 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import Template
@@ -113,7 +113,7 @@ def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, phot
         if not lo * lo <= area <= hi * hi:
             continue
         _, (w, h), _ = cv2.minAreaRect(contour)
-        if min(w, h) < 0.75 * max(w, h) or area < 0.87 * w * h:
+        if min(w, h) < 0.75 * max(w, h) or (area < 0.87 * w * h and not (photo and _quadrilateral(contour, area))):
             continue  # not a square (filled bubbles are round: area = 0.785 w h)
         x, y, bw, bh = cv2.boundingRect(contour)
         ink = float(np.count_nonzero(binary[y : y + bh, x : x + bw])) / max(bw * bh, 1)
@@ -126,6 +126,19 @@ def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, phot
         blobs.append((area, blob))
     blobs.sort(key=lambda t: -t[0])
     return [b for _, b in blobs[:MAX_CANDIDATES]]
+
+
+def _quadrilateral(contour: npt.NDArray[Any], area: float) -> bool:
+    """Photo mode: a square seen in perspective is a convex four-sided shape that fills its
+    own outline, whatever its angle; the rectangle test above fails it when it is a small,
+    blurred trapezoid. A disc simplified to four corners fills only 2/pi of them (0.64)."""
+    import cv2
+
+    hull = cv2.convexHull(contour)
+    corners = cv2.approxPolyDP(hull, 0.08 * cv2.arcLength(hull, True), True)
+    if len(corners) != 4:
+        return False
+    return 0.85 <= area / max(cv2.contourArea(corners), 1e-6) <= 1.15
 
 
 def _best_quad(blobs: list[_Blob], template: Template, photo: bool) -> list[_Blob] | None:

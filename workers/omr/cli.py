@@ -2,6 +2,7 @@
 
 ``read`` prints (or writes with ``--out``) one JSON object keyed by input name; a file
 that cannot be read gets ``{"error": {"code", "message"}}`` and the batch goes on.
+``--mode photo`` (or its alias ``--photo``) reads phone photos; ``--mode scan`` is the default.
 Exit status: 0 all read, 1 some inputs had errors, 2 bad arguments or template.
 """
 
@@ -29,7 +30,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     read = sub.add_parser("read", help="read scanned sheets (images, folders, PDFs)")
     read.add_argument("--template", required=True, type=Path, help="project template or OMRChecker template.json")
     read.add_argument("--out", type=Path, help="write the JSON here instead of stdout")
-    read.add_argument("--photo", action="store_true", help="inputs are phone photos, not scans")
+    read.add_argument(
+        "--mode", choices=("scan", "photo"), default="scan", help="scans (default) or phone photos of the sheets"
+    )
+    read.add_argument(
+        "--photo", dest="mode", action="store_const", const="photo", help="the same as --mode photo (kept as an alias)"
+    )
     read.add_argument("inputs", nargs="+", type=Path)
     render = sub.add_parser("render", help="draw a blank sheet")
     render.add_argument("--template", required=True, type=Path)
@@ -42,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "render":
         return _render(template, args.out)
-    return _read(template, args.inputs, args.out, args.photo, finish)
+    return _read(template, args.inputs, args.out, args.mode == "photo", finish)
 
 
 Finish = Callable[[dict[str, Any]], dict[str, Any]]
