@@ -129,8 +129,12 @@ class Command(BaseCommand):
         # BLUR_OR_SHAKE, the demo academy's GPU fallback sends it to premium, and the
         # premium pool cannot read it either.
         refused = {"scan-4-shaky.jpg"}
-        wanted = {s["sheet"]: ("REJECTED", True) if s["sheet"] in refused else ("GRADED", False) for s in body["sheets"]}
-        wrong = [s["sheet"] for s in body["sheets"] if (s["status"], bool(s["rejection_code"])) != wanted[s["sheet"]]]
+        wanted = {name: ("REJECTED", True) for name in refused}
+        wrong = [
+            s["sheet"]
+            for s in body["sheets"]
+            if (s["status"], bool(s["rejection_code"])) != wanted.get(s["sheet"], ("GRADED", False))
+        ]
         wrong += [job.job_id for job in jobs if job.status != "DONE"] + ([] if body["graded"] else ["batch not graded"])
         if wrong:
             raise CommandError(f"not done within {options['wait']}s: {wrong}")
