@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.omr_accuracy import Tally
 from tests.omr.corpus import fill_sheet, photograph
 from workers.base import BadInput
 from workers.omr.reader import read_sheet
@@ -64,9 +65,9 @@ def main() -> int:
     parser.add_argument("--max-tilt", type=float, default=25.0)
     parser.add_argument("--jobs", type=int, default=4)
     args = parser.parse_args()
-    total = wrong = silent = flagged = id_right = read = 0
+    tally = Tally()
+    id_right = read = 0
     refused: collections.Counter[str] = collections.Counter()
-    by_kind: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0, 0])  # n, wrong, silent, flagged
     read_time = 0.0
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -81,29 +82,19 @@ def main() -> int:
         read += 1
         id_right += id_ok
         for label, kind_name, is_wrong, review, values, true in rows:
-            kind = by_kind[kind_name]
-            total += 1
-            wrong += is_wrong
-            silent += is_wrong and not review
-            flagged += review
-            kind[0] += 1
-            kind[1] += is_wrong
-            kind[2] += is_wrong and not review
-            kind[3] += review
-            if is_wrong and not review:
+            if tally.add(kind=kind_name, is_wrong=is_wrong, review=review):
                 print(f"SILENT sheet {i} q{label}: read {values} truth {true}")
     elapsed = time.perf_counter() - start
     print(
-        f"photos {args.sheets} (max tilt {args.max_tilt:g} deg), read {read}, answers {total}, "
+        f"photos {args.sheets} (max tilt {args.max_tilt:g} deg), read {read}, answers {tally.total}, "
         f"{elapsed:.1f} s wall, {read_time / max(args.sheets, 1):.2f} s read per photo"
     )
-    print(f"right {total - wrong} ({(total - wrong) / max(total, 1):.4%}), wrong {wrong}, silent {silent}")
-    print(f"flagged {flagged} ({flagged / max(total, 1):.3%})")
+    print(tally.right_line())
+    print(f"flagged {tally.flagged} ({tally.flagged / max(tally.total, 1):.3%})")
     print(f"student id right {id_right}/{read} ({id_right / max(read, 1):.1%} of sheets read)")
     print(f"refused {sum(refused.values())}: {dict(sorted(refused.items())) or '-'}")
-    for name, (n, w, s, f) in sorted(by_kind.items()):
-        print(f"  {name:14s} n={n:6d} wrong={w:4d} silent={s:3d} flagged={f:4d}")
-    return 1 if silent or refused else 0
+    print("\n".join(tally.kind_lines()))
+    return 1 if tally.silent or refused else 0
 
 
 if __name__ == "__main__":
