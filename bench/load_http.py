@@ -45,7 +45,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.noop_roundtrip import BENCH_ENV, BROKER_URL, DATABASE_URL, ROOT, Worker, database_ensure, tables_reset
+from bench.noop_roundtrip import ROOT, Worker, bench_setup, python_shown, tables_reset
 
 LUA = ROOT / "bench" / "load_http.lua"
 TIERS = ("lite", "basic", "premium")
@@ -248,8 +248,7 @@ def job_figures(tenant_ids: list[int]) -> dict[str, Any]:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
-    argv = [python, "-m", "bench.load_http", "--rate", f"{args.rate:g}", "--duration", str(args.duration)]
+    argv = [python_shown(), "-m", "bench.load_http", "--rate", f"{args.rate:g}", "--duration", str(args.duration)]
     argv += ["--tenants", str(args.tenants), "--web-workers", str(args.web_workers)]
     argv += ["--concurrency", str(args.concurrency), "--connections", str(args.connections)]
     return shlex.join(argv)
@@ -275,24 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which(args.wrk) is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    os.environ.update(BENCH_ENV)
-    os.environ.pop("AI_PLUGIN_MODULES", None)
-    os.chdir(ROOT)
-
-    import django
-    import redis
-
-    database_ensure(DATABASE_URL)
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    django.setup()
-
-    from django.core.management import call_command
+    bench_setup()
 
     from academy.services.tenants import tenant_create
 
-    call_command("migrate", interactive=False, verbosity=0)
-    tables_reset()
     tenants = [tenant_create(slug=f"load-{i}", username=f"load-{i}", premium=True) for i in range(args.tenants)]
     tenant_ids = [t.pk for t, _ in tenants]
     tokens = [token for _, token in tenants]

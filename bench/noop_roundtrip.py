@@ -86,6 +86,37 @@ def database_ensure(url: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def bench_setup() -> Any:
+    """This process as a benchmark's client: BENCH_ENV, a migrated database with empty job
+    tables, an empty broker, Django set up. Returns the broker's Redis client.
+
+    A plain kill must still reach the caller's ``finally`` that stops its workers, so
+    SIGTERM becomes an exit.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    os.environ.update(BENCH_ENV)
+    os.environ.pop("AI_PLUGIN_MODULES", None)
+    os.chdir(ROOT)
+
+    import django
+    import redis
+
+    database_ensure(DATABASE_URL)
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    tables_reset()
+    return broker
+
+
+def python_shown() -> str:
+    """The interpreter as a command line should show it (relative inside the repository)."""
+    return os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+
+
 def tables_reset() -> None:
     """Empty the job and result tables, so every run starts from the same (empty) state."""
     from django.db import connection
@@ -437,8 +468,15 @@ def verdict(bare: Measured, plat: Measured) -> str:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
-    argv = [python, "-m", "bench.noop_roundtrip", "--jobs", str(args.jobs), "--concurrency", str(args.concurrency)]
+    argv = [
+        python_shown(),
+        "-m",
+        "bench.noop_roundtrip",
+        "--jobs",
+        str(args.jobs),
+        "--concurrency",
+        str(args.concurrency),
+    ]
     argv += ["--rounds", str(args.rounds), "--samples", str(args.samples)]
     argv += ["--poll-ms", f"{args.poll_ms:g}", "--latency-poll-ms", f"{args.latency_poll_ms:g}"]
     return shlex.join(argv)
@@ -460,28 +498,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     began = time.perf_counter()
-    # A plain kill must still reach the finally below that stops the worker.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    os.environ.update(BENCH_ENV)
-    os.environ.pop("AI_PLUGIN_MODULES", None)
-    os.chdir(ROOT)
     drain_s, trip_s = args.poll_ms / 1000, args.latency_poll_ms / 1000
+    broker = bench_setup()
 
-    import django
-    import redis
-
-    database_ensure(DATABASE_URL)
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()
-    django.setup()
-
-    from django.core.management import call_command
     from django.db import connection
 
     from academy.services.tenants import tenant_create
 
-    call_command("migrate", interactive=False, verbosity=0)
-    tables_reset()
     tenant, _ = tenant_create(slug="bench", username="bench")
     routes = (bare_route(), platform_route(tenant))
     results = {route.name: Measured() for route in routes}

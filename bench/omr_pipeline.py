@@ -24,24 +24,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.noop_roundtrip import (
-    BENCH_ENV,
-    BROKER_URL,
-    DATABASE_URL,
-    ROLES,
-    ROOT,
-    Worker,
-    cpu_by_role,
-    database_ensure,
-    tables_reset,
-)
+from bench.noop_roundtrip import ROLES, Worker, bench_setup, cpu_by_role, python_shown
 
 
 def corpus(count: int) -> list[bytes]:
@@ -106,25 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=1, help="basic pool processes = baseline processes")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    os.environ.update(BENCH_ENV)
-    os.environ.pop("AI_PLUGIN_MODULES", None)
-    os.chdir(ROOT)
-
-    import django
-    import redis
-
-    database_ensure(DATABASE_URL)
-    redis.Redis.from_url(BROKER_URL).flushdb()
-    django.setup()
-    from django.core.management import call_command
+    bench_setup()
 
     from academy.models import AnswerKey, Exam, Grade, SubmissionStatus
     from academy.services.tenants import tenant_create
     from workers.omr.template import default_template
 
-    call_command("migrate", interactive=False, verbosity=0)
-    tables_reset()
     print(f"generating {args.sheets} degraded 200-dpi scans ...", flush=True)
     sheets = corpus(args.sheets)
     template = default_template().to_dict()
@@ -177,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     shown = ", ".join(f"{role} {ms:.1f}" for role, ms in per_sheet.items())
     total_cpu, base_ms = sum(per_sheet.values()), base_s / args.sheets * 1000
     print(f"CPU per sheet (ms): {shown}; total {total_cpu:.1f}; baseline wall per sheet {base_ms:.1f}")
-    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
-    argv = [python, "-m", "bench.omr_pipeline", "--sheets", str(args.sheets), "--concurrency", str(args.concurrency)]
+    argv = [
+        python_shown(),
+        "-m",
+        "bench.omr_pipeline",
+        "--sheets",
+        str(args.sheets),
+        "--concurrency",
+        str(args.concurrency),
+    ]
     print(f"command: {shlex.join(argv)}")
     print(f"machine: {os.cpu_count()} CPUs; worker logs in {logs}")
     return 0
