@@ -138,18 +138,10 @@ def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
 
 def _fallback_or_none(job: AIJob, token: str | None, failure: policies.Failure, basic_result: Any) -> bool:
     """Re-route a failed basic job to the premium pool if the tenant qualifies."""
-    policy = selectors.tenant_policy(job.tenant_id)
-    if not policies.fallback_qualifies(
-        tier=job.tier,
-        failure=failure,
-        has_premium=policy.has_premium_subscription,
-        allow_gpu_fallback=policy.allow_gpu_fallback,
-        threshold=policy.gpu_fallback_threshold,
-    ):
-        return False
-    assert job.tenant_id is not None  # fallback_qualifies needs a paying tenant
-    if selectors.fallbacks_today(job.tenant_id) >= policy.daily_fallback_cap:
+    verdict = job_services.gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure)
+    if verdict == "capped":
         job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
+    if verdict != "go":
         return False
     reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
     job_services.job_fallback(job_id=job.job_id, token=token, reason=reason, basic_result=basic_result)

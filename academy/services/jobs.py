@@ -79,7 +79,7 @@ def job_dispatch(
             try:
                 prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
             except Rejection as rejection:
-                if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant, policy=policy):
+                if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant):
                     raise
                 # Basic cannot read it, but the tenant pays for the GPU pool: the premium
                 # pipeline gets it instead, through the fallback chain (lineage kept).
@@ -131,21 +131,33 @@ def job_dispatch(
         return {"ok": False, "job_id": None, "type": job_type, "rejection_code": None, "error": str(exc)}
 
 
-def _quality_fallback_allowed(
-    *, rejection: Rejection, tier: str, tenant: Tenant | None, policy: selectors.TenantPolicy
-) -> bool:
-    """A scan basic's quality gate refuses goes to premium for a tenant who pays for that."""
-    failure = policies.Failure("validation_failed", error_code=rejection.code)
-    if tenant is None or rejection.code not in policies.QUALITY_GATE_CODES:
-        return False
-    qualifies = policies.fallback_qualifies(
+def gpu_fallback_verdict(*, tier: str, tenant_id: int | None, failure: policies.Failure) -> str:
+    """Whether a basic failure goes to the GPU pool: "go", "no" (the tenant does not pay
+    for it, or the failure does not qualify) or "capped" (today's fallbacks are spent).
+
+    The one place both the lifecycle (a run's failure) and dispatch (the quality gate)
+    ask, so the two cannot disagree about the rules or the daily cap.
+    """
+    if tenant_id is None:
+        return "no"
+    policy = selectors.tenant_policy(tenant_id)
+    if not policies.fallback_qualifies(
         tier=tier,
         failure=failure,
         has_premium=policy.has_premium_subscription,
         allow_gpu_fallback=policy.allow_gpu_fallback,
         threshold=policy.gpu_fallback_threshold,
-    )
-    return qualifies and selectors.fallbacks_today(tenant.pk) < policy.daily_fallback_cap
+    ):
+        return "no"
+    return "go" if selectors.fallbacks_today(tenant_id) < policy.daily_fallback_cap else "capped"
+
+
+def _quality_fallback_allowed(*, rejection: Rejection, tier: str, tenant: Tenant | None) -> bool:
+    """A scan basic's quality gate refuses goes to premium for a tenant who pays for that."""
+    if tenant is None or rejection.code not in policies.QUALITY_GATE_CODES:
+        return False
+    failure = policies.Failure("validation_failed", error_code=rejection.code)
+    return gpu_fallback_verdict(tier=tier, tenant_id=tenant.pk, failure=failure) == "go"
 
 
 def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:
