@@ -107,7 +107,7 @@ def omr_batch_create(
         if sheets == 0:
             batch.delete()
         else:
-            _seal(batch=batch, sources=sources, skipped=skipped, sheets=sheets)
+            _seal(batch=batch, skipped=skipped, sheets=sheets, sources=sources)
     if sheets == 0:
         first = skipped[0] if skipped else _skip("", "FILE_REQUIRED", "no files were uploaded")
         raise Rejection(first["code"], f"no answer sheet in the upload: {first['name']}: {first['detail']}")
@@ -115,14 +115,22 @@ def omr_batch_create(
     return batch, True
 
 
-def _seal(*, batch: OmrBatch, sources: list[dict[str, Any]], skipped: list[dict[str, str]], sheets: int) -> None:
-    """The upload is fully expanded: from now on the last sheet to settle grades the batch."""
-    with transaction.atomic():
-        OmrBatch.objects.filter(pk=batch.pk).update(
-            sources=sources, skipped=skipped, total_sheets=sheets, sealed_at=timezone.now()
-        )
+def _seal(
+    *, batch: OmrBatch, skipped: list[dict[str, str]], sheets: int, sources: list[dict[str, Any]] | None = None
+) -> bool:
+    """The batch's sheets all exist: from now on the last sheet to settle grades it.
+
+    Conditional on the batch not being sealed yet, so the upload and the sweeper never
+    both seal it. True when this call sealed it.
+    """
+    fields: dict[str, Any] = {"skipped": skipped, "total_sheets": sheets, "sealed_at": timezone.now()}
+    if sources is not None:
+        fields["sources"] = sources
+    sealed = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True).update(**fields)
     batch.refresh_from_db()
-    omr_batch_settle(batch_id=batch.pk)
+    if sealed:
+        omr_batch_settle(batch_id=batch.pk)
+    return bool(sealed)
 
 
 def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
@@ -139,13 +147,9 @@ def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
             batch.delete()
             continue
         note = _skip("", "UPLOAD_INTERRUPTED", f"the upload stopped after {sheets} sheets")
-        moved = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True).update(
-            total_sheets=sheets, skipped=[*batch.skipped, note], sealed_at=timezone.now()
-        )
-        if moved:
+        if _seal(batch=batch, skipped=[*batch.skipped, note], sheets=sheets):
             sealed += 1
             logger.warning("omr_batch_sealed_abandoned batch=%s sheets=%s", batch.batch_id, sheets)
-            omr_batch_settle(batch_id=batch.pk)
     return sealed
 
 
