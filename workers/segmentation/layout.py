@@ -1,4 +1,4 @@
-"""``question_segmentation``: cut a scanned worksheet page into one region per question.
+"""How ``question_segmentation`` cuts a scanned worksheet page into one region per question.
 
 Pure OpenCV and NumPy, no model. The page is read by the shared guarded decoder (the
 ``ocr`` processor's :func:`workers.ocr.decode_page`), then:
@@ -35,13 +35,12 @@ deskewed region turned back); the crops come from the deskewed page.
 from __future__ import annotations
 
 import itertools
-import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
 
-from workers.base import Artifact, BadInput, JobInput, ProcessingError, ProcessorResult
+from workers.base import BadInput, JobInput, ProcessingError
+from workers.segmentation.model import Layout, Question, _Row, _Section, _Seg
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,125 +49,13 @@ if TYPE_CHECKING:
     Gray = npt.NDArray[np.uint8]
 
 MAX_REGIONS: Final = 200
-#: the smallest page side worth segmenting (a worksheet under ~70 dpi is unreadable).
-MIN_SIDE: Final = 300
 MAX_SKEW_DEG: Final = 5.0
 #: ink is at least this much darker than the paper (0..255).
 INK_CONTRAST: Final = 50
-ENGINES: Final = frozenset({"auto", "opencv"})
-#: engines the original app named that this build does not have.
-MODEL_ENGINES: Final = frozenset({"yolo", "template"})
-REVIEW_BELOW: Final = 0.6
-#: zlib level of the PNG artifacts: on the benchmark's noisy 200-dpi page, level 1 encodes
-#: layout.png in 0.34 s against 0.45 s at level 3, for a file 17 % larger (3.0 MB).
-PNG_LEVEL: Final = 1
 #: the confidence a question gets from how it was found (the rest comes from the gaps).
 CUE_WEIGHT: Final = {"number": 1.0, "shape": 0.85, "indent": 0.6, "gap": 0.4}
 _NUMBER_RE: Final = re.compile(r"^[(\[]?(\d{1,3})[.,)\]]?$")
 _OCR_LOOKALIKE: Final = str.maketrans({"l": "1", "I": "1", "|": "1", "O": "0", "o": "0", "S": "5"})
-
-
-# --------------------------------------------------------------------------- model
-
-
-@dataclass
-class _Seg:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    def __post_init__(self) -> None:
-        self.cx = (self.x0 + self.x1) / 2
-        self.cy = (self.y0 + self.y1) / 2
-
-
-@dataclass
-class _Row:
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    token: tuple[int, int, int, int] | None = None  # x0, y0, x1, y1 of the first token
-    shape_number: bool = False
-    read: str | None = None  # what Tesseract read on the token, if asked
-    number: int | None = None
-    cue: str | None = None  # why the row starts a question
-
-
-@dataclass
-class _Section:
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-    column: int  # 1-based
-    full_width: bool
-    rows: list[_Row] = field(default_factory=list)
-
-
-@dataclass
-class Question:
-    """One region, in deskewed-page coordinates (``parts`` as x0, y0, x1, y1)."""
-
-    parts: list[tuple[int, int, int, int]]
-    column: int
-    full_width: bool
-    number: int | None
-    cue: str
-    gap_score: float = 1.0
-
-
-@dataclass
-class Layout:
-    """What :func:`segment` found; ``page`` is the deskewed page the parts refer to."""
-
-    page: Gray
-    width: int  # of the page as uploaded
-    height: int
-    angle: float  # degrees the page was turned (counter-clockwise); undone before reading
-    matrix: Any  # 2x3 affine, uploaded -> deskewed
-    unit: float
-    columns: int
-    questions: list[Question]
-    header: tuple[int, int, int, int] | None
-    footer: tuple[int, int, int, int] | None
-    numbers_read: bool
-    truncated: bool
-    notes: list[str]
-
-    def box(self, part: tuple[int, int, int, int]) -> list[int]:
-        """``part`` as [x, y, w, h] on the page as uploaded (bounding box, clipped)."""
-        import cv2
-        import numpy as np
-
-        x0, y0, x1, y1 = part
-        inverse = cv2.invertAffineTransform(np.asarray(self.matrix, dtype=np.float64))
-        corners = np.array([[x0, y0, 1], [x1, y0, 1], [x0, y1, 1], [x1, y1, 1]], dtype=np.float64)
-        mapped = corners @ inverse.T
-        bx0 = int(max(0, np.floor(mapped[:, 0].min())))
-        by0 = int(max(0, np.floor(mapped[:, 1].min())))
-        bx1 = int(min(self.width, np.ceil(mapped[:, 0].max())))
-        by1 = int(min(self.height, np.ceil(mapped[:, 1].max())))
-        return [bx0, by0, max(0, bx1 - bx0), max(0, by1 - by0)]
-
-    def crop(self, question: Question) -> Gray:
-        """The question cut from the deskewed page, its parts stacked top to bottom."""
-        import numpy as np
-
-        pieces = [self.page[y0:y1, x0:x1] for x0, y0, x1, y1 in question.parts]
-        width = max(p.shape[1] for p in pieces)
-        gap = max(4, int(self.unit))
-        padded = [np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=255) for p in pieces]
-        out: list[Gray] = []
-        for i, piece in enumerate(padded):
-            if i:
-                out.append(np.full((gap, width), 255, dtype=np.uint8))
-            out.append(piece)
-        return np.ascontiguousarray(np.vstack(out))
-
-
-# --------------------------------------------------------------------------- steps
 
 
 def ink_mask(gray: Gray) -> Gray:
@@ -697,141 +584,3 @@ def confidence(layout: Layout) -> float:
     if layout.truncated:
         value *= 0.5
     return round(value, 4)
-
-
-# --------------------------------------------------------------------------- processor
-
-
-def _engine(params: Mapping[str, Any]) -> str:
-    engine = params.get("engine") or "auto"
-    if not isinstance(engine, str):
-        raise BadInput("engine must be a string", code="INVALID_PAYLOAD")
-    if engine in MODEL_ENGINES:
-        raise BadInput(f"the {engine} segmentation engine is not available; use opencv", code="BACKEND_NOT_CONFIGURED")
-    if engine not in ENGINES:
-        raise BadInput(f"engine must be one of {sorted(ENGINES | MODEL_ENGINES)}", code="INVALID_PAYLOAD")
-    return engine
-
-
-def _read_numbers(params: Mapping[str, Any]) -> bool:
-    value = params.get("read_numbers", True)
-    if not isinstance(value, bool):
-        raise BadInput("read_numbers must be true or false", code="INVALID_PAYLOAD")
-    return value
-
-
-def decode(data: bytes | None) -> Gray:
-    """The upload as one greyscale page, through the guarded decoder, or BadInput."""
-    from workers import imageio
-    from workers.ocr import decode_page
-
-    if data is None:
-        raise BadInput("an image is required", code="FILE_REQUIRED")
-    if data:
-        _, w, h = imageio.image_size(data, KINDS)
-        if 0 < min(w, h) < MIN_SIDE:
-            raise BadInput(f"image is only {w}x{h} pixels; at least {MIN_SIDE} on each side", code="RESOLUTION_TOO_LOW")
-    return decode_page(data)
-
-
-KINDS: Final = frozenset({"png", "jpeg", "tiff"})
-
-
-def png_bytes(image: Any) -> bytes:
-    import cv2
-
-    ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
-    if not ok:
-        raise ProcessingError("cannot encode a PNG", code="library_error")
-    return bytes(buf.tobytes())
-
-
-def layout_image(gray: Gray, layout: Layout) -> bytes:
-    """The page as uploaded with each question's box and label drawn on it."""
-    import cv2
-
-    canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-    thick = max(2, int(layout.unit / 8))
-    for i, q in enumerate(layout.questions, 1):
-        label = f"{i}" if q.number is None else f"{i} (#{q.number})"
-        for part in q.parts:
-            x, y, w, h = layout.box(part)
-            cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 0, 220), thick)
-            cv2.putText(
-                canvas,
-                label,
-                (x + thick, y + int(layout.unit)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                layout.unit / 30,
-                (0, 0, 220),
-                thick,
-            )
-    for extra in (layout.header, layout.footer):
-        if extra is not None:
-            x, y, w, h = layout.box(extra)
-            cv2.rectangle(canvas, (x, y), (x + w, y + h), (160, 160, 160), thick)
-    return png_bytes(canvas)
-
-
-def question_dicts(layout: Layout) -> list[dict[str, Any]]:
-    out = []
-    for i, q in enumerate(layout.questions, 1):
-        boxes = [layout.box(p) for p in q.parts]
-        out.append(
-            {
-                "index": i,
-                "box": boxes[0],
-                "parts": boxes,
-                "column": q.column,
-                "full_width": q.full_width,
-                "number": q.number,
-                "cue": q.cue,
-            }
-        )
-    return out
-
-
-class QuestionSegmentationProcessor:
-    job_type: ClassVar[str] = "question_segmentation"
-    input_key: ClassVar[str | None] = "image_path"
-    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
-    wants_gpu: ClassVar[bool] = False
-
-    def __init__(self, tesseract_cmd: str | None = None) -> None:
-        self.tesseract_cmd = tesseract_cmd or os.environ.get("TESSERACT_CMD") or None
-
-    def validate(self, params: Mapping[str, Any]) -> None:
-        _engine(params)
-        _read_numbers(params)
-
-    def run(self, job: JobInput) -> ProcessorResult:
-        _engine(job.params)
-        read_numbers = _read_numbers(job.params)
-        job.progress("decode", 0)
-        gray = decode(job.data)
-        layout = segment(gray, read_numbers=read_numbers, tesseract_cmd=self.tesseract_cmd, progress=job.progress)
-        job.progress("artifacts", 80)
-        artifacts = [
-            Artifact(f"q{i:02d}.png" if i < 100 else f"q{i}.png", png_bytes(layout.crop(q)), "image/png")
-            for i, q in enumerate(layout.questions, 1)
-        ]
-        artifacts.append(Artifact("layout.png", layout_image(gray, layout), "image/png"))
-        conf = confidence(layout)
-        data = {
-            "questions": question_dicts(layout),
-            "columns": layout.columns if layout.questions else 0,
-            "page": {"width": layout.width, "height": layout.height},
-            "skew_degrees": layout.angle,
-            "header": layout.box(layout.header) if layout.header else None,
-            "footer": layout.box(layout.footer) if layout.footer else None,
-            "numbers_read": layout.numbers_read,
-            "truncated": layout.truncated,
-            "notes": layout.notes,
-        }
-        job.progress("done", 100)
-        return ProcessorResult(
-            data=data,
-            confidence=conf,
-            review=not layout.questions or layout.truncated or conf < REVIEW_BELOW,
-            artifacts=tuple(artifacts),
-        )
