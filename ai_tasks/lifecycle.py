@@ -150,7 +150,8 @@ def _fallback_or_none(job: AIJob, token: str | None, failure: policies.Failure, 
 
 def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
     """Decide the job's next state from one run's outcome and write it. Returns the decision."""
-    policy = selectors.tenant_policy(job.tenant_id)
+    # Read with the job when it was claimed (selectors.job_get): no query of its own.
+    policy = selectors.tenant_policy_of(job.tenant)
     if isinstance(outcome, Failed):
         if outcome.retryable and job.attempt_count < job.max_attempts:
             countdown = policies.retry_countdown(

@@ -25,9 +25,12 @@ def define_run_task(tier: str) -> Task[..., Any]:
         time_limit=hard,
         acks_late=True,
         reject_on_worker_lost=True,
-        # The canonical result is our own write-once table; the backend keeps task state
-        # for Flower and the admin, and expires it.
-        ignore_result=False,
+        # The canonical result is our own write-once job row, so a success is not written
+        # a second time to the result backend (that write cost as much CPU as the whole
+        # lifecycle around a short job). Flower still follows the task through its events;
+        # a task that fails outside the lifecycle's hands is stored, for the admin.
+        ignore_result=True,
+        store_errors_even_if_ignored=True,
     )
     def run_job(self: Task[..., Any], job_id: str) -> dict[str, Any]:
         from ai_tasks import lifecycle

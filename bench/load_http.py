@@ -5,9 +5,10 @@ Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``)::
     .venv/bin/python -m bench.load_http [--rate 200] [--duration 60] [--tenants 4]
 
 It creates and migrates the ``academy_bench`` database (emptying the job tables),
-flushes Redis db 12, creates ``--tenants`` tenants (premium subscribers, so a premium
-request stays premium) and starts, with the production-like environment of
-``bench.noop_roundtrip.BENCH_ENV`` (DEBUG off, Postgres, Redis):
+flushes Redis db 12 (``BENCH_DATABASE_URL`` and ``BENCH_BROKER_URL`` point it elsewhere,
+e.g. to run beside another benchmark), creates ``--tenants`` tenants (premium
+subscribers, so a premium request stays premium) and starts, with the production-like
+environment of ``bench.noop_roundtrip.BENCH_ENV`` (DEBUG off, Postgres, Redis):
 
 - gunicorn ``config.wsgi`` with ``--web-workers`` sync workers on a free port;
 - one real ``celery worker`` per tier (``-Q lite|basic|premium -c 2``) and the domain

@@ -105,6 +105,8 @@ class JobListCreateView(APIView):
             rerun_reason=values["rerun_reason"],
             source_domain=values["source_domain"],
             source_id=values["source_id"],
+            # Read with this request's token (academy.api.auth): no query of its own.
+            policy=selectors.tenant_policy_of(tenant),
         )
         if outcome["ok"]:
             return Response(outcome, status=status.HTTP_202_ACCEPTED if outcome.get("created") else status.HTTP_200_OK)

@@ -26,7 +26,7 @@ Handler = Callable[[AIJob, Any], None]
 
 
 def _submission_handler(job: AIJob, result: Any) -> None:
-    submission = Submission.objects.select_for_update().filter(pk=job.source_id, tenant=job.tenant).first()
+    submission = Submission.objects.select_for_update().filter(pk=job.source_id, tenant=job.tenant_id).first()
     if submission is None:
         logger.warning("ai_callback_no_submission job_id=%s source_id=%s", job.job_id, job.source_id)
         return
@@ -54,14 +54,18 @@ HANDLERS: dict[str, Handler] = {"submission": _submission_handler}
 def job_callback_apply(*, job_id: str) -> bool:
     """Run the job's domain handler once. True if it ran now, False if it had already."""
     with transaction.atomic():
-        job = AIJob.objects.select_for_update().filter(job_id=job_id).first()
+        # The result comes with the job row (one query); only the job is locked.
+        job = AIJob.objects.select_for_update(of=("self",)).select_related("result").filter(job_id=job_id).first()
         if job is None or job.callback_done_at is not None:
             return False
         if job.status not in CALLBACK_STATUSES:
             return False
         handler = HANDLERS.get(job.source_domain)
         if handler is not None:
-            result = AIResult.objects.filter(job=job).values_list("payload", flat=True).first()
+            try:
+                result = job.result.payload
+            except AIResult.DoesNotExist:
+                result = None
             handler(job, result)
         job.callback_done_at = timezone.now()
         job.save(update_fields=["callback_done_at", "updated_at"])

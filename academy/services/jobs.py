@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -54,8 +54,12 @@ def job_dispatch(
     force_rerun: bool = False,
     rerun_reason: str = "",
     max_attempts: int | None = None,
+    policy: selectors.TenantPolicy | None = None,
 ) -> dict[str, Any]:
     """Create a job and publish it to its tier's queue once the transaction commits.
+
+    ``policy`` is the tenant's config when the caller has just read it (the API reads it
+    with the request's token: ``selectors.tenant_policy_of``); None reads it here.
 
     Returns ``{ok, job_id, type, tier, status, created}`` or, for bad input, ``{ok: False,
     rejection_code, error}`` with the Korean message and no job row. Never raises: an
@@ -67,7 +71,8 @@ def job_dispatch(
         try:
             job_type = job_type_check(job_type)
             payload = payload_check(payload, job_type=job_type)
-            policy = selectors.tenant_policy(tenant.pk if tenant else None)
+            if policy is None:
+                policy = selectors.tenant_policy(tenant.pk if tenant else None)
             decision = policies.tier_resolve(
                 job_type=job_type,
                 explicit=tier,
@@ -107,11 +112,12 @@ def job_dispatch(
             if force_rerun:
                 job.idempotency_key += f":rerun:{job.job_id}"
 
+        published: list[bool] = []  # set by _publish_new once it has read the row back
         try:
             with transaction.atomic():
                 job.save(force_insert=True)
                 if gate_failure is None:
-                    transaction.on_commit(lambda: _publish_new(job))
+                    transaction.on_commit(lambda: _publish_new(job, published))
                 else:
                     job_fallback(
                         job_id=job.job_id,
@@ -124,7 +130,8 @@ def job_dispatch(
             if existing is None:
                 raise
             return _accepted(existing, created=False)
-        job.refresh_from_db(fields=["status", "error_message"])
+        if not published:  # the fallback path, or publish deferred to an outer transaction's commit
+            job.refresh_from_db(fields=["status", "error_message"])
         return _accepted(job, created=True)
     except Exception as exc:  # the caller is a view or a task: never break it
         logger.exception("ai_dispatch_failed job_type=%s", job_type)
@@ -172,8 +179,58 @@ def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:
     }
 
 
-def _publish_new(job: AIJob) -> None:
-    job_publish_or_fail(job_id=job.job_id, tier=job.tier)
+def _publish_new(job: AIJob, published: list[bool]) -> None:
+    """After commit: publish a new job, as :func:`job_publish_or_fail` does, and put the
+    row's status and error as they stand after the publish on ``job``, for the response.
+
+    On success that is one ``UPDATE ... RETURNING`` (the task id and publish count, the
+    same write as job_publish_or_fail's) instead of an UPDATE and a re-read of the row:
+    in eager mode the job has already run inside the publish, and a fast worker may have
+    claimed it, so the status is read back either way, never assumed.
+    """
+    from ai_tasks.publish import job_publish
+
+    try:
+        task_id = job_publish(job_id=job.job_id, tier=job.tier, countdown=None)
+    except Exception as exc:
+        _publish_failed(job.job_id, exc)
+        return  # job_dispatch re-reads the row: FAILED with the error
+    row = _published_returning(job.job_id, task_id)
+    if row is None:
+        return
+    job.status, job.error_message = row
+    published.append(True)
+
+
+def _published_returning(job_id: str, task_id: str) -> tuple[str, str] | None:
+    """Record a successful publish; return the row's (status, error_message) after it.
+
+    None where the database cannot return rows from an UPDATE (then the caller re-reads).
+    """
+    if not connection.features.can_return_columns_from_insert:  # Postgres, SQLite >= 3.35
+        AIJob.objects.filter(job_id=job_id).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
+        return None
+    quote = connection.ops.quote_name
+    table = quote(AIJob._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET {quote('celery_task_id')} = %s, {quote('publish_count')} = {quote('publish_count')} + 1"
+        f" WHERE {quote('job_id')} = %s RETURNING {quote('status')}, {quote('error_message')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id, job_id])
+        row = cursor.fetchone()
+    return (str(row[0]), str(row[1])) if row is not None else None
+
+
+def _publish_failed(job_id: str, exc: Exception) -> None:
+    """A new job's first publish failed: FAILED with the error (the original rule)."""
+    logger.exception("ai_publish_failed job_id=%s", job_id)
+    AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
+        status=JobStatus.FAILED,
+        error_message=f"publish failed: {exc}",
+        last_error=repr(exc),
+        finished_at=timezone.now(),
+    )
 
 
 def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None, fail: bool = True) -> bool:
@@ -188,15 +245,10 @@ def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = Non
     try:
         task_id = job_publish(job_id=job_id, tier=tier, countdown=countdown)
     except Exception as exc:
-        logger.exception("ai_publish_failed job_id=%s", job_id)
         if not fail:
+            logger.exception("ai_publish_failed job_id=%s", job_id)
             return False
-        AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
-            status=JobStatus.FAILED,
-            error_message=f"publish failed: {exc}",
-            last_error=repr(exc),
-            finished_at=timezone.now(),
-        )
+        _publish_failed(job_id, exc)
         return False
     AIJob.objects.filter(job_id=job_id).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
     return True
@@ -260,7 +312,8 @@ def job_heartbeat(*, job_id: str, token: str, progress: dict[str, Any] | None = 
 
 def _locked_run(job_id: str, token: str | None) -> AIJob | None:
     """Lock the row if ``token`` still owns the run (None: the sweeper, on an expired lease)."""
-    job = AIJob.objects.select_for_update().filter(job_id=job_id).first()
+    # The tenant comes with the row (artifact paths need its slug); only the job is locked.
+    job = AIJob.objects.select_for_update(of=("self",)).select_related("tenant").filter(job_id=job_id).first()
     if job is None or job.is_terminal:
         return None
     if token is not None:
@@ -310,23 +363,28 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
             return False
         result_payload = finish.result
         if finish.artifacts:
-            stored = {}
-            for artifact in finish.artifacts:
-                path = storage.artifact_save(
-                    tenant=job.tenant, job_id=job.job_id, name=artifact.name, data=artifact.data
-                )
-                JobArtifact.objects.update_or_create(
-                    job=job,
-                    name=artifact.name,
-                    defaults={"path": path, "content_type": artifact.content_type, "size": len(artifact.data)},
-                )
-                stored[artifact.name] = path
+            stored = {
+                a.name: storage.artifact_save(tenant=job.tenant, job_id=job.job_id, name=a.name, data=a.data)
+                for a in finish.artifacts
+            }
+            # One statement for all of them; a re-run of the job replaces its artifacts.
+            JobArtifact.objects.bulk_create(
+                [
+                    JobArtifact(
+                        job=job, name=a.name, path=stored[a.name], content_type=a.content_type, size=len(a.data)
+                    )
+                    for a in finish.artifacts
+                ],
+                update_conflicts=True,
+                unique_fields=["job", "name"],
+                update_fields=["path", "content_type", "size"],
+            )
             if isinstance(result_payload, dict):
                 result_payload = {**result_payload, "artifacts": stored}
         keeps_result = finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
-        # Write-once: a result already there (an earlier run's) is kept.
-        if keeps_result and result_payload is not None and not AIResult.objects.filter(job=job).exists():
-            AIResult.objects.create(job=job, payload=result_payload)
+        if keeps_result and result_payload is not None:
+            # Write-once: ON CONFLICT DO NOTHING keeps a result an earlier run wrote.
+            AIResult.objects.bulk_create([AIResult(job=job, payload=result_payload)], ignore_conflicts=True)
         flags = {**job.flags, **finish.flags}
         _close(
             job,

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from academy import storage
@@ -35,7 +36,7 @@ from academy.models import (
     Tenant,
 )
 from academy.rejections import Rejection, rejection_message
-from academy.services.grading import submission_grade
+from academy.services.grading import submissions_grade
 from academy.services.jobs import job_dispatch
 
 logger = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def _skip(name: str, code: str, detail: str) -> dict[str, str]:
     return {"name": name, "code": code, "message": rejection_message(code), "detail": detail}
 
 
-def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None) -> Submission:
+def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None) -> None:
     label = f"{name}#{page}" if page is not None else name
     submission = Submission.objects.create(
         tenant=batch.tenant,
@@ -181,15 +182,16 @@ def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, 
         idempotency_key=f"omr-batch:{batch.batch_id}:{submission.pk}",
     )
     if outcome["ok"]:
-        submission.job_id = AIJob.objects.filter(job_id=outcome["job_id"]).values_list("pk", flat=True).first()
-        submission.save(update_fields=["job", "updated_at"])
+        # One UPDATE with a subquery: the outcome names the job by its public id only.
+        Submission.objects.filter(pk=submission.pk).update(
+            job=Subquery(AIJob.objects.filter(job_id=outcome["job_id"]).values("pk")[:1]), updated_at=timezone.now()
+        )
     else:
         submission_reject(
             submission=submission,
             code=outcome.get("rejection_code") or "",
             message=outcome.get("error") or "dispatch failed",
         )
-    return submission
 
 
 def submission_reject(*, submission: Submission, code: str, message: str) -> None:
@@ -206,7 +208,8 @@ def omr_batch_settle(*, batch_id: int) -> bool:
     True when this call graded it. Safe to call after every sheet: the batch row lock
     orders concurrent callers, and ``graded_at`` makes every call after the first a no-op.
     """
-    with transaction.atomic():
+    # No savepoint when a callback's transaction is already open: nothing here is retried alone.
+    with transaction.atomic(savepoint=False):
         batch = OmrBatch.objects.select_for_update().filter(pk=batch_id).first()
         if batch is None or batch.sealed_at is None or batch.graded_at is not None:
             return False
@@ -214,8 +217,8 @@ def omr_batch_settle(*, batch_id: int) -> bool:
         if waiting.exists():
             return False
         key = AnswerKey.objects.filter(exam_id=batch.exam_id).first()
-        for submission in batch.submissions.filter(status=SubmissionStatus.READ).order_by("pk"):
-            submission_grade(submission=submission, key=key)
+        read = batch.submissions.filter(status=SubmissionStatus.READ).values_list("pk", flat=True)
+        submissions_grade(submission_ids=list(read), key=key)
         now = timezone.now()
         batch.completed_at = batch.completed_at or now
         batch.graded_at = now

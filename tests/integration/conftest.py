@@ -94,6 +94,14 @@ def live(pools: Pools, transactional_db: Any) -> Pools:
     return pools
 
 
+def pool_log(pool: str) -> str:
+    """What a pool's workers have logged so far (every test run appends to the same file)."""
+    try:
+        return (LOG_DIR / f"{pool}.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,7 +22,7 @@ from academy.models import (
 )
 from academy.services import jobs as job_services
 from academy.services.callbacks import job_callback_apply
-from academy.services.grading import submission_correct, submission_grade
+from academy.services.grading import submission_correct, submission_grade, submissions_grade
 
 
 @pytest.fixture
@@ -103,6 +103,46 @@ def test_grading_twice_keeps_one_grade_and_a_correction_regrades(exam: Exam) -> 
     assert corrected.times_graded == 3
     submission.refresh_from_db()
     assert submission.status == SubmissionStatus.GRADED
+
+
+def test_bulk_grading_matches_one_by_one_and_counts_a_regrade(exam: Exam, django_assert_max_num_queries: Any) -> None:
+    sheets = [
+        ({"1": ["A"], "2": ["C"]}, set(), "20260001"),  # 2 + 3 + unmarked 0
+        ({"1": ["B"], "2": ["B", "C"], "3": ["D"]}, set(), "20260002"),  # -1, double mark -1, +1
+        ({"1": ["A"], "3": ["C"]}, {"3"}, "20260003"),  # flagged: needs review
+        ({"1": ["A"], "2": ["B"], "3": ["D"]}, set(), "2026?004"),  # unsure id digit
+    ]
+    bulk, single = [], []
+    for answers, flagged, student in sheets:
+        for group in (bulk, single):
+            submission = Submission.objects.create(
+                tenant=exam.tenant, exam=exam, student_id=student, status=SubmissionStatus.READ
+            )
+            for question, marked in answers.items():
+                submission.answers.create(question=question, detected=marked, flagged=question in flagged)
+            group.append(submission)
+    submission_grade(submission=bulk[1])  # graded once before, say by an earlier run
+    key = AnswerKey.objects.get(exam=exam)
+
+    with django_assert_max_num_queries(12):  # bounded whatever the number of sheets
+        assert submissions_grade(submission_ids=[s.pk for s in bulk if s.pk != bulk[1].pk], key=key) == 3
+    assert submissions_grade(submission_ids=[bulk[1].pk], key=key) == 1
+    expected = []
+    for submission in single:
+        grade = submission_grade(submission=submission)
+        submission.refresh_from_db()
+        expected.append((grade.score, grade.max_score, grade.details, submission.status))
+    got = []
+    for submission in bulk:
+        grade = Grade.objects.get(submission=submission)
+        submission.refresh_from_db()
+        got.append((grade.score, grade.max_score, grade.details, submission.status))
+    assert got == expected
+    assert [e[0] for e in expected] == [5.0, -1.0, 1.0, 6.0]
+    assert [e[3] for e in expected] == [
+        SubmissionStatus.GRADED, SubmissionStatus.GRADED, SubmissionStatus.NEEDS_REVIEW, SubmissionStatus.NEEDS_REVIEW
+    ]  # fmt: skip
+    assert [Grade.objects.get(submission=s).times_graded for s in bulk] == [1, 2, 1, 1]
 
 
 def test_runtime_flag_flip_is_seen_after_the_cache_ttl(db: Any, settings: Any) -> None:

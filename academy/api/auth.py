@@ -1,0 +1,121 @@
+"""Token authentication that loads the caller's academy with the token: one query.
+
+DRF's ``TokenAuthentication`` reads the token and its user (one query); the view then
+read the user's membership, its tenant and, in ``job_dispatch``, the tenant's config:
+three more queries on every API request. Here the token query joins all of them, so
+``selectors.tenant_for_user`` and ``selectors.tenant_policy_of`` find them loaded.
+
+On PostgreSQL the join is one fixed statement, built once per process from the models'
+metadata, and its row is turned into the five objects the way ``select_related`` does
+(``Model.from_db`` and the relations' caches): compiling the same five-table
+``select_related`` query on every request cost about as much CPU as the rest of the
+authentication. Other databases (the embedded SQLite of a laptop) use the ORM's
+``select_related``, whose result is the same.
+
+Who is allowed is unchanged: the same token lookup, the same inactive-user refusal,
+and a user without a membership still has no tenant (403 from the view).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import connections, router
+from django.db.models import Field, Model
+from django.utils.translation import gettext_lazy as _
+from rest_framework import authentication, exceptions
+from rest_framework.authtoken.models import Token
+
+from academy.models import Membership, Tenant, TenantConfig
+
+#: The relations loaded with the token: the user, and the user's academy and its config.
+TOKEN_RELATED = ("user__membership__tenant__config",)
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
+        token = token_with_academy(key)
+        if token is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        return (token.user, token)
+
+
+def token_with_academy(key: str) -> Token | None:
+    """The token with its user, the user's membership, tenant and tenant config loaded."""
+    alias = router.db_for_read(Token)
+    if connections[alias].vendor != "postgresql":
+        return Token.objects.select_related(*TOKEN_RELATED).filter(key=key).first()
+    with connections[alias].cursor() as cursor:
+        cursor.execute(_join_sql(alias), [key])
+        row = cursor.fetchone()
+    return None if row is None else _objects_from_row(alias, row)
+
+
+def _models() -> tuple[type[Model], ...]:
+    return (Token, get_user_model(), Membership, Tenant, TenantConfig)
+
+
+@functools.cache
+def _join_sql(alias: str) -> str:
+    """SELECT every concrete column of the five models, in ``Model.from_db`` order."""
+    quote = connections[alias].ops.quote_name
+    token, user, membership, tenant, config = _models()
+
+    def table(model: type[Model], short: str) -> str:
+        return f"{quote(model._meta.db_table)} {short}"
+
+    def col(short: str, model: type[Model], name: str) -> str:
+        field = model._meta.get_field(name)
+        assert isinstance(field, Field)
+        return f"{short}.{quote(field.column)}"
+
+    shorts = ("t", "u", "m", "te", "c")
+    columns = ", ".join(
+        f"{short}.{quote(f.column)}"
+        for short, model in zip(shorts, _models(), strict=True)
+        for f in model._meta.concrete_fields
+    )
+    user_pk, tenant_pk = user._meta.pk, tenant._meta.pk
+    assert user_pk is not None
+    assert tenant_pk is not None
+    return (
+        f"SELECT {columns} FROM {table(token, 't')}"
+        f" INNER JOIN {table(user, 'u')} ON u.{quote(user_pk.column)} = {col('t', token, 'user')}"
+        f" LEFT OUTER JOIN {table(membership, 'm')} ON {col('m', membership, 'user')} = u.{quote(user_pk.column)}"
+        f" LEFT OUTER JOIN {table(tenant, 'te')} ON te.{quote(tenant_pk.column)} = {col('m', membership, 'tenant')}"
+        f" LEFT OUTER JOIN {table(config, 'c')} ON {col('c', config, 'tenant')} = te.{quote(tenant_pk.column)}"
+        f" WHERE {col('t', token, 'key')} = %s"
+    )
+
+
+def _objects_from_row(alias: str, row: tuple[Any, ...]) -> Token:
+    """Build the objects and wire their caches as ``select_related`` does (``RelatedPopulator``)."""
+    objects: list[Any] = []
+    start = 0
+    for model in _models():
+        fields = model._meta.concrete_fields
+        values = row[start : start + len(fields)]
+        start += len(fields)
+        pk = model._meta.pk
+        assert pk is not None
+        missing = values[fields.index(pk)] is None  # an outer join that found no row
+        objects.append(None if missing else model.from_db(alias, [f.attname for f in fields], values))
+    token, user, membership, tenant, config = objects
+    token_user = Token._meta.get_field("user")
+    membership_user = Membership._meta.get_field("user")
+    membership_tenant = Membership._meta.get_field("tenant")
+    config_tenant = TenantConfig._meta.get_field("tenant")
+    token_user.set_cached_value(token, user)
+    membership_user.remote_field.set_cached_value(user, membership)  # user.membership (None: no academy)
+    if membership is not None:
+        membership_user.set_cached_value(membership, user)
+        membership_tenant.set_cached_value(membership, tenant)
+        config_tenant.remote_field.set_cached_value(tenant, config)  # tenant.config (None: no row)
+        if config is not None:
+            config_tenant.set_cached_value(config, tenant)
+    assert isinstance(token, Token)
+    return token
