@@ -60,6 +60,15 @@ def _on_child_start(**_: object) -> None:
         logger.warning("premium child %s: no GPU found; running on the CPU", os.getpid())
     else:
         logger.info("premium child %s pinned to GPU %s", os.getpid(), device)
+    # Models load here, once, in the child and on its device, not in the first job.
+    from workers import registry
+
+    try:
+        warmed = registry.warm_gpu_processors()
+    except Exception:  # a model that cannot load leaves its processor to say so per job
+        logger.exception("premium child %s: warming the GPU processors failed", os.getpid())
+    else:
+        logger.info("premium child %s warmed %s", os.getpid(), ", ".join(warmed) or "nothing")
 
 
 def install_hooks() -> None:

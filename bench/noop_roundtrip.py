@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             for sql in statements:
                 print(f"    {sql[:200]}")
-    print("(plus, on both paths alike, Celery's result-backend writes for STARTED and SUCCESS)")
+    print("(plus Celery's result-backend write of SUCCESS for the bare task; run_job stores none)")
     return 0
 
 

@@ -7,7 +7,8 @@ desk, a hand at an edge, up to ``--max-tilt`` degrees of perspective, uneven lig
 shadow band, a colour cast, motion blur, JPEG 60-90 at a phone's resolution) and read
 with ``photo=True``. Reports the same figures as the scan bench: answers right, wrong
 split into flagged and *silent*, the flagged share, student IDs right, and the sheets
-refused, counted by code.
+refused, counted by code; then the issue's figures, counted over every photo (a refused
+photo's answers and ID count as not right).
 """
 
 from __future__ import annotations
@@ -93,6 +94,14 @@ def main() -> int:
     print(f"flagged {tally.flagged} ({tally.flagged / max(tally.total, 1):.3%})")
     print(f"student id right {id_right}/{read} ({id_right / max(read, 1):.1%} of sheets read)")
     print(f"refused {sum(refused.values())}: {dict(sorted(refused.items())) or '-'}")
+    # The issue's targets count a refused photo's answers and ID as not right.
+    every = args.sheets * len(default_template().questions)
+    right = tally.total - tally.wrong
+    print(
+        f"over all photos: answers right {right}/{every} ({right / max(every, 1):.2%}), "
+        f"flagged {tally.flagged / max(every, 1):.2%}, student id right {id_right}/{args.sheets} "
+        f"({id_right / max(args.sheets, 1):.1%}); {args.sheets / elapsed:.2f} photos/s generated and read"
+    )
     print("\n".join(tally.kind_lines()))
     return 1 if tally.silent or refused else 0
 

@@ -69,3 +69,23 @@ def get(job_type: str) -> Processor | None:
 def available() -> list[str]:
     _load_plugins()
     return sorted(set(BUILTIN) | set(_registry))
+
+
+def warm_gpu_processors() -> list[str]:
+    """Import every processor that wants a GPU and let it load its models now.
+
+    Called in a premium child right after its device is pinned (``ai_tasks.gpu``), so a
+    model is loaded once per child, after fork, on the pinned device, and not by the
+    first job. A processor opts in with ``wants_gpu = True`` and an optional ``warm()``.
+    Returns the job types warmed.
+    """
+    warmed = []
+    for job_type in available():
+        processor = get(job_type)
+        if processor is None or not processor.wants_gpu:
+            continue
+        warm = getattr(processor, "warm", None)
+        if callable(warm):
+            warm()
+        warmed.append(job_type)
+    return warmed

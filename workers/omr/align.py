@@ -5,6 +5,9 @@ found on a small copy of the page, and the best-shaped set of four is chosen. Th
 centres are then measured again at full resolution. The top-left marker has a white
 hole: whichever corner holds it is the sheet's top-left, which is how an upside-down or
 sideways scan is turned the right way.
+
+In photo mode the search takes more shapes (small, blurred, foreshortened markers) and
+workers/omr/photo.py tries the candidate rectangles in turn (``ranked_quads``, ``fit``).
 """
 
 from __future__ import annotations
@@ -60,9 +63,30 @@ def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fals
     small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR) if k < 1 else gray
     small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
     blobs = _candidates(small, template, k, photo)
+    if photo:
+        from workers.omr.photo import align_photo
+
+        return align_photo(gray, template, blobs, k)
     quad = _best_quad(blobs, template, photo)
     if quad is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
+    return fit(gray, template, quad, k, photo=False)
+
+
+def fit(
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    quad: list[_Blob],
+    k: float,
+    *,
+    photo: bool,
+    min_dpi: float = MIN_DPI,
+) -> Alignment:
+    """The alignment that four marker blobs (found on the copy scaled by ``k``) give, or
+    OmrError when they are not this template's markers or the sheet is too small."""
+    import cv2
+    import numpy as np
+
     refined = [_refine(gray, b.x / k, b.y / k, b.side / k) for b in quad]
     centres = [(c[0], c[1]) for c in refined]
     holes = [c[2] for c in refined]
@@ -81,7 +105,7 @@ def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fals
     homography = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
     _check_shape(image_pts, tpl_pts, [b.side / k for b in quad], template, photo)
     scale = _quad_size(image_pts) / _quad_size(tpl_pts)
-    if scale * template.dpi < MIN_DPI:
+    if scale * template.dpi < min_dpi:
         raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
     dx, dy = image_pts[1] - image_pts[0]
     rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
@@ -106,17 +130,28 @@ def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, phot
     expected = template.marker_size * page_scale
     lo, hi = expected * (0.25 if photo else 0.45), expected * 1.6
     blobs: list[tuple[float, _Blob]] = []
-    for contour, link in zip(contours, hierarchy[0], strict=True):
+    links = hierarchy[0]
+    for contour, link in zip(contours, links, strict=True):
         if link[3] != -1:  # a hole, not a dark component
             continue
         area = cv2.contourArea(contour)
         if not lo * lo <= area <= hi * hi:
             continue
         _, (w, h), _ = cv2.minAreaRect(contour)
-        if min(w, h) < 0.75 * max(w, h) or (area < 0.87 * w * h and not (photo and _quadrilateral(contour, area))):
+        # A photo foreshortens a far marker: 10 x 14 px at 25 degrees of tilt.
+        if min(w, h) < (0.55 if photo else 0.75) * max(w, h):
+            continue
+        if area < 0.87 * w * h and not (photo and _quadrilateral(contour, area)):
             continue  # not a square (filled bubbles are round: area = 0.785 w h)
-        x, y, bw, bh = cv2.boundingRect(contour)
-        ink = float(np.count_nonzero(binary[y : y + bh, x : x + bw])) / max(bw * bh, 1)
+        if photo and _at_border(contour, small.shape):
+            continue  # the desk or a hand cut by the frame: a marker lies inside the photo
+        if photo:
+            # A tilted, blurred hollow marker fills little of its upright bounding box
+            # (its hole grows on the threshold): ink over the shape's own area instead.
+            ink = 1 - _hole_area(contours, links, int(link[2])) / max(area, 1e-6)
+        else:
+            x, y, bw, bh = cv2.boundingRect(contour)
+            ink = float(np.count_nonzero(binary[y : y + bh, x : x + bw])) / max(bw * bh, 1)
         if ink < 0.6:
             continue  # an outlined box, not a solid marker
         moments = cv2.moments(contour)
@@ -126,6 +161,24 @@ def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, phot
         blobs.append((area, blob))
     blobs.sort(key=lambda t: -t[0])
     return [b for _, b in blobs[:MAX_CANDIDATES]]
+
+
+def _at_border(contour: npt.NDArray[Any], shape: tuple[int, ...]) -> bool:
+    import cv2
+
+    x, y, w, h = cv2.boundingRect(contour)
+    return x <= 1 or y <= 1 or x + w >= shape[1] - 1 or y + h >= shape[0] - 1
+
+
+def _hole_area(contours: Any, links: npt.NDArray[Any], child: int) -> float:
+    """Total area of the holes of a component, from its first hole on (-1: none)."""
+    import cv2
+
+    total = 0.0
+    while child != -1:
+        total += cv2.contourArea(contours[child])
+        child = int(links[child][0])
+    return total
 
 
 def _quadrilateral(contour: npt.NDArray[Any], area: float) -> bool:
@@ -138,18 +191,30 @@ def _quadrilateral(contour: npt.NDArray[Any], area: float) -> bool:
     corners = cv2.approxPolyDP(hull, 0.08 * cv2.arcLength(hull, True), True)
     if len(corners) != 4:
         return False
-    return 0.85 <= area / max(cv2.contourArea(corners), 1e-6) <= 1.15
+    # Up to 1.25: a 10-12 px marker whose corners the blur has rounded overshoots its
+    # four corners by up to a fifth (still far from a disc's 1.57).
+    return 0.85 <= area / max(cv2.contourArea(corners), 1e-6) <= 1.25
 
 
 def _best_quad(blobs: list[_Blob], template: Template, photo: bool) -> list[_Blob] | None:
     """The four blobs that make the biggest plausible marker rectangle, clockwise."""
+    quads = ranked_quads(blobs, template, photo, limit=1)
+    return quads[0] if quads else None
+
+
+def ranked_quads(blobs: list[_Blob], template: Template, photo: bool, *, limit: int) -> list[list[_Blob]]:
+    """Up to ``limit`` sets of four blobs that make a plausible marker rectangle, clockwise,
+    the biggest first."""
     tw = template.marker_centres[1][0] - template.marker_centres[0][0]
     th = template.marker_centres[3][1] - template.marker_centres[0][1]
     tpl_ratio = template.marker_size / math.sqrt(tw * th)
-    best: tuple[float, list[_Blob]] | None = None
+    # A photo's markers differ in size: perspective (a near corner looks bigger) and
+    # shading (a marker in shadow grows on the adaptive threshold).
+    min_side = 0.45 if photo else 0.6
+    found: list[tuple[float, list[_Blob]]] = []
     for combo in itertools.combinations(blobs, 4):
         sides = [b.side for b in combo]
-        if min(sides) < 0.6 * max(sides):
+        if min(sides) < min_side * max(sides):
             continue
         quad = _clockwise(list(combo))
         pts = [(b.x, b.y) for b in quad]
@@ -164,9 +229,9 @@ def _best_quad(blobs: list[_Blob], template: Template, photo: bool) -> list[_Blo
         ratio = (sum(sides) / 4) / math.sqrt(area)
         if not 0.6 * tpl_ratio <= ratio <= 1.6 * tpl_ratio:
             continue  # markers far too big or small for that rectangle
-        if best is None or area > best[0]:
-            best = (area, quad)
-    return None if best is None else best[1]
+        found.append((area, quad))
+    found.sort(key=lambda t: -t[0])
+    return [q for _, q in found[:limit]]
 
 
 def _refine(gray: npt.NDArray[np.uint8], x: float, y: float, side: float) -> tuple[float, float, float, float, float]:

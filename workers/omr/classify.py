@@ -21,12 +21,19 @@ Two facts from the bubble's own row can raise it:
 
 A field's confidence is the lowest certainty of its bubbles; below ``REVIEW_BELOW`` it
 goes to a person.
+
+In photo mode a learned classifier (``workers.omr.learned``) also scores every bubble,
+and ``combine_field`` joins the two readings. The classifier never picks an answer on
+its own: when both read the same marks and the classifier is sure of every bubble, the
+field takes the higher of the two confidences (this is what clears the light-pencil
+flags); when they read different marks, the field goes to a person whatever either
+said. A silent wrong answer then needs both readers wrong in the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from workers.omr.template import Field
@@ -39,6 +46,9 @@ REVIEW_BELOW: Final = 0.5
 MIN_CONTRAST: Final = 0.25  # in fill units: a quarter of the way from paper to marker ink
 NOISE_SIGMAS: Final = 6.0
 MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not trusted
+#: the classifier vouches for a field only when every bubble's P(marked) is this far
+#: from 0.5 on the 0..1 certainty scale, |2p - 1| (0.9: p <= 0.05 or p >= 0.95).
+CLASSIFIER_SURE: Final = 0.9
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,9 @@ class FieldReading:
     scores: tuple[float, ...]  # s per bubble: 0 = empty level, 1 = mark level
     confidence: float
     review: bool
+    #: what the classifier did: "" not run, "agree", "lifted" (it cleared a doubt the
+    #: thresholds had), "unsure", "disagree" (sent to a person).
+    classifier: str = ""
 
 
 def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:
@@ -98,3 +111,17 @@ def read_field(f: Field, fill: Sequence[float], levels: Levels) -> FieldReading:
         round(confidence, 3),
         confidence < REVIEW_BELOW,
     )
+
+
+def combine_field(f: Field, reading: FieldReading, probs: Sequence[float]) -> FieldReading:
+    """Join a threshold reading with the classifier's P(marked) for the same bubbles."""
+    marked = tuple(f.values[i] for i, p in enumerate(probs) if p >= 0.5)
+    sure = min((abs(2 * p - 1) for p in probs), default=0.0)
+    if marked != reading.values:
+        confidence = min(reading.confidence, REVIEW_BELOW / 2)
+        return replace(reading, confidence=round(confidence, 3), review=True, classifier="disagree")
+    if sure < CLASSIFIER_SURE:
+        return replace(reading, classifier="unsure")
+    confidence = max(reading.confidence, sure)
+    verdict = "lifted" if reading.review else "agree"
+    return replace(reading, confidence=round(confidence, 3), review=confidence < REVIEW_BELOW, classifier=verdict)

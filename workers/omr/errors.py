@@ -20,6 +20,9 @@ FILE_REQUIRED: Final = "FILE_REQUIRED"
 FILE_NOT_FOUND: Final = "FILE_NOT_FOUND"
 RESOLUTION_TOO_LOW: Final = "RESOLUTION_TOO_LOW"
 INVALID_PAYLOAD: Final = "INVALID_PAYLOAD"
+# The quality gate's codes (workers.imagecheck), also raised by the photo reader.
+BLUR_OR_SHAKE: Final = "BLUR_OR_SHAKE"
+TOO_DARK: Final = "TOO_DARK"
 
 # Codes this package adds (to be registered in academy.rejections).
 TEMPLATE_INVALID: Final = "TEMPLATE_INVALID"

@@ -7,6 +7,11 @@ batch's PDF is its own job). The result's
 ``confidence`` is the *lowest* per-question (or student-ID digit) confidence on the
 sheet, because one doubtful answer is enough to need a person.
 
+In photo mode the learned mark classifier (``workers.omr.learned``) also checks every
+bubble; the result's ``classifier`` names it (None when it could not run in this
+worker and the sheet was read threshold-only), ``classifier_lifted`` lists the fields
+whose doubt it cleared and ``classifier_disagreed`` those it sent to a person.
+
 Only this module's light imports run when the registry loads it; numpy and cv2 load
 on the first ``run``.
 """
@@ -31,13 +36,23 @@ class OmrGradingProcessor:
     job_type: ClassVar[str] = "omr_grading"
     input_key: ClassVar[str | None] = "image_path"
     extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"})
-    wants_gpu: ClassVar[bool] = False
+    #: The photo reader's mark classifier runs on the premium child's GPU when it has one
+    #: (workers.omr.learned.model); :meth:`warm` loads it there when the child starts.
+    #: Scoring a sheet's bubbles is 4-6 ms of the 35-60 ms a photo takes on the CPU
+    #: (docs/benchmarks.md, "OMR mark classifier"; GPU figures not yet measured).
+    wants_gpu: ClassVar[bool] = True
     #: lite and basic measure the image (size, blur, darkness) before a job exists.
     quality_gate: ClassVar[bool] = True
 
     def __init__(self) -> None:
         # Templates repeat across the jobs of one exam; parse each once per worker.
         self._templates: dict[str, Template] = {}
+
+    def warm(self) -> None:
+        """Load the mark classifier in this process now (a premium child, after fork)."""
+        from workers.omr.learned import scorer
+
+        scorer()
 
     def validate(self, params: Mapping[str, Any]) -> None:
         self._template(params)
@@ -75,6 +90,13 @@ class OmrGradingProcessor:
             rotation=reading.rotation,
             threshold=round(reading.levels.threshold, 4),
         )
+        if photo:
+            fields = reading.id_digits + reading.questions
+            data.update(
+                classifier=reading.classifier,
+                classifier_lifted=[f.label for f in fields if f.classifier == "lifted"],
+                classifier_disagreed=[f.label for f in fields if f.classifier == "disagree"],
+            )
         return ProcessorResult(
             data=data,
             confidence=reading.confidence,

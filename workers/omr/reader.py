@@ -44,6 +44,8 @@ class SheetReading:
     #: the sheet straightened into the template frame at STRAIGHT_SCALE (greyscale);
     #: the overlay draws on it.
     straight: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
+    #: the learned classifier that checked every bubble (photo mode), or None.
+    classifier: str | None = None
 
     @property
     def answers(self) -> dict[str, list[str]]:
@@ -75,14 +77,18 @@ class SheetReading:
         }
 
 
-def read_sheet(image: bytes, template: Template, *, photo: bool = False) -> SheetReading:
+def read_sheet(image: bytes, template: Template, *, photo: bool = False, learned: bool | None = None) -> SheetReading:
     """Read one sheet from encoded image bytes. Raises OmrError (a BadInput)."""
     from workers.omr.decode import decode_gray
 
-    return read_gray(decode_gray(image), template, photo=photo)
+    return read_gray(decode_gray(image), template, photo=photo, learned=learned)
 
 
-def read_gray(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> SheetReading:
+def read_gray(
+    gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False, learned: bool | None = None
+) -> SheetReading:
+    """``learned``: also check every bubble with the learned classifier (workers.omr.learned);
+    by default in photo mode only."""
     import numpy as np
 
     from workers.omr.align import align
@@ -111,10 +117,15 @@ def read_gray(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = 
     fields = [
         read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(template.fields, samples.index, strict=True)
     ]
+    classifier = None
+    if learned or (learned is None and photo):
+        from workers.omr.learned import refine
+
+        fields, classifier = refine(gray, template, alignment, samples, levels, fields)
     n_id = len(template.id_fields)
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
-    return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight)
+    return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight, classifier)
 
 
 def straighten(

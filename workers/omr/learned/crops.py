@@ -1,0 +1,106 @@
+"""Bubble crops for the mark classifier: the same cut at training and at inference.
+
+Every bubble of a sheet is cut straight out of the *original* greyscale image through
+the alignment's homography (no whole-page warp): a square of ``SPAN`` bubble radii on a
+side, sampled on a ``2 * SIZE`` grid (bilinear) and averaged down to ``SIZE`` x ``SIZE``,
+so a crop is the same picture of a bubble whatever the photo's resolution.
+
+Each crop is put on the reader's own scale: 0 = the paper around that bubble (a high
+percentile of the crop's corners, outside the printed ring), 1 = the markers' ink. A
+shadow band or a colour cast moves paper and pencil together, so it drops out here.
+
+``context`` gives each bubble three numbers the crop cannot show: the sheet's empty and
+mark levels (what this student's pencil does on this photo) and the darkest *other*
+bubble of its field (an erased bubble usually has a dark re-mark beside it).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Final
+
+from workers.omr.align import Alignment
+from workers.omr.classify import Levels
+from workers.omr.template import Template
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
+    import numpy.typing as npt
+
+SIZE: Final = 24  # crop side, pixels
+SPAN: Final = 3.0  # crop side in bubble radii: the ring and a little paper, no neighbour
+PAPER_FROM: Final = 1.3  # corners farther than this many radii from the centre are paper
+PAPER_PERCENTILE: Final = 80
+CONTEXT: Final = 3  # empty level, mark level, darkest other bubble of the field
+
+
+@functools.lru_cache(maxsize=16)
+def _grid(radius: float) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp]]:
+    """Template-pixel offsets of the 2x supersampled grid, and the paper cells of a crop."""
+    import numpy as np
+
+    n = 2 * SIZE
+    step = SPAN * radius / n
+    g = (np.arange(n) - (n - 1) / 2) * step
+    xx, yy = np.meshgrid(g, g)
+    offs = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
+    c = (np.arange(SIZE) - (SIZE - 1) / 2) * 2 * step
+    cx, cy = np.meshgrid(c, c)
+    paper = np.flatnonzero(np.hypot(cx, cy).ravel() > PAPER_FROM * radius)
+    offs.flags.writeable = False
+    paper.flags.writeable = False
+    return offs, paper
+
+
+def crops(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> npt.NDArray[np.float32]:
+    """All bubbles of the sheet, template order: ``(bubbles, 1, SIZE, SIZE)`` float32."""
+    import cv2
+    import numpy as np
+
+    centres = np.array([c for f in template.fields for c in f.centres], np.float64)
+    offs, paper_cells = _grid(float(template.bubble_radius))
+    h = alignment.homography
+    # H (c + o) = H c + H[:, :2] o: a per-bubble term plus a per-offset term.
+    base = (centres @ h[:, :2].T + h[:, 2]).astype(np.float32)
+    delta = (offs.astype(np.float64) @ h[:, :2].T).astype(np.float32)
+    w = base[:, 2:3] + delta[None, :, 2]
+    map_x = (base[:, 0:1] + delta[None, :, 0]) / w
+    map_y = (base[:, 1:2] + delta[None, :, 1]) / w
+    raw = np.asarray(cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float32)
+    n = len(centres)
+    # Each row is one bubble's 2S x 2S grid; stacked, they are one (n 2S) x 2S picture
+    # whose 2 x 2 area average never mixes two bubbles (2S is even). cv2 does it several
+    # times faster than a numpy mean over reshaped axes.
+    fine = cv2.resize(raw.reshape(n * 2 * SIZE, 2 * SIZE), (SIZE, n * SIZE), interpolation=cv2.INTER_AREA)
+    fine = fine.reshape(n, SIZE * SIZE)
+    paper = np.percentile(fine[:, paper_cells], PAPER_PERCENTILE, axis=1).astype(np.float32)
+    paper = np.maximum(paper, np.float32(alignment.ink + 1))
+    scale = 1 / np.maximum(paper - np.float32(alignment.ink), np.float32(1))
+    out = np.subtract(paper[:, None], fine, dtype=np.float32)
+    out *= scale[:, None]
+    np.clip(out, -0.5, 1.5, out=out)
+    result: npt.NDArray[np.float32] = out.reshape(n, 1, SIZE, SIZE)
+    return result
+
+
+def context(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]], levels: Levels) -> npt.NDArray[np.float32]:
+    """``(bubbles, CONTEXT)`` float32, template order, from the reader's own samples."""
+    import numpy as np
+
+    other = np.full(len(fill), levels.empty, np.float64)
+    for idx in index:
+        if len(idx) < 2:
+            continue
+        pos = list(idx)
+        vals = fill[pos]
+        order = np.argsort(vals)
+        top, second = vals[order[-1]], vals[order[-2]]
+        other[pos] = top
+        other[pos[int(order[-1])]] = second  # the darkest bubble's darkest other
+    out = np.empty((len(fill), CONTEXT), np.float32)
+    out[:, 0] = levels.empty
+    out[:, 1] = levels.mark
+    out[:, 2] = other
+    return out
