@@ -10,7 +10,11 @@ import os
 from celery import Celery
 from celery.signals import setup_logging
 
+from config import fsbroker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# filesystem:// (the embedded broker) writes each message whole; see config.fsbroker.
+fsbroker.register()
 
 app = Celery("academy-ai")
 # Loaded lazily on first use, after Django's settings can be read.
