@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
@@ -23,6 +23,8 @@ from workers.omr.template import Template
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from workers.omr.sample import Samples
 
 WORK_SIDE: Final = 1000  # long side of the copy the markers are searched on
 MIN_DPI: Final = 90  # below this a bubble is too few pixels to judge
@@ -39,6 +41,9 @@ class Alignment:
     scale: float
     ink: float  # grey level of the markers (the darkest thing printed)
     paper: float  # grey level of the paper around them
+    #: the bubbles measured through this alignment, when finding it took that already
+    #: (photo mode tests each candidate's printed outlines); the reader then reuses them.
+    samples: Samples | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ photo section.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from workers.omr.errors import (
     BLUR_OR_SHAKE,
     NO_SHEET_FOUND,
     RESOLUTION_TOO_LOW,
-    TEMPLATE_MISMATCH,
     TOO_DARK,
     OmrError,
 )
@@ -65,6 +65,8 @@ MIN_FRAME_BRIGHTNESS: Final = 60.0
 
 def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Blob], k: float) -> Alignment:
     from workers.omr.align import fit, ranked_quads
+    from workers.omr.reader import rings_check
+    from workers.omr.sample import sample
 
     quads = ranked_quads(blobs, template, True, limit=MAX_QUADS)
     if not quads:
@@ -83,12 +85,13 @@ def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Bl
                     RESOLUTION_TOO_LOW, f"the sheet is photographed at about {dpi:.0f} dpi"
                 )
                 continue
-            _check_rings(gray, template, alignment)
+            samples = sample(gray, template, alignment)
+            rings_check(samples, template)
         except OmrError as exc:
             first = first or exc
             continue
         _check_quality(gray, template, alignment)
-        return alignment
+        return replace(alignment, samples=samples)  # the reader reuses them
     error = too_small or first
     assert error is not None
     if error.code != RESOLUTION_TOO_LOW:
@@ -96,22 +99,6 @@ def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Bl
         # first wrong rectangle failed on.
         _check_frame(gray)
     raise error
-
-
-def _check_rings(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> None:
-    """TEMPLATE_MISMATCH unless the template's bubble outlines are printed where the
-    alignment puts them."""
-    import numpy as np
-
-    from workers.omr.reader import MIN_RING, MIN_RINGS_FOUND
-    from workers.omr.sample import sample
-
-    found = float(np.mean(sample(gray, template, alignment).ring >= MIN_RING))
-    if found < MIN_RINGS_FOUND:
-        raise OmrError(
-            TEMPLATE_MISMATCH,
-            f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
-        )
 
 
 def _check_quality(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from workers.omr.align import Alignment
+    from workers.omr.sample import Samples
 
 #: a printed outline must be this far from paper towards ink to count as present.
 MIN_RING: Final = 0.1
@@ -89,7 +90,6 @@ def read_gray(
 ) -> SheetReading:
     """``learned``: also check every bubble with the learned classifier (workers.omr.learned);
     by default in photo mode only."""
-    import numpy as np
 
     from workers.omr.align import align
     from workers.omr.sample import sample
@@ -98,13 +98,8 @@ def read_gray(
     if max(h, w) > MAX_ASPECT * min(h, w):
         raise OmrError(NO_SHEET_FOUND, f"a {w}x{h} picture is far too long and thin to show an answer sheet")
     alignment = align(gray, template, photo=photo)
-    samples = sample(gray, template, alignment)
-    found = float(np.mean(samples.ring >= MIN_RING))
-    if found < MIN_RINGS_FOUND:
-        raise OmrError(
-            TEMPLATE_MISMATCH,
-            f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
-        )
+    samples = alignment.samples if alignment.samples is not None else sample(gray, template, alignment)
+    rings_check(samples, template)
     straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
     extra = unexpected_rings(straight, template, alignment)
     if extra >= MAX_UNEXPECTED_RINGS:
@@ -126,6 +121,19 @@ def read_gray(
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
     return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight, classifier)
+
+
+def rings_check(samples: Samples, template: Template) -> None:
+    """TEMPLATE_MISMATCH unless the template's bubble outlines are printed where the
+    alignment put them (MIN_RINGS_FOUND of them)."""
+    import numpy as np
+
+    found = float(np.mean(samples.ring >= MIN_RING))
+    if found < MIN_RINGS_FOUND:
+        raise OmrError(
+            TEMPLATE_MISMATCH,
+            f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
+        )
 
 
 def straighten(
