@@ -112,12 +112,11 @@ def job_dispatch(
             if force_rerun:
                 job.idempotency_key += f":rerun:{job.job_id}"
 
-        published: list[bool] = []  # set by _publish_new once it has read the row back
         try:
             with transaction.atomic():
                 job.save(force_insert=True)
                 if gate_failure is None:
-                    transaction.on_commit(lambda: _publish_new(job, published))
+                    transaction.on_commit(lambda: _publish_new(job))
                 else:
                     job_fallback(
                         job_id=job.job_id,
@@ -130,8 +129,10 @@ def job_dispatch(
             if existing is None:
                 raise
             return _accepted(existing, created=False)
-        if not published:  # the fallback path, or publish deferred to an outer transaction's commit
+        if gate_failure is not None:  # job_fallback changed the row
             job.refresh_from_db(fields=["status", "error_message"])
+        # Otherwise ``job`` holds the row as the publish left it (_publish_new), or as it
+        # was inserted when the publish waits for an outer transaction's commit.
         return _accepted(job, created=True)
     except Exception as exc:  # the caller is a view or a task: never break it
         logger.exception("ai_dispatch_failed job_type=%s", job_type)
@@ -179,58 +180,13 @@ def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:
     }
 
 
-def _publish_new(job: AIJob, published: list[bool]) -> None:
-    """After commit: publish a new job, as :func:`job_publish_or_fail` does, and put the
-    row's status and error as they stand after the publish on ``job``, for the response.
-
-    On success that is one ``UPDATE ... RETURNING`` (the task id and publish count, the
-    same write as job_publish_or_fail's) instead of an UPDATE and a re-read of the row:
-    in eager mode the job has already run inside the publish, and a fast worker may have
-    claimed it, so the status is read back either way, never assumed.
-    """
-    from ai_tasks.publish import job_publish
-
-    try:
-        task_id = job_publish(job_id=job.job_id, tier=job.tier, countdown=None)
-    except Exception as exc:
-        _publish_failed(job.job_id, exc)
-        return  # job_dispatch re-reads the row: FAILED with the error
-    row = _published_returning(job.job_id, task_id)
-    if row is None:
-        return
-    job.status, job.error_message = row
-    published.append(True)
-
-
-def _published_returning(job_id: str, task_id: str) -> tuple[str, str] | None:
-    """Record a successful publish; return the row's (status, error_message) after it.
-
-    None where the database cannot return rows from an UPDATE (then the caller re-reads).
-    """
-    if not connection.features.can_return_columns_from_insert:  # Postgres, SQLite >= 3.35
-        AIJob.objects.filter(job_id=job_id).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
-        return None
-    quote = connection.ops.quote_name
-    table = quote(AIJob._meta.db_table)
-    sql = (
-        f"UPDATE {table} SET {quote('celery_task_id')} = %s, {quote('publish_count')} = {quote('publish_count')} + 1"
-        f" WHERE {quote('job_id')} = %s RETURNING {quote('status')}, {quote('error_message')}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [task_id, job_id])
-        row = cursor.fetchone()
-    return (str(row[0]), str(row[1])) if row is not None else None
-
-
-def _publish_failed(job_id: str, exc: Exception) -> None:
-    """A new job's first publish failed: FAILED with the error (the original rule)."""
-    logger.exception("ai_publish_failed job_id=%s", job_id)
-    AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
-        status=JobStatus.FAILED,
-        error_message=f"publish failed: {exc}",
-        last_error=repr(exc),
-        finished_at=timezone.now(),
-    )
+def _publish_new(job: AIJob) -> None:
+    """After commit: publish a new job and put the row's status and error as they stand
+    after the publish on ``job``, for the response. In eager mode the job has already
+    run inside the publish, and a fast worker may have claimed it: read back, never
+    assumed."""
+    if not _publish(job_id=job.job_id, tier=job.tier, countdown=None, fail=True, into=job):
+        job.refresh_from_db(fields=["status", "error_message"])  # what the failure left
 
 
 def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None, fail: bool = True) -> bool:
@@ -240,18 +196,50 @@ def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = Non
     exists and is due, so during a broker outage it stays PENDING/RETRYING and the next
     sweep sends it again, instead of a healthy job ending FAILED (found by tests/chaos).
     """
+    return _publish(job_id=job_id, tier=tier, countdown=countdown, fail=fail)
+
+
+def _publish(*, job_id: str, tier: str, countdown: float | None, fail: bool, into: AIJob | None = None) -> bool:
+    """:func:`job_publish_or_fail`; with ``into``, the row's status and error message after
+    the publish is recorded are put on that object."""
     from ai_tasks.publish import job_publish
 
     try:
         task_id = job_publish(job_id=job_id, tier=tier, countdown=countdown)
     except Exception as exc:
-        if not fail:
-            logger.exception("ai_publish_failed job_id=%s", job_id)
-            return False
-        _publish_failed(job_id, exc)
+        logger.exception("ai_publish_failed job_id=%s", job_id)
+        if fail:
+            AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
+                status=JobStatus.FAILED,
+                error_message=f"publish failed: {exc}",
+                last_error=repr(exc),
+                finished_at=timezone.now(),
+            )
         return False
-    AIJob.objects.filter(job_id=job_id).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
+    row = _published_returning(job_id, task_id)
+    if into is not None and row is not None:
+        into.status, into.error_message = row
     return True
+
+
+def _published_returning(job_id: str, task_id: str) -> tuple[str, str] | None:
+    """Record a successful publish; the row's (status, error_message) after it."""
+    if not connection.features.can_return_columns_from_insert:  # Postgres, SQLite >= 3.35 can
+        jobs = AIJob.objects.filter(job_id=job_id)
+        jobs.update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
+        return jobs.values_list("status", "error_message").first()
+    # One UPDATE ... RETURNING instead of an UPDATE and a re-read (the ORM has no
+    # RETURNING for updates).
+    quote = connection.ops.quote_name
+    sql = (
+        f"UPDATE {quote(AIJob._meta.db_table)}"
+        f" SET {quote('celery_task_id')} = %s, {quote('publish_count')} = {quote('publish_count')} + 1"
+        f" WHERE {quote('job_id')} = %s RETURNING {quote('status')}, {quote('error_message')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [task_id, job_id])
+        row = cursor.fetchone()
+    return (str(row[0]), str(row[1])) if row is not None else None
 
 
 # --- a run's lifecycle --------------------------------------------------------------------
