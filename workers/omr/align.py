@@ -72,7 +72,7 @@ def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fals
         from workers.omr.photo import align_photo
 
         return align_photo(gray, template, blobs, k)
-    quad = _best_quad(blobs, template, photo)
+    quad = _best_quad(blobs, template)
     if quad is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
     return fit(gray, template, quad, k, photo=False)
@@ -201,9 +201,10 @@ def _quadrilateral(contour: npt.NDArray[Any], area: float) -> bool:
     return 0.85 <= area / max(cv2.contourArea(corners), 1e-6) <= 1.25
 
 
-def _best_quad(blobs: list[_Blob], template: Template, photo: bool) -> list[_Blob] | None:
-    """The four blobs that make the biggest plausible marker rectangle, clockwise."""
-    quads = ranked_quads(blobs, template, photo, limit=1)
+def _best_quad(blobs: list[_Blob], template: Template) -> list[_Blob] | None:
+    """A scan's markers: the four blobs that make the biggest plausible rectangle, clockwise
+    (photo mode tries several instead: workers/omr/photo.py)."""
+    quads = ranked_quads(blobs, template, False, limit=1)
     return quads[0] if quads else None
 
 
