@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, task_prerun
 
 from config import fsbroker
 
@@ -28,3 +28,15 @@ def _django_logging(**kwargs: object) -> None:
     from ai_tasks.logcontext import celery_setup_logging
 
     celery_setup_logging(**kwargs)
+
+
+@task_prerun.connect
+def _db_connections_check(task: object = None, **kwargs: object) -> None:
+    # The fix-up no longer closes connections around tasks (CELERY_DB_REUSE_MAX in
+    # celeryconfig): apply Django's rule instead, as at the start of a web request.
+    # An eager task runs inside its caller's transaction, which must not be touched.
+    if getattr(getattr(task, "request", None), "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()

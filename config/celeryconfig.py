@@ -78,6 +78,13 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 worker_send_task_events = True
 task_send_sent_event = True
 
+# Celery's Django fix-up closes the database connection before and after every task
+# unless this is set: a new PostgreSQL backend (a fork, and catalog caches loaded from
+# cold) for each of a sheet's two tasks, which cost more CPU than the lifecycle itself.
+# Connections are kept instead, and config.celery applies Django's own rule before
+# each task (CONN_MAX_AGE and the health check), as a web request does.
+CELERY_DB_REUSE_MAX = 1_000_000
+
 worker_max_tasks_per_child = int(os.environ.get("WORKER_MAX_TASKS_PER_CHILD", 500))
 worker_max_memory_per_child = int(os.environ.get("WORKER_MAX_MEMORY_KB", 1_500_000))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,26 @@ def test_premium_confidence_bands_follow_the_shadow_mode_flag(live: Any, make_te
         return job.status == JobStatus.REVIEW_REQUIRED
 
     wait_for(review_required, timeout=15, every=0.5)
+
+
+def _sessions_opened() -> int:
+    """Sessions PostgreSQL has opened on the test database so far (its statistics)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_a_pool_keeps_its_database_connection_from_task_to_task(live: Any, make_tenant: Any) -> None:
+    # Celery's Django fix-up closes the connection around every task unless told not to;
+    # that was a new PostgreSQL backend per task. A session ending is counted at once.
+    tenant, _ = make_tenant()
+    wait_terminal(dispatch(tenant, "ping", "basic", echo="warm"))
+    before = _sessions_opened()
+    for i in range(10):
+        assert wait_terminal(dispatch(tenant, "ping", "basic", echo=str(i))).status == JobStatus.DONE
+    time.sleep(1.5)  # let any closed session's statistics reach the shared counters
+    assert _sessions_opened() - before <= 2
 
 
 def test_retryable_errors_back_off_and_then_succeed(live: Any, make_tenant: Any, tmp_path: Path) -> None:
