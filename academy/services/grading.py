@@ -73,7 +73,6 @@ def score_answer(*, marked: list[str], spec: dict[str, Any], scheme: dict[str, A
     return float(spec.get("incorrect", scheme.get("incorrect", 0))), best, "incorrect"
 
 
-@transaction.atomic
 @dataclass(frozen=True)
 class _Marking:
     score: float
@@ -101,6 +100,7 @@ def _mark(submission: Submission, answers: dict[str, SubmissionAnswer], key: Ans
     return _Marking(score, max_score, details, flagged)
 
 
+@transaction.atomic
 def submission_grade(*, submission: Submission, key: AnswerKey | None = None) -> Grade:
     """Grade against the exam's key. Running it twice leaves one grade row.
 

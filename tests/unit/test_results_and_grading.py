@@ -105,6 +105,14 @@ def test_grading_twice_keeps_one_grade_and_a_correction_regrades(exam: Exam) -> 
     assert submission.status == SubmissionStatus.GRADED
 
 
+def test_grading_on_its_own_runs_in_its_own_transaction(transactional_db: Any, exam: Exam) -> None:
+    # Autocommit, as a shell or a management command calls it: the row lock needs the
+    # service's own transaction.
+    submission = Submission.objects.create(tenant=exam.tenant, exam=exam)
+    submission.answers.create(question="1", detected=["A"])
+    assert submission_grade(submission=submission).score == 2 + 0 + 0
+
+
 def test_bulk_grading_matches_one_by_one_and_counts_a_regrade(exam: Exam, django_assert_max_num_queries: Any) -> None:
     sheets = [
         ({"1": ["A"], "2": ["C"]}, set(), "20260001"),  # 2 + 3 + unmarked 0
