@@ -415,7 +415,8 @@ class Measured:
 
 
 def _row(label: str, b: float, p: float, fmt: str, target: str | None = "", ratio: float | None = None) -> str:
-    ratio = p / b if ratio is None else ratio
+    if ratio is None:
+        ratio = p / b if b else math.nan  # a role that used no CPU in the bare rounds
     return f"| {label} | {b:{fmt}} | {p:{fmt}} | {ratio:.2f} |" + (f" {target} |" if target is not None else "")
 
 

@@ -33,11 +33,21 @@ from pathlib import Path
 from bench.noop_roundtrip import ROLES, Worker, bench_setup, cpu_by_role, python_shown
 
 
-def corpus(count: int) -> list[bytes]:
+def corpus(count: int, *, seed: int = 2026) -> list[bytes]:
+    """The corpus's degraded scans, kept as plain JPEG files between runs (making 500
+    takes minutes): ``$TMPDIR/academy-omr-corpus-<count>-<seed>/``. Same seed, same bytes."""
     from tests.omr.corpus import make_corpus
     from workers.omr.template import default_template
 
-    return [sheet.data for sheet in make_corpus(default_template(), count, seed=2026)]
+    folder = Path(tempfile.gettempdir()) / f"academy-omr-corpus-{count}-{seed}"
+    if (folder / "complete").exists():
+        return [(folder / f"{i:04d}.jpg").read_bytes() for i in range(count)]
+    sheets = [sheet.data for sheet in make_corpus(default_template(), count, seed=seed)]
+    folder.mkdir(exist_ok=True)
+    for i, data in enumerate(sheets):
+        (folder / f"{i:04d}.jpg").write_bytes(data)
+    (folder / "complete").touch()
+    return sheets
 
 
 _TEMPLATE: dict[str, object] = {}
@@ -101,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from academy.services.tenants import tenant_create
     from workers.omr.template import default_template
 
-    print(f"generating {args.sheets} degraded 200-dpi scans ...", flush=True)
+    print(f"generating (or reusing) {args.sheets} degraded 200-dpi scans ...", flush=True)
     sheets = corpus(args.sheets)
     template = default_template().to_dict()
     base_s = baseline(sheets, args.concurrency, template)

@@ -93,4 +93,7 @@ def measure(gray: npt.NDArray[np.uint8]) -> tuple[float, float]:
 
     k = MEASURE_SHORT_SIDE / min(gray.shape[:2])
     small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
-    return float(cv2.Laplacian(small, cv2.CV_64F).var()), float(small.mean())
+    # OpenCV's one-pass mean and deviation: the same figures as numpy's var() and mean(),
+    # without numpy's temporaries (a third of the gate's time on a 200-dpi page).
+    _, deviation = cv2.meanStdDev(cv2.Laplacian(small, cv2.CV_64F))
+    return float(deviation[0, 0]) ** 2, float(cv2.mean(small)[0])

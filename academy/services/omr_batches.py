@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
-from academy import storage
+from academy import selectors, storage
 from academy.models import (
     SUBMISSION_SETTLED,
     AIJob,
@@ -82,6 +82,8 @@ def omr_batch_create(
         if key is None:
             raise
         return OmrBatch.objects.get(idempotency_key=key), False
+    # The academy's config, read once for the whole upload as for any one request.
+    policy = selectors.tenant_policy_of(tenant)
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     sheets = 0
@@ -102,7 +104,7 @@ def omr_batch_create(
                     # Each sheet commits (and its job is published) on its own, so the
                     # pool starts reading while the rest of the upload is still checked.
                     with transaction.atomic():
-                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier)
+                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy)
                     sheets += 1
     finally:
         if sheets == 0:
@@ -158,7 +160,9 @@ def _skip(name: str, code: str, detail: str) -> dict[str, str]:
     return {"name": name, "code": code, "message": rejection_message(code), "detail": detail}
 
 
-def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None) -> None:
+def _sheet_dispatch(
+    *, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None, policy: selectors.TenantPolicy
+) -> None:
     label = f"{name}#{page}" if page is not None else name
     submission = Submission.objects.create(
         tenant=batch.tenant,
@@ -180,6 +184,7 @@ def _sheet_dispatch(*, batch: OmrBatch, path: str, name: str, page: int | None, 
         source_domain="submission",
         source_id=str(submission.pk),
         idempotency_key=f"omr-batch:{batch.batch_id}:{submission.pk}",
+        policy=policy,
     )
     if outcome["ok"]:
         # One UPDATE with a subquery: the outcome names the job by its public id only.
