@@ -23,11 +23,12 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import connections, router
-from django.db.models import Field, Model
+from django.db.models import Model
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 
+from academy import sqlrows
 from academy.models import Membership, Tenant, TenantConfig
 
 #: The relations loaded with the token: the user, and the user's academy and its config.
@@ -69,41 +70,22 @@ def _join_sql(alias: str) -> str:
         return f"{quote(model._meta.db_table)} {short}"
 
     def col(short: str, model: type[Model], name: str) -> str:
-        field = model._meta.get_field(name)
-        assert isinstance(field, Field)
-        return f"{short}.{quote(field.column)}"
+        return sqlrows.column(alias, short, model, name)
 
-    shorts = ("t", "u", "m", "te", "c")
-    columns = ", ".join(
-        f"{short}.{quote(f.column)}"
-        for short, model in zip(shorts, _models(), strict=True)
-        for f in model._meta.concrete_fields
-    )
-    user_pk, tenant_pk = user._meta.pk, tenant._meta.pk
-    assert user_pk is not None
-    assert tenant_pk is not None
+    columns = sqlrows.select_list(alias, list(zip(("t", "u", "m", "te", "c"), _models(), strict=True)))
     return (
         f"SELECT {columns} FROM {table(token, 't')}"
-        f" INNER JOIN {table(user, 'u')} ON u.{quote(user_pk.column)} = {col('t', token, 'user')}"
-        f" LEFT OUTER JOIN {table(membership, 'm')} ON {col('m', membership, 'user')} = u.{quote(user_pk.column)}"
-        f" LEFT OUTER JOIN {table(tenant, 'te')} ON te.{quote(tenant_pk.column)} = {col('m', membership, 'tenant')}"
-        f" LEFT OUTER JOIN {table(config, 'c')} ON {col('c', config, 'tenant')} = te.{quote(tenant_pk.column)}"
+        f" INNER JOIN {table(user, 'u')} ON {col('u', user, 'pk')} = {col('t', token, 'user')}"
+        f" LEFT OUTER JOIN {table(membership, 'm')} ON {col('m', membership, 'user')} = {col('u', user, 'pk')}"
+        f" LEFT OUTER JOIN {table(tenant, 'te')} ON {col('te', tenant, 'pk')} = {col('m', membership, 'tenant')}"
+        f" LEFT OUTER JOIN {table(config, 'c')} ON {col('c', config, 'tenant')} = {col('te', tenant, 'pk')}"
         f" WHERE {col('t', token, 'key')} = %s"
     )
 
 
 def _objects_from_row(alias: str, row: tuple[Any, ...]) -> Token:
     """Build the objects and wire their caches as ``select_related`` does (``RelatedPopulator``)."""
-    objects: list[Any] = []
-    start = 0
-    for model in _models():
-        fields = model._meta.concrete_fields
-        values = row[start : start + len(fields)]
-        start += len(fields)
-        pk = model._meta.pk
-        assert pk is not None
-        missing = values[fields.index(pk)] is None  # an outer join that found no row
-        objects.append(None if missing else model.from_db(alias, [f.attname for f in fields], values))
+    objects = sqlrows.objects_from_row(alias, row, _models())
     token, user, membership, tenant, config = objects
     token_user = Token._meta.get_field("user")
     membership_user = Membership._meta.get_field("user")

@@ -8,6 +8,8 @@ finish: its writes match no row. That fencing is what makes at-least-once delive
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -20,8 +22,8 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from academy import policies, selectors
-from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant
+from academy import policies, selectors, sqlrows
+from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant, TenantConfig
 from academy.rejections import Rejection, rejection_message
 from academy.states import CALLBACK_STATUSES
 
@@ -113,6 +115,12 @@ def job_dispatch(
                 job.idempotency_key += f":rerun:{job.job_id}"
 
         try:
+            if gate_failure is None and not connection.in_atomic_block:
+                # Autocommit: the INSERT commits on its own (no BEGIN and COMMIT round
+                # trips), and publishing right after it is what on_commit would do.
+                job.save(force_insert=True)
+                _publish_new(job)
+                return _accepted(job, created=True)
             with transaction.atomic():
                 job.save(force_insert=True)
                 if gate_failure is None:
@@ -254,6 +262,14 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
     """
     now = timezone.now()
     token = uuid.uuid4().hex
+    if connection.vendor == "postgresql":
+        claimed = _claim_returning(job_id=job_id, worker=worker, token=token, now=now)
+        if claimed is not None:
+            return claimed, token
+        job = selectors.job_get(job_id)
+        if job is None:
+            return None, "missing"
+        return None, "exhausted" if _is_exhausted(job, now) else "not_claimable"
     claimable = Q(status__in=[JobStatus.PENDING, JobStatus.RETRYING]) | Q(
         status__in=[JobStatus.RUNNING, JobStatus.VALIDATING], lease_expires_at__lt=now
     )
@@ -274,6 +290,63 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
             return None, "missing"
         return None, "exhausted" if _is_exhausted(job, now) else "not_claimable"
     return job, token
+
+
+@functools.cache
+def _claim_sql() -> str:
+    alias = connection.alias
+    quote = connection.ops.quote_name
+    jobs = quote(AIJob._meta.db_table)
+    tenants, configs = quote(Tenant._meta.db_table), quote(TenantConfig._meta.db_table)
+    columns = sqlrows.select_list(alias, [("j", AIJob), ("te", Tenant), ("c", TenantConfig)])
+    # The claim's UPDATE (the same condition as the ORM's below) and selectors.job_get's
+    # joins in one statement: the row comes back with its tenant and config.
+    return (
+        f"WITH j AS (UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1, locked_by = %s,"
+        " locked_at = %s, lease_token = %s, lease_expires_at = %s, last_heartbeat_at = %s,"
+        " started_at = COALESCE(started_at, %s), progress = %s::jsonb"
+        " WHERE job_id = %s AND attempt_count < max_attempts"
+        " AND (status IN (%s, %s) OR (status IN (%s, %s) AND lease_expires_at < %s)) RETURNING *)"
+        f" SELECT {columns} FROM j LEFT OUTER JOIN {tenants} te"
+        f" ON {sqlrows.column(alias, 'te', Tenant, 'pk')} = {sqlrows.column(alias, 'j', AIJob, 'tenant')}"
+        f" LEFT OUTER JOIN {configs} c"
+        f" ON {sqlrows.column(alias, 'c', TenantConfig, 'tenant')} = {sqlrows.column(alias, 'te', Tenant, 'pk')}"
+    )
+
+
+def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob | None:
+    """:func:`job_claim`'s UPDATE and read in one round trip (PostgreSQL): the claimed
+    job with its tenant and config loaded, or None when nothing was claimable."""
+    params: list[Any] = [
+        JobStatus.RUNNING,
+        worker[:200],
+        now,
+        token,
+        now + timedelta(seconds=settings.AI_LEASE_SECONDS),
+        now,
+        now,
+        json.dumps({"stage": "started", "percent": 0}),
+        job_id,
+        JobStatus.PENDING,
+        JobStatus.RETRYING,
+        JobStatus.RUNNING,
+        JobStatus.VALIDATING,
+        now,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    job, tenant, config = sqlrows.objects_from_row(connection.alias, row, (AIJob, Tenant, TenantConfig))
+    AIJob._meta.get_field("tenant").set_cached_value(job, tenant)
+    if tenant is not None:
+        config_tenant = TenantConfig._meta.get_field("tenant")
+        config_tenant.remote_field.set_cached_value(tenant, config)  # tenant.config (None: no row)
+        if config is not None:
+            config_tenant.set_cached_value(config, tenant)
+    assert isinstance(job, AIJob)
+    return job
 
 
 def _is_exhausted(job: AIJob, now: Any) -> bool:
@@ -345,6 +418,8 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
     """
     from academy import storage
 
+    if token is not None and not finish.artifacts and connection.vendor == "postgresql":
+        return _finish_in_one_statement(job_id=job_id, token=token, finish=finish)
     with transaction.atomic():
         job = _locked_run(job_id, token)
         if job is None:
@@ -385,6 +460,61 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
         )
         if job.source_domain and finish.status in CALLBACK_STATUSES:
             transaction.on_commit(lambda: callback_publish_safely(job.job_id))
+    return True
+
+
+@functools.cache
+def _finish_sql() -> str:
+    quote = connection.ops.quote_name
+    jobs, results = quote(AIJob._meta.db_table), quote(AIResult._meta.db_table)
+    # One data-modifying WITH: the UPDATE is fenced by the run's lease token (as
+    # _locked_run is) and takes the row lock; the result goes in only if it matched,
+    # and ON CONFLICT DO NOTHING keeps a result an earlier run wrote (write-once).
+    # ``||`` merges the objects key by key, as {**row, **new} does.
+    return (
+        f"WITH closed AS (UPDATE {jobs} SET status = %s, flags = COALESCE(flags, '{{}}') || %s::jsonb,"
+        " needs_review = %s, error_message = %s, rejection_code = %s,"
+        " progress = COALESCE(progress, '{}') || %s::jsonb, finished_at = %s, updated_at = %s,"
+        " lease_token = '', lease_expires_at = NULL"
+        " WHERE job_id = %s AND lease_token = %s AND status = %s RETURNING id, source_domain),"
+        f" kept AS (INSERT INTO {results} (job_id, payload, created_at)"
+        " SELECT id, %s::jsonb, %s FROM closed WHERE %s ON CONFLICT DO NOTHING)"
+        " SELECT source_domain FROM closed"
+    )
+
+
+def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish) -> bool:
+    """:func:`job_finish` for a run holding its lease, with no files, on PostgreSQL: one
+    round trip instead of five (BEGIN, the locking SELECT, two writes, COMMIT).
+
+    ``needs_review`` is decided from ``finish.flags``, which the lifecycle builds on the
+    flags of the row it claimed; only the run that holds the lease writes them meanwhile.
+    """
+    now = timezone.now()
+    keeps_result = finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
+    params: list[Any] = [
+        finish.status,
+        json.dumps(finish.flags),
+        policies.Resolution(finish.status, finish.flags).needs_review,
+        finish.error_message,
+        finish.rejection_code,
+        json.dumps({"percent": 100, "stage": finish.status.lower()}),
+        now,
+        now,
+        job_id,
+        token,
+        JobStatus.RUNNING,
+        json.dumps(finish.result),
+        now,
+        keeps_result and finish.result is not None,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_finish_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    if row[0] and finish.status in CALLBACK_STATUSES:
+        transaction.on_commit(lambda: callback_publish_safely(job_id))
     return True
 
 
