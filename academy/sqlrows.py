@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
-from django.db.models import Field, Model
+from django.db.models import Field, Model, OneToOneField
 
 
 def select_list(alias: str, parts: Sequence[tuple[str, type[Model]]]) -> str:
@@ -52,3 +52,12 @@ def objects_from_row(alias: str, row: Sequence[Any], models: Sequence[type[Model
                 values[i] = convert(values[i], None, connection)
         objects.append(model.from_db(alias, [f.attname for f in fields], values))
     return objects
+
+
+def cache_one_to_one(field: OneToOneField[Any, Any], parent: Model, child: Model | None) -> None:
+    """Cache both ends of a one-to-one read in the same row, as ``select_related`` does:
+    ``parent``'s reverse accessor gives ``child`` (None: known to have none, no query
+    to find out), and ``child.<field>`` gives ``parent``."""
+    field.remote_field.set_cached_value(parent, child)
+    if child is not None:
+        field.set_cached_value(child, parent)

@@ -92,12 +92,9 @@ def _objects_from_row(alias: str, row: tuple[Any, ...]) -> Token:
     membership_tenant = Membership._meta.get_field("tenant")
     config_tenant = TenantConfig._meta.get_field("tenant")
     token_user.set_cached_value(token, user)
-    membership_user.remote_field.set_cached_value(user, membership)  # user.membership (None: no academy)
+    sqlrows.cache_one_to_one(membership_user, user, membership)  # user.membership (None: no academy)
     if membership is not None:
-        membership_user.set_cached_value(membership, user)
         membership_tenant.set_cached_value(membership, tenant)
-        config_tenant.remote_field.set_cached_value(tenant, config)  # tenant.config (None: no row)
-        if config is not None:
-            config_tenant.set_cached_value(config, tenant)
+        sqlrows.cache_one_to_one(config_tenant, tenant, config)  # tenant.config (None: no row)
     assert isinstance(token, Token)
     return token

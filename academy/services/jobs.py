@@ -253,6 +253,10 @@ def _published_returning(job_id: str, task_id: str) -> tuple[str, str] | None:
 # --- a run's lifecycle --------------------------------------------------------------------
 
 
+#: a claimed run's progress until its processor reports any
+_STARTED: dict[str, Any] = {"stage": "started", "percent": 0}
+
+
 def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
     """Take the job for one run. Returns (job, token), or (None, why) when it is not ours.
 
@@ -266,10 +270,7 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
         claimed = _claim_returning(job_id=job_id, worker=worker, token=token, now=now)
         if claimed is not None:
             return claimed, token
-        job = selectors.job_get(job_id)
-        if job is None:
-            return None, "missing"
-        return None, "exhausted" if _is_exhausted(job, now) else "not_claimable"
+        return None, _why_unclaimed(selectors.job_get(job_id), now)
     claimable = Q(status__in=[JobStatus.PENDING, JobStatus.RETRYING]) | Q(
         status__in=[JobStatus.RUNNING, JobStatus.VALIDATING], lease_expires_at__lt=now
     )
@@ -282,14 +283,19 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
         lease_expires_at=now + timedelta(seconds=settings.AI_LEASE_SECONDS),
         last_heartbeat_at=now,
         started_at=Coalesce(F("started_at"), now),
-        progress={"stage": "started", "percent": 0},
+        progress=dict(_STARTED),
     )
     job = selectors.job_get(job_id)
     if updated != 1 or job is None:
-        if job is None:
-            return None, "missing"
-        return None, "exhausted" if _is_exhausted(job, now) else "not_claimable"
+        return None, _why_unclaimed(job, now)
     return job, token
+
+
+def _why_unclaimed(job: AIJob | None, now: Any) -> str:
+    """What :func:`job_claim` says when it took nothing, from the row as it stands."""
+    if job is None:
+        return "missing"
+    return "exhausted" if _is_exhausted(job, now) else "not_claimable"
 
 
 @functools.cache
@@ -325,7 +331,7 @@ def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob
         now + timedelta(seconds=settings.AI_LEASE_SECONDS),
         now,
         now,
-        json.dumps({"stage": "started", "percent": 0}),
+        json.dumps(_STARTED),
         job_id,
         JobStatus.PENDING,
         JobStatus.RETRYING,
@@ -341,10 +347,7 @@ def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob
     job, tenant, config = sqlrows.objects_from_row(connection.alias, row, (AIJob, Tenant, TenantConfig))
     AIJob._meta.get_field("tenant").set_cached_value(job, tenant)
     if tenant is not None:
-        config_tenant = TenantConfig._meta.get_field("tenant")
-        config_tenant.remote_field.set_cached_value(tenant, config)  # tenant.config (None: no row)
-        if config is not None:
-            config_tenant.set_cached_value(config, tenant)
+        sqlrows.cache_one_to_one(TenantConfig._meta.get_field("tenant"), tenant, config)  # None: no config row
     assert isinstance(job, AIJob)
     return job
 
@@ -409,6 +412,12 @@ class Finish:
     rejection_code: str = ""
     artifacts: list[StoredArtifact] = field(default_factory=list)
 
+    @property
+    def stores_result(self) -> bool:
+        """Whether this close writes ``result`` (once): a finished run's outcome, not a
+        rejection, a retry or a hand-over."""
+        return self.result is not None and self.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
+
 
 def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
     """Write the result once and close the job. False when this run no longer owns it.
@@ -444,8 +453,7 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
             )
             if isinstance(result_payload, dict):
                 result_payload = {**result_payload, "artifacts": stored}
-        keeps_result = finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
-        if keeps_result and result_payload is not None:
+        if finish.stores_result:
             # Write-once: ON CONFLICT DO NOTHING keeps a result an earlier run wrote.
             AIResult.objects.bulk_create([AIResult(job=job, payload=result_payload)], ignore_conflicts=True)
         flags = {**job.flags, **finish.flags}
@@ -491,7 +499,6 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish) -> bool
     flags of the row it claimed; only the run that holds the lease writes them meanwhile.
     """
     now = timezone.now()
-    keeps_result = finish.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
     params: list[Any] = [
         finish.status,
         json.dumps(finish.flags),
@@ -506,7 +513,7 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish) -> bool
         JobStatus.RUNNING,
         json.dumps(finish.result),
         now,
-        keeps_result and finish.result is not None,
+        finish.stores_result,
     ]
     with connection.cursor() as cursor:
         cursor.execute(_finish_sql(), params)
