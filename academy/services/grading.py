@@ -81,8 +81,10 @@ class _Marking:
     flagged: bool
 
 
-def _mark(submission: Submission, answers: dict[str, SubmissionAnswer], key: AnswerKey | None) -> _Marking:
-    """Score one sheet's answers against the key (no database access)."""
+def _mark(submission: Submission, key: AnswerKey | None) -> _Marking:
+    """Score one sheet's answers against the key (one query for the answers, none when
+    they were prefetched)."""
+    answers = {a.question: a for a in submission.answers.all()}
     questions: dict[str, Any] = key.questions if key else {}
     scheme: dict[str, Any] = key.scheme if key else {}
     score = 0.0
@@ -109,7 +111,7 @@ def submission_grade(*, submission: Submission, key: AnswerKey | None = None) ->
     submission = Submission.objects.select_for_update().get(pk=submission.pk)
     if key is None or key.exam_id != submission.exam_id:
         key = AnswerKey.objects.filter(exam_id=submission.exam_id).first()
-    marking = _mark(submission, {a.question: a for a in submission.answers.all()}, key)
+    marking = _mark(submission, key)
     grade, created = Grade.objects.get_or_create(
         submission=submission,
         defaults={"score": marking.score, "max_score": marking.max_score, "details": marking.details},
@@ -127,6 +129,7 @@ def submission_grade(*, submission: Submission, key: AnswerKey | None = None) ->
     return grade
 
 
+@transaction.atomic(savepoint=False)  # its own transaction when called alone; none added in a callback's
 def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> int:
     """Grade many sheets of one exam in a handful of statements; returns how many.
 
@@ -134,7 +137,6 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
     regrade counted in ``times_graded``), but the rows are locked, read and written in
     bulk: a 500-sheet batch is graded in about six queries instead of thousands, which
     matters because it runs after the batch's last sheet, on the batch's critical path.
-    Call it inside a transaction.
     """
     submissions = list(
         Submission.objects.select_for_update(of=("self",))
@@ -149,7 +151,7 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
         if submission.pk in regrades:  # rare: graded before, by hand; keep its counter right
             submission_grade(submission=submission, key=key)
             continue
-        marking = _mark(submission, {a.question: a for a in submission.answers.all()}, key)
+        marking = _mark(submission, key)
         fresh.append(
             Grade(submission=submission, score=marking.score, max_score=marking.max_score, details=marking.details)
         )
