@@ -38,8 +38,8 @@ class OmrGradingProcessor:
     extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"})
     #: The photo reader's mark classifier runs on the premium child's GPU when it has one
     #: (workers.omr.learned.model); :meth:`warm` loads it there when the child starts.
-    #: Scoring a sheet's bubbles is 4-6 ms of the 35-60 ms a photo takes on the CPU
-    #: (docs/benchmarks.md, "OMR mark classifier"; GPU figures not yet measured).
+    #: Scoring a sheet's bubbles takes about 6 ms of a CPU thread and 0.4 ms of an H100,
+    #: out of 30-60 ms for a whole photo (docs/benchmarks.md, `bench/gpu/run.sh`).
     wants_gpu: ClassVar[bool] = True
     #: lite and basic measure the image (size, blur, darkness) before a job exists.
     quality_gate: ClassVar[bool] = True
