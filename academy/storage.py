@@ -8,6 +8,7 @@ file.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from academy.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 
 class StorageRejection(Exception):
@@ -84,12 +87,24 @@ def upload_save(*, tenant: Tenant, name: str, data: bytes) -> str:
     return str(default_storage.save(path, ContentFile(data)))
 
 
-def artifact_save(*, tenant: Tenant | None, job_id: str, name: str, data: bytes) -> str:
+def artifact_save(*, tenant: Tenant | None, job_id: str, name: str, data: bytes, run: str = "") -> str:
+    """Store a job's file. With ``run`` (the run's lease token) it goes in a folder of
+    that run's own, so a run can write before it knows it still owns the job."""
     base = posixpath.basename(name) or "artifact"
-    path = f"{tenant_prefix(tenant)}artifacts/{job_id}/{base}"
+    folder = f"{tenant_prefix(tenant)}artifacts/{job_id}/"
+    path = f"{folder}{posixpath.basename(run)}/{base}" if run else f"{folder}{base}"
     if default_storage.exists(path):  # a re-run of the same job replaces its artifact
         default_storage.delete(path)
     return str(default_storage.save(path, ContentFile(data)))
+
+
+def artifacts_delete(paths: list[str]) -> None:
+    """Remove files no row points at any more (best effort: a leftover file is harmless)."""
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:
+            logger.warning("artifact_delete_failed path=%s", path)
 
 
 # --- signed, expiring download links -------------------------------------------------------

@@ -30,3 +30,24 @@ def job_callback(job_id: str) -> dict[str, Any]:
     from academy.services.callbacks import job_callback_apply
 
     return {"job_id": job_id, "applied": job_callback_apply(job_id=str(job_id))}
+
+
+@app.task(
+    name=routing.CALLBACKS_TASK,
+    soft_time_limit=_soft,
+    time_limit=_hard,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def job_callbacks(job_ids: list[str]) -> dict[str, Any]:
+    """The callbacks of jobs one worker message ran together (an OMR batch's sheets).
+    The result names the jobs applied by this run, for the admin and the chaos probes."""
+    from academy.services.callbacks import jobs_callback_apply
+
+    ids = [str(j) for j in job_ids]
+    return {"job_ids": ids, "applied": jobs_callback_apply(job_ids=ids)}

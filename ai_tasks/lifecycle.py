@@ -35,6 +35,7 @@ from academy import flags, policies, selectors, storage
 from academy.models import AIJob
 from academy.rejections import Rejection
 from academy.services import jobs as job_services
+from ai_tasks import routing
 from ai_tasks.logcontext import job_log_context
 from workers import registry
 from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult, RetryableError
@@ -203,6 +204,7 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
             result=outcome.data,
             artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
         ),
+        claimed=job,
     )
     return resolution.status
 
@@ -278,6 +280,50 @@ def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
             decision,
         )
         return {"job_id": job_id, "decision": decision}
+
+
+#: the clock a message's age is read from (a test may replace it)
+_clock = time.monotonic
+
+
+def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any]:
+    """Run one delivery of a message that carries several jobs, one after another.
+
+    Each job goes through :func:`execute` exactly as if it had come alone (its own claim,
+    lease, attempts, fencing and result), so a redelivered message re-runs only what was
+    not finished. What the jobs share is the broker's per-message cost, and their domain
+    callbacks, which go out as one message when the last job is done.
+
+    The message has one job's time limits. A job is started from it only while it has used
+    under a quarter of the soft limit, so each job it starts still has most of a job's time;
+    the rest are sent back as messages of their own. That also holds when the soft limit
+    fires outside a processor (during a claim or a write).
+    """
+    from ai_tasks.publish import callbacks_held
+
+    soft, _ = routing.time_limits(tier)
+    started = _clock()
+    decisions: dict[str, str] = {}
+    with callbacks_held():
+        for index, job_id in enumerate(job_ids):
+            if _clock() - started >= soft / 4:
+                decisions.update(_send_back(job_ids[index:], tier=tier))
+                break
+            try:
+                decisions[job_id] = execute(job_id=job_id, tier=tier, worker=worker)["decision"]
+            except SoftTimeLimitExceeded:
+                logger.warning("ai_message_out_of_time job_id=%s left=%s", job_id, len(job_ids) - index - 1)
+                _send_back(job_ids[index + 1 :], tier=tier)
+                raise
+    return {"job_ids": job_ids, "decisions": decisions}
+
+
+def _send_back(job_ids: list[str], *, tier: str) -> dict[str, str]:
+    """Publish jobs of a message that will not run them, one message each. A job another
+    delivery already ran is not run twice: its claim takes nothing."""
+    for job_id in job_ids:
+        job_services.job_publish_or_fail(job_id=job_id, tier=tier, fail=False)
+    return dict.fromkeys(job_ids, "sent_back")
 
 
 def worker_name(hostname: str | None) -> str:

@@ -6,7 +6,8 @@ fork, before any model loads) through CUDA_VISIBLE_DEVICES.
 """
 
 from ai_tasks import gpu
-from ai_tasks.pools import define_run_task
+from ai_tasks.pools import define_run_many_task, define_run_task
 
 run_job = define_run_task("premium")
+run_jobs = define_run_many_task("premium")
 gpu.install_hooks()

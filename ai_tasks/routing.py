@@ -17,7 +17,10 @@ TIERS: Final = ("lite", "basic", "premium")
 DOMAIN_QUEUE: Final = "domain"
 
 RUN_TASK: Final = {tier: f"ai_tasks.{tier}.run_job" for tier in TIERS}
+#: several jobs of one tier in one message (an OMR batch's sheets)
+RUN_MANY_TASK: Final = {tier: f"ai_tasks.{tier}.run_jobs" for tier in TIERS}
 CALLBACK_TASK: Final = "ai_tasks.domain.job_callback"
+CALLBACKS_TASK: Final = "ai_tasks.domain.job_callbacks"
 SWEEP_TASK: Final = "ai_tasks.sweeper.sweep"
 
 EXCHANGE_NAME: Final = "academy-ai"
@@ -27,7 +30,9 @@ QUEUES: Final = tuple(Queue(name, _exchange, routing_key=name) for name in (*TIE
 
 ROUTES: Final = {
     **{task: {"queue": tier, "routing_key": tier} for tier, task in RUN_TASK.items()},
+    **{task: {"queue": tier, "routing_key": tier} for tier, task in RUN_MANY_TASK.items()},
     CALLBACK_TASK: {"queue": DOMAIN_QUEUE, "routing_key": DOMAIN_QUEUE},
+    CALLBACKS_TASK: {"queue": DOMAIN_QUEUE, "routing_key": DOMAIN_QUEUE},
     SWEEP_TASK: {"queue": DOMAIN_QUEUE, "routing_key": DOMAIN_QUEUE},
 }
 

@@ -159,6 +159,10 @@ AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
 # An OMR batch still unsealed this long after its upload began lost its request: the
 # sweeper seals it with the sheets it has (far above any web request's timeout).
 AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
+# An OMR batch's sheets go to the pool this many jobs per message (each sheet keeps its
+# own job): the broker's and the domain callback's per-message cost is shared. 1 sends
+# one message per sheet.
+AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 8))
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
 # GPU pool wake-up (ai_tasks/gpu_wakeup.py, docs/gpu-wakeup.md). How to start the premium

@@ -8,6 +8,7 @@ runs again whole.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -16,13 +17,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
-from academy.services.grading import submission_apply_result, submission_grade
+from academy.services.grading import submission_apply_result, submission_grade, submissions_apply_results
 from academy.services.omr_batches import omr_batch_settle, submission_reject
 from academy.states import CALLBACK_STATUSES
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[AIJob, Any], None]
+
+# Batches whose settling waits until a whole message of callbacks has been applied
+# (jobs_callback_apply). None: a callback settles its batch itself.
+_settle_later: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("settle_later", default=None)
 
 
 def _submission_handler(job: AIJob, result: Any) -> None:
@@ -45,7 +50,11 @@ def _submission_handler(job: AIJob, result: Any) -> None:
         if submission.batch_id is None:
             submission_grade(submission=submission)
     if submission.batch_id is not None:
-        omr_batch_settle(batch_id=submission.batch_id)
+        later = _settle_later.get()
+        if later is None:
+            omr_batch_settle(batch_id=submission.batch_id)
+        else:
+            later.add(submission.batch_id)
 
 
 HANDLERS: dict[str, Handler] = {"submission": _submission_handler}
@@ -70,3 +79,92 @@ def job_callback_apply(*, job_id: str) -> bool:
         job.callback_done_at = timezone.now()
         job.save(update_fields=["callback_done_at", "updated_at"])
     return True
+
+
+def jobs_callback_apply(*, job_ids: list[str]) -> list[str]:
+    """Apply several finished jobs' callbacks (one message from a worker that ran them
+    together), each exactly once. Returns the ids of those that ran now.
+
+    The usual case, a batch sheet read without trouble, is applied for all of them in
+    one transaction (:func:`_readings_apply`); the rest go one by one as in
+    :func:`job_callback_apply`. Their OMR batches are settled once at the end instead of
+    after every sheet, also for jobs whose callback had already run, so a message
+    redelivered after a crash between the callbacks and the settling still settles.
+    """
+    batches: set[int] = set()
+    try:
+        bulk = _readings_apply(job_ids=job_ids, batches=batches)
+    except Exception:  # e.g. one malformed reading: every job then goes on its own
+        logger.exception("ai_callbacks_bulk_failed job_ids=%s", job_ids)
+        bulk, batches = set(), set()
+    reset = _settle_later.set(batches)
+    applied, earlier, error = [j for j in job_ids if j in bulk], [], None
+    try:
+        for job_id in job_ids:
+            if job_id in bulk:
+                continue
+            try:
+                if job_callback_apply(job_id=job_id):
+                    applied.append(job_id)
+                else:
+                    earlier.append(job_id)
+            except Exception as exc:  # the others still go on; the message is retried
+                logger.exception("ai_callback_failed job_id=%s", job_id)
+                error = error or exc
+    finally:
+        _settle_later.reset(reset)
+    if earlier:
+        jobs = AIJob.objects.filter(job_id__in=earlier, source_domain="submission")
+        sources = jobs.values_list("source_id", flat=True)
+        ids = [int(s) for s in sources if str(s).isdigit()]
+        found = Submission.objects.filter(pk__in=ids, batch__isnull=False).values_list("batch_id", flat=True)
+        batches.update(b for b in found if b is not None)
+    for batch_id in sorted(batches):
+        omr_batch_settle(batch_id=batch_id)
+    if error is not None:
+        raise error
+    return applied
+
+
+@transaction.atomic
+def _readings_apply(*, job_ids: list[str], batches: set[int]) -> set[str]:
+    """Apply, in one transaction, the callbacks of the jobs that read a batch sheet with
+    no trouble (DONE or REVIEW_REQUIRED, a result, not closed by the no-fail policy).
+
+    The same writes and the same ``callback_done_at`` mark as one callback each, in five
+    statements for the lot. Returns the ids applied; adds their batches to ``batches``.
+    """
+    jobs = (
+        AIJob.objects.select_for_update(of=("self",))
+        .select_related("result")
+        .filter(
+            job_id__in=job_ids,
+            callback_done_at__isnull=True,
+            source_domain="submission",
+            status__in=[JobStatus.DONE, JobStatus.REVIEW_REQUIRED],
+        )
+        .order_by("pk")  # one lock order for every caller
+    )
+    readings: dict[int, tuple[AIJob, dict[str, Any]]] = {}
+    for job in jobs:
+        try:
+            payload = job.result.payload
+        except AIResult.DoesNotExist:
+            continue
+        if isinstance(payload, dict) and not job.flags.get("from_exception") and str(job.source_id).isdigit():
+            readings[int(job.source_id)] = (job, payload)
+    if not readings:
+        return set()
+    submissions = [
+        s
+        for s in Submission.objects.select_for_update().filter(pk__in=readings, batch__isnull=False).order_by("pk")
+        if s.tenant_id == readings[s.pk][0].tenant_id
+    ]
+    if not submissions:
+        return set()
+    submissions_apply_results(readings=[(s, readings[s.pk][1]) for s in submissions])
+    done = [readings[s.pk][0] for s in submissions]
+    now = timezone.now()
+    AIJob.objects.filter(pk__in=[j.pk for j in done]).update(callback_done_at=now, updated_at=now)
+    batches.update(s.batch_id for s in submissions if s.batch_id is not None)
+    return {j.job_id for j in done}

@@ -24,12 +24,21 @@ def _choices(value: Any) -> list[str]:
 @transaction.atomic(savepoint=False)  # inside a callback's transaction: no savepoint round trips
 def submission_apply_result(*, submission: Submission, result: dict[str, Any]) -> Submission:
     """Store the reader's answers on the submission (replacing an earlier reading)."""
-    answers = result.get("answers") or {}
-    confidence = result.get("confidence") or {}
-    review = {str(q) for q in (result.get("review") or [])}
-    # One INSERT ... ON CONFLICT for the whole sheet; a teacher's ``corrected`` survives.
-    SubmissionAnswer.objects.bulk_create(
-        [
+    submissions_apply_results(readings=[(submission, result)])
+    return submission
+
+
+@transaction.atomic(savepoint=False)
+def submissions_apply_results(*, readings: list[tuple[Submission, dict[str, Any]]]) -> None:
+    """:func:`submission_apply_result` for several sheets: one statement for all their
+    answers (a teacher's ``corrected`` survives) and one for the submissions."""
+    rows: list[SubmissionAnswer] = []
+    now = timezone.now()
+    for submission, result in readings:
+        answers = result.get("answers") or {}
+        confidence = result.get("confidence") or {}
+        review = {str(q) for q in (result.get("review") or [])}
+        rows.extend(
             SubmissionAnswer(
                 submission=submission,
                 question=str(question)[:32],
@@ -38,16 +47,21 @@ def submission_apply_result(*, submission: Submission, result: dict[str, Any]) -
                 flagged=str(question) in review,
             )
             for question, detected in answers.items()
-        ],
+        )
+        if result.get("student_id"):
+            submission.student_id = str(result["student_id"])[:32]
+        submission.status = SubmissionStatus.READ
+        submission.updated_at = now
+    SubmissionAnswer.objects.bulk_create(
+        rows,
         update_conflicts=True,
         unique_fields=["submission", "question"],
         update_fields=["detected", "confidence", "flagged"],
     )
-    if result.get("student_id"):
-        submission.student_id = str(result["student_id"])[:32]
-    submission.status = SubmissionStatus.READ
-    submission.save(update_fields=["student_id", "status", "updated_at"])
-    return submission
+    if len(readings) == 1:
+        readings[0][0].save(update_fields=["student_id", "status", "updated_at"])
+    else:
+        Submission.objects.bulk_update([s for s, _ in readings], ["student_id", "status", "updated_at"])
 
 
 def score_answer(*, marked: list[str], spec: dict[str, Any], scheme: dict[str, Any]) -> tuple[float, float, str]:
@@ -81,10 +95,27 @@ class _Marking:
     flagged: bool
 
 
-def _mark(submission: Submission, key: AnswerKey | None) -> _Marking:
-    """Score one sheet's answers against the key (one query for the answers, none when
-    they were prefetched)."""
-    answers = {a.question: a for a in submission.answers.all()}
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    final: list[str]  # the teacher's correction, else the reading
+    unsure: bool  # flagged by the reader and not corrected yet
+
+
+def _answers_of(submission_ids: list[int]) -> dict[int, dict[str, _Answer]]:
+    """Each sheet's answers by question, in one query of plain rows (a batch has tens of
+    thousands: model instances cost more than the grading itself)."""
+    out: dict[int, dict[str, _Answer]] = {pk: {} for pk in submission_ids}
+    rows = SubmissionAnswer.objects.filter(submission_id__in=submission_ids).values_list(
+        "submission_id", "question", "detected", "corrected", "flagged"
+    )
+    for submission_id, question, detected, corrected, flagged in rows:
+        final = list(corrected if corrected is not None else detected)
+        out[submission_id][question] = _Answer(final, bool(flagged) and corrected is None)
+    return out
+
+
+def _mark(submission: Submission, key: AnswerKey | None, answers: dict[str, _Answer]) -> _Marking:
+    """Score one sheet's answers against the key."""
     questions: dict[str, Any] = key.questions if key else {}
     scheme: dict[str, Any] = key.scheme if key else {}
     score = 0.0
@@ -98,7 +129,7 @@ def _mark(submission: Submission, key: AnswerKey | None) -> _Marking:
         max_score += best
         details[question] = {"marked": marked, "verdict": verdict, "points": earned}
     # "?" marks a student-ID digit the reader could not be sure of.
-    flagged = any(a.flagged and a.corrected is None for a in answers.values()) or "?" in submission.student_id
+    flagged = any(a.unsure for a in answers.values()) or "?" in submission.student_id
     return _Marking(score, max_score, details, flagged)
 
 
@@ -111,7 +142,7 @@ def submission_grade(*, submission: Submission, key: AnswerKey | None = None) ->
     submission = Submission.objects.select_for_update().get(pk=submission.pk)
     if key is None or key.exam_id != submission.exam_id:
         key = AnswerKey.objects.filter(exam_id=submission.exam_id).first()
-    marking = _mark(submission, key)
+    marking = _mark(submission, key, _answers_of([submission.pk])[submission.pk])
     grade, created = Grade.objects.get_or_create(
         submission=submission,
         defaults={"score": marking.score, "max_score": marking.max_score, "details": marking.details},
@@ -142,8 +173,8 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
         Submission.objects.select_for_update(of=("self",))
         .filter(pk__in=submission_ids)
         .order_by("pk")  # one lock order for every caller: no deadlock with a correction
-        .prefetch_related("answers")
     )
+    answers = _answers_of([s.pk for s in submissions])
     regrades = set(Grade.objects.filter(submission__in=submissions).values_list("submission_id", flat=True))
     fresh: list[Grade] = []
     status: dict[str, list[int]] = {SubmissionStatus.GRADED: [], SubmissionStatus.NEEDS_REVIEW: []}
@@ -151,7 +182,7 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
         if submission.pk in regrades:  # rare: graded before, by hand; keep its counter right
             submission_grade(submission=submission, key=key)
             continue
-        marking = _mark(submission, key)
+        marking = _mark(submission, key, answers[submission.pk])
         fresh.append(
             Grade(submission=submission, score=marking.score, max_score=marking.max_score, details=marking.details)
         )

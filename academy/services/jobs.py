@@ -57,11 +57,15 @@ def job_dispatch(
     rerun_reason: str = "",
     max_attempts: int | None = None,
     policy: selectors.TenantPolicy | None = None,
+    publish: bool = True,
 ) -> dict[str, Any]:
     """Create a job and publish it to its tier's queue once the transaction commits.
 
     ``policy`` is the tenant's config when the caller has just read it (the API reads it
     with the request's token: ``selectors.tenant_policy_of``); None reads it here.
+    ``publish=False`` leaves a new PENDING job for the caller to publish after commit,
+    with others, through :func:`jobs_publish` (a job handed to the GPU pool at dispatch is
+    published by the hand-over itself).
 
     Returns ``{ok, job_id, type, tier, status, created}`` or, for bad input, ``{ok: False,
     rejection_code, error}`` with the Korean message and no job row. Never raises: an
@@ -119,12 +123,14 @@ def job_dispatch(
                 # Autocommit: the INSERT commits on its own (no BEGIN and COMMIT round
                 # trips), and publishing right after it is what on_commit would do.
                 job.save(force_insert=True)
-                _publish_new(job)
+                if publish:
+                    _publish_new(job)
                 return _accepted(job, created=True)
             with transaction.atomic():
                 job.save(force_insert=True)
                 if gate_failure is None:
-                    transaction.on_commit(lambda: _publish_new(job))
+                    if publish:
+                        transaction.on_commit(lambda: _publish_new(job))
                 else:
                     job_fallback(
                         job_id=job.job_id,
@@ -227,6 +233,25 @@ def _publish(*, job_id: str, tier: str, countdown: float | None, fail: bool, int
     row = _published_returning(job_id, task_id)
     if into is not None and row is not None:
         into.status, into.error_message = row
+    return True
+
+
+def jobs_publish(*, job_ids: list[str], tier: str) -> bool:
+    """Publish committed PENDING jobs of one tier in one message (an OMR batch's sheets).
+
+    On a broker error they stay PENDING, and the sweeper sends each again once it has
+    waited ``AI_REPUBLISH_AFTER_SECONDS``: a batch loses no sheet to a broker outage.
+    """
+    from ai_tasks.publish import jobs_publish as send
+
+    if not job_ids:
+        return True
+    try:
+        task_id = send(job_ids=job_ids, tier=tier)
+    except Exception:
+        logger.exception("ai_publish_failed job_ids=%s", job_ids)
+        return False
+    AIJob.objects.filter(job_id__in=job_ids).update(celery_task_id=task_id, publish_count=F("publish_count") + 1)
     return True
 
 
@@ -419,16 +444,18 @@ class Finish:
         return self.result is not None and self.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
 
 
-def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
+def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob | None = None) -> bool:
     """Write the result once and close the job. False when this run no longer owns it.
 
     A result that already exists is kept and the new one dropped (write-once). The
     domain callback is published after commit, for jobs that came from a domain.
+    ``claimed``: the job as this run claimed it, when the caller has it (its tenant names
+    the files' folder, so a finish with files needs no read of its own).
     """
     from academy import storage
 
-    if token is not None and not finish.artifacts and connection.vendor == "postgresql":
-        return _finish_in_one_statement(job_id=job_id, token=token, finish=finish)
+    if token is not None and connection.vendor == "postgresql" and (claimed is not None or not finish.artifacts):
+        return _finish_in_one_statement(job_id=job_id, token=token, finish=finish, claimed=claimed)
     with transaction.atomic():
         job = _locked_run(job_id, token)
         if job is None:
@@ -472,14 +499,15 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish) -> bool:
 
 
 @functools.cache
-def _finish_sql() -> str:
+def _finish_sql(*, with_files: bool) -> str:
     quote = connection.ops.quote_name
     jobs, results = quote(AIJob._meta.db_table), quote(AIResult._meta.db_table)
+    files = quote(JobArtifact._meta.db_table)
     # One data-modifying WITH: the UPDATE is fenced by the run's lease token (as
     # _locked_run is) and takes the row lock; the result goes in only if it matched,
     # and ON CONFLICT DO NOTHING keeps a result an earlier run wrote (write-once).
     # ``||`` merges the objects key by key, as {**row, **new} does.
-    return (
+    sql = (
         f"WITH closed AS (UPDATE {jobs} SET status = %s, flags = COALESCE(flags, '{{}}') || %s::jsonb,"
         " needs_review = %s, error_message = %s, rejection_code = %s,"
         " progress = COALESCE(progress, '{}') || %s::jsonb, finished_at = %s, updated_at = %s,"
@@ -487,18 +515,45 @@ def _finish_sql() -> str:
         " WHERE job_id = %s AND lease_token = %s AND status = %s RETURNING id, source_domain),"
         f" kept AS (INSERT INTO {results} (job_id, payload, created_at)"
         " SELECT id, %s::jsonb, %s FROM closed WHERE %s ON CONFLICT DO NOTHING)"
-        " SELECT source_domain FROM closed"
+    )
+    if not with_files:
+        return sql + " SELECT source_domain, NULL FROM closed"
+    # The files' rows as one JSON list. Every sub-statement sees the table as it was
+    # before the statement, so ``replaced`` holds the paths of an earlier run's files.
+    return sql + (
+        f", replaced AS (SELECT {files}.path FROM {files} JOIN closed ON {files}.job_id = closed.id),"
+        f" saved AS (INSERT INTO {files} (job_id, name, path, content_type, size, created_at)"
+        " SELECT closed.id, f.name, f.path, f.content_type, f.size, %s FROM closed,"
+        " jsonb_to_recordset(%s::jsonb) AS f(name text, path text, content_type text, size bigint)"
+        " ON CONFLICT (job_id, name) DO UPDATE"
+        " SET path = EXCLUDED.path, content_type = EXCLUDED.content_type, size = EXCLUDED.size)"
+        " SELECT source_domain, ARRAY(SELECT path FROM replaced) FROM closed"
     )
 
 
-def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish) -> bool:
-    """:func:`job_finish` for a run holding its lease, with no files, on PostgreSQL: one
-    round trip instead of five (BEGIN, the locking SELECT, two writes, COMMIT).
+def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed: AIJob | None) -> bool:
+    """:func:`job_finish` for a run holding its lease, on PostgreSQL: one round trip
+    instead of five (BEGIN, the locking SELECT, the writes, COMMIT).
 
     ``needs_review`` is decided from ``finish.flags``, which the lifecycle builds on the
     flags of the row it claimed; only the run that holds the lease writes them meanwhile.
+    Files are written first, in a folder of this run's own (its token), so a run that
+    turns out to have lost its lease has touched no file another run wrote; it removes
+    its own, and a run that replaces an earlier run's files removes those.
     """
+    from academy import storage
+
     now = timezone.now()
+    result = finish.result
+    stored: dict[str, str] = {}
+    if finish.artifacts:
+        tenant = claimed.tenant if claimed is not None else None
+        stored = {
+            a.name: storage.artifact_save(tenant=tenant, job_id=job_id, name=a.name, data=a.data, run=token)
+            for a in finish.artifacts
+        }
+        if isinstance(result, dict):
+            result = {**result, "artifacts": stored}
     params: list[Any] = [
         finish.status,
         json.dumps(finish.flags),
@@ -511,15 +566,25 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish) -> bool
         job_id,
         token,
         JobStatus.RUNNING,
-        json.dumps(finish.result),
+        json.dumps(result),
         now,
         finish.stores_result,
     ]
+    if finish.artifacts:
+        rows = [
+            {"name": a.name, "path": stored[a.name], "content_type": a.content_type, "size": len(a.data)}
+            for a in finish.artifacts
+        ]
+        params += [now, json.dumps(rows)]
     with connection.cursor() as cursor:
-        cursor.execute(_finish_sql(), params)
+        cursor.execute(_finish_sql(with_files=bool(finish.artifacts)), params)
         row = cursor.fetchone()
     if row is None:
+        storage.artifacts_delete(list(stored.values()))  # fenced out: nothing points at them
         return False
+    replaced = [p for p in (row[1] or []) if p not in stored.values()]
+    if replaced:
+        transaction.on_commit(lambda: storage.artifacts_delete(replaced))
     if row[0] and finish.status in CALLBACK_STATUSES:
         transaction.on_commit(lambda: callback_publish_safely(job_id))
     return True

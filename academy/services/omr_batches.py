@@ -1,8 +1,9 @@
 """OMR batches: a class's answer sheets in, one job per sheet out, one grading at the end.
 
 The upload is expanded (images, PDF pages, zip members) and each sheet gets a Submission
-and an ``omr_grading`` job (pre-validated on the actual file), committed and published
-sheet by sheet, so reading starts while the rest of the upload is still being checked.
+and an ``omr_grading`` job (pre-validated on the actual file), committed sheet by sheet
+and published a few sheets per message (``AI_OMR_SHEETS_PER_MESSAGE``), so reading
+starts while the rest of the upload is still being checked.
 A sheet refused at dispatch is settled at once as REJECTED with its code; the batch
 goes on. Once every sheet exists the batch is *sealed*; only a sealed batch is graded.
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Subquery
 from django.utils import timezone
@@ -30,6 +32,7 @@ from academy.models import (
     AIJob,
     AnswerKey,
     Exam,
+    JobStatus,
     OmrBatch,
     Submission,
     SubmissionStatus,
@@ -37,7 +40,7 @@ from academy.models import (
 )
 from academy.rejections import Rejection, rejection_message
 from academy.services.grading import submissions_grade
-from academy.services.jobs import job_dispatch
+from academy.services.jobs import job_dispatch, jobs_publish
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,7 @@ def omr_batch_create(
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     sheets = 0
+    unsent = _Unsent(size=settings.AI_OMR_SHEETS_PER_MESSAGE)
     try:
         for upload in uploads:
             sources.append({"name": upload.name, "size": len(upload.data)})
@@ -104,9 +108,14 @@ def omr_batch_create(
                     # Each sheet commits (and its job is published) on its own, so the
                     # pool starts reading while the rest of the upload is still checked.
                     with transaction.atomic():
-                        _sheet_dispatch(batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy)
+                        job = _sheet_dispatch(
+                            batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy
+                        )
+                    if job is not None:
+                        unsent.add(*job)
                     sheets += 1
     finally:
+        unsent.flush()
         if sheets == 0:
             batch.delete()
         else:
@@ -156,13 +165,35 @@ def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
     return sealed
 
 
+class _Unsent:
+    """Committed sheets' jobs waiting for their message, sent ``size`` at a time per tier."""
+
+    def __init__(self, *, size: int) -> None:
+        self.size = size
+        self.jobs: dict[str, list[str]] = {}
+
+    def add(self, job_id: str, tier: str) -> None:
+        jobs = self.jobs.setdefault(tier, [])
+        jobs.append(job_id)
+        if len(jobs) >= self.size:
+            self._send(tier)
+
+    def flush(self) -> None:
+        for tier in list(self.jobs):
+            self._send(tier)
+
+    def _send(self, tier: str) -> None:
+        jobs_publish(job_ids=self.jobs.pop(tier), tier=tier)
+
+
 def _skip(name: str, code: str, detail: str) -> dict[str, str]:
     return {"name": name, "code": code, "message": rejection_message(code), "detail": detail}
 
 
 def _sheet_dispatch(
     *, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None, policy: selectors.TenantPolicy
-) -> None:
+) -> tuple[str, str] | None:
+    """Create the sheet's submission and job; (job id, tier) when the job waits to be sent."""
     label = f"{name}#{page}" if page is not None else name
     submission = Submission.objects.create(
         tenant=batch.tenant,
@@ -185,18 +216,22 @@ def _sheet_dispatch(
         source_id=str(submission.pk),
         idempotency_key=f"omr-batch:{batch.batch_id}:{submission.pk}",
         policy=policy,
+        publish=False,
     )
-    if outcome["ok"]:
-        # One UPDATE with a subquery: the outcome names the job by its public id only.
-        Submission.objects.filter(pk=submission.pk).update(
-            job=Subquery(AIJob.objects.filter(job_id=outcome["job_id"]).values("pk")[:1]), updated_at=timezone.now()
-        )
-    else:
+    if not outcome["ok"]:
         submission_reject(
             submission=submission,
             code=outcome.get("rejection_code") or "",
             message=outcome.get("error") or "dispatch failed",
         )
+        return None
+    # One UPDATE with a subquery: the outcome names the job by its public id only.
+    Submission.objects.filter(pk=submission.pk).update(
+        job=Subquery(AIJob.objects.filter(job_id=outcome["job_id"]).values("pk")[:1]), updated_at=timezone.now()
+    )
+    # A sheet the quality gate handed to the GPU pool was published by the hand-over.
+    waiting = outcome["created"] and outcome["status"] == JobStatus.PENDING
+    return (outcome["job_id"], outcome["tier"]) if waiting else None
 
 
 def submission_reject(*, submission: Submission, code: str, message: str) -> None:

@@ -497,20 +497,24 @@ def job_summary(ids: list[str]) -> tuple[Counter[str], int, int]:
 
 
 def callback_applications(job_ids: list[str]) -> Counter[str]:
-    """How many domain-callback task results say ``applied: true``, per job."""
+    """How many domain-callback task results say a job's callback was applied, per job:
+    ``applied: true`` for one job, or its id in ``applied`` for a message of several."""
     from django_celery_results.models import TaskResult
 
     applied: Counter[str] = Counter()
     wanted = set(job_ids)
-    for raw in TaskResult.objects.filter(task_name="ai_tasks.domain.job_callback", status="SUCCESS").values_list(
-        "result", flat=True
-    ):
+    names = ["ai_tasks.domain.job_callback", "ai_tasks.domain.job_callbacks"]
+    for raw in TaskResult.objects.filter(task_name__in=names, status="SUCCESS").values_list("result", flat=True):
         try:
             body = json.loads(raw or "null")
         except ValueError:
             continue
-        if isinstance(body, dict) and body.get("applied") and body.get("job_id") in wanted:
+        if not isinstance(body, dict):
+            continue
+        if body.get("applied") is True and body.get("job_id") in wanted:
             applied[body["job_id"]] += 1
+        elif isinstance(body.get("applied"), list):
+            applied.update(j for j in body["applied"] if j in wanted)
     return applied
 
 

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django_celery_results.models import TaskResult
 
-from academy.models import Grade, OmrBatch
+from academy.models import AIJob, Grade, OmrBatch
 from ai_tasks.publish import callback_publish
 from tests.integration.conftest import wait_for
 from workers.omr.render import filled_sheet_jpeg
@@ -55,12 +55,15 @@ def test_a_batch_upload_is_read_by_the_basic_pool_and_each_sheet_graded_exactly_
     # Every student got exactly one question wrong, out of 40 worth 1 point each.
     assert sorted((s["student_id"], s["score"]) for s in body["sheets"]) == [(sid, 39.0) for sid in sorted(students)]
 
-    # Redelivered callbacks for every sheet change nothing.
+    # The five sheets went to the pool in one message, so their callbacks came in one.
     jobs = [s["job_id"] for s in body["sheets"]]
+    assert len(set(AIJob.objects.filter(job_id__in=jobs).values_list("celery_task_id", flat=True))) == 1
+    assert TaskResult.objects.filter(task_name="ai_tasks.domain.job_callbacks").count() == 1
+    # Redelivered callbacks for every sheet, one message each, change nothing.
     for job_id in jobs:
         callback_publish(job_id=job_id)
     callbacks = TaskResult.objects.filter(task_name="ai_tasks.domain.job_callback")
-    wait_for(lambda: callbacks.count() == 2 * len(jobs))
+    wait_for(lambda: callbacks.count() == len(jobs))
     grades = Grade.objects.filter(submission__batch__batch_id=batch_id)
     assert sorted(g.times_graded for g in grades) == [1] * 5
 

@@ -1,10 +1,10 @@
 """A run's claim and finish on PostgreSQL: one statement each, and the same rules as the ORM.
 
 The claim is an ``UPDATE ... RETURNING`` joined to the tenant and its config; a finish
-without files is one data-modifying ``WITH`` (the fenced close and the write-once
-result). These pin the statement counts and what the ORM path guaranteed: the relations
-arrive loaded, JSON arrives parsed, flags and progress merge into the row's, the lease
-token fences, and an earlier result is kept.
+is one data-modifying ``WITH`` (the fenced close, the write-once result and the rows of
+the run's files). These pin the statement counts and what the ORM path guaranteed: the
+relations arrive loaded, JSON arrives parsed, flags and progress merge into the row's,
+the lease token fences, an earlier result is kept, and a fenced-out run leaves no file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from academy.models import AIJob, AIResult, JobStatus
+from academy.models import AIJob, AIResult, JobArtifact, JobStatus
 from academy.services import jobs as job_services
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement paths are PostgreSQL's")
@@ -112,3 +112,62 @@ def test_a_rejected_or_retried_finish_stores_no_result(make_tenant: Any) -> None
     job.refresh_from_db()
     assert (job.status, job.rejection_code) == (JobStatus.REJECTED_BAD_INPUT, "CORRUPTED_FILE")
     assert not AIResult.objects.filter(job=job).exists()
+
+
+def _overlay(data: bytes = b"\x89PNG overlay") -> list[job_services.StoredArtifact]:
+    return [job_services.StoredArtifact("overlay.png", data, "image/png")]
+
+
+def test_a_finish_with_a_file_is_one_statement_and_records_where_the_file_is(make_tenant: Any) -> None:
+    from academy import storage
+
+    tenant, _ = make_tenant()
+    created = AIJob.objects.create(job_type="omr_grading", tenant=tenant)
+    job, token = job_services.job_claim(job_id=created.job_id, worker="w")
+    assert job is not None
+    finish = _finish(JobStatus.DONE, result={"answers": {}}, artifacts=_overlay())
+    with CaptureQueriesContext(connection) as queries:
+        assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=job)
+    assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]
+    artifact = JobArtifact.objects.get(job=job)
+    assert artifact.path.startswith(f"tenants/{tenant.slug}/artifacts/{job.job_id}/")
+    assert (artifact.name, artifact.content_type, artifact.size) == ("overlay.png", "image/png", 12)
+    assert storage.file_read(artifact.path) == b"\x89PNG overlay"
+    assert AIResult.objects.get(job=job).payload == {"answers": {}, "artifacts": {"overlay.png": artifact.path}}
+    assert AIJob.objects.get(pk=job.pk).status == JobStatus.DONE
+
+
+def test_a_run_that_lost_its_lease_leaves_no_file_and_no_row(make_tenant: Any) -> None:
+    from django.core.files.storage import default_storage
+
+    tenant, _ = make_tenant()
+    created = AIJob.objects.create(job_type="omr_grading", tenant=tenant)
+    job, _ = job_services.job_claim(job_id=created.job_id, worker="w")
+    assert job is not None
+    stale = _finish(JobStatus.DONE, result={}, artifacts=_overlay())
+    assert not job_services.job_finish(job_id=job.job_id, token="a-lost-lease", finish=stale, claimed=job)
+    assert not JobArtifact.objects.filter(job=job).exists()
+    folder = f"tenants/{tenant.slug}/artifacts/{job.job_id}/a-lost-lease"
+    assert not default_storage.exists(f"{folder}/overlay.png")
+
+
+def test_a_finish_that_replaces_an_earlier_runs_file_removes_the_old_one(
+    make_tenant: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.core.files.storage import default_storage
+
+    from academy import storage
+
+    tenant, _ = make_tenant()
+    created = AIJob.objects.create(job_type="omr_grading", tenant=tenant)
+    old = storage.artifact_save(tenant=tenant, job_id=created.job_id, name="overlay.png", data=b"old", run="run-1")
+    JobArtifact.objects.create(job=created, name="overlay.png", path=old, content_type="image/png", size=3)
+    job, token = job_services.job_claim(job_id=created.job_id, worker="w")
+    assert job is not None
+    finish = _finish(JobStatus.DONE, result={}, artifacts=_overlay(b"new"))
+    with django_capture_on_commit_callbacks(execute=True):  # the old file goes once the new row commits
+        assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=job)
+    artifact = JobArtifact.objects.get(job=job)
+    assert storage.file_read(artifact.path) == b"new"
+    assert artifact.path != old
+    assert not default_storage.exists(old)

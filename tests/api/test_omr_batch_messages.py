@@ -1,0 +1,234 @@
+"""An OMR batch's sheets share broker messages; each sheet keeps its own job.
+
+The batch service publishes ``AI_OMR_SHEETS_PER_MESSAGE`` jobs per message, a worker
+runs them one after another with each job's own claim, lease and result, and their
+domain callbacks come back as one message, applied together and exactly once. Nothing
+here uses a real worker: the broker is replaced by a recorder (tests/integration has a
+batch through the real pools).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from academy.models import AIJob, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
+from academy.services import callbacks
+from academy.services.callbacks import jobs_callback_apply
+from academy.services.jobs import Finish, job_claim, job_finish, job_reject
+from academy.services.omr_batches import Upload, omr_batch_create
+from ai_tasks import lifecycle, publish, routing
+from workers.omr.render import filled_sheet_jpeg
+from workers.omr.template import default_template
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SHEET = default_template()
+KEY = {q.label: q.values[i % len(q.values)] for i, q in enumerate(SHEET.questions)}
+
+
+@cache
+def sheet_jpeg(student_id: str) -> bytes:
+    return filled_sheet_jpeg(SHEET, student_id=student_id, answers=KEY)
+
+
+class Broker:
+    """Records what would have been sent: (task name, args)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[Any, ...]]] = []
+        self.down = False
+
+    def send(self, name: str, args: tuple[Any, ...], **options: Any) -> None:
+        if self.down:
+            raise ConnectionError("broker down")
+        self.sent.append((name, args))
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
+    recorder = Broker()
+    monkeypatch.setattr(publish, "_send", recorder.send)
+    return recorder
+
+
+@pytest.fixture
+def exam(make_tenant: Any) -> Exam:
+    tenant, _ = make_tenant()
+    exam = Exam.objects.create(tenant=tenant, title="t", sheet_template=SHEET.to_dict())
+    AnswerKey.objects.create(exam=exam, questions={q: {"correct": [a]} for q, a in KEY.items()})
+    return exam
+
+
+def batch_of(exam: Exam, sheets: int) -> OmrBatch:
+    uploads = [Upload(f"s{i}.jpg", sheet_jpeg(f"2026{i:04d}")) for i in range(sheets)]
+    batch, _ = omr_batch_create(tenant=exam.tenant, exam=exam, uploads=uploads)
+    return batch
+
+
+def job_ids_of(batch: OmrBatch) -> list[str]:
+    return [str(j) for j in batch.submissions.order_by("pk").values_list("job__job_id", flat=True)]
+
+
+def read_by_hand(job_ids: list[str]) -> None:
+    """Each job run and finished as a worker would, with a clean reading."""
+    for number, job_id in enumerate(job_ids):
+        job, token = job_claim(job_id=job_id, worker="test")
+        assert job is not None
+        reading = {"student_id": f"2026{number:04d}", "answers": {q: [a] for q, a in KEY.items()}, "review": []}
+        assert job_finish(job_id=job_id, token=token, finish=Finish(JobStatus.DONE, result=reading))
+
+
+def test_a_batch_sends_its_sheets_a_few_jobs_per_message(
+    exam: Exam, broker: Broker, settings: Any, make_tenant: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 2
+    batch = batch_of(exam, 5)
+    ids = job_ids_of(batch)
+    assert broker.sent == [
+        (routing.RUN_MANY_TASK["basic"], (ids[0:2],)),
+        (routing.RUN_MANY_TASK["basic"], (ids[2:4],)),
+        (routing.RUN_TASK["basic"], (ids[4],)),  # the last one alone: a plain message
+    ]
+    rows = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "celery_task_id"))
+    assert rows[ids[0]] == rows[ids[1]] != rows[ids[2]] == rows[ids[3]]
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("status", "publish_count")) == {(JobStatus.PENDING, 1)}
+
+
+def test_sheets_whose_message_the_broker_refused_stay_pending_and_the_sweeper_sends_them(
+    exam: Exam, broker: Broker
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ai_tasks.sweeper import sweep_once
+
+    broker.down = True
+    batch = batch_of(exam, 3)
+    ids = job_ids_of(batch)
+    # Nothing lost and nothing failed: the sheets wait, and the batch is sealed.
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("status", "publish_count")) == {(JobStatus.PENDING, 0)}
+    assert set(batch.submissions.values_list("status", flat=True)) == {SubmissionStatus.PROCESSING}
+    assert OmrBatch.objects.get(pk=batch.pk).sealed_at is not None
+
+    broker.down = False
+    AIJob.objects.filter(job_id__in=ids).update(next_run_at=timezone.now() - timedelta(hours=1))
+    assert sweep_once()["republished"] == 3
+    assert sorted(args[0] for name, args in broker.sent if name == routing.RUN_TASK["basic"]) == sorted(ids)
+
+
+def test_the_jobs_of_one_message_each_run_once_and_their_callbacks_go_back_in_one(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
+    batch = batch_of(exam, 3)
+    ids = job_ids_of(batch)
+    broker.sent.clear()
+
+    outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+    assert outcome["decisions"] == dict.fromkeys(ids, JobStatus.DONE)
+    assert broker.sent == [(routing.CALLBACKS_TASK, (ids,))]
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
+
+    # A redelivered copy of the message runs nothing and sends nothing.
+    broker.sent.clear()
+    again = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+    assert set(again["decisions"].values()) == {"skipped:not_claimable"}
+    assert broker.sent == []
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
+
+
+def test_a_message_past_a_quarter_of_its_time_sends_the_jobs_it_did_not_start_back_one_by_one(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
+    ids = job_ids_of(batch_of(exam, 3))
+    broker.sent.clear()
+    soft, _ = routing.time_limits("basic")
+    clock = iter([0.0, 0.0, soft / 4])  # the message starts, its first job starts, then time is up
+    monkeypatch.setattr(lifecycle, "_clock", lambda: next(clock))
+
+    outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert outcome["decisions"] == {ids[0]: JobStatus.DONE, ids[1]: "sent_back", ids[2]: "sent_back"}
+    assert [s for s in broker.sent if s[0] == routing.RUN_TASK["basic"]] == [
+        (routing.RUN_TASK["basic"], (ids[1],)),
+        (routing.RUN_TASK["basic"], (ids[2],)),
+    ]
+    statuses = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "status"))
+    assert (statuses[ids[1]], statuses[ids[2]]) == (JobStatus.PENDING, JobStatus.PENDING)  # no attempt spent
+
+
+def _callbacks_statements(exam: Exam, sheets: int) -> int:
+    batch = batch_of(exam, sheets)
+    ids = job_ids_of(batch)
+    read_by_hand(ids)
+    with CaptureQueriesContext(connection) as queries:
+        assert jobs_callback_apply(job_ids=ids) == ids
+    batch.refresh_from_db()
+    assert batch.graded_at is not None
+    assert (
+        sorted(Grade.objects.filter(submission__batch=batch).values_list("times_graded", "score"))
+        == [(1, float(len(KEY)))] * sheets
+    )
+    return len(queries.captured_queries)
+
+
+def test_a_message_of_readings_is_applied_and_graded_in_the_same_statements_for_2_or_6_sheets(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 8
+    assert _callbacks_statements(exam, 2) == _callbacks_statements(exam, 6)
+
+
+def test_a_message_of_callbacks_applied_twice_changes_nothing_the_second_time(exam: Exam, broker: Broker) -> None:
+    batch = batch_of(exam, 3)
+    ids = job_ids_of(batch)
+    read_by_hand(ids)
+    assert jobs_callback_apply(job_ids=ids) == ids
+    graded = OmrBatch.objects.get(pk=batch.pk).graded_at
+    assert jobs_callback_apply(job_ids=ids) == []
+    assert OmrBatch.objects.get(pk=batch.pk).graded_at == graded
+    assert list(Grade.objects.filter(submission__batch=batch).values_list("times_graded", flat=True)) == [1, 1, 1]
+
+
+def test_a_refused_sheet_and_readings_in_one_message_each_settle_their_way(exam: Exam, broker: Broker) -> None:
+    batch = batch_of(exam, 3)
+    ids = job_ids_of(batch)
+    read_by_hand(ids[:2])
+    job, token = job_claim(job_id=ids[2], worker="test")
+    assert job is not None
+    job_reject(job_id=ids[2], token=token, code="TEMPLATE_MISMATCH", detail="not this sheet")
+
+    assert jobs_callback_apply(job_ids=ids) == ids
+    by_job = {str(s.job.job_id): s for s in Submission.objects.filter(batch=batch).select_related("job")}
+    assert [by_job[i].status for i in ids] == [SubmissionStatus.GRADED, SubmissionStatus.GRADED, "REJECTED"]
+    assert by_job[ids[2]].rejection_code == "TEMPLATE_MISMATCH"
+    assert OmrBatch.objects.get(pk=batch.pk).graded_at is not None
+
+
+def test_a_redelivered_message_settles_the_batch_its_first_delivery_applied_but_did_not_settle(
+    exam: Exam, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = batch_of(exam, 2)
+    ids = job_ids_of(batch)
+    read_by_hand(ids)
+
+    def crash(**kwargs: Any) -> bool:
+        raise RuntimeError("the worker died after the callbacks committed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks, "omr_batch_settle", crash)
+        with pytest.raises(RuntimeError):
+            jobs_callback_apply(job_ids=ids)
+    assert OmrBatch.objects.get(pk=batch.pk).graded_at is None
+    assert AIJob.objects.filter(job_id__in=ids, callback_done_at__isnull=False).count() == 2
+
+    assert jobs_callback_apply(job_ids=ids) == []  # nothing applied twice ...
+    assert OmrBatch.objects.get(pk=batch.pk).graded_at is not None  # ... and the batch graded
+    assert Grade.objects.filter(submission__batch=batch).count() == 2
