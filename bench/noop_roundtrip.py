@@ -139,7 +139,9 @@ class Worker:
         queue: str = QUEUE,
         name: str = WORKER_NAME,
         include: str = "bench.noop_roundtrip",
+        cpus: set[int] | None = None,
     ) -> None:
+        self.cpus = cpus  # the CPUs it and its pool children may run on (None: any)
         self.argv = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-n", name,
             "-c", str(concurrency), "--loglevel", "WARNING", "--include", include,
@@ -156,8 +158,15 @@ class Worker:
     def start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with self.log_path.open("wb") as log:
+            cpus = self.cpus
             self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
             )
 
     def wait_ready(self, timeout: float = 90.0) -> None:

@@ -14,7 +14,12 @@ pipeline  ``omr_batch_create`` (the API's service: store each file, pre-validate
           its last sheet settles. Done when the batch's ``graded_at`` is set.
 
 Overhead = pipeline wall time / baseline wall time - 1 (target: at most 20 %), with the
-baseline run before and after the pipeline and their mean taken. The sheets
+baseline run before and after the pipeline and their mean taken.
+
+``--own-core`` models a deployment where the basic pool has a host of its own: the pool
+and the baseline's reader run on the last CPU, with one OpenCV thread each, and this
+process (the batch service), the domain pool, Postgres and Redis on the others (the
+services are moved back when the run ends). Without it everything shares every CPU. The sheets
 are the synthetic corpus's degraded 200-dpi scans (tests/omr/corpus.py), the same bytes
 on both paths. Needs Postgres and Redis like bench/noop_roundtrip.py (database
 ``academy_bench``, Redis db 12, flushed).
@@ -52,29 +57,36 @@ def corpus(count: int, *, seed: int = 2026) -> list[bytes]:
 
 
 _TEMPLATE: dict[str, object] = {}
+_POOL_CPUS: set[int] = set()
 
 
 def _read_one(data: bytes) -> float:
+    """CPU seconds the processor took for one sheet (all of its threads)."""
     from workers.base import JobInput
     from workers.registry import get
 
     processor = get("omr_grading")
     assert processor is not None
-    result = processor.run(JobInput(params={"template": _TEMPLATE}, data=data))
-    return result.confidence
+    started = time.process_time()
+    processor.run(JobInput(params={"template": _TEMPLATE}, data=data))
+    return time.process_time() - started
 
 
-def _init(template: dict[str, object]) -> None:
+def _init(template: dict[str, object], cpus: set[int]) -> None:
     _TEMPLATE.update(template)
+    if cpus:  # --own-core: the reader as the pool's child runs it, on the pool's core
+        os.sched_setaffinity(0, cpus)
+        os.environ["OPENCV_FOR_THREADS_NUM"] = "1"  # read when cv2 is first imported, below
 
 
-def baseline(sheets: list[bytes], concurrency: int, template: dict[str, object]) -> float:
-    """Seconds to run the processor over every sheet in ``concurrency`` processes (warm)."""
-    with get_context("fork").Pool(concurrency, initializer=_init, initargs=(template,)) as pool:
+def baseline(sheets: list[bytes], concurrency: int, template: dict[str, object], cpus: set[int]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) to run the processor over every sheet in
+    ``concurrency`` processes (warm), on ``cpus`` when given."""
+    with get_context("fork").Pool(concurrency, initializer=_init, initargs=(template, cpus)) as pool:
         pool.map(_read_one, sheets[: concurrency * 2])  # warm: imports, template cache
         started = time.perf_counter()
-        pool.map(_read_one, sheets, chunksize=1)
-        return time.perf_counter() - started
+        cpu = sum(pool.map(_read_one, sheets, chunksize=1))
+        return time.perf_counter() - started, cpu
 
 
 def pipeline(sheets: list[bytes], tenant: object, exam: object, *, timeout: float) -> tuple[float, float, object]:
@@ -105,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sheets", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=1, help="basic pool processes = baseline processes")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--own-core",
+        action="store_true",
+        help="give the basic pool (and the baseline) the last CPU and everything else the others, "
+        "as when the pool has a host of its own",
+    )
     args = parser.parse_args(argv)
     bench_setup()
 
@@ -117,16 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     template = default_template().to_dict()
     # This machine's speed drifts by tens of percent over minutes (a shared host), so the
     # baseline runs before and after the pipeline and the overhead is taken on their mean.
-    base_before = baseline(sheets, args.concurrency, template)
+    everything = os.sched_getaffinity(0)
+    pool_cpus = {max(everything)} if args.own_core else set()
+    if args.own_core and len(everything) < 2:
+        parser.error("--own-core needs at least two CPUs")
+    base_before, cpu_before = baseline(sheets, args.concurrency, template, pool_cpus)
 
     tenant, _ = tenant_create(slug="bench-omr", username="bench-omr")
     exam = Exam.objects.create(tenant=tenant, title="bench", sheet_template=template)
     AnswerKey.objects.create(exam=exam, questions={str(q): {"correct": ["1"]} for q in range(1, 41)})
     logs = Path(tempfile.mkdtemp(prefix="academy-bench-omr-"))
-    basic = Worker(args.concurrency, logs / "basic.log", queue="basic", name="bench-basic@%h")
-    domain = Worker(1, logs / "domain.log", queue="domain", name="bench-domain@%h")
+    rest = everything - pool_cpus if pool_cpus else None
+    basic = Worker(args.concurrency, logs / "basic.log", queue="basic", name="bench-basic@%h", cpus=pool_cpus or None)
+    domain = Worker(1, logs / "domain.log", queue="domain", name="bench-domain@%h", cpus=rest)
     for worker in (basic, domain):
         worker.start()
+    pinned = _pin_services(rest) if rest else []
     try:
         for worker in (basic, domain):
             worker.wait_ready()
@@ -138,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for worker in (basic, domain):
             worker.stop()
-    base_after = baseline(sheets, args.concurrency, template)
+        for pid in pinned:
+            _set_cpus(pid, everything)
+    base_after, cpu_after = baseline(sheets, args.concurrency, template, pool_cpus)
     base_s = (base_before + base_after) / 2
+    read_cpu_ms = (cpu_before + cpu_after) / 2 / args.sheets * 1000
 
     statuses = dict.fromkeys(SubmissionStatus.values, 0)
     for status in batch.submissions.values_list("status", flat=True):  # type: ignore[attr-defined]
@@ -169,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = ", ".join(f"{role} {ms:.1f}" for role, ms in per_sheet.items())
     total_cpu, base_ms = sum(per_sheet.values()), base_s / args.sheets * 1000
     print(f"CPU per sheet (ms): {shown}; total {total_cpu:.1f}; baseline wall per sheet {base_ms:.1f}")
+    print(f"the processor's own CPU per sheet in the baseline (all its threads): {read_cpu_ms:.1f} ms")
     argv = [
         python_shown(),
         "-m",
@@ -177,10 +205,36 @@ def main(argv: list[str] | None = None) -> int:
         str(args.sheets),
         "--concurrency",
         str(args.concurrency),
+        *(["--own-core"] if args.own_core else []),
     ]
     print(f"command: {shlex.join(argv)}")
-    print(f"machine: {os.cpu_count()} CPUs; worker logs in {logs}")
+    where = f"basic pool and baseline on CPU {sorted(pool_cpus)}, the rest on {sorted(rest)}" if rest else "shared"
+    print(f"machine: {os.cpu_count()} CPUs ({where}); worker logs in {logs}")
     return 0
+
+
+def _set_cpus(pid: int, cpus: set[int]) -> bool:
+    try:
+        os.sched_setaffinity(pid, cpus)
+    except OSError:  # gone, or not ours to move
+        return False
+    return True
+
+
+def _pin_services(cpus: set[int]) -> list[int]:
+    """Move this process, Postgres (its postmaster too, so new backends follow) and Redis
+    onto ``cpus``, off the pool's core. Returns the pids moved, to be put back."""
+    moved = [os.getpid()] if _set_cpus(os.getpid(), cpus) else []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith(("postgres", "redis-server")) and _set_cpus(int(entry.name), cpus):
+            moved.append(int(entry.name))
+    return moved
 
 
 if __name__ == "__main__":
