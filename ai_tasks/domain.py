@@ -12,38 +12,29 @@ from ai_tasks import routing
 from config.celery import app
 
 _soft, _hard = routing.time_limits("domain")
+# Both callback tasks: late acks, and a failure retried with backoff (a callback is
+# idempotent: the job's callback_done_at mark commits with its writes).
+_OPTIONS: dict[str, Any] = {
+    "soft_time_limit": _soft,
+    "time_limit": _hard,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (Exception,),
+    "retry_backoff": True,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
 
 
-@app.task(
-    name=routing.CALLBACK_TASK,
-    soft_time_limit=_soft,
-    time_limit=_hard,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-)
+@app.task(name=routing.CALLBACK_TASK, **_OPTIONS)
 def job_callback(job_id: str) -> dict[str, Any]:
     from academy.services.callbacks import job_callback_apply
 
     return {"job_id": job_id, "applied": job_callback_apply(job_id=str(job_id))}
 
 
-@app.task(
-    name=routing.CALLBACKS_TASK,
-    soft_time_limit=_soft,
-    time_limit=_hard,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=8,
-)
+@app.task(name=routing.CALLBACKS_TASK, **_OPTIONS)
 def job_callbacks(job_ids: list[str]) -> dict[str, Any]:
     """The callbacks of jobs one worker message ran together (an OMR batch's sheets).
     The result names the jobs applied by this run, for the admin and the chaos probes."""
