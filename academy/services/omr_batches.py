@@ -105,8 +105,8 @@ def omr_batch_create(
                     continue
                 path = storage.upload_save(tenant=tenant, name=entry.name, data=entry.data)
                 for page in pages:
-                    # Each sheet commits (and its job is published) on its own, so the
-                    # pool starts reading while the rest of the upload is still checked.
+                    # Each sheet commits on its own and its job goes out with the next
+                    # few, so the pool starts reading while the rest is still checked.
                     with transaction.atomic():
                         job = _sheet_dispatch(
                             batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy
