@@ -452,7 +452,6 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
     ``claimed``: the job as this run claimed it, when the caller has it (its tenant names
     the files' folder, so a finish with files needs no read of its own).
     """
-    from academy import storage
 
     if token is not None and connection.vendor == "postgresql" and (claimed is not None or not finish.artifacts):
         return _finish_in_one_statement(job_id=job_id, token=token, finish=finish, claimed=claimed)
@@ -460,12 +459,8 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
         job = _locked_run(job_id, token)
         if job is None:
             return False
-        result_payload = finish.result
+        stored, result_payload = _files_save(finish, tenant=job.tenant, job_id=job.job_id)
         if finish.artifacts:
-            stored = {
-                a.name: storage.artifact_save(tenant=job.tenant, job_id=job.job_id, name=a.name, data=a.data)
-                for a in finish.artifacts
-            }
             # One statement for all of them; a re-run of the job replaces its artifacts.
             JobArtifact.objects.bulk_create(
                 [
@@ -478,8 +473,6 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
                 unique_fields=["job", "name"],
                 update_fields=["path", "content_type", "size"],
             )
-            if isinstance(result_payload, dict):
-                result_payload = {**result_payload, "artifacts": stored}
         if finish.stores_result:
             # Write-once: ON CONFLICT DO NOTHING keeps a result an earlier run wrote.
             AIResult.objects.bulk_create([AIResult(job=job, payload=result_payload)], ignore_conflicts=True)
@@ -496,6 +489,20 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
         if job.source_domain and finish.status in CALLBACK_STATUSES:
             transaction.on_commit(lambda: callback_publish_safely(job.job_id))
     return True
+
+
+def _files_save(finish: Finish, *, tenant: Tenant | None, job_id: str, run: str = "") -> tuple[dict[str, str], Any]:
+    """Store the finish's files: (their paths by name, the result with those paths added
+    under ``artifacts`` when it is an object)."""
+    from academy import storage
+
+    stored = {
+        a.name: storage.artifact_save(tenant=tenant, job_id=job_id, name=a.name, data=a.data, run=run)
+        for a in finish.artifacts
+    }
+    if stored and isinstance(finish.result, dict):
+        return stored, {**finish.result, "artifacts": stored}
+    return stored, finish.result
 
 
 @functools.cache
@@ -544,16 +551,8 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed
     from academy import storage
 
     now = timezone.now()
-    result = finish.result
-    stored: dict[str, str] = {}
-    if finish.artifacts:
-        tenant = claimed.tenant if claimed is not None else None
-        stored = {
-            a.name: storage.artifact_save(tenant=tenant, job_id=job_id, name=a.name, data=a.data, run=token)
-            for a in finish.artifacts
-        }
-        if isinstance(result, dict):
-            result = {**result, "artifacts": stored}
+    tenant = claimed.tenant if claimed is not None else None
+    stored, result = _files_save(finish, tenant=tenant, job_id=job_id, run=token)
     params: list[Any] = [
         finish.status,
         json.dumps(finish.flags),
