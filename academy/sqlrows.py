@@ -10,10 +10,15 @@ the relations' caches.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import psycopg
+from django.conf import settings
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model, OneToOneField
 
 
@@ -61,3 +66,42 @@ def cache_one_to_one(field: OneToOneField[Any, Any], parent: Model, child: Model
     field.remote_field.set_cached_value(parent, child)
     if child is not None:
         field.set_cached_value(child, parent)
+
+
+@contextlib.contextmanager
+def prepared_cursor(connection: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
+    """A cursor whose statements PostgreSQL parses and plans once per connection.
+
+    Django turns psycopg's prepared statements off (a transaction-mode pooler cannot
+    keep them) and binds parameters on the client, so every statement is planned anew:
+    about 0.6 ms of the server's time for a job's claim, more than it takes to run.
+    This cursor binds on the server and prepares, for the few statements a worker runs
+    for every job. It is Django's cursor wrapper over it, so query logging, execute
+    wrappers and error translation are as for any cursor. ``DB_PREPARED_STATEMENTS=0``
+    (behind such a pooler), another database, or a connection that logs its queries
+    (DEBUG, a test counting statements: Django reads a logged statement's text back from
+    psycopg, which has it only for client-bound ones) gives a plain cursor.
+    """
+    plain = connection.vendor != "postgresql" or not settings.DB_PREPARED_STATEMENTS or connection.queries_logged
+    if plain:
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw: Any = _PreparingCursor(connection.connection)
+    with connection.make_cursor(raw) as cursor:
+        yield cursor
+
+
+class _PreparingCursor(psycopg.Cursor[Any]):
+    def execute(self, query: Any, params: Any = None, **options: Any) -> Any:
+        # The connection prepares nothing (Django's default); this statement is prepared
+        # on first use and the prepared statement reused from then on.
+        conn = self.connection
+        threshold = conn.prepare_threshold
+        conn.prepare_threshold = 0
+        try:
+            return super().execute(query, params, prepare=True)
+        finally:
+            conn.prepare_threshold = threshold

@@ -291,8 +291,11 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
 
     Each job goes through :func:`execute` exactly as if it had come alone (its own claim,
     lease, attempts, fencing and result), so a redelivered message re-runs only what was
-    not finished. What the jobs share is the broker's per-message cost, and their domain
-    callbacks, which go out as one message when the last job is done.
+    not finished. What the jobs share is the broker's per-message cost, the statement
+    that writes their finishes (``finishes_gathered``: one round trip and one commit
+    instead of one per job, at the message's end), and their domain callbacks, which go
+    out as one message after it. A worker killed before that write leaves those jobs
+    RUNNING; the message comes back (or their leases run out) and they run again.
 
     The message has one job's time limits. A job is started from it only while it has used
     under a quarter of the soft limit, so each job it starts still has most of a job's time;
@@ -304,8 +307,12 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     soft, _ = routing.time_limits(tier)
     started = _clock()
     decisions: dict[str, str] = {}
-    with callbacks_held():
+    # Callbacks are held until the finishes are written (the inner block ends first).
+    with callbacks_held(), job_services.finishes_gathered() as finishes:
         for index, job_id in enumerate(job_ids):
+            if finishes.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
+                # Held finishes have no heartbeat: written well before their leases end.
+                _reconnecting(finishes.write)
             if _clock() - started >= soft / 4:
                 decisions.update(_send_back(job_ids[index:], tier=tier))
                 break

@@ -90,6 +90,10 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# The worker's per-job statements (claim, finish) are prepared on the server, once per
+# connection (academy.sqlrows.prepared_cursor). Set 0 behind a pooler in transaction
+# mode that cannot keep prepared statements (PgBouncer before 1.21).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Several worker processes share the file: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}

@@ -8,10 +8,14 @@ finish: its writes match no row. That fencing is what makes at-least-once delive
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import json
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -364,7 +368,7 @@ def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob
         JobStatus.VALIDATING,
         now,
     ]
-    with connection.cursor() as cursor:
+    with sqlrows.prepared_cursor(connection) as cursor:
         cursor.execute(_claim_sql(), params)
         row = cursor.fetchone()
     if row is None:
@@ -454,6 +458,10 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
     """
 
     if token is not None and connection.vendor == "postgresql" and (claimed is not None or not finish.artifacts):
+        gathering = _gathering.get()
+        if gathering is not None:
+            gathering.add(job_id=job_id, token=token, finish=finish, claimed=claimed)
+            return True  # not known until the gathering's write: its fence decides
         return _finish_in_one_statement(job_id=job_id, token=token, finish=finish, claimed=claimed)
     with transaction.atomic():
         job = _locked_run(job_id, token)
@@ -548,18 +556,15 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed
     turns out to have lost its lease has touched no file another run wrote; it removes
     its own, and a run that replaces an earlier run's files removes those.
     """
-    from academy import storage
-
     now = timezone.now()
-    tenant = claimed.tenant if claimed is not None else None
-    stored, result = _files_save(finish, tenant=tenant, job_id=job_id, run=token)
+    stored, result = _files_save(finish, tenant=claimed.tenant if claimed else None, job_id=job_id, run=token)
     params: list[Any] = [
         finish.status,
         json.dumps(finish.flags),
         policies.Resolution(finish.status, finish.flags).needs_review,
         finish.error_message,
         finish.rejection_code,
-        json.dumps({"percent": 100, "stage": finish.status.lower()}),
+        json.dumps(_finished_progress(finish)),
         now,
         now,
         job_id,
@@ -570,23 +575,164 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed
         finish.stores_result,
     ]
     if finish.artifacts:
-        rows = [
-            {"name": a.name, "path": stored[a.name], "content_type": a.content_type, "size": len(a.data)}
-            for a in finish.artifacts
-        ]
-        params += [now, json.dumps(rows)]
-    with connection.cursor() as cursor:
+        params += [now, json.dumps(_file_rows(finish, stored))]
+    with sqlrows.prepared_cursor(connection) as cursor:
         cursor.execute(_finish_sql(with_files=bool(finish.artifacts)), params)
         row = cursor.fetchone()
-    if row is None:
-        storage.artifacts_delete(list(stored.values()))  # fenced out: nothing points at them
-        return False
-    replaced = [p for p in (row[1] or []) if p not in stored.values()]
-    if replaced:
-        transaction.on_commit(lambda: storage.artifacts_delete(replaced))
-    if row[0] and finish.status in CALLBACK_STATUSES:
-        transaction.on_commit(lambda: callback_publish_safely(job_id))
-    return True
+    closed = {job_id: (row[0], row[1] or [])} if row is not None else {}
+    _finished_after(closed, [_Gathered(job_id, finish.status, stored)])
+    return row is not None
+
+
+def _finished_progress(finish: Finish) -> dict[str, Any]:
+    return {"percent": 100, "stage": finish.status.lower()}
+
+
+def _file_rows(finish: Finish, stored: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"name": a.name, "path": stored[a.name], "content_type": a.content_type, "size": len(a.data)}
+        for a in finish.artifacts
+    ]
+
+
+@dataclass(frozen=True)
+class _Gathered:
+    job_id: str
+    status: str
+    stored: dict[str, str]  # this run's files, by name
+
+
+def _finished_after(
+    closed: dict[str, tuple[str, list[str]]], finishes: list[_Gathered], *, delete_fenced: bool = True
+) -> None:
+    """What follows a one-statement finish. ``closed``: (source domain, paths its earlier
+    files had) of each job the statement closed. A run fenced out removes its own files;
+    a closed job's files that an earlier run wrote are removed after commit, and its
+    domain callback is published."""
+    from academy import storage
+
+    for done in finishes:
+        if done.job_id not in closed:
+            if delete_fenced:
+                storage.artifacts_delete(list(done.stored.values()))  # nothing points at them
+            continue
+        source_domain, earlier = closed[done.job_id]
+        replaced = [p for p in earlier if p not in done.stored.values()]
+        if replaced:
+            transaction.on_commit(functools.partial(storage.artifacts_delete, replaced))
+        if source_domain and done.status in CALLBACK_STATUSES:
+            transaction.on_commit(functools.partial(callback_publish_safely, done.job_id))
+
+
+class _Gathering:
+    """Finishes held for one statement (see :func:`finishes_gathered`)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.finishes: list[_Gathered] = []
+        self.oldest: float | None = None
+
+    def add(self, *, job_id: str, token: str, finish: Finish, claimed: AIJob | None) -> None:
+        stored, result = _files_save(finish, tenant=claimed.tenant if claimed else None, job_id=job_id, run=token)
+        self.rows.append(
+            {
+                "job_id": job_id,
+                "token": token,
+                "status": finish.status,
+                "flags": finish.flags,
+                "needs_review": policies.Resolution(finish.status, finish.flags).needs_review,
+                "error_message": finish.error_message,
+                "rejection_code": finish.rejection_code,
+                "progress": _finished_progress(finish),
+                "result": result,
+                "stores_result": finish.stores_result,
+                "files": _file_rows(finish, stored),
+            }
+        )
+        self.finishes.append(_Gathered(job_id, finish.status, stored))
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def age(self) -> float:
+        return 0.0 if self.oldest is None else time.monotonic() - self.oldest
+
+    def write(self) -> None:
+        """One statement for every finish held; then empty."""
+        from django.db import InterfaceError, OperationalError
+
+        if not self.rows:
+            return
+        rows, finishes = self.rows, self.finishes
+        self.rows, self.finishes, self.oldest = [], [], None
+        try:
+            closed = _finish_many(rows)
+        except (OperationalError, InterfaceError):
+            # A dropped connection. The statement is fenced by each run's token, so once
+            # more on a new connection is safe; it matches nothing that had committed, and
+            # those runs' files must then stay.
+            logger.warning("ai_db_reconnect finishes=%s", len(rows))
+            connection.close()
+            _finished_after(_finish_many(rows), finishes, delete_fenced=False)
+            return
+        _finished_after(closed, finishes)
+
+
+_gathering: contextvars.ContextVar[_Gathering | None] = contextvars.ContextVar("finishes_gathered", default=None)
+
+
+@contextlib.contextmanager
+def finishes_gathered() -> Iterator[_Gathering]:
+    """Inside the block, a finish that would be one statement (a run holding its lease,
+    on PostgreSQL) is held and written with the others in one statement: at the block's
+    end, or when the holder calls ``write()`` (a worker does when the oldest has waited
+    a while, so no lease runs out meanwhile; if one does, the fence drops that finish
+    and the job's next run writes it). Everything else a finish does still happens per
+    job: its files are stored at once, and the fence, write-once result, file clean-up
+    and callback are as in :func:`job_finish`. Also written when the block raises."""
+    gathering = _Gathering()
+    reset = _gathering.set(gathering)
+    try:
+        yield gathering
+    finally:
+        _gathering.reset(reset)
+        gathering.write()
+
+
+def _finish_many(rows: list[dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:
+    now = timezone.now()
+    with sqlrows.prepared_cursor(connection) as cursor:
+        cursor.execute(_finish_many_sql(), [json.dumps(rows), now, now, JobStatus.RUNNING, now, now])
+        return {job_id: (source, paths or []) for job_id, source, paths in cursor.fetchall()}
+
+
+@functools.cache
+def _finish_many_sql() -> str:
+    quote = connection.ops.quote_name
+    jobs, results = quote(AIJob._meta.db_table), quote(AIResult._meta.db_table)
+    files = quote(JobArtifact._meta.db_table)
+    # _finish_sql's statement for many runs at once: the same fence (each row's job id
+    # and token), merge, write-once result and file rows, from one JSON list.
+    return (
+        "WITH d AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d(job_id text, token text, status text,"
+        " flags jsonb, needs_review boolean, error_message text, rejection_code text, progress jsonb,"
+        " result jsonb, stores_result boolean, files jsonb)),"
+        f" closed AS (UPDATE {jobs} j SET status = d.status, flags = COALESCE(j.flags, '{{}}') || d.flags,"
+        " needs_review = d.needs_review, error_message = d.error_message, rejection_code = d.rejection_code,"
+        " progress = COALESCE(j.progress, '{}') || d.progress, finished_at = %s, updated_at = %s,"
+        " lease_token = '', lease_expires_at = NULL"
+        " FROM d WHERE j.job_id = d.job_id AND j.lease_token = d.token AND j.status = %s"
+        " RETURNING j.id, j.job_id, j.source_domain, d.result, d.stores_result, d.files),"
+        f" kept AS (INSERT INTO {results} (job_id, payload, created_at)"
+        " SELECT id, result, %s FROM closed WHERE stores_result ON CONFLICT DO NOTHING),"
+        f" replaced AS (SELECT {files}.job_id, {files}.path FROM {files} JOIN closed ON {files}.job_id = closed.id),"
+        f" saved AS (INSERT INTO {files} (job_id, name, path, content_type, size, created_at)"
+        " SELECT closed.id, f.name, f.path, f.content_type, f.size, %s FROM closed,"
+        " jsonb_to_recordset(closed.files) AS f(name text, path text, content_type text, size bigint)"
+        " ON CONFLICT (job_id, name) DO UPDATE"
+        " SET path = EXCLUDED.path, content_type = EXCLUDED.content_type, size = EXCLUDED.size)"
+        " SELECT closed.job_id, closed.source_domain,"
+        " ARRAY(SELECT path FROM replaced WHERE replaced.job_id = closed.id) FROM closed"
+    )
 
 
 def callback_publish_safely(job_id: str) -> None:

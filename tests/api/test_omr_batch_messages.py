@@ -13,11 +13,14 @@ from functools import cache
 from typing import Any
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from academy.models import AIJob, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
+from academy.models import AIJob, AIResult, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
 from academy.services import callbacks
+from academy.services import jobs as job_services
 from academy.services.callbacks import jobs_callback_apply
 from academy.services.jobs import Finish, job_claim, job_finish, job_reject
 from academy.services.omr_batches import Upload, omr_batch_create
@@ -232,3 +235,93 @@ def test_a_redelivered_message_settles_the_batch_its_first_delivery_applied_but_
     assert jobs_callback_apply(job_ids=ids) == []  # nothing applied twice ...
     assert OmrBatch.objects.get(pk=batch.pk).graded_at is not None  # ... and the batch graded
     assert Grade.objects.filter(submission__batch=batch).count() == 2
+
+
+def _finish_statements(queries: CaptureQueriesContext) -> tuple[int, int]:
+    """(statements writing several finishes, statements writing one) among ``queries``."""
+    sql = [q["sql"] for q in queries.captured_queries]
+    return sum(s.startswith("WITH d AS") for s in sql), sum(s.startswith("WITH closed AS") for s in sql)
+
+
+def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, broker: Broker, settings: Any) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
+    ids = job_ids_of(batch_of(exam, 3))
+    broker.sent.clear()
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert outcome["decisions"] == dict.fromkeys(ids, JobStatus.DONE)
+    assert _finish_statements(queries) == (1, 0)
+    for job in AIJob.objects.filter(job_id__in=ids).prefetch_related("artifacts"):
+        assert (job.status, job.lease_token, job.finished_at is not None) == (JobStatus.DONE, "", True)
+        assert job.result.payload["student_id"]
+        assert job.result.payload["artifacts"]["overlay.png"]
+        [overlay] = job.artifacts.all()
+        assert default_storage.exists(overlay.path)
+    assert broker.sent == [(routing.CALLBACKS_TASK, (ids,))]  # after the write, as one message
+
+
+def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 2
+    ids = job_ids_of(batch_of(exam, 2))
+    broker.sent.clear()
+    written = job_services._Gathering.write
+
+    def taken_before_the_write(gathering: Any) -> None:
+        # The first job's lease ran out and another run claimed it meanwhile.
+        AIJob.objects.filter(job_id=ids[0]).update(lease_token="another-run")
+        files.extend(path for row in gathering.rows for path in (f["path"] for f in row["files"]))
+        written(gathering)
+
+    files: list[str] = []
+    monkeypatch.setattr(job_services._Gathering, "write", taken_before_the_write)
+    lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    first, second = (AIJob.objects.get(job_id=job_id) for job_id in ids)
+    assert (first.status, first.lease_token, AIResult.objects.filter(job=first).exists()) == (
+        JobStatus.RUNNING,
+        "another-run",
+        False,
+    )
+    assert second.status == JobStatus.DONE
+    assert AIResult.objects.filter(job=second).exists()
+    assert [default_storage.exists(path) for path in files] == [False, True]  # the fenced run's file is gone
+    assert broker.sent == [(routing.CALLBACK_TASK, (ids[1],))]
+
+
+def test_held_finishes_are_written_before_the_next_job_once_they_have_waited_a_while(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
+    settings.AI_HEARTBEAT_SECONDS = 0  # every held finish is old enough at once
+    ids = job_ids_of(batch_of(exam, 3))
+
+    with CaptureQueriesContext(connection) as queries:
+        lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert _finish_statements(queries) == (3, 0)  # before the 2nd job, before the 3rd, at the end
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("status", flat=True)) == {JobStatus.DONE}
+
+
+def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_processor(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
+    ids = job_ids_of(batch_of(exam, 3))
+    claim = job_services.job_claim
+
+    def out_of_time_at_the_second(*, job_id: str, worker: str) -> Any:
+        if job_id == ids[1]:
+            raise SoftTimeLimitExceeded()
+        return claim(job_id=job_id, worker=worker)
+
+    monkeypatch.setattr(job_services, "job_claim", out_of_time_at_the_second)
+    with pytest.raises(SoftTimeLimitExceeded):
+        lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    statuses = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "status"))
+    assert [statuses[job_id] for job_id in ids] == [JobStatus.DONE, JobStatus.PENDING, JobStatus.PENDING]
+    assert (routing.CALLBACK_TASK, (ids[0],)) in broker.sent

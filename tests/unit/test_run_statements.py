@@ -171,3 +171,23 @@ def test_a_finish_that_replaces_an_earlier_runs_file_removes_the_old_one(
     assert storage.file_read(artifact.path) == b"new"
     assert artifact.path != old
     assert not default_storage.exists(old)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_is_planned_once_per_connection_and_then_reused(make_tenant: Any, settings: Any) -> None:
+    settings.DEBUG = False  # a connection that logs queries gets a plain cursor
+    tenant, _ = make_tenant()
+    dispatched = [job_services.job_dispatch(job_type="ping", payload={}, tenant=tenant, publish=False) for _ in "ab"]
+    ids = [outcome["job_id"] for outcome in dispatched]
+    connection.close()  # a fresh session: nothing prepared yet
+
+    for job_id in ids:
+        job, _ = job_services.job_claim(job_id=job_id, worker="test")
+        assert job is not None
+        assert job.tenant == tenant  # the joined rows still come back as objects
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    assert len(prepared) == 1
+    assert prepared[0].startswith('WITH j AS (UPDATE "academy_aijob"')
