@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from academy import sqlrows
 from academy.models import AnswerKey, Grade, Submission, SubmissionAnswer, SubmissionStatus
 from academy.rejections import Rejection
 
@@ -52,12 +53,21 @@ def submissions_apply_results(*, readings: list[tuple[Submission, dict[str, Any]
             submission.student_id = str(result["student_id"])[:32]
         submission.status = SubmissionStatus.READ
         submission.updated_at = now
-    SubmissionAnswer.objects.bulk_create(
-        rows,
-        update_conflicts=True,
-        unique_fields=["submission", "question"],
-        update_fields=["detected", "confidence", "flagged"],
-    )
+    if connection.vendor == "postgresql":
+        fields = ("submission_id", "question", "detected", "confidence", "flagged")
+        sqlrows.rows_insert(
+            SubmissionAnswer,
+            [{name: getattr(row, name) for name in fields} for row in rows],
+            on_conflict="ON CONFLICT (submission_id, question) DO UPDATE SET detected = EXCLUDED.detected,"
+            " confidence = EXCLUDED.confidence, flagged = EXCLUDED.flagged",
+        )
+    else:
+        SubmissionAnswer.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["submission", "question"],
+            update_fields=["detected", "confidence", "flagged"],
+        )
     if len(readings) == 1:
         readings[0][0].save(update_fields=["student_id", "status", "updated_at"])
     else:
@@ -187,8 +197,13 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
             Grade(submission=submission, score=marking.score, max_score=marking.max_score, details=marking.details)
         )
         status[SubmissionStatus.NEEDS_REVIEW if marking.flagged else SubmissionStatus.GRADED].append(submission.pk)
-    Grade.objects.bulk_create(fresh)
     now = timezone.now()
+    if connection.vendor == "postgresql":
+        columns = ("submission_id", "score", "max_score", "details")
+        rows = [{**{name: getattr(g, name) for name in columns}, "graded_at": now, "times_graded": 1} for g in fresh]
+        sqlrows.rows_insert(Grade, rows)
+    else:
+        Grade.objects.bulk_create(fresh)
     for value, pks in status.items():
         if pks:
             Submission.objects.filter(pk__in=pks).update(status=value, updated_at=now)
