@@ -48,6 +48,70 @@ def _rejected(job_type: Any, rejection: Rejection) -> dict[str, Any]:
     }
 
 
+def job_prepare(
+    *,
+    job_type: Any,
+    payload: Any,
+    tenant: Tenant | None,
+    source_domain: str = "",
+    source_id: str = "",
+    tier: str | None = None,
+    force_rerun: bool = False,
+    rerun_reason: str = "",
+    max_attempts: int | None = None,
+    policy: selectors.TenantPolicy | None = None,
+) -> tuple[AIJob, Rejection | None]:
+    """Everything :func:`job_dispatch` decides before it writes: the checks (the quality
+    gate included), the tier, and the unsaved job. Raises :class:`Rejection`.
+
+    The second item is the quality gate's refusal when the job goes to the GPU pool
+    instead (the tenant pays for that); the caller then hands it over with
+    :func:`job_fallback`. A caller that saves many jobs at once (an OMR batch) uses this
+    and writes them in bulk.
+    """
+    from ai_tasks.prevalidation import job_type_check, payload_check, prevalidate
+
+    job_type = job_type_check(job_type)
+    payload = payload_check(payload, job_type=job_type)
+    if policy is None:
+        policy = selectors.tenant_policy(tenant.pk if tenant else None)
+    decision = policies.tier_resolve(
+        job_type=job_type,
+        explicit=tier,
+        payload=payload,
+        tenant_override=policy.tier_override,
+        has_premium=policy.has_premium_subscription,
+    )
+    gate_failure = None
+    try:
+        prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
+    except Rejection as rejection:
+        if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant):
+            raise
+        # Basic cannot read it, but the tenant pays for the GPU pool: the premium
+        # pipeline gets it instead, through the fallback chain (lineage kept).
+        prevalidate(job_type=job_type, tier="premium", payload=payload, tenant=tenant)
+        gate_failure = rejection
+    job = AIJob(
+        job_type=job_type,
+        payload=payload,
+        tenant=tenant,
+        tier=decision.tier,
+        source_domain=source_domain or "",
+        source_id=str(source_id or ""),
+        force_rerun=force_rerun,
+        rerun_reason=rerun_reason or "",
+        max_attempts=max_attempts or settings.AI_MAX_ATTEMPTS,
+        flags={"tier_warning": decision.warning} if decision.warning else {},
+    )
+    return job, gate_failure
+
+
+def job_idempotency_key(*, tenant: Tenant | None, key: str) -> str:
+    """The stored form of a caller's idempotency key: scoped to the tenant."""
+    return f"{tenant.pk if tenant else '-'}:{key}"
+
+
 def job_dispatch(
     *,
     job_type: Any,
@@ -75,50 +139,25 @@ def job_dispatch(
     rejection_code, error}`` with the Korean message and no job row. Never raises: an
     unexpected error comes back as ``{ok: False, error}``.
     """
-    from ai_tasks.prevalidation import job_type_check, payload_check, prevalidate
-
     try:
         try:
-            job_type = job_type_check(job_type)
-            payload = payload_check(payload, job_type=job_type)
-            if policy is None:
-                policy = selectors.tenant_policy(tenant.pk if tenant else None)
-            decision = policies.tier_resolve(
+            job, gate_failure = job_prepare(
                 job_type=job_type,
-                explicit=tier,
                 payload=payload,
-                tenant_override=policy.tier_override,
-                has_premium=policy.has_premium_subscription,
+                tenant=tenant,
+                source_domain=source_domain,
+                source_id=source_id,
+                tier=tier,
+                force_rerun=force_rerun,
+                rerun_reason=rerun_reason,
+                max_attempts=max_attempts,
+                policy=policy,
             )
-            gate_failure = None
-            try:
-                prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
-            except Rejection as rejection:
-                if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant):
-                    raise
-                # Basic cannot read it, but the tenant pays for the GPU pool: the premium
-                # pipeline gets it instead, through the fallback chain (lineage kept).
-                prevalidate(job_type=job_type, tier="premium", payload=payload, tenant=tenant)
-                gate_failure = rejection
         except Rejection as rejection:
             logger.info("ai_dispatch_rejected job_type=%s code=%s %s", job_type, rejection.code, rejection.detail)
             return _rejected(job_type, rejection)
-
-        job = AIJob(
-            job_type=job_type,
-            payload=payload,
-            tenant=tenant,
-            tier=decision.tier,
-            source_domain=source_domain or "",
-            source_id=str(source_id or ""),
-            force_rerun=force_rerun,
-            rerun_reason=rerun_reason or "",
-            max_attempts=max_attempts or settings.AI_MAX_ATTEMPTS,
-            flags={"tier_warning": decision.warning} if decision.warning else {},
-        )
         if idempotency_key:
-            scope = tenant.pk if tenant else "-"
-            job.idempotency_key = f"{scope}:{idempotency_key}"
+            job.idempotency_key = job_idempotency_key(tenant=tenant, key=idempotency_key)
             if force_rerun:
                 job.idempotency_key += f":rerun:{job.job_id}"
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
@@ -32,7 +32,6 @@ from academy.models import (
     AIJob,
     AnswerKey,
     Exam,
-    JobStatus,
     OmrBatch,
     Submission,
     SubmissionStatus,
@@ -40,7 +39,7 @@ from academy.models import (
 )
 from academy.rejections import Rejection, rejection_message
 from academy.services.grading import submissions_grade
-from academy.services.jobs import job_dispatch, jobs_publish
+from academy.services.jobs import job_dispatch, job_idempotency_key, job_prepare, jobs_publish
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +88,10 @@ def omr_batch_create(
     policy = selectors.tenant_policy_of(tenant)
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    sheets = 0
-    unsent = _Unsent(size=settings.AI_OMR_SHEETS_PER_MESSAGE)
+    size = settings.AI_OMR_SHEETS_PER_MESSAGE
+    planned = sheets = 0  # sheets checked so far; sheets saved (they are the batch)
+    waiting: list[_Sheet] = []
+    unsent = _Unsent(size=size)
     try:
         for upload in uploads:
             sources.append({"name": upload.name, "size": len(upload.data)})
@@ -99,21 +100,28 @@ def omr_batch_create(
                     skipped.append(_skip(entry.name, entry.code, entry.detail))
                     continue
                 pages = range(1, entry.pages + 1) if entry.kind == "pdf" else [None]
-                if sheets + len(pages) > MAX_SHEETS_PER_BATCH:
+                if planned + len(pages) > MAX_SHEETS_PER_BATCH:
                     limit = f"a batch holds at most {MAX_SHEETS_PER_BATCH} sheets"
                     skipped.append(_skip(entry.name, "BATCH_TOO_LARGE", limit))
                     continue
                 path = storage.upload_save(tenant=tenant, name=entry.name, data=entry.data)
                 for page in pages:
-                    # Each sheet commits on its own and its job goes out with the next
-                    # few, so the pool starts reading while the rest is still checked.
-                    with transaction.atomic():
-                        job = _sheet_dispatch(
-                            batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy
-                        )
-                    if job is not None:
-                        unsent.add(*job)
-                    sheets += 1
+                    planned += 1
+                    sheet = _sheet_prepare(batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy)
+                    if sheet is None:  # the quality gate hands it to the GPU pool: on its own
+                        with transaction.atomic():
+                            _sheet_dispatch(
+                                batch=batch, path=path, name=entry.name, page=page, tier=tier, policy=policy
+                            )
+                        sheets += 1
+                        continue
+                    waiting.append(sheet)
+                    if len(waiting) >= size:
+                        # A message's worth of sheets commits together and goes out at
+                        # once, so the pool starts reading while the rest is still checked.
+                        sheets += _sheets_save(batch=batch, sheets=waiting, unsent=unsent)
+                        waiting = []
+        sheets += _sheets_save(batch=batch, sheets=waiting, unsent=unsent)
     finally:
         unsent.flush()
         if sheets == 0:
@@ -190,10 +198,107 @@ def _skip(name: str, code: str, detail: str) -> dict[str, str]:
     return {"name": name, "code": code, "message": rejection_message(code), "detail": detail}
 
 
+@dataclass
+class _Sheet:
+    """A checked sheet, not saved yet: its submission and, unless refused, its job."""
+
+    submission: Submission
+    job: AIJob | None
+
+
+def _sheet_prepare(
+    *, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None, policy: selectors.TenantPolicy
+) -> _Sheet | None:
+    """Check the sheet (the quality gate reads its pixels) and build its rows, unsaved.
+
+    None when the gate refuses it but the tenant's GPU pool takes it: that hand-over is
+    :func:`_sheet_dispatch`'s, one sheet at a time.
+    """
+    label = f"{name}#{page}" if page is not None else name
+    submission = Submission(
+        tenant=batch.tenant,
+        exam=batch.exam,
+        batch=batch,
+        sheet_name=label[:300],
+        source_file=path,
+        page=page,
+        status=SubmissionStatus.PROCESSING,
+    )
+    try:
+        job, gate_failure = job_prepare(
+            job_type="omr_grading",
+            payload=_sheet_payload(batch=batch, path=path, page=page),
+            tenant=batch.tenant,
+            tier=tier,
+            source_domain="submission",
+            policy=policy,
+        )
+    except Rejection as rejection:
+        logger.info("ai_dispatch_rejected job_type=omr_grading code=%s %s", rejection.code, rejection.detail)
+        _settle_refused(submission, code=rejection.code, message=rejection.message)
+        return _Sheet(submission, None)
+    except Exception as exc:  # as job_dispatch: the sheet fails, the upload goes on
+        logger.exception("ai_dispatch_failed job_type=omr_grading sheet=%s", label)
+        _settle_refused(submission, code="", message=str(exc))
+        return _Sheet(submission, None)
+    return None if gate_failure is not None else _Sheet(submission, job)
+
+
+def _sheets_save(*, batch: OmrBatch, sheets: list[_Sheet], unsent: _Unsent) -> int:
+    """Save checked sheets in one transaction (a statement each for their submissions,
+    their jobs and the links between them), then queue their jobs to be sent. Returns
+    how many were saved."""
+    if not sheets:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        _insert_all([sheet.submission for sheet in sheets])
+        jobs = []
+        for sheet in sheets:
+            if sheet.job is not None:
+                key = f"omr-batch:{batch.batch_id}:{sheet.submission.pk}"
+                sheet.job.source_id = str(sheet.submission.pk)
+                sheet.job.idempotency_key = job_idempotency_key(tenant=batch.tenant, key=key)
+                jobs.append(sheet.job)
+        _insert_all(jobs)
+        linked = [sheet for sheet in sheets if sheet.job is not None]
+        for sheet in linked:
+            sheet.submission.job = sheet.job
+            sheet.submission.updated_at = now
+        Submission.objects.bulk_update([sheet.submission for sheet in linked], ["job", "updated_at"])
+    for job in jobs:
+        unsent.add(job.job_id, job.tier)
+    return len(sheets)
+
+
+def _insert_all(rows: list[Any]) -> None:
+    """INSERT model objects of one kind, their primary keys set from the database: in one
+    statement where it returns them (PostgreSQL, SQLite 3.35+), else one at a time."""
+    if rows and connection.features.can_return_rows_from_bulk_insert:
+        type(rows[0]).objects.bulk_create(rows)
+        return
+    for row in rows:
+        row.save(force_insert=True)
+
+
+def _sheet_payload(*, batch: OmrBatch, path: str, page: int | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"image_path": path, "template": batch.exam.sheet_template, "mode": batch.mode}
+    if page is not None:
+        payload["page"] = page
+    return payload
+
+
+def _settle_refused(submission: Submission, *, code: str, message: str) -> None:
+    submission.status = SubmissionStatus.REJECTED if code else SubmissionStatus.FAILED
+    submission.rejection_code = code
+    submission.error_message = message[:2000]
+
+
 def _sheet_dispatch(
     *, batch: OmrBatch, path: str, name: str, page: int | None, tier: str | None, policy: selectors.TenantPolicy
-) -> tuple[str, str] | None:
-    """Create the sheet's submission and job; (job id, tier) when the job waits to be sent."""
+) -> None:
+    """Create one sheet's submission and job through :func:`job_dispatch` (a sheet the
+    quality gate hands to the GPU pool, which the hand-over publishes)."""
     label = f"{name}#{page}" if page is not None else name
     submission = Submission.objects.create(
         tenant=batch.tenant,
@@ -204,12 +309,9 @@ def _sheet_dispatch(
         page=page,
         status=SubmissionStatus.PROCESSING,
     )
-    payload: dict[str, Any] = {"image_path": path, "template": batch.exam.sheet_template, "mode": batch.mode}
-    if page is not None:
-        payload["page"] = page
     outcome = job_dispatch(
         job_type="omr_grading",
-        payload=payload,
+        payload=_sheet_payload(batch=batch, path=path, page=page),
         tenant=batch.tenant,
         tier=tier,
         source_domain="submission",
@@ -224,14 +326,11 @@ def _sheet_dispatch(
             code=outcome.get("rejection_code") or "",
             message=outcome.get("error") or "dispatch failed",
         )
-        return None
+        return
     # One UPDATE with a subquery: the outcome names the job by its public id only.
     Submission.objects.filter(pk=submission.pk).update(
         job=Subquery(AIJob.objects.filter(job_id=outcome["job_id"]).values("pk")[:1]), updated_at=timezone.now()
     )
-    # A sheet the quality gate handed to the GPU pool was published by the hand-over.
-    waiting = outcome["created"] and outcome["status"] == JobStatus.PENDING
-    return (outcome["job_id"], outcome["tier"]) if waiting else None
 
 
 def submission_reject(*, submission: Submission, code: str, message: str) -> None:

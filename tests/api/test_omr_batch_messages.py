@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.storage import default_storage
@@ -325,3 +327,32 @@ def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_p
     statuses = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "status"))
     assert [statuses[job_id] for job_id in ids] == [JobStatus.DONE, JobStatus.PENDING, JobStatus.PENDING]
     assert (routing.CALLBACK_TASK, (ids[0],)) in broker.sent
+
+
+def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 4
+    gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260000"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    dark = cv2.imencode(".jpg", (gray * 0.2).astype(np.uint8))[1].tobytes()
+    uploads = [Upload(f"s{i}.jpg", sheet_jpeg(f"2026{i:04d}")) for i in range(5)]
+    uploads.insert(2, Upload("dark.jpg", dark))  # refused by the gate, inside the first group
+
+    with CaptureQueriesContext(connection) as queries:
+        batch, _ = omr_batch_create(tenant=exam.tenant, exam=exam, uploads=uploads)
+
+    inserts = [q["sql"].split(" (")[0] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert inserts.count('INSERT INTO "academy_submission"') == 2  # 6 sheets: a group of 4 and one of 2
+    assert inserts.count('INSERT INTO "academy_aijob"') == 2
+    sheets = list(batch.submissions.order_by("pk").values_list("sheet_name", "status", "rejection_code", "job__tier"))
+    assert sheets[2] == ("dark.jpg", SubmissionStatus.REJECTED, "TOO_DARK", None)
+    assert [s[1] for s in sheets[:2] + sheets[3:]] == [SubmissionStatus.PROCESSING] * 5
+    assert {s[3] for s in sheets[:2] + sheets[3:]} == {"basic"}
+    jobs = [job_id for job_id in job_ids_of(batch) if job_id != "None"]
+    assert (
+        broker.sent
+        == [  # the jobs still go out a message's worth at a time
+            (routing.RUN_MANY_TASK["basic"], (jobs[:4],)),
+            (routing.RUN_TASK["basic"], (jobs[4],)),
+        ]
+    )
