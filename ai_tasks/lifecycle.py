@@ -311,8 +311,9 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     with callbacks_held(), job_services.finishes_gathered() as finishes:
         for index, job_id in enumerate(job_ids):
             if finishes.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
-                # Held finishes have no heartbeat: written well before their leases end.
-                _reconnecting(finishes.write)
+                # Held finishes have no heartbeat: written well before their leases end
+                # (the write makes its own second attempt on a dropped connection).
+                finishes.write()
             if _clock() - started >= soft / 4:
                 decisions.update(_send_back(job_ids[index:], tier=tier))
                 break

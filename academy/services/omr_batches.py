@@ -215,15 +215,7 @@ def _sheet_prepare(
     :func:`_sheet_dispatch`'s, one sheet at a time.
     """
     label = f"{name}#{page}" if page is not None else name
-    submission = Submission(
-        tenant=batch.tenant,
-        exam=batch.exam,
-        batch=batch,
-        sheet_name=label[:300],
-        source_file=path,
-        page=page,
-        status=SubmissionStatus.PROCESSING,
-    )
+    submission = _sheet_submission(batch=batch, path=path, label=label, page=page)
     try:
         job, gate_failure = job_prepare(
             job_type="omr_grading",
@@ -281,6 +273,19 @@ def _insert_all(rows: list[Any]) -> None:
         row.save(force_insert=True)
 
 
+def _sheet_submission(*, batch: OmrBatch, path: str, label: str, page: int | None) -> Submission:
+    """A sheet's submission, unsaved, waiting to be read."""
+    return Submission(
+        tenant=batch.tenant,
+        exam=batch.exam,
+        batch=batch,
+        sheet_name=label[:300],
+        source_file=path,
+        page=page,
+        status=SubmissionStatus.PROCESSING,
+    )
+
+
 def _sheet_payload(*, batch: OmrBatch, path: str, page: int | None) -> dict[str, Any]:
     payload: dict[str, Any] = {"image_path": path, "template": batch.exam.sheet_template, "mode": batch.mode}
     if page is not None:
@@ -300,15 +305,8 @@ def _sheet_dispatch(
     """Create one sheet's submission and job through :func:`job_dispatch` (a sheet the
     quality gate hands to the GPU pool, which the hand-over publishes)."""
     label = f"{name}#{page}" if page is not None else name
-    submission = Submission.objects.create(
-        tenant=batch.tenant,
-        exam=batch.exam,
-        batch=batch,
-        sheet_name=label[:300],
-        source_file=path,
-        page=page,
-        status=SubmissionStatus.PROCESSING,
-    )
+    submission = _sheet_submission(batch=batch, path=path, label=label, page=page)
+    submission.save(force_insert=True)
     outcome = job_dispatch(
         job_type="omr_grading",
         payload=_sheet_payload(batch=batch, path=path, page=page),

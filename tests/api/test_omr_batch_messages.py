@@ -79,6 +79,14 @@ def job_ids_of(batch: OmrBatch) -> list[str]:
     return [str(j) for j in batch.submissions.order_by("pk").values_list("job__job_id", flat=True)]
 
 
+def one_message_of(exam: Exam, sheets: int, *, broker: Broker, settings: Any) -> list[str]:
+    """A batch of ``sheets`` sent as one message; its job ids, with nothing recorded yet."""
+    settings.AI_OMR_SHEETS_PER_MESSAGE = sheets
+    ids = job_ids_of(batch_of(exam, sheets))
+    broker.sent.clear()
+    return ids
+
+
 def read_by_hand(job_ids: list[str]) -> None:
     """Each job run and finished as a worker would, with a clean reading."""
     for number, job_id in enumerate(job_ids):
@@ -151,9 +159,7 @@ def test_the_jobs_of_one_message_each_run_once_and_their_callbacks_go_back_in_on
 def test_a_message_past_a_quarter_of_its_time_sends_the_jobs_it_did_not_start_back_one_by_one(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
-    ids = job_ids_of(batch_of(exam, 3))
-    broker.sent.clear()
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
     soft, _ = routing.time_limits("basic")
     clock = iter([0.0, 0.0, soft / 4])  # the message starts, its first job starts, then time is up
     monkeypatch.setattr(lifecycle, "_clock", lambda: next(clock))
@@ -246,9 +252,7 @@ def _finish_statements(queries: CaptureQueriesContext) -> tuple[int, int]:
 
 
 def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, broker: Broker, settings: Any) -> None:
-    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
-    ids = job_ids_of(batch_of(exam, 3))
-    broker.sent.clear()
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
 
     with CaptureQueriesContext(connection) as queries:
         outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
@@ -267,9 +271,7 @@ def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, 
 def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.AI_OMR_SHEETS_PER_MESSAGE = 2
-    ids = job_ids_of(batch_of(exam, 2))
-    broker.sent.clear()
+    ids = one_message_of(exam, 2, broker=broker, settings=settings)
     written = job_services._Gathering.write
 
     def taken_before_the_write(gathering: Any) -> None:
