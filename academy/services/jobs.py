@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -697,8 +697,6 @@ class _Gathering:
 
     def write(self) -> None:
         """One statement for every finish held; then empty."""
-        from django.db import InterfaceError, OperationalError
-
         if not self.rows:
             return
         rows, finishes = self.rows, self.finishes
