@@ -247,6 +247,13 @@ def _reconnecting(step: Callable[[], _T]) -> _T:
 def execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
     """Run one delivery of a job's message. Safe to call any number of times per job."""
     close_old_connections()
+    return _execute(job_id=job_id, tier=tier, worker=worker)
+
+
+def _execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
+    """:func:`execute` on the connection as it stands. Django's connection check is for
+    a task's start: with health checks on, each one costs the next statement a
+    ``SELECT 1`` round trip, which a message of several jobs needs once, not per job."""
     job, why = _reconnecting(lambda: job_services.job_claim(job_id=job_id, worker=worker))
     if job is None:
         if why == "exhausted":
@@ -289,7 +296,7 @@ _clock = time.monotonic
 def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any]:
     """Run one delivery of a message that carries several jobs, one after another.
 
-    Each job goes through :func:`execute` exactly as if it had come alone (its own claim,
+    Each job goes through the same steps as with :func:`execute` (its own claim,
     lease, attempts, fencing and result), so a redelivered message re-runs only what was
     not finished. What the jobs share is the broker's per-message cost, the statement
     that writes their finishes (``finishes_gathered``: one round trip and one commit
@@ -307,6 +314,7 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     soft, _ = routing.time_limits(tier)
     started = _clock()
     decisions: dict[str, str] = {}
+    close_old_connections()
     # Callbacks are held until the finishes are written (the inner block ends first).
     with callbacks_held(), job_services.finishes_gathered() as finishes:
         for index, job_id in enumerate(job_ids):
@@ -318,7 +326,7 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
                 decisions.update(_send_back(job_ids[index:], tier=tier))
                 break
             try:
-                decisions[job_id] = execute(job_id=job_id, tier=tier, worker=worker)["decision"]
+                decisions[job_id] = _execute(job_id=job_id, tier=tier, worker=worker)["decision"]
             except SoftTimeLimitExceeded:
                 logger.warning("ai_message_out_of_time job_id=%s left=%s", job_id, len(job_ids) - index - 1)
                 _send_back(job_ids[index + 1 :], tier=tier)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from academy.models import AIJob, AIResult, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
@@ -358,3 +358,19 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
             (routing.RUN_TASK["basic"], (jobs[4],)),
         ]
     )
+
+
+def test_a_message_checks_its_database_connection_once_not_once_per_job(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    wrapper = connections["default"]
+    checks: list[bool] = []
+    usable = wrapper.is_usable
+    monkeypatch.setattr(wrapper, "is_usable", lambda: checks.append(True) or usable())
+    monkeypatch.setattr(wrapper, "health_check_enabled", True)
+
+    lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert len(checks) == 1  # each check is a SELECT 1 round trip before the next statement
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("status", flat=True)) == {JobStatus.DONE}
