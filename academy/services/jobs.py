@@ -552,42 +552,10 @@ def _files_save(finish: Finish, *, tenant: Tenant | None, job_id: str, run: str 
     return stored, finish.result
 
 
-@functools.cache
-def _finish_sql(*, with_files: bool) -> str:
-    quote = connection.ops.quote_name
-    jobs, results = quote(AIJob._meta.db_table), quote(AIResult._meta.db_table)
-    files = quote(JobArtifact._meta.db_table)
-    # One data-modifying WITH: the UPDATE is fenced by the run's lease token (as
-    # _locked_run is) and takes the row lock; the result goes in only if it matched,
-    # and ON CONFLICT DO NOTHING keeps a result an earlier run wrote (write-once).
-    # ``||`` merges the objects key by key, as {**row, **new} does.
-    sql = (
-        f"WITH closed AS (UPDATE {jobs} SET status = %s, flags = COALESCE(flags, '{{}}') || %s::jsonb,"
-        " needs_review = %s, error_message = %s, rejection_code = %s,"
-        " progress = COALESCE(progress, '{}') || %s::jsonb, finished_at = %s, updated_at = %s,"
-        " lease_token = '', lease_expires_at = NULL"
-        " WHERE job_id = %s AND lease_token = %s AND status = %s RETURNING id, source_domain),"
-        f" kept AS (INSERT INTO {results} (job_id, payload, created_at)"
-        " SELECT id, %s::jsonb, %s FROM closed WHERE %s ON CONFLICT DO NOTHING)"
-    )
-    if not with_files:
-        return sql + " SELECT source_domain, NULL FROM closed"
-    # The files' rows as one JSON list. Every sub-statement sees the table as it was
-    # before the statement, so ``replaced`` holds the paths of an earlier run's files.
-    return sql + (
-        f", replaced AS (SELECT {files}.path FROM {files} JOIN closed ON {files}.job_id = closed.id),"
-        f" saved AS (INSERT INTO {files} (job_id, name, path, content_type, size, created_at)"
-        " SELECT closed.id, f.name, f.path, f.content_type, f.size, %s FROM closed,"
-        " jsonb_to_recordset(%s::jsonb) AS f(name text, path text, content_type text, size bigint)"
-        " ON CONFLICT (job_id, name) DO UPDATE"
-        " SET path = EXCLUDED.path, content_type = EXCLUDED.content_type, size = EXCLUDED.size)"
-        " SELECT source_domain, ARRAY(SELECT path FROM replaced) FROM closed"
-    )
-
-
 def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed: AIJob | None) -> bool:
     """:func:`job_finish` for a run holding its lease, on PostgreSQL: one round trip
-    instead of five (BEGIN, the locking SELECT, the writes, COMMIT).
+    instead of five (BEGIN, the locking SELECT, the writes, COMMIT). It is the statement
+    a message's held finishes share (:func:`finishes_gathered`), for one row.
 
     ``needs_review`` is decided from ``finish.flags``, which the lifecycle builds on the
     flags of the row it claimed; only the run that holds the lease writes them meanwhile.
@@ -595,43 +563,9 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed
     turns out to have lost its lease has touched no file another run wrote; it removes
     its own, and a run that replaces an earlier run's files removes those.
     """
-    now = timezone.now()
-    stored, result = _files_save(finish, tenant=claimed.tenant if claimed else None, job_id=job_id, run=token)
-    params: list[Any] = [
-        finish.status,
-        json.dumps(finish.flags),
-        policies.Resolution(finish.status, finish.flags).needs_review,
-        finish.error_message,
-        finish.rejection_code,
-        json.dumps(_finished_progress(finish)),
-        now,
-        now,
-        job_id,
-        token,
-        JobStatus.RUNNING,
-        json.dumps(result),
-        now,
-        finish.stores_result,
-    ]
-    if finish.artifacts:
-        params += [now, json.dumps(_file_rows(finish, stored))]
-    with sqlrows.prepared_cursor(connection) as cursor:
-        cursor.execute(_finish_sql(with_files=bool(finish.artifacts)), params)
-        row = cursor.fetchone()
-    closed = {job_id: (row[0], row[1] or [])} if row is not None else {}
-    _finished_after(closed, [_Gathered(job_id, finish.status, stored)])
-    return row is not None
-
-
-def _finished_progress(finish: Finish) -> dict[str, Any]:
-    return {"percent": 100, "stage": finish.status.lower()}
-
-
-def _file_rows(finish: Finish, stored: dict[str, str]) -> list[dict[str, Any]]:
-    return [
-        {"name": a.name, "path": stored[a.name], "content_type": a.content_type, "size": len(a.data)}
-        for a in finish.artifacts
-    ]
+    alone = _Gathering()
+    alone.add(job_id=job_id, token=token, finish=finish, claimed=claimed)
+    return job_id in alone.write()
 
 
 @dataclass(frozen=True)
@@ -682,10 +616,13 @@ class _Gathering:
                 "needs_review": policies.Resolution(finish.status, finish.flags).needs_review,
                 "error_message": finish.error_message,
                 "rejection_code": finish.rejection_code,
-                "progress": _finished_progress(finish),
+                "progress": {"percent": 100, "stage": finish.status.lower()},
                 "result": result,
                 "stores_result": finish.stores_result,
-                "files": _file_rows(finish, stored),
+                "files": [
+                    {"name": a.name, "path": stored[a.name], "content_type": a.content_type, "size": len(a.data)}
+                    for a in finish.artifacts
+                ],
             }
         )
         self.finishes.append(_Gathered(job_id, finish.status, stored))
@@ -695,12 +632,14 @@ class _Gathering:
     def age(self) -> float:
         return 0.0 if self.oldest is None else time.monotonic() - self.oldest
 
-    def write(self) -> None:
-        """One statement for every finish held; then empty."""
+    def write(self) -> set[str]:
+        """One statement for every finish held; then empty. Returns the ids of the jobs
+        it closed (the rest were fenced out)."""
         if not self.rows:
-            return
+            return set()
         rows, finishes = self.rows, self.finishes
         self.rows, self.finishes, self.oldest = [], [], None
+        first_try = True
         try:
             closed = _finish_many(rows)
         except (OperationalError, InterfaceError):
@@ -709,9 +648,9 @@ class _Gathering:
             # those runs' files must then stay.
             logger.warning("ai_db_reconnect finishes=%s", len(rows))
             connection.close()
-            _finished_after(_finish_many(rows), finishes, delete_fenced=False)
-            return
-        _finished_after(closed, finishes)
+            closed, first_try = _finish_many(rows), False
+        _finished_after(closed, finishes, delete_fenced=first_try)
+        return set(closed)
 
 
 _gathering: contextvars.ContextVar[_Gathering | None] = contextvars.ContextVar("finishes_gathered", default=None)
@@ -747,8 +686,12 @@ def _finish_many_sql() -> str:
     quote = connection.ops.quote_name
     jobs, results = quote(AIJob._meta.db_table), quote(AIResult._meta.db_table)
     files = quote(JobArtifact._meta.db_table)
-    # _finish_sql's statement for many runs at once: the same fence (each row's job id
-    # and token), merge, write-once result and file rows, from one JSON list.
+    # One data-modifying WITH for any number of runs, from one JSON list. The UPDATE is
+    # fenced by each row's job id and lease token and takes the row locks; a result goes
+    # in only for a row it matched, and ON CONFLICT DO NOTHING keeps a result an earlier
+    # run wrote (write-once). ``||`` merges the objects key by key, as {**row, **new}
+    # does. Every sub-statement sees the tables as they were before the statement, so
+    # ``replaced`` holds the paths of an earlier run's files.
     return (
         "WITH d AS (SELECT * FROM jsonb_to_recordset(%s::jsonb) AS d(job_id text, token text, status text,"
         " flags jsonb, needs_review boolean, error_message text, rejection_code text, progress jsonb,"
