@@ -214,8 +214,7 @@ def _sheet_prepare(
     None when the gate refuses it but the tenant's GPU pool takes it: that hand-over is
     :func:`_sheet_dispatch`'s, one sheet at a time.
     """
-    label = f"{name}#{page}" if page is not None else name
-    submission = _sheet_submission(batch=batch, path=path, label=label, page=page)
+    submission = _sheet_submission(batch=batch, path=path, name=name, page=page)
     try:
         job, gate_failure = job_prepare(
             job_type="omr_grading",
@@ -230,7 +229,7 @@ def _sheet_prepare(
         _settle_refused(submission, code=rejection.code, message=rejection.message)
         return _Sheet(submission, None)
     except Exception as exc:  # as job_dispatch: the sheet fails, the upload goes on
-        logger.exception("ai_dispatch_failed job_type=omr_grading sheet=%s", label)
+        logger.exception("ai_dispatch_failed job_type=omr_grading sheet=%s", submission.sheet_name)
         _settle_refused(submission, code="", message=str(exc))
         return _Sheet(submission, None)
     return None if gate_failure is not None else _Sheet(submission, job)
@@ -243,22 +242,18 @@ def _sheets_save(*, batch: OmrBatch, sheets: list[_Sheet], unsent: _Unsent) -> i
     if not sheets:
         return 0
     now = timezone.now()
+    linked = [(sheet.submission, sheet.job) for sheet in sheets if sheet.job is not None]
     with transaction.atomic():
         _insert_all([sheet.submission for sheet in sheets])
-        jobs = []
-        for sheet in sheets:
-            if sheet.job is not None:
-                key = f"omr-batch:{batch.batch_id}:{sheet.submission.pk}"
-                sheet.job.source_id = str(sheet.submission.pk)
-                sheet.job.idempotency_key = job_idempotency_key(tenant=batch.tenant, key=key)
-                jobs.append(sheet.job)
-        _insert_all(jobs)
-        linked = [sheet for sheet in sheets if sheet.job is not None]
-        for sheet in linked:
-            sheet.submission.job = sheet.job
-            sheet.submission.updated_at = now
-        Submission.objects.bulk_update([sheet.submission for sheet in linked], ["job", "updated_at"])
-    for job in jobs:
+        for submission, job in linked:
+            job.source_id = str(submission.pk)
+            job.idempotency_key = job_idempotency_key(tenant=batch.tenant, key=_sheet_key(batch, submission))
+        _insert_all([job for _, job in linked])
+        for submission, job in linked:
+            submission.job = job
+            submission.updated_at = now
+        Submission.objects.bulk_update([submission for submission, _ in linked], ["job", "updated_at"])
+    for _, job in linked:
         unsent.add(job.job_id, job.tier)
     return len(sheets)
 
@@ -273,8 +268,9 @@ def _insert_all(rows: list[Any]) -> None:
         row.save(force_insert=True)
 
 
-def _sheet_submission(*, batch: OmrBatch, path: str, label: str, page: int | None) -> Submission:
-    """A sheet's submission, unsaved, waiting to be read."""
+def _sheet_submission(*, batch: OmrBatch, path: str, name: str, page: int | None) -> Submission:
+    """A sheet's submission, unsaved, waiting to be read (a PDF's page is ``name#page``)."""
+    label = f"{name}#{page}" if page is not None else name
     return Submission(
         tenant=batch.tenant,
         exam=batch.exam,
@@ -286,6 +282,11 @@ def _sheet_submission(*, batch: OmrBatch, path: str, label: str, page: int | Non
     )
 
 
+def _sheet_key(batch: OmrBatch, submission: Submission) -> str:
+    """The idempotency key of a sheet's job."""
+    return f"omr-batch:{batch.batch_id}:{submission.pk}"
+
+
 def _sheet_payload(*, batch: OmrBatch, path: str, page: int | None) -> dict[str, Any]:
     payload: dict[str, Any] = {"image_path": path, "template": batch.exam.sheet_template, "mode": batch.mode}
     if page is not None:
@@ -294,6 +295,7 @@ def _sheet_payload(*, batch: OmrBatch, path: str, page: int | None) -> dict[str,
 
 
 def _settle_refused(submission: Submission, *, code: str, message: str) -> None:
+    """Mark the sheet refused with its code (FAILED without one); the caller saves it."""
     submission.status = SubmissionStatus.REJECTED if code else SubmissionStatus.FAILED
     submission.rejection_code = code
     submission.error_message = message[:2000]
@@ -304,8 +306,7 @@ def _sheet_dispatch(
 ) -> None:
     """Create one sheet's submission and job through :func:`job_dispatch` (a sheet the
     quality gate hands to the GPU pool, which the hand-over publishes)."""
-    label = f"{name}#{page}" if page is not None else name
-    submission = _sheet_submission(batch=batch, path=path, label=label, page=page)
+    submission = _sheet_submission(batch=batch, path=path, name=name, page=page)
     submission.save(force_insert=True)
     outcome = job_dispatch(
         job_type="omr_grading",
@@ -314,7 +315,7 @@ def _sheet_dispatch(
         tier=tier,
         source_domain="submission",
         source_id=str(submission.pk),
-        idempotency_key=f"omr-batch:{batch.batch_id}:{submission.pk}",
+        idempotency_key=_sheet_key(batch, submission),
         policy=policy,
         publish=False,
     )
@@ -333,9 +334,7 @@ def _sheet_dispatch(
 
 def submission_reject(*, submission: Submission, code: str, message: str) -> None:
     """The sheet cannot be read: settle it with the code, so the batch can complete."""
-    submission.status = SubmissionStatus.REJECTED if code else SubmissionStatus.FAILED
-    submission.rejection_code = code
-    submission.error_message = message[:2000]
+    _settle_refused(submission, code=code, message=message)
     submission.save(update_fields=["status", "rejection_code", "error_message", "updated_at"])
 
 
