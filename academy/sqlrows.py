@@ -6,6 +6,10 @@ request. The statement is written once per process from the models' metadata; it
 is cut into one object per model with ``Model.from_db``, after each field's own
 ``from_db_value`` (a JSONField's text is parsed, as the ORM would), and the caller wires
 the relations' caches.
+
+Also the two ways the hot paths talk to PostgreSQL past the ORM's costs: a cursor whose
+statements are prepared once per connection (:func:`prepared_cursor`), and many rows
+inserted from one JSON parameter (:func:`rows_insert`).
 """
 
 from __future__ import annotations
@@ -109,10 +113,14 @@ def rows_insert(model: type[Model], rows: list[dict[str, Any]], *, on_conflict: 
         return
     connection = connections[DEFAULT_DB_ALIAS]
     quote = connection.ops.quote_name
-    fields = [model._meta.get_field(name) for name in rows[0]]
-    assert all(isinstance(f, Field) and f.db_type(connection) for f in fields), "concrete columns only"
-    columns = ", ".join(quote(f.column) for f in fields if isinstance(f, Field))
-    record = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields if isinstance(f, Field))
+    fields: list[Field[Any, Any]] = []
+    for name in rows[0]:
+        field = model._meta.get_field(name)
+        if not isinstance(field, Field) or not field.db_type(connection):
+            raise ValueError(f"{model.__name__}.{name} is not a column")
+        fields.append(field)
+    columns = ", ".join(quote(f.column) for f in fields)
+    record = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in fields)
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} ({columns})"
         f" SELECT {columns} FROM jsonb_to_recordset(%s::jsonb) AS r({record}) {on_conflict}"

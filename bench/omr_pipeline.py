@@ -77,11 +77,12 @@ def _init(template: dict[str, object], cpus: set[int]) -> None:
     if cpus:  # --own-core: the reader as the pool's child runs it, on the pool's core
         os.sched_setaffinity(0, cpus)
         os.environ["OPENCV_FOR_THREADS_NUM"] = "1"  # read when cv2 is first imported, below
-    elif "cv2" in sys.modules:
+    else:
         # Shared: the fastest reading in-process, on OpenCV's own threads (about 10 %
         # faster alone than on one). The app's processes default to one thread
-        # (academy.apps), which this process inherited when cv2 was imported.
-        cv2 = sys.modules["cv2"]
+        # (academy.apps), which this process inherited.
+        import cv2
+
         cv2.setNumThreads(cv2.getNumberOfCPUs())
 
 

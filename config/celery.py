@@ -48,5 +48,8 @@ def _one_opencv_thread_per_child(**kwargs: object) -> None:
     # every call over all cores, so the children fight for them: on two busy cores a
     # sheet took 39.6 ms of CPU with OpenCV's threads and 34.4 ms with one, and with one
     # it used no CPU beyond its own. Read when cv2 is first imported, which is after fork
-    # (the parent never imports it); an operator's own value is kept.
-    os.environ.setdefault("OPENCV_FOR_THREADS_NUM", "1")
+    # (the parent never imports it); an operator's own value is kept. The same rule as
+    # every Django process (academy.apps), applied again for a parent without Django's apps.
+    from academy.apps import opencv_one_thread
+
+    opencv_one_thread()

@@ -163,9 +163,9 @@ class Cluster:
 
     def ensure_running(self) -> None:
         for pool in self.pools:
-            proc = self.procs.get(pool)
-            if proc is None or proc.poll() is not None:
+            if pool not in self.procs:
                 self.start(pool)
+        self.revive()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         from config.celery import app

@@ -30,7 +30,7 @@ def test_this_opencv_build_honours_the_thread_setting_when_it_is_first_imported(
     assert out.stdout.strip() == "1"
 
 
-def test_a_web_process_measures_uploads_with_one_opencv_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_web_process_measures_uploads_with_one_opencv_thread() -> None:
     # django.setup() runs AppConfig.ready, which sets it before the gate first imports cv2.
     code = "import django; django.setup(); import cv2; print(cv2.getNumThreads())"
     env = {k: v for k, v in os.environ.items() if k != "OPENCV_FOR_THREADS_NUM"}
