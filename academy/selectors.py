@@ -88,6 +88,11 @@ def job_get(job_id: str) -> AIJob | None:
     return AIJob.objects.select_related("tenant__config").filter(job_id=job_id).first()
 
 
+def jobs_get(job_ids: list[str]) -> list[AIJob]:
+    """Several jobs, loaded as :func:`job_get` loads one."""
+    return list(AIJob.objects.select_related("tenant__config").filter(job_id__in=job_ids))
+
+
 def job_get_for_tenant(job_id: str, tenant: Tenant) -> AIJob | None:
     """A job of this tenant's, or None: another tenant's job does not exist for them."""
     return AIJob.objects.filter(job_id=job_id, tenant=tenant).first()

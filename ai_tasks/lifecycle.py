@@ -56,31 +56,53 @@ class Failed:
 Outcome = ProcessorResult | Failed
 
 
-class _Lease:
-    """Heartbeats from a side thread while the processor runs; carries its progress.
+class _Waiting:
+    """The claimed jobs of a message that have not started yet, ``{job_id: token}``: the
+    message's loop takes them one at a time, the running job's heartbeat renews them."""
 
-    Progress is written with the heartbeat (at most every ``AI_PROGRESS_MIN_INTERVAL``
-    seconds), so a chatty processor costs a bounded number of row updates.
+    def __init__(self, leases: dict[str, str]) -> None:
+        self._leases = leases
+        self._lock = threading.Lock()
+
+    def take(self, job_id: str) -> str | None:
+        with self._lock:
+            return self._leases.pop(job_id, None)
+
+    def leases(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._leases)
+
+    def take_all(self) -> dict[str, str]:
+        with self._lock:
+            leases, self._leases = self._leases, {}
+            return leases
+
+
+class _Lease:
+    """A run's lease while its processor works: renewed by the process's heartbeat thread
+    (:class:`_Heartbeats`) every ``AI_HEARTBEAT_SECONDS``, with the run's progress.
+
+    Progress is also written from the processor's own thread, at most every
+    ``AI_PROGRESS_MIN_INTERVAL`` seconds, so a chatty processor costs a bounded number of
+    row updates.
     """
 
-    def __init__(self, job_id: str, token: str) -> None:
+    def __init__(self, job_id: str, token: str, waiting: _Waiting | None = None) -> None:
         self.job_id = job_id
         self.token = token
+        self.waiting = waiting
         self.lost = False
         self._progress: dict[str, Any] | None = None
         self._written_at = time.monotonic()
-        self._stop = threading.Event()
         # The heartbeat's log lines carry the job's identity too (copied context).
-        run = contextvars.copy_context().run
-        self._thread = threading.Thread(target=run, args=(self._loop,), name=f"lease-{job_id}", daemon=True)
+        self.context = contextvars.copy_context()
 
     def __enter__(self) -> _Lease:
-        self._thread.start()
+        _heartbeats.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        _heartbeats.remove(self)
 
     def progress(self, stage: str, percent: int) -> None:
         self._progress = {"stage": str(stage)[:64], "percent": max(0, min(100, int(percent)))}
@@ -92,14 +114,80 @@ class _Lease:
         if not job_services.job_heartbeat(job_id=self.job_id, token=self.token, progress=self._progress):
             self.lost = True
 
+    def beat(self) -> None:
+        """The heartbeat: this run's lease, then those of its message's jobs still waiting."""
+        self._beat()
+        if self.waiting is not None and (leases := self.waiting.leases()):
+            # One whose lease another run took is only run to be fenced out at its finish.
+            for job_id in leases.keys() - job_services.leases_renew(leases=leases):
+                logger.warning("ai_waiting_lease_lost job_id=%s", job_id)
+
+
+class _Heartbeats:
+    """One thread per process renews the leases of the runs in it.
+
+    A thread of its own per run cost about 0.4 ms to start and join, per sheet, on a
+    30 ms read; nearly every run ends long before its first beat is due. This one sleeps
+    until the earliest lease is due, beats it on its own database connection, and closes
+    that connection once no run is left. A beat in flight as its run ends is harmless:
+    it can only extend a lease its token still holds.
+    """
+
+    def __init__(self) -> None:
+        self._pid = 0
+        self._due: dict[_Lease, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lease: _Lease) -> None:
+        if self._pid != os.getpid():  # first use in this process (a pool child, after fork)
+            self._pid, self._due, self._changed, self._thread = os.getpid(), {}, threading.Condition(), None
+        with self._changed:
+            self._due[lease] = time.monotonic() + settings.AI_HEARTBEAT_SECONDS
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, lease: _Lease) -> None:
+        with self._changed:
+            self._due.pop(lease, None)
+            if not self._due:
+                self._changed.notify()  # the thread closes its connection
+
+    def _next(self, *, connected: bool) -> list[_Lease]:
+        """Wait until some lease is due: those leases, rescheduled. An empty list instead
+        when no run is left and the thread's connection may be open."""
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if connected and not self._due:
+                    return []
+                due = [lease for lease, at in self._due.items() if at <= now]
+                if due:
+                    for lease in due:
+                        self._due[lease] = now + settings.AI_HEARTBEAT_SECONDS
+                    return due
+                self._changed.wait(min(self._due.values()) - now if self._due else None)
+
     def _loop(self) -> None:
-        try:
-            while not self._stop.wait(settings.AI_HEARTBEAT_SECONDS):
-                self._beat()
-        except Exception:
-            logger.exception("ai_heartbeat_failed job_id=%s", self.job_id)
-        finally:
-            connection.close()  # this thread's own connection
+        connected = False
+        while True:
+            due = self._next(connected=connected)
+            if not due:
+                connection.close()  # this thread's own connection, until a long run comes
+                connected = False
+                continue
+            connected = True
+            close_old_connections()  # a connection the server dropped since the last beat
+            for lease in due:
+                try:
+                    lease.context.run(lease.beat)
+                except Exception:
+                    logger.exception("ai_heartbeat_failed job_id=%s", lease.job_id)
+
+
+_heartbeats = _Heartbeats()
 
 
 def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
@@ -256,23 +344,33 @@ def _execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
     ``SELECT 1`` round trip, which a message of several jobs needs once, not per job."""
     job, why = _reconnecting(lambda: job_services.job_claim(job_id=job_id, worker=worker))
     if job is None:
-        if why == "exhausted":
-            stale = selectors.job_get(job_id)
-            if stale is not None:
-                return {"job_id": job_id, "decision": exhausted_finish(stale)}
-        logger.info("ai_claim_skipped job_id=%s why=%s", job_id, why)
-        return {"job_id": job_id, "decision": f"skipped:{why}"}
-    token = why
+        return {"job_id": job_id, "decision": _unclaimed(job_id, why)}
+    return {"job_id": job_id, "decision": _run(job, why, tier=tier, worker=worker)}
+
+
+def _unclaimed(job_id: str, why: str) -> str:
+    """The decision for a delivery whose job was not claimable."""
+    if why == "exhausted":
+        stale = selectors.job_get(job_id)
+        if stale is not None:
+            return exhausted_finish(stale)
+    logger.info("ai_claim_skipped job_id=%s why=%s", job_id, why)
+    return f"skipped:{why}"
+
+
+def _run(job: AIJob, token: str, *, tier: str, worker: str, waiting: _Waiting | None = None) -> str:
+    """One claimed run: the processor under a lease, then the outcome's decision."""
+    job_id = job.job_id
     # Every log line of this run, from any module, carries the job's identity.
     with job_log_context(job):
         if job.tier != tier:
             logger.warning("ai_tier_mismatch job_id=%s job_tier=%s queue_tier=%s", job_id, job.tier, tier)
-        with _Lease(job_id, token) as lease:
+        with _Lease(job_id, token, waiting) as lease:
             outcome = _run_processor(job, lease)
         if lease.lost:
             # Another run owns the job now; whatever this one wrote would be fenced out anyway.
             logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
-            return {"job_id": job_id, "decision": "lease_lost"}
+            return "lease_lost"
         try:
             decision = _reconnecting(lambda: outcome_apply(job, token, outcome))
         except Rejection as exc:  # e.g. a storage check raised while saving artifacts
@@ -286,7 +384,7 @@ def _execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
             job.attempt_count,
             decision,
         )
-        return {"job_id": job_id, "decision": decision}
+        return decision
 
 
 #: the clock a message's age is read from (a test may replace it)
@@ -299,15 +397,19 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     Each job goes through the same steps as with :func:`execute` (its own claim,
     lease, attempts, fencing and result), so a redelivered message re-runs only what was
     not finished. What the jobs share is the broker's per-message cost, the statement
-    that writes their finishes (``finishes_gathered``: one round trip and one commit
-    instead of one per job, at the message's end), and their domain callbacks, which go
-    out as one message after it. A worker killed before that write leaves those jobs
-    RUNNING; the message comes back (or their leases run out) and they run again.
+    that claims them (``jobs_claim``, at the message's start), the statement that writes
+    their finishes (``finishes_gathered``, at its end), and their domain callbacks, which
+    go out as one message after it. A claimed job's lease is renewed by the heartbeat of
+    whichever job is running. A worker killed before the finishes' write leaves the
+    message's jobs RUNNING: their leases run out and the sweeper sends each out again as
+    a message of its own, so a job that kills its worker spends its siblings' attempts
+    once at most.
 
     The message has one job's time limits. A job is started from it only while it has used
     under a quarter of the soft limit, so each job it starts still has most of a job's time;
-    the rest are sent back as messages of their own. That also holds when the soft limit
-    fires outside a processor (during a claim or a write).
+    the rest are released (their attempts returned) and sent back as messages of their
+    own. That also holds when the soft limit fires outside a processor (during a claim or
+    a write).
     """
     from ai_tasks.publish import callbacks_held
 
@@ -315,28 +417,39 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     started = _clock()
     decisions: dict[str, str] = {}
     close_old_connections()
+    index, claimed = 0, False
+    waiting = _Waiting({})
     # Callbacks are held until the finishes are written (the inner block ends first).
     with callbacks_held(), job_services.finishes_gathered() as finishes:
-        for index, job_id in enumerate(job_ids):
-            if finishes.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
-                # Held finishes have no heartbeat: written well before their leases end
-                # (the write makes its own second attempt on a dropped connection).
-                finishes.write()
-            if _clock() - started >= soft / 4:
-                decisions.update(_send_back(job_ids[index:], tier=tier))
-                break
-            try:
-                decisions[job_id] = _execute(job_id=job_id, tier=tier, worker=worker)["decision"]
-            except SoftTimeLimitExceeded:
-                logger.warning("ai_message_out_of_time job_id=%s left=%s", job_id, len(job_ids) - index - 1)
-                _send_back(job_ids[index + 1 :], tier=tier)
-                raise
+        try:
+            claims = _reconnecting(lambda: job_services.jobs_claim(job_ids=job_ids, worker=worker))
+            waiting = _Waiting({job_id: token for job_id, (_, token) in claims.taken.items()})
+            claimed = True
+            for index, job_id in enumerate(job_ids):
+                if finishes.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
+                    # Held finishes have no heartbeat: written well before their leases end
+                    # (the write makes its own second attempt on a dropped connection).
+                    finishes.write()
+                if _clock() - started >= soft / 4:
+                    decisions.update(_send_back(job_ids[index:], tier=tier, waiting=waiting))
+                    break
+                token = waiting.take(job_id)
+                if token is not None:
+                    decisions[job_id] = _run(claims.taken[job_id][0], token, tier=tier, worker=worker, waiting=waiting)
+                elif job_id not in decisions:  # a job listed twice runs once
+                    decisions[job_id] = _unclaimed(job_id, claims.refused.get(job_id, "not_claimable"))
+        except SoftTimeLimitExceeded:
+            logger.warning("ai_message_out_of_time job_id=%s left=%s", job_ids[index], len(job_ids) - index - 1)
+            _send_back(job_ids[index + 1 :] if claimed else job_ids, tier=tier, waiting=waiting)
+            raise
     return {"job_ids": job_ids, "decisions": decisions}
 
 
-def _send_back(job_ids: list[str], *, tier: str) -> dict[str, str]:
-    """Publish jobs of a message that will not run them, one message each. A job another
-    delivery already ran is not run twice: its claim takes nothing."""
+def _send_back(job_ids: list[str], *, tier: str, waiting: _Waiting) -> dict[str, str]:
+    """Publish jobs of a message that will not run them, one message each, after
+    releasing the claims it held on them. A job another delivery already ran is not run
+    twice: its claim takes nothing."""
+    job_services.jobs_release(leases=waiting.take_all())
     for job_id in job_ids:
         job_services.job_publish_or_fail(job_id=job_id, tier=tier, fail=False)
     return dict.fromkeys(job_ids, "sent_back")

@@ -15,14 +15,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, JSONField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -332,13 +332,46 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
     worker died). A redelivered copy of a message whose job is running or finished
     matches nothing and runs nothing.
     """
+    claims = jobs_claim(job_ids=[job_id], worker=worker)
+    if job_id in claims.taken:
+        return claims.taken[job_id]
+    return None, claims.refused[job_id]
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What :func:`jobs_claim` got: ``taken`` maps a job id to (job, token), ``refused``
+    to why it was not claimable ("missing", "exhausted" or "not_claimable")."""
+
+    taken: dict[str, tuple[AIJob, str]]
+    refused: dict[str, str]
+
+
+def jobs_claim(*, job_ids: Sequence[str], worker: str) -> Claims:
+    """Take each of several jobs for a run of its own (the jobs of one message): the same
+    rule, token, attempt and lease per job as :func:`job_claim`, in one statement.
+
+    A job the message then does not start goes back with :func:`jobs_release`, its
+    attempt returned. Its lease runs from now: the run's heartbeat renews it while it
+    waits (``leases_renew``).
+    """
     now = timezone.now()
-    token = uuid.uuid4().hex
+    tokens = {str(job_id): uuid.uuid4().hex for job_id in job_ids}
     if connection.vendor == "postgresql":
-        claimed = _claim_returning(job_id=job_id, worker=worker, token=token, now=now)
-        if claimed is not None:
-            return claimed, token
-        return None, _why_unclaimed(selectors.job_get(job_id), now)
+        taken = {job.job_id: (job, tokens[job.job_id]) for job in _claim_returning(tokens, worker=worker, now=now)}
+    else:
+        taken = {}
+        for job_id, token in tokens.items():
+            job = _claim_one(job_id=job_id, token=token, worker=worker, now=now)
+            if job is not None:
+                taken[job_id] = (job, token)
+    left = [job_id for job_id in tokens if job_id not in taken]
+    rows = {job.job_id: job for job in selectors.jobs_get(left)} if left else {}
+    return Claims(taken, {job_id: _why_unclaimed(rows.get(job_id), now) for job_id in left})
+
+
+def _claim_one(*, job_id: str, token: str, worker: str, now: Any) -> AIJob | None:
+    """:func:`jobs_claim` for one job through the ORM (databases other than PostgreSQL)."""
     claimable = Q(status__in=[JobStatus.PENDING, JobStatus.RETRYING]) | Q(
         status__in=[JobStatus.RUNNING, JobStatus.VALIDATING], lease_expires_at__lt=now
     )
@@ -353,10 +386,7 @@ def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
         started_at=Coalesce(F("started_at"), now),
         progress=dict(_STARTED),
     )
-    job = selectors.job_get(job_id)
-    if updated != 1 or job is None:
-        return None, _why_unclaimed(job, now)
-    return job, token
+    return selectors.job_get(job_id) if updated == 1 else None
 
 
 def _why_unclaimed(job: AIJob | None, now: Any) -> str:
@@ -373,14 +403,17 @@ def _claim_sql() -> str:
     jobs = quote(AIJob._meta.db_table)
     tenants, configs = quote(Tenant._meta.db_table), quote(TenantConfig._meta.db_table)
     columns = sqlrows.select_list(alias, [("j", AIJob), ("te", Tenant), ("c", TenantConfig)])
-    # The claim's UPDATE (the same condition as the ORM's below) and selectors.job_get's
-    # joins in one statement: the row comes back with its tenant and config.
+    # The claim's UPDATE (the same condition as _claim_one's) for every (job id, token)
+    # pair, and selectors.job_get's joins, in one statement: the rows come back with their
+    # tenant and config. The pairs come sorted by job id, so two claims over the same jobs
+    # (a redelivered copy) lock them in the same order.
     return (
-        f"WITH j AS (UPDATE {jobs} SET status = %s, attempt_count = attempt_count + 1, locked_by = %s,"
-        " locked_at = %s, lease_token = %s, lease_expires_at = %s, last_heartbeat_at = %s,"
-        " started_at = COALESCE(started_at, %s), progress = %s::jsonb"
-        " WHERE job_id = %s AND attempt_count < max_attempts"
-        " AND (status IN (%s, %s) OR (status IN (%s, %s) AND lease_expires_at < %s)) RETURNING *)"
+        "WITH t AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS t(job_id, token)),"
+        f" j AS (UPDATE {jobs} AS u SET status = %s, attempt_count = u.attempt_count + 1, locked_by = %s,"
+        " locked_at = %s, lease_token = t.token, lease_expires_at = %s, last_heartbeat_at = %s,"
+        " started_at = COALESCE(u.started_at, %s), progress = %s::jsonb"
+        " FROM t WHERE u.job_id = t.job_id AND u.attempt_count < u.max_attempts"
+        " AND (u.status IN (%s, %s) OR (u.status IN (%s, %s) AND u.lease_expires_at < %s)) RETURNING u.*)"
         f" SELECT {columns} FROM j LEFT OUTER JOIN {tenants} te"
         f" ON {sqlrows.column(alias, 'te', Tenant, 'pk')} = {sqlrows.column(alias, 'j', AIJob, 'tenant')}"
         f" LEFT OUTER JOIN {configs} c"
@@ -388,19 +421,20 @@ def _claim_sql() -> str:
     )
 
 
-def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob | None:
-    """:func:`job_claim`'s UPDATE and read in one round trip (PostgreSQL): the claimed
-    job with its tenant and config loaded, or None when nothing was claimable."""
+def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[AIJob]:
+    """:func:`jobs_claim`'s UPDATE and read in one round trip (PostgreSQL): the claimed
+    jobs with their tenant and config loaded."""
+    pairs = sorted(tokens.items())
     params: list[Any] = [
+        [job_id for job_id, _ in pairs],
+        [token for _, token in pairs],
         JobStatus.RUNNING,
         worker[:200],
         now,
-        token,
         now + timedelta(seconds=settings.AI_LEASE_SECONDS),
         now,
         now,
         json.dumps(_STARTED),
-        job_id,
         JobStatus.PENDING,
         JobStatus.RETRYING,
         JobStatus.RUNNING,
@@ -409,15 +443,34 @@ def _claim_returning(*, job_id: str, worker: str, token: str, now: Any) -> AIJob
     ]
     with sqlrows.prepared_cursor(connection) as cursor:
         cursor.execute(_claim_sql(), params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    job, tenant, config = sqlrows.objects_from_row(connection.alias, row, (AIJob, Tenant, TenantConfig))
-    AIJob._meta.get_field("tenant").set_cached_value(job, tenant)
-    if tenant is not None:
-        sqlrows.cache_one_to_one(TenantConfig._meta.get_field("tenant"), tenant, config)  # None: no config row
-    assert isinstance(job, AIJob)
-    return job
+        rows = cursor.fetchall()
+    claimed = []
+    for row in rows:
+        job, tenant, config = sqlrows.objects_from_row(connection.alias, row, (AIJob, Tenant, TenantConfig))
+        AIJob._meta.get_field("tenant").set_cached_value(job, tenant)
+        if tenant is not None:
+            sqlrows.cache_one_to_one(TenantConfig._meta.get_field("tenant"), tenant, config)  # None: no config row
+        assert isinstance(job, AIJob)
+        claimed.append(job)
+    return claimed
+
+
+def jobs_release(*, leases: Mapping[str, str]) -> int:
+    """Hand back claimed jobs whose run never started (``{job_id: token}``): each is
+    claimable again as if this claim had not happened, its attempt returned. A job whose
+    lease another run took meanwhile is left alone. Returns how many went back."""
+    first = Q(attempt_count__lte=1)
+    released = 0
+    for job_id, token in leases.items():
+        released += AIJob.objects.filter(job_id=job_id, lease_token=token, status=JobStatus.RUNNING).update(
+            status=Case(When(first, then=Value(JobStatus.PENDING)), default=Value(JobStatus.RETRYING)),
+            attempt_count=F("attempt_count") - 1,
+            lease_token="",
+            lease_expires_at=None,
+            started_at=Case(When(first, then=Value(None)), default=F("started_at")),
+            progress=Case(When(first, then=Value({}, output_field=JSONField())), default=F("progress")),
+        )
+    return released
 
 
 def _is_exhausted(job: AIJob, now: Any) -> bool:
@@ -440,6 +493,19 @@ def job_heartbeat(*, job_id: str, token: str, progress: dict[str, Any] | None = 
     if progress is not None:
         fields["progress"] = progress
     return AIJob.objects.filter(job_id=job_id, lease_token=token, status=JobStatus.RUNNING).update(**fields) == 1
+
+
+def leases_renew(*, leases: Mapping[str, str]) -> set[str]:
+    """Extend the leases of claimed jobs that wait their turn in a message (``{job_id:
+    token}``). Returns the job ids whose lease is still this run's."""
+    now = timezone.now()
+    fields = {"lease_expires_at": now + timedelta(seconds=settings.AI_LEASE_SECONDS), "last_heartbeat_at": now}
+    running = AIJob.objects.filter(status=JobStatus.RUNNING)
+    kept = set()
+    for job_id, token in leases.items():
+        if running.filter(job_id=job_id, lease_token=token).update(**fields):
+            kept.add(job_id)
+    return kept
 
 
 def _locked_run(job_id: str, token: str | None) -> AIJob | None:

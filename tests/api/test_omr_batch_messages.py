@@ -1,7 +1,8 @@
 """An OMR batch's sheets share broker messages; each sheet keeps its own job.
 
 The batch service publishes ``AI_OMR_SHEETS_PER_MESSAGE`` jobs per message, a worker
-runs them one after another with each job's own claim, lease and result, and their
+claims them in one statement and runs them one after another, each with its own token,
+lease, attempt and result, and their
 domain callbacks come back as one message, applied together and exactly once. Nothing
 here uses a real worker: the broker is replaced by a recorder (tests/integration has a
 batch through the real pools).
@@ -9,6 +10,7 @@ batch through the real pools).
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from typing import Any
 
@@ -153,6 +155,82 @@ def test_the_jobs_of_one_message_each_run_once_and_their_callbacks_go_back_in_on
     again = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
     assert set(again["decisions"].values()) == {"skipped:not_claimable"}
     assert broker.sent == []
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
+
+
+def _claim_statements(queries: CaptureQueriesContext) -> int:
+    return sum('UPDATE "academy_aijob" AS u SET' in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_message_claims_its_jobs_in_one_statement_each_with_a_token_of_its_own(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    tokens: dict[str, str] = {}
+    finish = job_services.job_finish
+
+    def seen(**kwargs: Any) -> Any:
+        tokens[kwargs["job_id"]] = kwargs["token"]
+        return finish(**kwargs)
+
+    monkeypatch.setattr(job_services, "job_finish", seen)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert outcome["decisions"] == dict.fromkeys(ids, JobStatus.DONE)
+    assert _claim_statements(queries) == 1
+    assert sorted(tokens) == sorted(ids)
+    assert len(set(tokens.values())) == 3
+    assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
+
+
+def test_the_running_jobs_heartbeat_renews_the_leases_of_the_jobs_waiting_behind_it(
+    exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    settings.AI_HEARTBEAT_SECONDS = 0.05
+    run = lifecycle._run_processor
+    leases: list[Any] = []
+
+    def slow_first(job: AIJob, lease: Any) -> Any:
+        if job.job_id == ids[0]:
+            waiting = AIJob.objects.filter(job_id__in=ids[1:]).order_by("job_id")
+            leases.append(list(waiting.values_list("lease_expires_at", flat=True)))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and list(waiting.values_list("lease_expires_at", flat=True)) == leases[0]:
+                time.sleep(0.02)
+            leases.append(list(waiting.values_list("lease_expires_at", flat=True)))
+        return run(job, lease)
+
+    monkeypatch.setattr(lifecycle, "_run_processor", slow_first)
+    outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    before, after = leases
+    assert all(renewed > claimed for claimed, renewed in zip(before, after, strict=True))
+    assert outcome["decisions"] == dict.fromkeys(ids, JobStatus.DONE)
+
+
+def test_a_message_whose_worker_died_leaves_its_jobs_to_the_sweeper_one_message_each(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ai_tasks.sweeper import sweep_once
+
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    claims = job_services.jobs_claim(job_ids=ids, worker="killed")  # then the child was killed
+    assert sorted(claims.taken) == sorted(ids)
+
+    # A redelivered copy finds every job under a live lease and runs none of them.
+    again = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+    assert set(again["decisions"].values()) == {"skipped:not_claimable"}
+
+    AIJob.objects.filter(job_id__in=ids).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert sweep_once()["requeued"] == 3
+    assert sorted(args[0] for name, args in broker.sent if name == routing.RUN_TASK["basic"]) == sorted(ids)
+    # The dead run cost each job one attempt, no more.
     assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
 
 
@@ -312,21 +390,25 @@ def test_held_finishes_are_written_before_the_next_job_once_they_have_waited_a_w
 def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_processor(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.AI_OMR_SHEETS_PER_MESSAGE = 3
-    ids = job_ids_of(batch_of(exam, 3))
-    claim = job_services.job_claim
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    apply = lifecycle.outcome_apply
 
-    def out_of_time_at_the_second(*, job_id: str, worker: str) -> Any:
-        if job_id == ids[1]:
+    def out_of_time_at_the_second(job: AIJob, token: str | None, outcome: Any) -> str:
+        if job.job_id == ids[1]:
             raise SoftTimeLimitExceeded()
-        return claim(job_id=job_id, worker=worker)
+        return apply(job, token, outcome)
 
-    monkeypatch.setattr(job_services, "job_claim", out_of_time_at_the_second)
+    monkeypatch.setattr(lifecycle, "outcome_apply", out_of_time_at_the_second)
     with pytest.raises(SoftTimeLimitExceeded):
         lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
-    statuses = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "status"))
-    assert [statuses[job_id] for job_id in ids] == [JobStatus.DONE, JobStatus.PENDING, JobStatus.PENDING]
+    jobs = {job.job_id: job for job in AIJob.objects.filter(job_id__in=ids)}
+    assert [jobs[job_id].status for job_id in ids] == [JobStatus.DONE, JobStatus.RUNNING, JobStatus.PENDING]
+    # The interrupted run keeps its lease (the sweeper recovers it); the job it never
+    # started is handed back with its attempt and goes out as a message of its own.
+    assert [jobs[job_id].attempt_count for job_id in ids] == [1, 1, 0]
+    assert (jobs[ids[2]].lease_token, jobs[ids[2]].started_at) == ("", None)
+    assert (routing.RUN_TASK["basic"], (ids[2],)) in broker.sent
     assert (routing.CALLBACK_TASK, (ids[0],)) in broker.sent
 
 

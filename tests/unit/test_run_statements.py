@@ -177,17 +177,19 @@ def test_a_finish_that_replaces_an_earlier_runs_file_removes_the_old_one(
 def test_a_claim_is_planned_once_per_connection_and_then_reused(make_tenant: Any, settings: Any) -> None:
     settings.DEBUG = False  # a connection that logs queries gets a plain cursor
     tenant, _ = make_tenant()
-    dispatched = [job_services.job_dispatch(job_type="ping", payload={}, tenant=tenant, publish=False) for _ in "ab"]
+    dispatched = [job_services.job_dispatch(job_type="ping", payload={}, tenant=tenant, publish=False) for _ in "abcd"]
     ids = [outcome["job_id"] for outcome in dispatched]
     connection.close()  # a fresh session: nothing prepared yet
 
-    for job_id in ids:
+    for job_id in ids[:2]:
         job, _ = job_services.job_claim(job_id=job_id, worker="test")
         assert job is not None
         assert job.tenant == tenant  # the joined rows still come back as objects
+    claims = job_services.jobs_claim(job_ids=ids[2:], worker="test")  # a message's jobs: the same statement
+    assert sorted(claims.taken) == sorted(ids[2:])
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
 
     assert len(prepared) == 1
-    assert prepared[0].startswith('WITH j AS (UPDATE "academy_aijob"')
+    assert 'UPDATE "academy_aijob" AS u SET' in prepared[0]
