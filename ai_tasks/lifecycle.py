@@ -17,6 +17,7 @@ out-of-cluster workers through :func:`outcome_apply` so they get the same rules.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -138,47 +139,49 @@ class _Heartbeats:
         self._due: dict[_Lease, float] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._connected = False  # whether the thread's connection may be open
 
     def add(self, lease: _Lease) -> None:
         if self._pid != os.getpid():  # first use in this process (a pool child, after fork)
             self._pid, self._due, self._changed, self._thread = os.getpid(), {}, threading.Condition(), None
+            self._connected = False
         with self._changed:
             self._due[lease] = time.monotonic() + settings.AI_HEARTBEAT_SECONDS
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if len(self._due) == 1:  # the thread sleeps with no deadline; any other lease is due sooner
+                self._changed.notify()
 
     def remove(self, lease: _Lease) -> None:
         with self._changed:
             self._due.pop(lease, None)
-            if not self._due:
+            if not self._due and self._connected:
                 self._changed.notify()  # the thread closes its connection
 
-    def _next(self, *, connected: bool) -> list[_Lease]:
+    def _next(self) -> list[_Lease]:
         """Wait until some lease is due: those leases, rescheduled. An empty list instead
         when no run is left and the thread's connection may be open."""
         with self._changed:
             while True:
                 now = time.monotonic()
-                if connected and not self._due:
+                if self._connected and not self._due:
+                    self._connected = False
                     return []
                 due = [lease for lease, at in self._due.items() if at <= now]
                 if due:
                     for lease in due:
                         self._due[lease] = now + settings.AI_HEARTBEAT_SECONDS
+                    self._connected = True
                     return due
                 self._changed.wait(min(self._due.values()) - now if self._due else None)
 
     def _loop(self) -> None:
-        connected = False
         while True:
-            due = self._next(connected=connected)
+            due = self._next()
             if not due:
                 connection.close()  # this thread's own connection, until a long run comes
-                connected = False
                 continue
-            connected = True
             close_old_connections()  # a connection the server dropped since the last beat
             for lease in due:
                 try:
@@ -394,8 +397,8 @@ _clock = time.monotonic
 def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any]:
     """Run one delivery of a message that carries several jobs, one after another.
 
-    Each job goes through the same steps as with :func:`execute` (its own claim,
-    lease, attempts, fencing and result), so a redelivered message re-runs only what was
+    Each job goes through the same steps as with :func:`execute` (its own token,
+    lease, attempt, fencing and result), so a redelivered message re-runs only what was
     not finished. What the jobs share is the broker's per-message cost, the statement
     that claims them (``jobs_claim``, at the message's start), the statement that writes
     their finishes (``finishes_gathered``, at its end), and their domain callbacks, which
@@ -439,8 +442,14 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
                 elif job_id not in decisions:  # a job listed twice runs once
                     decisions[job_id] = _unclaimed(job_id, claims.refused.get(job_id, "not_claimable"))
         except SoftTimeLimitExceeded:
-            logger.warning("ai_message_out_of_time job_id=%s left=%s", job_ids[index], len(job_ids) - index - 1)
+            logger.warning("ai_message_out_of_time at=%s left=%s", index, len(job_ids) - index - 1)
             _send_back(job_ids[index + 1 :] if claimed else job_ids, tier=tier, waiting=waiting)
+            raise
+        except Exception:
+            # The task fails and its message is acked: the jobs it claimed but never
+            # started go back as they were, for the sweeper to publish again.
+            with contextlib.suppress(Exception):
+                job_services.jobs_release(leases=waiting.take_all())
             raise
     return {"job_ids": job_ids, "decisions": decisions}
 
