@@ -27,6 +27,7 @@ def test_every_run_of_a_process_is_renewed_by_the_same_heartbeat_thread(make_ten
     settings.AI_HEARTBEAT_SECONDS = 0.05
     tenant, _ = make_tenant()
     ids = [_dispatch(tenant, sleep=0.3) for _ in range(3)]
+    sessions = _sessions()  # ours, and any other process's (a live pool's) on this database
 
     threads = []
     for job_id in ids:
@@ -40,7 +41,7 @@ def test_every_run_of_a_process_is_renewed_by_the_same_heartbeat_thread(make_ten
         assert job.last_heartbeat_at is not None
         assert job.last_heartbeat_at > job.locked_at + timedelta(seconds=0.15)  # beaten during its run
     # With no run left, the thread gives its database connection back.
-    assert _wait_for(lambda: _sessions() == 1)
+    assert _wait_for(lambda: _sessions() <= sessions)
 
 
 def _sessions() -> int:
