@@ -15,7 +15,7 @@ from django_celery_results.models import TaskResult
 
 from academy.models import AIJob, AIResult, JobStatus, RuntimeFlag
 from academy.services.jobs import job_dispatch
-from ai_tasks.publish import job_publish
+from ai_tasks.publish import job_publish, jobs_publish
 from ai_tasks.sweeper import sweep
 from tests.integration.conftest import pool_log, wait_for, wait_terminal
 
@@ -234,6 +234,37 @@ def test_poison_job_stops_at_max_attempts(live: Any, make_tenant: Any, tmp_path:
     assert len(runs(log)) == 2
     # The pool kept consuming after its children were killed.
     assert wait_terminal(dispatch(tenant, "ping", tier)).status == JobStatus.DONE
+
+
+def test_a_job_that_kills_its_worker_costs_the_other_jobs_of_its_message_one_attempt(
+    live: Any, make_tenant: Any, tmp_path: Path
+) -> None:
+    tenant, _ = make_tenant()
+    logs = {name: tmp_path / f"{name}.log" for name in ("first", "poison", "last")}
+
+    def make(name: str, job_type: str, **options: Any) -> str:
+        payload = {"log": str(logs[name])}
+        outcome = job_dispatch(
+            job_type=job_type, payload=payload, tenant=tenant, tier="basic", publish=False, **options
+        )
+        return str(outcome["job_id"])
+
+    ids = [make("first", "probe_record"), make("poison", "probe_kill", max_attempts=2), make("last", "probe_record")]
+    jobs_publish(job_ids=ids, tier="basic")  # one message, claimed in one statement
+
+    def finished() -> list[AIJob] | None:
+        sweep.delay()
+        jobs = [AIJob.objects.get(job_id=job_id) for job_id in ids]
+        return jobs if all(job.is_terminal for job in jobs) else None
+
+    first, poison, last = wait_for(finished, timeout=90, every=1.0)
+    # The kill lost the first job's held finish and the last job's turn: each ran again on
+    # a message of its own once its lease ran out, with an attempt spent.
+    assert (first.status, first.attempt_count, len(runs(logs["first"]))) == (JobStatus.DONE, 2, 2)
+    assert (last.status, last.attempt_count, len(runs(logs["last"]))) == (JobStatus.DONE, 2, 1)
+    # The poison job went on failing alone and stopped at its attempts (basic: DONE, flagged).
+    assert (poison.status, poison.attempt_count, poison.flags["poison"]) == (JobStatus.DONE, 2, True)
+    assert len(runs(logs["poison"])) == 2
 
 
 def test_excel_roster_import_runs_on_the_basic_pool(live: Any, make_tenant: Any) -> None:
