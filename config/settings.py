@@ -166,8 +166,9 @@ AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
 # An OMR batch's sheets go to the pool this many jobs per message (each sheet keeps its
 # own job): the claim, the finishes' write, the broker's and the domain callback's
 # per-message cost are shared. 16 against 8 took the 500-sheet pipeline bench from
-# +17.9 % to +8.9 % over reading in-process (docs/benchmarks.md); a smaller batch than
-# this is one message, read by one child. 1 sends one message per sheet.
+# +17.9 % to +8.9 % over reading in-process (docs/benchmarks.md). A batch's first message
+# carries 2 (omr_batches.FIRST_MESSAGE_SHEETS), so reading starts early. 1 sends one
+# message per sheet.
 AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 16))
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)

@@ -27,7 +27,7 @@ from academy.services import callbacks
 from academy.services import jobs as job_services
 from academy.services.callbacks import jobs_callback_apply
 from academy.services.jobs import Finish, job_claim, job_finish, job_reject
-from academy.services.omr_batches import Upload, omr_batch_create
+from academy.services.omr_batches import FIRST_MESSAGE_SHEETS, Upload, omr_batch_create
 from ai_tasks import lifecycle, publish, routing
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template
@@ -419,24 +419,25 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
     gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260000"), np.uint8), cv2.IMREAD_GRAYSCALE)
     dark = cv2.imencode(".jpg", (gray * 0.2).astype(np.uint8))[1].tobytes()
     uploads = [Upload(f"s{i}.jpg", sheet_jpeg(f"2026{i:04d}")) for i in range(5)]
-    uploads.insert(2, Upload("dark.jpg", dark))  # refused by the gate, inside the first group
+    uploads.insert(3, Upload("dark.jpg", dark))  # refused by the gate, inside the second group
 
     with CaptureQueriesContext(connection) as queries:
         batch, _ = omr_batch_create(tenant=exam.tenant, exam=exam, uploads=uploads)
 
     inserts = [q["sql"].split(" (")[0] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
-    assert inserts.count('INSERT INTO "academy_submission"') == 2  # 6 sheets: a group of 4 and one of 2
+    # 6 sheets: the batch's first group of 2 (reading starts early), then one of 4.
+    assert inserts.count('INSERT INTO "academy_submission"') == 2
     assert inserts.count('INSERT INTO "academy_aijob"') == 2
     sheets = list(batch.submissions.order_by("pk").values_list("sheet_name", "status", "rejection_code", "job__tier"))
-    assert sheets[2] == ("dark.jpg", SubmissionStatus.REJECTED, "TOO_DARK", None)
-    assert [s[1] for s in sheets[:2] + sheets[3:]] == [SubmissionStatus.PROCESSING] * 5
-    assert {s[3] for s in sheets[:2] + sheets[3:]} == {"basic"}
+    assert sheets[3] == ("dark.jpg", SubmissionStatus.REJECTED, "TOO_DARK", None)
+    assert [s[1] for s in sheets[:3] + sheets[4:]] == [SubmissionStatus.PROCESSING] * 5
+    assert {s[3] for s in sheets[:3] + sheets[4:]} == {"basic"}
     jobs = [job_id for job_id in job_ids_of(batch) if job_id != "None"]
     assert (
         broker.sent
         == [  # the jobs still go out a message's worth at a time
-            (routing.RUN_MANY_TASK["basic"], (jobs[:4],)),
-            (routing.RUN_TASK["basic"], (jobs[4],)),
+            (routing.RUN_MANY_TASK["basic"], (jobs[:FIRST_MESSAGE_SHEETS],)),
+            (routing.RUN_MANY_TASK["basic"], (jobs[FIRST_MESSAGE_SHEETS:],)),
         ]
     )
 
