@@ -457,8 +457,9 @@ def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[A
 
 def jobs_release(*, leases: Mapping[str, str]) -> int:
     """Hand back claimed jobs whose run never started (``{job_id: token}``): each is
-    claimable again as if this claim had not happened, its attempt returned. A job whose
-    lease another run took meanwhile is left alone. Returns how many went back."""
+    claimable again with its attempt returned, PENDING (RETRYING if it had run before),
+    with no lease. A job whose lease another run took meanwhile is left alone. Returns
+    how many went back."""
     first = Q(attempt_count__lte=1)
     released = 0
     for job_id, token in leases.items():
