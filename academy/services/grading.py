@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,16 @@ def _answers_of(submission_ids: list[int]) -> dict[int, dict[str, _Answer]]:
     """Each sheet's answers by question, in one query of plain rows (a batch has tens of
     thousands: model instances cost more than the grading itself)."""
     out: dict[int, dict[str, _Answer]] = {pk: {} for pk in submission_ids}
+    if connection.vendor == "postgresql":
+        # A sheet's answers come back as one JSON document: Django decodes each JSON
+        # column of each row on its own, which was most of grading a batch (20,000 rows:
+        # 0.28 s of 0.62 under a profiler).
+        with connection.cursor() as cursor:
+            cursor.execute(_ANSWERS_SQL, [list(out)])
+            for submission_id, document in cursor.fetchall():
+                for question, final, unsure in json.loads(document):
+                    out[submission_id][question] = _Answer(list(final), bool(unsure))
+        return out
     rows = SubmissionAnswer.objects.filter(submission_id__in=submission_ids).values_list(
         "submission_id", "question", "detected", "corrected", "flagged"
     )
@@ -122,6 +133,14 @@ def _answers_of(submission_ids: list[int]) -> dict[int, dict[str, _Answer]]:
         final = list(corrected if corrected is not None else detected)
         out[submission_id][question] = _Answer(final, bool(flagged) and corrected is None)
     return out
+
+
+#: Each sheet's answers as [question, final choices, unsure] triples, the rule above in SQL.
+_ANSWERS_SQL = (
+    f"SELECT submission_id, json_agg(json_build_array(question, COALESCE(corrected, detected),"
+    f" flagged AND corrected IS NULL))::text FROM {SubmissionAnswer._meta.db_table}"
+    " WHERE submission_id = ANY(%s) GROUP BY submission_id"
+)
 
 
 def _mark(submission: Submission, key: AnswerKey | None, answers: dict[str, _Answer]) -> _Marking:
