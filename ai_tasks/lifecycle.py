@@ -120,8 +120,9 @@ class _Lease:
         self._beat()
         if self.waiting is not None and (leases := self.waiting.leases()):
             # One whose lease another run took is only run to be fenced out at its finish.
-            for job_id in leases.keys() - job_services.leases_renew(leases=leases):
-                logger.warning("ai_waiting_lease_lost job_id=%s", job_id)
+            for job_id, token in leases.items():
+                if not job_services.job_heartbeat(job_id=job_id, token=token):
+                    logger.warning("ai_waiting_lease_lost job_id=%s", job_id)
 
 
 class _Heartbeats:

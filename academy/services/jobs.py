@@ -352,8 +352,8 @@ def jobs_claim(*, job_ids: Sequence[str], worker: str) -> Claims:
     rule, token, attempt and lease per job as :func:`job_claim`, in one statement.
 
     A job the message then does not start goes back with :func:`jobs_release`, its
-    attempt returned. Its lease runs from now: the run's heartbeat renews it while it
-    waits (``leases_renew``).
+    attempt returned. Its lease runs from now: the running job's heartbeat renews it
+    while it waits.
     """
     now = timezone.now()
     tokens = {str(job_id): uuid.uuid4().hex for job_id in job_ids}
@@ -494,19 +494,6 @@ def job_heartbeat(*, job_id: str, token: str, progress: dict[str, Any] | None = 
     if progress is not None:
         fields["progress"] = progress
     return AIJob.objects.filter(job_id=job_id, lease_token=token, status=JobStatus.RUNNING).update(**fields) == 1
-
-
-def leases_renew(*, leases: Mapping[str, str]) -> set[str]:
-    """Extend the leases of claimed jobs that wait their turn in a message (``{job_id:
-    token}``). Returns the job ids whose lease is still this run's."""
-    now = timezone.now()
-    fields = {"lease_expires_at": now + timedelta(seconds=settings.AI_LEASE_SECONDS), "last_heartbeat_at": now}
-    running = AIJob.objects.filter(status=JobStatus.RUNNING)
-    kept = set()
-    for job_id, token in leases.items():
-        if running.filter(job_id=job_id, lease_token=token).update(**fields):
-            kept.add(job_id)
-    return kept
 
 
 def _locked_run(job_id: str, token: str | None) -> AIJob | None:

@@ -93,10 +93,9 @@ def omr_batch_create(
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     size = settings.AI_OMR_SHEETS_PER_MESSAGE
-    first = min(size, FIRST_MESSAGE_SHEETS)
     planned = sheets = 0  # sheets checked so far; sheets saved (they are the batch)
     waiting: list[_Sheet] = []
-    unsent = _Unsent(size=size, first=first)
+    unsent = _Unsent(size=size, first=min(size, FIRST_MESSAGE_SHEETS))
     try:
         for upload in uploads:
             sources.append({"name": upload.name, "size": len(upload.data)})
@@ -121,7 +120,7 @@ def omr_batch_create(
                         sheets += 1
                         continue
                     waiting.append(sheet)
-                    if len(waiting) >= (size if sheets else first):
+                    if len(waiting) >= unsent.limit:
                         # A message's worth of sheets commits together and goes out at
                         # once, so the pool starts reading while the rest is still checked.
                         sheets += _sheets_save(batch=batch, sheets=waiting, unsent=unsent)
@@ -188,10 +187,15 @@ class _Unsent:
         self.sent = False
         self.jobs: dict[str, list[str]] = {}
 
+    @property
+    def limit(self) -> int:
+        """How many jobs the next message carries."""
+        return self.size if self.sent else self.first
+
     def add(self, job_id: str, tier: str) -> None:
         jobs = self.jobs.setdefault(tier, [])
         jobs.append(job_id)
-        if len(jobs) >= (self.size if self.sent else self.first):
+        if len(jobs) >= self.limit:
             self._send(tier)
 
     def flush(self) -> None:
