@@ -229,9 +229,11 @@ def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
     return result
 
 
-def _fallback_or_none(job: AIJob, token: str | None, failure: policies.Failure, basic_result: Any) -> bool:
+def _fallback_or_none(
+    job: AIJob, token: str | None, failure: policies.Failure, basic_result: Any, policy: selectors.TenantPolicy
+) -> bool:
     """Re-route a failed basic job to the premium pool if the tenant qualifies."""
-    verdict = job_services.gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure)
+    verdict = job_services.gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy)
     if verdict == "capped":
         job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
     if verdict != "go":
@@ -253,7 +255,8 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
             job_services.job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
             return "retry"
         failure = policies.Failure(outcome.kind, error_code=outcome.code)
-        if _fallback_or_none(job, token, failure, basic_result={"error_code": outcome.code, "error": outcome.detail}):
+        basic_result = {"error_code": outcome.code, "error": outcome.detail}
+        if _fallback_or_none(job, token, failure, basic_result, policy):
             return "fallback"
         if outcome.kind == "validation_failed":
             job_services.job_reject(job_id=job.job_id, token=token, code=outcome.code, detail=outcome.detail)
@@ -276,7 +279,7 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         failure = policies.Failure(
             "processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence
         )
-        if _fallback_or_none(job, token, failure, basic_result=outcome.data):
+        if _fallback_or_none(job, token, failure, outcome.data, policy):
             return "fallback"
     resolution = policies.status_for_confidence(
         tier=job.tier,

@@ -127,6 +127,38 @@ def pipeline(sheets: list[bytes], tenant: object, exam: object, *, timeout: floa
     raise TimeoutError(f"batch not graded within {timeout}s")
 
 
+def timeline(batch: Any) -> dict[str, float]:
+    """Where a batch's time went outside the reads, from its rows' timestamps, in seconds.
+
+    ``head``: the batch made → its first message claimed; ``between``: the sum of the gaps
+    from one message's finishes to the next message's claim (the finishes' write, the ack,
+    the broker and the next claim's start); ``tail``: the last finish → the batch graded
+    (the last callback and the batch's grading). A message's jobs share their claim's
+    ``locked_at`` and their finishes' ``finished_at``. With more than one pool process the
+    messages overlap and ``between`` means nothing (NaN).
+    """
+    from django.db.models import Max
+
+    from academy.models import AIJob
+
+    messages = list(
+        AIJob.objects.filter(submissions__batch=batch, locked_at__isnull=False)
+        .values("locked_at")
+        .annotate(done=Max("finished_at"))
+        .order_by("locked_at")
+    )
+    claims = [m["locked_at"] for m in messages]
+    ends = [m["done"] for m in messages]
+    sequential = all(end <= later for end, later in zip(ends, claims[1:], strict=False))
+    between = sum((later - end).total_seconds() for end, later in zip(ends, claims[1:], strict=False))
+    return {
+        "messages": len(messages),
+        "head": (claims[0] - batch.created_at).total_seconds(),
+        "between": between if sequential else float("nan"),
+        "tail": (batch.graded_at - max(ends)).total_seconds(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.omr_pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sheets", type=int, default=500)
@@ -200,6 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         before, after = bases[i][0], bases[i + 1][0]
         overheads.append(total_s / ((before + after) / 2) - 1)
         print(f"| {i + 1} | {before:.1f} | {total_s:.1f} | {after:.1f} | {overheads[-1]:+.1%} | {create_s:.1f} |")
+    print()
+    print("| round | messages | head (s) | between messages (s) | tail (s) |")
+    print("|---:|---:|---:|---:|---:|")
+    for i, batch in enumerate(batches):
+        batch.refresh_from_db()
+        parts = timeline(batch)
+        cells = [f"{parts['messages']:.0f}", *(f"{parts[k]:.2f}" for k in ("head", "between", "tail"))]
+        print(f"| {i + 1} | {' | '.join(cells)} |")
     print()
     overhead = statistics.median(overheads)
     base_s = statistics.mean(b for b, _ in bases)

@@ -163,13 +163,15 @@ AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
 # An OMR batch still unsealed this long after its upload began lost its request: the
 # sweeper seals it with the sheets it has (far above any web request's timeout).
 AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
-# An OMR batch's sheets go to the pool this many jobs per message (each sheet keeps its
-# own job): the claim, the finishes' write, the broker's and the domain callback's
-# per-message cost are shared. 16 against 8 took the 500-sheet pipeline bench from
-# +17.9 % to +8.9 % over reading in-process (docs/benchmarks.md). A batch's first message
-# carries 2 (omr_batches.FIRST_MESSAGE_SHEETS), so reading starts early. 1 sends one
-# message per sheet.
-AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 16))
+# An OMR batch's sheets go to the pool up to this many jobs per message (each sheet keeps
+# its own job): the claim, the finishes' write, the broker's and the domain callback's
+# per-message cost are shared. A batch's first message carries 2 and each next one twice
+# the last (omr_batches.FIRST_MESSAGE_SHEETS), so reading starts early and a small batch
+# still spreads over the pool. 16 against 8 took the 500-sheet pipeline bench from
+# +17.9 % to +8.9 % over reading in-process; doubling to 32 against 16 cut the time
+# between a 500-sheet batch's messages from 0.89-1.94 s (33 messages) to 0.51-0.57 s (19)
+# (docs/benchmarks.md, runs 66-67). 1 sends one message per sheet.
+AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 32))
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
 # GPU pool wake-up (ai_tasks/gpu_wakeup.py, docs/gpu-wakeup.md). How to start the premium

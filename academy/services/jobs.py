@@ -86,7 +86,7 @@ def job_prepare(
     try:
         prevalidate(job_type=job_type, tier=decision.tier, payload=payload, tenant=tenant)
     except Rejection as rejection:
-        if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant):
+        if not _quality_fallback_allowed(rejection=rejection, tier=decision.tier, tenant=tenant, policy=policy):
             raise
         # Basic cannot read it, but the tenant pays for the GPU pool: the premium
         # pipeline gets it instead, through the fallback chain (lineage kept).
@@ -196,16 +196,20 @@ def job_dispatch(
         return {"ok": False, "job_id": None, "type": job_type, "rejection_code": None, "error": str(exc)}
 
 
-def gpu_fallback_verdict(*, tier: str, tenant_id: int | None, failure: policies.Failure) -> str:
+def gpu_fallback_verdict(
+    *, tier: str, tenant_id: int | None, failure: policies.Failure, policy: selectors.TenantPolicy | None = None
+) -> str:
     """Whether a basic failure goes to the GPU pool: "go", "no" (the tenant does not pay
     for it, or the failure does not qualify) or "capped" (today's fallbacks are spent).
 
     The one place both the lifecycle (a run's failure) and dispatch (the quality gate)
-    ask, so the two cannot disagree about the rules or the daily cap.
+    ask, so the two cannot disagree about the rules or the daily cap. ``policy``: the
+    tenant's, when the caller read it already (both do), else it is read here.
     """
     if tenant_id is None:
         return "no"
-    policy = selectors.tenant_policy(tenant_id)
+    if policy is None:
+        policy = selectors.tenant_policy(tenant_id)
     if not policies.fallback_qualifies(
         tier=tier,
         failure=failure,
@@ -217,12 +221,14 @@ def gpu_fallback_verdict(*, tier: str, tenant_id: int | None, failure: policies.
     return "go" if selectors.fallbacks_today(tenant_id) < policy.daily_fallback_cap else "capped"
 
 
-def _quality_fallback_allowed(*, rejection: Rejection, tier: str, tenant: Tenant | None) -> bool:
+def _quality_fallback_allowed(
+    *, rejection: Rejection, tier: str, tenant: Tenant | None, policy: selectors.TenantPolicy
+) -> bool:
     """A scan basic's quality gate refuses goes to premium for a tenant who pays for that."""
     if tenant is None or rejection.code not in policies.QUALITY_GATE_CODES:
         return False
     failure = policies.Failure("validation_failed", error_code=rejection.code)
-    return gpu_fallback_verdict(tier=tier, tenant_id=tenant.pk, failure=failure) == "go"
+    return gpu_fallback_verdict(tier=tier, tenant_id=tenant.pk, failure=failure, policy=policy) == "go"
 
 
 def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 The upload is expanded (images, PDF pages, zip members) and each sheet gets a Submission
 and an ``omr_grading`` job (pre-validated on the actual file), committed sheet by sheet
-and published a few sheets per message (``AI_OMR_SHEETS_PER_MESSAGE``), so reading
-starts while the rest of the upload is still being checked.
+and published a few sheets per message, so reading starts while the rest of the upload
+is still being checked: 2 in the batch's first message, twice as many in each next one,
+up to ``AI_OMR_SHEETS_PER_MESSAGE``.
 A sheet refused at dispatch is settled at once as REJECTED with its code; the batch
 goes on. Once every sheet exists the batch is *sealed*; only a sealed batch is graded.
 
@@ -44,9 +45,12 @@ from academy.services.jobs import job_dispatch, job_idempotency_key, job_prepare
 logger = logging.getLogger(__name__)
 
 MAX_SHEETS_PER_BATCH: Final = 1000
-#: A batch's first message carries this many sheets (the rest AI_OMR_SHEETS_PER_MESSAGE):
-#: the pool starts reading once two sheets are checked instead of a whole message's
-#: worth (16 sheets through the quality gate took about 0.19 s before the first read).
+#: A batch's first message carries this many sheets, and each next one twice as many as
+#: the last, up to AI_OMR_SHEETS_PER_MESSAGE. The pool starts reading once two sheets are
+#: checked instead of a whole message's worth (16 sheets through the quality gate took
+#: about 0.19 s before the first read), a class-sized batch is still spread over several
+#: children (2, 4, 8, 16 for 30 sheets), and a big batch mostly goes in full messages,
+#: each paying the per-message costs once.
 FIRST_MESSAGE_SHEETS: Final = 2
 MODES: Final = frozenset({"scan", "photo"})
 
@@ -92,10 +96,9 @@ def omr_batch_create(
     policy = selectors.tenant_policy_of(tenant)
     sources: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    size = settings.AI_OMR_SHEETS_PER_MESSAGE
     planned = sheets = 0  # sheets checked so far; sheets saved (they are the batch)
     waiting: list[_Sheet] = []
-    unsent = _Unsent(size=size, first=min(size, FIRST_MESSAGE_SHEETS))
+    unsent = _Unsent(size=settings.AI_OMR_SHEETS_PER_MESSAGE, first=FIRST_MESSAGE_SHEETS)
     try:
         for upload in uploads:
             sources.append({"name": upload.name, "size": len(upload.data)})
@@ -178,19 +181,13 @@ def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
 
 
 class _Unsent:
-    """Committed sheets' jobs waiting for their message, sent ``size`` at a time per tier
-    (the batch's first message: ``first``)."""
+    """Committed sheets' jobs waiting for their message: ``first`` in the batch's first
+    message, then each message twice the last, up to ``size``."""
 
     def __init__(self, *, size: int, first: int) -> None:
         self.size = size
-        self.first = first
-        self.sent = False
+        self.limit = min(size, first)  # how many jobs the next message carries
         self.jobs: dict[str, list[str]] = {}
-
-    @property
-    def limit(self) -> int:
-        """How many jobs the next message carries."""
-        return self.size if self.sent else self.first
 
     def add(self, job_id: str, tier: str) -> None:
         jobs = self.jobs.setdefault(tier, [])
@@ -203,7 +200,7 @@ class _Unsent:
             self._send(tier)
 
     def _send(self, tier: str) -> None:
-        self.sent = True
+        self.limit = min(self.size, self.limit * 2)
         jobs_publish(job_ids=self.jobs.pop(tier), tier=tier)
 
 

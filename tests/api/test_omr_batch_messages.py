@@ -1,6 +1,6 @@
 """An OMR batch's sheets share broker messages; each sheet keeps its own job.
 
-The batch service publishes ``AI_OMR_SHEETS_PER_MESSAGE`` jobs per message, a worker
+The batch service publishes up to ``AI_OMR_SHEETS_PER_MESSAGE`` jobs per message, a worker
 claims them in one statement and runs them one after another, each with its own token,
 lease, attempt and result, and their
 domain callbacks come back as one message, applied together and exactly once. Nothing
@@ -112,6 +112,16 @@ def test_a_batch_sends_its_sheets_a_few_jobs_per_message(
     rows = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "celery_task_id"))
     assert rows[ids[0]] == rows[ids[1]] != rows[ids[2]] == rows[ids[3]]
     assert set(AIJob.objects.filter(job_id__in=ids).values_list("status", "publish_count")) == {(JobStatus.PENDING, 1)}
+
+
+def test_a_batchs_messages_start_at_two_sheets_and_double_up_to_the_setting(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    settings.AI_OMR_SHEETS_PER_MESSAGE = 8
+    ids = job_ids_of(batch_of(exam, 21))
+    messages = [list(args[0]) for name, args in broker.sent if name == routing.RUN_MANY_TASK["basic"]]
+    assert [len(jobs) for jobs in messages] == [2, 4, 8, 7]
+    assert [job for jobs in messages for job in jobs] == ids  # in order, each sheet once
 
 
 def test_sheets_whose_message_the_broker_refused_stay_pending_and_the_sweeper_sends_them(

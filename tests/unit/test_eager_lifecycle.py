@@ -41,3 +41,19 @@ def test_the_daily_fallback_cap_turns_fallback_into_review(eager: None, make_ten
     job = AIJob.objects.get(job_id=outcome["job_id"])
     assert (job.status, job.needs_review) == (JobStatus.DONE, True)
     assert job.flags["fallback_skipped"] == "daily_cap_reached"
+
+
+def test_a_weak_basic_reading_decides_its_fallback_on_the_academy_config_read_with_the_job(
+    eager: None, make_tenant: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tenant, _ = make_tenant(premium=True, fallback=True)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = job_dispatch(job_type="probe_record", payload={"confidence": 0.1}, tenant=tenant, tier="basic")
+    assert AIJob.objects.get(job_id=outcome["job_id"]).status == JobStatus.FALLBACK_TO_GPU
+    config_reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    config_reads = [sql for sql in config_reads if sql.split(" FROM ")[1].startswith('"academy_tenantconfig"')]
+    # Once, to dispatch: the runs decide on the config claimed with their jobs.
+    assert len(config_reads) == 1, config_reads
