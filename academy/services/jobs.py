@@ -197,19 +197,17 @@ def job_dispatch(
 
 
 def gpu_fallback_verdict(
-    *, tier: str, tenant_id: int | None, failure: policies.Failure, policy: selectors.TenantPolicy | None = None
+    *, tier: str, tenant_id: int | None, failure: policies.Failure, policy: selectors.TenantPolicy
 ) -> str:
     """Whether a basic failure goes to the GPU pool: "go", "no" (the tenant does not pay
     for it, or the failure does not qualify) or "capped" (today's fallbacks are spent).
 
     The one place both the lifecycle (a run's failure) and dispatch (the quality gate)
-    ask, so the two cannot disagree about the rules or the daily cap. ``policy``: the
-    tenant's, when the caller read it already (both do), else it is read here.
+    ask, so the two cannot disagree about the rules or the daily cap. ``policy`` is the
+    tenant's as the caller read it (with the claimed job, or once per request).
     """
     if tenant_id is None:
         return "no"
-    if policy is None:
-        policy = selectors.tenant_policy(tenant_id)
     if not policies.fallback_qualifies(
         tier=tier,
         failure=failure,
@@ -464,20 +462,22 @@ def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[A
 def jobs_release(*, leases: Mapping[str, str]) -> int:
     """Hand back claimed jobs whose run never started (``{job_id: token}``): each is
     claimable again with its attempt returned, PENDING (RETRYING if it had run before),
-    with no lease. A job whose lease another run took meanwhile is left alone. Returns
-    how many went back."""
-    first = Q(attempt_count__lte=1)
-    released = 0
+    with no lease, in one statement. A job whose lease another run took meanwhile is left
+    alone. Returns how many went back."""
+    if not leases:
+        return 0
+    held = Q()
     for job_id, token in leases.items():
-        released += AIJob.objects.filter(job_id=job_id, lease_token=token, status=JobStatus.RUNNING).update(
-            status=Case(When(first, then=Value(JobStatus.PENDING)), default=Value(JobStatus.RETRYING)),
-            attempt_count=F("attempt_count") - 1,
-            lease_token="",
-            lease_expires_at=None,
-            started_at=Case(When(first, then=Value(None)), default=F("started_at")),
-            progress=Case(When(first, then=Value({}, output_field=JSONField())), default=F("progress")),
-        )
-    return released
+        held |= Q(job_id=job_id, lease_token=token)
+    first = Q(attempt_count__lte=1)
+    return AIJob.objects.filter(held, status=JobStatus.RUNNING).update(
+        status=Case(When(first, then=Value(JobStatus.PENDING)), default=Value(JobStatus.RETRYING)),
+        attempt_count=F("attempt_count") - 1,
+        lease_token="",
+        lease_expires_at=None,
+        started_at=Case(When(first, then=Value(None)), default=F("started_at")),
+        progress=Case(When(first, then=Value({}, output_field=JSONField())), default=F("progress")),
+    )
 
 
 def _is_exhausted(job: AIJob, now: Any) -> bool:
