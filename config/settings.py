@@ -1,9 +1,10 @@
 """Flat settings, read from the environment.
 
 With no environment set (a fresh laptop) everything falls back to embedded defaults:
-SQLite, files under ``var/media`` and a SQLAlchemy-on-SQLite broker, none of which
-needs anything outside pip. Production sets ``DATABASE_URL``, ``CELERY_BROKER_URL``,
-``SECRET_KEY`` and friends; nothing secret has a production default.
+SQLite, files under ``var/media`` and kombu's file-system broker under ``var/broker``
+(``config/fsbroker.py``), none of which needs anything outside pip. Production sets
+``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY`` and friends; nothing secret has a
+production default.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
 # still spreads over the pool. 16 against 8 took the 500-sheet pipeline bench from
 # +17.9 % to +8.9 % over reading in-process; doubling to 32 against 16 cut the time
 # between a 500-sheet batch's messages from 0.89-1.94 s (33 messages) to 0.51-0.57 s (19)
-# (docs/benchmarks.md, runs 66-67). 1 sends one message per sheet.
+# (docs/benchmarks.md, OMR batch pipeline). 1 sends one message per sheet.
 AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 32))
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
