@@ -1,9 +1,8 @@
 """Runtime flags, read through a short per-process cache.
 
-The original app cached a flag forever, so a flip in the admin never reached a running
-worker. Here each value lives in the process for at most ``AI_FLAG_TTL_SECONDS``: a flip
-reaches every worker process within that many seconds, at the cost of one indexed
-query per flag per process per TTL.
+Each value lives in the process for at most ``AI_FLAG_TTL_SECONDS`` (a value cached for
+good would never see a flip in the admin): a flip reaches every worker process within
+that many seconds, at the cost of one indexed query per flag per process per TTL.
 """
 
 from __future__ import annotations

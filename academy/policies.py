@@ -1,8 +1,7 @@
 """Business rules as pure functions: tiers, status resolution, GPU fallback, backoff.
 
 No I/O here; the lifecycle (ai_tasks/lifecycle.py) reads the rows and the flags, calls
-these and writes what they decide. Each rule is the original app's unless a comment
-says otherwise.
+these and writes what they decide.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Structural checks (payload shape, job type, processor parameters, the input file's
 path, presence, size and extension) apply to every tier: no pool should be handed a
-job that cannot start. The original app's quality gate (OMR photos, declared sizes and
-durations, content types) applies to lite and basic, whose no-fail policy would
+job that cannot start. The quality gate on what the client declares (OMR photos,
+sizes and durations, content types) applies to lite and basic, whose no-fail policy would
 otherwise turn a hopeless input into a "DONE" nobody can use; so does the measured one,
 on the image itself, for processors that declare ``quality_gate``.
 """
@@ -59,7 +59,7 @@ def job_type_check(job_type: Any) -> str:
 
 
 def _quality_gate(*, job_type: str, payload: dict[str, Any], max_mb: int) -> None:
-    """The original app's lite/basic gate, on the values a client declares."""
+    """The lite/basic gate, on the values a client declares (mode, size, duration, content type)."""
     if job_type == "omr_grading" and str(payload.get("mode") or "").lower() in {"photo", "video"}:
         raise Rejection("OMR_PHOTO_NOT_ALLOWED", "basic reads scans only")
     size_mb = payload.get("file_size_mb")

@@ -1,4 +1,4 @@
-"""Where the web tier's CPU goes for one ``POST /api/v1/jobs/`` (issue 6).
+"""Where the web tier's CPU goes for one ``POST /api/v1/jobs/``.
 
 Run from the repository root::
 

@@ -13,7 +13,7 @@ peak that Linux carries over a fork into the child is only the parent's few MB):
 4. rasterises a page whose MediaBox is 200 x 200 inches (capped at MAX_PAGE_PIXELS).
 
 It prints the current RSS after each stage (/proc/self/statm) and the peak
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Issue 3's target: under 300 MB per worker
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). The target: under 300 MB per worker
 process; growth from "warm" to the end shows whether anything accumulates per sheet.
 """
 

@@ -5,7 +5,7 @@
 One filled 200-dpi A4 sheet is scanned (a small tilt, JPEG quality 85) once. Then, in
 this one process, each round times, back to back on the same bytes:
 
-- ``cv2.imdecode(IMREAD_COLOR)``: the baseline of issue 3's target (at most 3x);
+- ``cv2.imdecode(IMREAD_COLOR)``: the baseline of the target (at most 3x);
 - ``cv2.imdecode(IMREAD_GRAYSCALE)``: for reference (the reader decodes in grey);
 - ``read_sheet``: decode + markers + sampling + classification (read only);
 - ``processor``: ``OmrGradingProcessor().run(JobInput(...))``, the full job path:

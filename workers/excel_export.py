@@ -3,7 +3,7 @@
 The caller sends the rows to export in the job's params (``rows``: a list of JSON
 objects); the processor returns the workbook as an :class:`~workers.base.Artifact`. The
 platform stores it and puts a signed, expiring ``download_url`` next to ``filename`` in
-the job's result, as the original app's job-status endpoint promised.
+the job's result, which the job-status endpoint returns.
 
 Columns
 -------

@@ -1,11 +1,11 @@
 """Is this scan worth a worker's time? The quality gate, before any job exists.
 
-The original app named the codes (RESOLUTION_TOO_LOW, BLUR_OR_SHAKE, TOO_DARK) but never
-measured anything. Here the file is decoded once, in grey, by the shared guarded decoder
+A scan is refused with RESOLUTION_TOO_LOW, BLUR_OR_SHAKE or TOO_DARK on what its pixels
+measure, not on what the client declares. The file is decoded once, in grey, by the shared guarded decoder
 (workers.imageio) with the reader's own limits (header checked first, so a decompression
 bomb costs nothing; truncation detected), and then measured:
 
-- the short side, against the original app's 600 px;
+- the short side, against 600 px;
 - sharpness, as the variance of the Laplacian on a copy scaled to a fixed short side,
   so the figure does not depend on the scan's dpi;
 - darkness, as the mean grey level.
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-MIN_SHORT_SIDE: Final = 600  # the original app's MIN_RESOLUTION_SHORT_SIDE
+MIN_SHORT_SIDE: Final = 600  # px: an A4 page scanned at about 73 dpi
 #: the quality measures run on a copy whose short side is this many pixels.
 MEASURE_SHORT_SIDE: Final = 800
 MIN_SHARPNESS: Final = 2.0  # variance of the Laplacian on that copy
@@ -64,7 +64,7 @@ def quality_check(
     min_sharpness: float = MIN_SHARPNESS,
     min_brightness: float = MIN_BRIGHTNESS,
 ) -> QualityReport:
-    """Decode and measure; raise BadInput with the original app's codes."""
+    """Decode and measure; raise BadInput with RESOLUTION_TOO_LOW, BLUR_OR_SHAKE or TOO_DARK."""
     from workers.omr.decode import KINDS, MAX_PIXELS, MIN_SIDE
 
     _, width, height = imageio.image_size(data, KINDS) if data else ("", 0, 0)

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 
 #: the job type's upload limit (academy.policies: 500 MB).
 MAX_BYTES: Final = 500 * 1024 * 1024
-#: the original app's MAX_VIDEO_DURATION_SEC.
+#: the longest video a job analyses (10 minutes), read from the file itself.
 MAX_DURATION_S: Final = 600.0
 #: the seed payload has ``frame_stride`` and ``min_frame_count`` but no defaults; these are ours.
 DEFAULT_FRAME_STRIDE: Final = 5

@@ -42,7 +42,7 @@ class DispatchSerializer(serializers.Serializer[Any]):
 
 
 def job_status_body(job: AIJob) -> dict[str, Any]:
-    """The job-status response: the original app's keys, plus tier, flags and lineage."""
+    """The job-status response: status, result, error, progress, attempts and the fallback lineage."""
     return {
         "job_id": job.job_id,
         "job_type": job.job_type,

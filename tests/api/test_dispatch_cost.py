@@ -1,4 +1,4 @@
-"""What one API dispatch costs the web tier (issue 6), and that the cuts kept its rules.
+"""What one API dispatch costs the web tier, and that the cuts kept its rules.
 
 ``POST /api/v1/jobs/`` is three statements: the token with its user, academy and config
 (one join), the INSERT (committed on its own, with no transaction around it), and one

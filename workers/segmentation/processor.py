@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 #: the smallest page side worth segmenting (a worksheet under ~70 dpi is unreadable).
 MIN_SIDE: Final = 300
 ENGINES: Final = frozenset({"auto", "opencv"})
-#: engines the original app named that this build does not have.
+#: model-based engines a client may name; this build has none, so they are refused
+#: with BACKEND_NOT_CONFIGURED rather than quietly read with OpenCV.
 MODEL_ENGINES: Final = frozenset({"yolo", "template"})
 REVIEW_BELOW: Final = 0.6
 #: zlib level of the PNG artifacts: on the benchmark's noisy 200-dpi page, level 1 encodes
