@@ -7,7 +7,7 @@ desk, a hand at an edge, up to ``--max-tilt`` degrees of perspective, uneven lig
 shadow band, a colour cast, motion blur, JPEG 60-90 at a phone's resolution) and read
 with ``photo=True``. Reports the same figures as the scan bench: answers right, wrong
 split into flagged and *silent*, the flagged share, student IDs right, and the sheets
-refused, counted by code; then the issue's figures, counted over every photo (a refused
+refused, counted by code; then the headline figures, counted over every photo (a refused
 photo's answers and ID count as not right).
 """
 
@@ -94,7 +94,7 @@ def main() -> int:
     print(f"flagged {tally.flagged} ({tally.flagged / max(tally.total, 1):.3%})")
     print(f"student id right {id_right}/{read} ({id_right / max(read, 1):.1%} of sheets read)")
     print(f"refused {sum(refused.values())}: {dict(sorted(refused.items())) or '-'}")
-    # The issue's targets count a refused photo's answers and ID as not right.
+    # The headline figures count a refused photo's answers and ID as not right.
     every = args.sheets * len(default_template().questions)
     right = tally.total - tally.wrong
     print(
