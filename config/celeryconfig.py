@@ -13,6 +13,7 @@ import os
 from django.conf import settings
 
 from ai_tasks import routing
+from config.env import env_int
 
 broker_url = settings.CELERY_BROKER_URL
 result_backend = settings.CELERY_RESULT_BACKEND
@@ -85,8 +86,8 @@ task_send_sent_event = True
 # each task (CONN_MAX_AGE and the health check), as a web request does.
 CELERY_DB_REUSE_MAX = 1_000_000
 
-worker_max_tasks_per_child = int(os.environ.get("WORKER_MAX_TASKS_PER_CHILD", 500))
-worker_max_memory_per_child = int(os.environ.get("WORKER_MAX_MEMORY_KB", 1_500_000))
+worker_max_tasks_per_child = env_int("WORKER_MAX_TASKS_PER_CHILD", 500)
+worker_max_memory_per_child = env_int("WORKER_MAX_MEMORY_KB", 1_500_000)
 
 imports = (
     "ai_tasks.lite",

@@ -15,21 +15,10 @@ from pathlib import Path
 import dj_database_url
 import django_stubs_ext
 
+from config.env import env_bool, env_float, env_int
+
 # Lets typed generics such as ModelAdmin[AIJob] run, not only type-check.
 django_stubs_ext.monkeypatch()
-
-
-def env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ACADEMY_VAR_DIR", BASE_DIR / "var"))
@@ -158,6 +147,12 @@ AI_RETRY_BACKOFF_MAX = env_float("AI_RETRY_BACKOFF_MAX", 300.0)
 # A PENDING job older than this with no worker on it is re-published by the sweeper.
 AI_REPUBLISH_AFTER_SECONDS = env_int("AI_REPUBLISH_AFTER_SECONDS", 120)
 AI_SWEEP_INTERVAL_SECONDS = env_float("AI_SWEEP_INTERVAL_SECONDS", 30.0)
+# A domain callback that keeps failing stops: at once for an error another try cannot
+# change (bad data), after this many failures for any other. The sweeper re-sends a
+# callback that never ran with a doubling wait from AI_REPUBLISH_AFTER_SECONDS, at most
+# AI_CALLBACK_MAX_SENDS times; then the job records it as given up.
+AI_CALLBACK_MAX_ATTEMPTS = max(1, env_int("AI_CALLBACK_MAX_ATTEMPTS", 8))
+AI_CALLBACK_MAX_SENDS = max(1, env_int("AI_CALLBACK_MAX_SENDS", 8))
 # Runtime flags are cached per process for at most this long, so a flip in the admin
 # reaches every worker within this many seconds.
 AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
