@@ -241,13 +241,23 @@ def test_photo_like_random_texture_is_no_sheet_found(template_dict: dict[str, An
     assert _code(_jpeg(photo.astype(np.uint8)), template_dict) == "NO_SHEET_FOUND"
 
 
-def test_sheet_without_its_orientation_marker_is_no_sheet_found(
+def test_sheet_with_four_identical_markers_upside_down_is_turned_by_its_layout(
     template: Template, template_dict: dict[str, Any]
 ) -> None:
-    img = render_sheet(template)
+    # Without the hollow top-left marker the four markers cannot say which way is up; the
+    # bubble layout fits the template only one way round.
+    rng = random.Random(54)
+    page, truth = fill_sheet(template, rng)
     x, y = (round(v) for v in template.marker_centres[0])
-    img[y - 20 : y + 20, x - 20 : x + 20] = 0  # fill the hole: four identical markers
-    assert _code(_jpeg(img), template_dict) == "NO_SHEET_FOUND"
+    page[y - 20 : y + 20, x - 20 : x + 20] = 0  # fill the hole: four identical markers
+    result = OmrGradingProcessor().run(
+        JobInput(
+            params={"template": template_dict}, data=_jpeg(np.clip(page[::-1, ::-1] * 255, 0, 255).astype(np.uint8))
+        )
+    )
+    assert result.data["rotation"] == 180
+    assert result.data["student_id"] == truth.student_id
+    assert {k: tuple(v) for k, v in result.data["answers"].items()} == truth.answers
 
 
 def test_20_question_sheet_read_with_the_40_question_template_is_template_mismatch(

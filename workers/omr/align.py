@@ -1,10 +1,12 @@
 """Find the four corner markers and the sheet's orientation; map template to image.
 
-Markers are the only solid, square, dark blobs of their size on the page, so they are
-found on a small copy of the page, and the best-shaped set of four is chosen. Their
-centres are then measured again at full resolution. The top-left marker has a white
-hole: whichever corner holds it is the sheet's top-left, which is how an upside-down or
-sideways scan is turned the right way.
+``align`` dispatches on ``Template.alignment.kind`` through workers/omr/aligners.py; this
+module registers "markers". Markers are the only solid, square, dark blobs of their size
+on the page, so they are found on a small copy of the page, and the best-shaped set of
+four is chosen. Their centres are then measured again at full resolution. On this
+project's sheets the top-left marker has a white hole: whichever corner holds it is the
+sheet's top-left. Four identical markers (all solid, or all with a hole) leave each turn
+that fits the template's aspect, and the bubble layout picks (workers/omr/layout.py).
 
 In photo mode the search takes more shapes (small, blurred, foreshortened markers) and
 workers/omr/photo.py tries the candidate rectangles in turn (``ranked_quads``, ``fit``).
@@ -17,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import Template
 
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 WORK_SIDE: Final = 1000  # long side of the copy the markers are searched on
 MIN_DPI: Final = 90  # below this a bubble is too few pixels to judge
 MAX_CANDIDATES: Final = 14
+#: four markers whose middles differ by at most this (0 ink .. 1 paper) are alike.
+IDENTICAL_SPREAD: Final = 0.3
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,40 @@ class _Blob:
     side: float
 
 
-def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> Alignment:
+def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> Alignment:
+    """The template-to-image alignment, by the aligner the template's ``alignment.kind``
+    names (workers/omr/aligners.py). ``image`` may be colour (BGR) or greyscale."""
+    from workers.omr.aligners import aligner_get
+
+    gray = as_gray(image)
+    found = aligner_get(template.alignment.kind)(gray, template, photo=photo)
+    candidates = [found] if isinstance(found, Alignment) else list(found)
+    if not candidates:
+        raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
+    if len(candidates) == 1:
+        return candidates[0]
+    from workers.omr.layout import pick_orientation
+
+    return pick_orientation(gray, template, candidates)
+
+
+def as_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """A 2-D greyscale view of a greyscale or BGR image."""
+    if image.ndim == 2:
+        return image
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+
+
+@aligner_register("markers")
+def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> list[Alignment]:
+    """Four corner markers: the template's marker picture, or solid squares.
+
+    Squares with one hollow (this project's sheets) give one alignment; four identical
+    markers give each turn that fits the template's aspect, for the layout to choose.
+    """
     if template.marker_image is not None:
         # Four identical marker pictures (OMRChecker): a different search, see there.
         from workers.omr.omrchecker_align import align_by_image
@@ -71,11 +109,70 @@ def align(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fals
     if photo:
         from workers.omr.photo import align_photo
 
-        return align_photo(gray, template, blobs, k)
+        return [align_photo(gray, template, blobs, k)]
     quad = _best_quad(blobs, template)
     if quad is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
-    return fit(gray, template, quad, k, photo=False)
+    return fit_candidates(gray, template, quad, k, photo=False)
+
+
+def fit_candidates(
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    quad: list[_Blob],
+    k: float,
+    *,
+    photo: bool,
+    min_dpi: float = MIN_DPI,
+) -> list[Alignment]:
+    """The alignments that four marker blobs (found on the copy scaled by ``k``) allow, or
+    OmrError when they are not this template's markers or the sheet is too small.
+
+    One hollow marker among three solid ones is the top-left: one alignment. Four alike
+    (all hollow or all solid) cannot say which way is up: one alignment per turn that fits
+    the template's aspect, for the bubble layout to decide (workers.omr.layout).
+    """
+    import cv2
+    import numpy as np
+
+    refined = [_refine(gray, b.x / k, b.y / k, b.side / k) for b in quad]
+    centres = [(c[0], c[1]) for c in refined]
+    holes = [c[2] for c in refined]
+    ink = float(np.median([c[3] for c in refined]))
+    paper = float(np.median([c[4] for c in refined]))
+    if paper - ink < 20:
+        raise OmrError(NO_SHEET_FOUND, "the markers hardly differ from the paper")
+    # How bright each marker's middle is, from 0 (ink) to 1 (paper): a hollow one is ~1.
+    light = [(h - ink) / (paper - ink) for h in holes]
+    order = sorted(range(4), key=lambda i: light[i], reverse=True)
+    if light[order[0]] >= 0.5 and light[order[1]] <= 0.35:
+        turns = [order[0]]  # the hollow one is the top-left
+    elif light[order[0]] - light[order[3]] <= IDENTICAL_SPREAD:
+        turns = list(range(4))
+    else:
+        raise OmrError(NO_SHEET_FOUND, "the corner markers are neither one hollow and three solid nor all alike")
+    tpl_pts = np.array(template.marker_centres, np.float64)
+    sides = [b.side / k for b in quad]
+    out: list[Alignment] = []
+    first_error: OmrError | None = None
+    for first in turns:
+        image_pts = np.array([centres[(first + i) % 4] for i in range(4)], np.float64)
+        try:
+            _check_shape(image_pts, tpl_pts, sides, template, photo)
+        except OmrError as exc:
+            first_error = first_error or exc
+            continue
+        homography = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
+        scale = _quad_size(image_pts) / _quad_size(tpl_pts)
+        if scale * template.dpi < min_dpi:
+            raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
+        dx, dy = image_pts[1] - image_pts[0]
+        rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
+        out.append(Alignment(homography.astype(np.float64), rotation, scale, ink, paper))
+    if not out:
+        assert first_error is not None
+        raise first_error
+    return out
 
 
 def fit(
@@ -87,34 +184,14 @@ def fit(
     photo: bool,
     min_dpi: float = MIN_DPI,
 ) -> Alignment:
-    """The alignment that four marker blobs (found on the copy scaled by ``k``) give, or
-    OmrError when they are not this template's markers or the sheet is too small."""
-    import cv2
-    import numpy as np
+    """The one alignment four marker blobs give, the layout choosing among turns when the
+    markers are identical (see fit_candidates)."""
+    candidates = fit_candidates(gray, template, quad, k, photo=photo, min_dpi=min_dpi)
+    if len(candidates) == 1:
+        return candidates[0]
+    from workers.omr.layout import pick_orientation
 
-    refined = [_refine(gray, b.x / k, b.y / k, b.side / k) for b in quad]
-    centres = [(c[0], c[1]) for c in refined]
-    holes = [c[2] for c in refined]
-    ink = float(np.median([c[3] for c in refined]))
-    paper = float(np.median([c[4] for c in refined]))
-    if paper - ink < 20:
-        raise OmrError(NO_SHEET_FOUND, "the markers hardly differ from the paper")
-    # How bright each marker's middle is, from 0 (ink) to 1 (paper): the hollow one is ~1.
-    light = [(h - ink) / (paper - ink) for h in holes]
-    order = sorted(range(4), key=lambda i: light[i], reverse=True)
-    if light[order[0]] < 0.5 or light[order[1]] > 0.35:
-        raise OmrError(NO_SHEET_FOUND, "the orientation marker (hollow top-left square) was not found")
-    first = order[0]
-    image_pts = np.array([centres[(first + i) % 4] for i in range(4)], np.float64)
-    tpl_pts = np.array(template.marker_centres, np.float64)
-    homography = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
-    _check_shape(image_pts, tpl_pts, [b.side / k for b in quad], template, photo)
-    scale = _quad_size(image_pts) / _quad_size(tpl_pts)
-    if scale * template.dpi < min_dpi:
-        raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
-    dx, dy = image_pts[1] - image_pts[0]
-    rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
-    return Alignment(homography.astype(np.float64), rotation, scale, ink, paper)
+    return pick_orientation(gray, template, candidates)
 
 
 def _candidates(small: npt.NDArray[np.uint8], template: Template, k: float, photo: bool) -> list[_Blob]:

@@ -10,9 +10,10 @@ print one marker image in every corner. So:
    symmetric, so a sideways or upside-down scan still matches.
 2. **Refine** - each centre is matched again at full resolution in a small window.
 3. **Orient** - identical markers cannot tell up from down. Every corner assignment whose
-   rectangle has the template's aspect (for a portrait sheet: 0 and 180 degrees) is tried,
-   and the one under which the printed bubble outlines sit where the template puts them
-   wins. A layout that looks the same upside down cannot be told apart; it reads upright.
+   rectangle has the template's aspect (for a portrait sheet: 0 and 180 degrees) is
+   returned, and the reader keeps the one under which the template's bubbles are printed
+   where it puts them (workers/omr/layout.py). A layout that looks the same upside down
+   cannot be told apart; it reads upright.
 """
 
 from __future__ import annotations
@@ -34,11 +35,9 @@ if TYPE_CHECKING:
 #: normalised correlation a marker match needs in every quadrant.
 MIN_MATCH: Final = 0.45
 SCALE_STEPS: Final = 12
-#: two orientations whose outline scores differ by less than this are a tie (symmetric layout).
-TIE: Final = 0.02
 
 
-def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> Alignment:
+def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
     import cv2
     import numpy as np
 
@@ -73,22 +72,18 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> Al
         raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
     if min(left, right) < tol * max(left, right):
         raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
-    return _orient(gray, template, pts, ink, paper, photo)
+    return _turns(template, pts, ink, paper, photo)
 
 
-def _orient(
-    gray: Gray, template: Template, pts: npt.NDArray[np.float64], ink: float, paper: float, photo: bool
-) -> Alignment:
-    """Try each corner assignment that fits the template's aspect; keep the best outlines."""
+def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: float, photo: bool) -> list[Alignment]:
+    """Each corner assignment that fits the template's aspect (the layout picks one)."""
     import cv2
     import numpy as np
-
-    from workers.omr.sample import sample
 
     tpl_pts = np.array(template.marker_centres, np.float64)
     tpl_aspect = (tpl_pts[1][0] - tpl_pts[0][0]) / (tpl_pts[3][1] - tpl_pts[0][1])
     tol = 0.2 if photo else 0.06
-    best: tuple[float, Alignment] | None = None
+    out: list[Alignment] = []
     aspects = []
     for turn in range(4):  # template top-left lies at image corner `turn` (clockwise from top-left)
         image_pts = np.array([pts[(turn + i) % 4] for i in range(4)], np.float64)
@@ -101,16 +96,13 @@ def _orient(
         if scale * template.dpi < MIN_DPI:
             raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
         h = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
-        alignment = Alignment(h.astype(np.float64), turn * 90, scale, ink, paper)
-        score = float(np.mean(np.clip(sample(gray, template, alignment).ring, 0, 1)))
-        if best is None or score > best[0] + TIE:
-            best = (score, alignment)
-    if best is None:
+        out.append(Alignment(h.astype(np.float64), turn * 90, scale, ink, paper))
+    if not out:
         raise OmrError(
             TEMPLATE_MISMATCH,
             f"the markers form a {aspects[0]:.2f} rectangle; template {template.name!r} has {tpl_aspect:.2f}",
         )
-    return best[1]
+    return out
 
 
 @functools.lru_cache(maxsize=8)

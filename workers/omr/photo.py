@@ -64,7 +64,8 @@ MIN_FRAME_BRIGHTNESS: Final = 60.0
 
 
 def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Blob], k: float) -> Alignment:
-    from workers.omr.align import fit, ranked_quads
+    from workers.omr.align import fit_candidates, ranked_quads
+    from workers.omr.layout import pick_orientation
     from workers.omr.reader import rings_check
     from workers.omr.sample import sample
 
@@ -76,15 +77,20 @@ def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Bl
     too_small: OmrError | None = None
     for quad in quads:
         try:
-            alignment = fit(gray, template, quad, k, photo=True, min_dpi=0)
-            dpi = alignment.scale * template.dpi
+            candidates = fit_candidates(gray, template, quad, k, photo=True, min_dpi=0)
+            dpi = candidates[0].scale * template.dpi
             if dpi < MIN_PHOTO_DPI:
+                if len(candidates) > 1:
+                    # Four alike blobs say less than a hollow marker among solid ones: too
+                    # small to be told from a cluster of dots, so not a sheet found.
+                    raise OmrError(NO_SHEET_FOUND, "four small alike blobs, not a sheet's markers")
                 # Markers of this template, but too few pixels to read the bubbles by:
                 # the ring test would fail for that reason, and say the wrong thing.
                 too_small = too_small or OmrError(
                     RESOLUTION_TOO_LOW, f"the sheet is photographed at about {dpi:.0f} dpi"
                 )
                 continue
+            alignment = candidates[0] if len(candidates) == 1 else pick_orientation(gray, template, candidates)
             samples = sample(gray, template, alignment)
             rings_check(samples, template)
         except OmrError as exc:

@@ -32,6 +32,16 @@ class TemplateError(OmrError):
         super().__init__(TEMPLATE_INVALID, message)
 
 
+#: bubble shapes a template can name ("ellipse" covers circles: width == height).
+BUBBLE_SHAPES: Final = ("ellipse", "rectangle")
+#: how a sheet is found in a picture; workers/omr/aligners.py maps each kind to its code.
+#: "markers": four corner markers (solid squares with a hollow top-left one, or four
+#: identical markers, drawn or given as a picture); "page": the page's edges; "reference":
+#: a picture of the blank sheet; "timing": a track of timing marks; "none": the picture
+#: is the page already.
+ALIGNMENT_KINDS: Final = ("markers", "page", "reference", "timing", "none")
+
+
 @dataclass(frozen=True)
 class Field:
     """One row of bubbles that yields one answer: a question, or one student-ID digit."""
@@ -39,6 +49,27 @@ class Field:
     label: str
     values: tuple[str, ...]
     centres: tuple[Point, ...]
+    #: bubble width and height in template pixels; None: a circle of Template.bubble_radius.
+    size: tuple[float, float] | None = None
+    #: "ellipse" (circles included) or "rectangle".
+    shape: str = "ellipse"
+    #: the block the field was laid out in: the fields of one block are printed as one grid,
+    #: and the reader finds each block's grid on the sheet as a whole (reader.py).
+    block: str = ""
+
+
+@dataclass(frozen=True)
+class AlignmentSpec:
+    """How the sheet is found in a picture: ``kind`` is one of ALIGNMENT_KINDS.
+
+    ``options`` holds what that kind needs beyond the Template's own fields (a reference
+    picture's bytes, a timing track's place, CropPage's morphKernel...); each aligner
+    documents its keys. For "markers", ``Template.marker_image`` (a picture) or the
+    template's marker size (squares) says what to look for.
+    """
+
+    kind: str = "markers"
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -74,10 +105,18 @@ class Template:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: set for sheets whose corners show a marker picture (OMRChecker); None = solid squares.
     marker_image: MarkerImage | None = field(default=None, compare=False, repr=False)
+    #: how the sheet is found in a picture (workers/omr/aligners.py).
+    alignment: AlignmentSpec = field(default_factory=AlignmentSpec)
 
     @property
     def fields(self) -> tuple[Field, ...]:
         return self.id_fields + self.questions
+
+    def bubble_size(self, f: Field) -> tuple[float, float]:
+        """(width, height) of the field's bubbles in template pixels."""
+        if f.size is not None:
+            return f.size
+        return (2 * self.bubble_radius, 2 * self.bubble_radius)
 
     @property
     def min_gap(self) -> float:
@@ -138,13 +177,70 @@ def parse_template(data: Mapping[str, Any]) -> Template:
         (width - half, height - half),
         (half, height - half),
     )
-    radius = float(_number(_object(data, "bubble"), "radius", 3, 200, "bubble."))
+    bubble = _bubble(data, None, "")
     choices = _choices(data)
-    id_fields = _student_id(data)
-    questions = _questions(data, choices)
-    tpl = Template(name, title, width, height, dpi, msize, markers, radius, id_fields, questions, dict(data))
+    id_fields = _student_id(data, bubble)
+    questions = _questions(data, choices, bubble)
+    sizes = [f.size for f in id_fields + questions if f.size is not None]
+    # The radius every size-blind measurement uses: the smallest half side of any bubble.
+    radius = min([bubble.radius, *(min(w, h) / 2 for w, h in sizes)])
+    tpl = Template(
+        name,
+        title,
+        width,
+        height,
+        dpi,
+        msize,
+        markers,
+        radius,
+        id_fields,
+        questions,
+        dict(data),
+        alignment=_alignment(data),
+    )
     _check_geometry(tpl, inset)
     return tpl
+
+
+@dataclass(frozen=True)
+class _Bubble:
+    radius: float
+    size: tuple[float, float] | None
+    shape: str
+
+
+def _bubble(data: Mapping[str, Any], base: _Bubble | None, where: str) -> _Bubble:
+    """``bubble``: {"radius": r} (a circle) or {"width": w, "height": h[, "shape": s]}.
+
+    Inside a block or ``student_id`` it is optional and overrides the sheet's.
+    """
+    if base is not None and "bubble" not in data:
+        return base
+    spec = _object(data, "bubble")
+    here = f"{where}bubble."
+    shape = spec.get("shape", "ellipse")
+    if shape not in BUBBLE_SHAPES:
+        raise TemplateError(f"{here}shape: must be one of {', '.join(BUBBLE_SHAPES)}")
+    if "width" in spec or "height" in spec:
+        w = _number(spec, "width", 6, 400, here)
+        h = _number(spec, "height", 6, 400, here)
+        if max(w, h) > 4 * min(w, h):
+            raise TemplateError(f"{here}: a bubble at most 4 times longer than wide")
+        return _Bubble(min(w, h) / 2, (w, h), str(shape))
+    radius = float(_number(spec, "radius", 3, 200, here))
+    return _Bubble(radius, None if shape == "ellipse" else (2 * radius, 2 * radius), str(shape))
+
+
+def _alignment(data: Mapping[str, Any]) -> AlignmentSpec:
+    spec = data.get("alignment")
+    if spec is None:
+        return AlignmentSpec()
+    if not isinstance(spec, Mapping):
+        raise TemplateError("alignment: must be an object")
+    kind = spec.get("kind", "markers")
+    if kind not in ALIGNMENT_KINDS:
+        raise TemplateError(f"alignment.kind: must be one of {', '.join(ALIGNMENT_KINDS)}")
+    return AlignmentSpec(str(kind), {k: v for k, v in spec.items() if k != "kind"})
 
 
 def _choices(data: Mapping[str, Any]) -> tuple[str, ...]:
@@ -156,21 +252,29 @@ def _choices(data: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(choices)
 
 
-def _student_id(data: Mapping[str, Any]) -> tuple[Field, ...]:
+def _student_id(data: Mapping[str, Any], bubble: _Bubble) -> tuple[Field, ...]:
     if data.get("student_id") is None:
         return ()
     sid = _object(data, "student_id")
+    own = _bubble(sid, bubble, "student_id.")
     digits = _int(sid, "digits", 1, 12, "student_id.")
     x0, y0 = _point(sid, "origin", "student_id.")
     cgap = _number(sid, "column_gap", 1, 1000, "student_id.")
     rgap = _number(sid, "row_gap", 1, 1000, "student_id.")
     return tuple(
-        Field(f"{STUDENT_ID_LABEL}[{i}]", ID_VALUES, tuple((x0 + i * cgap, y0 + d * rgap) for d in range(10)))
+        Field(
+            f"{STUDENT_ID_LABEL}[{i}]",
+            ID_VALUES,
+            tuple((x0 + i * cgap, y0 + d * rgap) for d in range(10)),
+            own.size,
+            own.shape,
+            STUDENT_ID_LABEL,
+        )
         for i in range(digits)
     )
 
 
-def _questions(data: Mapping[str, Any], choices: tuple[str, ...]) -> tuple[Field, ...]:
+def _questions(data: Mapping[str, Any], choices: tuple[str, ...], bubble: _Bubble) -> tuple[Field, ...]:
     blocks = data.get("question_blocks")
     if not isinstance(blocks, list) or not 1 <= len(blocks) <= 40:
         raise TemplateError("question_blocks: must be a list of 1 to 40 blocks")
@@ -185,13 +289,15 @@ def _questions(data: Mapping[str, Any], choices: tuple[str, ...]) -> tuple[Field
         x0, y0 = _point(block, "origin", where)
         cgap = _number(block, "choice_gap", 1, 1000, where)
         rgap = _number(block, "row_gap", 1, 1000, where)
+        own = _bubble(block, bubble, where)
         for q in range(count):
             label = str(first + q)
             if label in seen:
                 raise TemplateError(f"{where}first: question {label} is numbered twice")
             seen.add(label)
             y = y0 + q * rgap
-            out.append(Field(label, choices, tuple((x0 + c * cgap, y) for c in range(len(choices)))))
+            centres = tuple((x0 + c * cgap, y) for c in range(len(choices)))
+            out.append(Field(label, choices, centres, own.size, own.shape, f"questions[{i}]"))
     if len(out) > 300:
         raise TemplateError("question_blocks: at most 300 questions")
     return tuple(out)
