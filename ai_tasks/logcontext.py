@@ -6,6 +6,13 @@ for the length of a run; :class:`JobContextFilter`, installed on the handlers by
 emitted it (the lifecycle, a processor, Django, kombu). The JSON formatter writes the
 fields as keys; :class:`ConsoleFormatter` appends them to the line.
 
+Every line's time is UTC in ISO 8601 with its zone (``2026-12-06T09:40:09.651Z``), in
+every process. ``logging`` stamps lines in the process's local zone, and that zone is
+not the same everywhere: Django sets ``TZ`` to ``TIME_ZONE`` (Asia/Seoul) in each process
+that loads its settings, while gunicorn's master never does: gunicorn's own lines came
+out in the host's zone and the app's lines (web and workers) at +09:00, and the JSON
+lines did not say which. gunicorn's own lines use these formatters too (config/gunicorn.py).
+
 A ContextVar is per thread (and per asyncio task): a thread started during a run does
 not see it unless it is started inside ``contextvars.copy_context().run``.
 
@@ -19,8 +26,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
+
+from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 if TYPE_CHECKING:
     from academy.models import AIJob
@@ -72,7 +82,22 @@ class JobContextFilter(logging.Filter):
         return True
 
 
-class ConsoleFormatter(logging.Formatter):
+def utc_timestamp(created: float) -> str:
+    """``record.created`` as ISO 8601 in UTC, to the millisecond: ``2026-12-06T09:40:09.651Z``."""
+    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _UtcTime(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # The process's local zone is not the same in every process (module docstring).
+        return utc_timestamp(record.created)
+
+
+class JsonFormatter(_UtcTime, _JsonFormatter):
+    """python-json-logger's formatter, its ``asctime`` in UTC with the zone."""
+
+
+class ConsoleFormatter(_UtcTime):
     """The plain format, with ``[job_id=... tenant=... ...]`` appended inside a run."""
 
     def format(self, record: logging.LogRecord) -> str:
