@@ -7,9 +7,10 @@ these and writes what they decide.
 from __future__ import annotations
 
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from celery.utils.time import get_exponential_backoff_interval
 
 from academy.states import JobStatus, Tier
 
@@ -177,11 +178,16 @@ def fallback_qualifies(
     return False
 
 
-def retry_countdown(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1))).
+def retry_countdown(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds before retry ``attempt``: exponential backoff with full jitter, drawn from
+    0 to min(``cap``, ``base`` * 2**(attempt - 1)) (``AI_RETRY_BACKOFF_BASE``, ``_MAX``).
 
-    Full jitter spreads a burst of failures (a dependency that blinked) over the window
-    instead of retrying them all in lock-step.
+    Celery's own backoff (the one ``autoretry_for`` uses) draws it. It counts in whole
+    units, so it is given milliseconds: a base under a second still backs off. Full jitter
+    spreads a burst of failures (a dependency that blinked) over the window instead of
+    retrying them all in lock-step.
     """
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return (rng or random).uniform(0, ceiling)
+    millis = get_exponential_backoff_interval(
+        factor=round(base * 1000), retries=max(0, attempt - 1), maximum=round(cap * 1000), full_jitter=True
+    )
+    return millis / 1000

@@ -108,9 +108,28 @@ def test_only_basic_jobs_fall_back() -> None:
 
 
 def test_retry_backoff_grows_exponentially_within_its_cap() -> None:
-    rng = random.Random(7)
     for attempt, ceiling in [(1, 2.0), (2, 4.0), (3, 8.0), (6, 60.0), (20, 60.0)]:
-        samples = [policies.retry_countdown(attempt, base=2.0, cap=60.0, rng=rng) for _ in range(200)]
+        samples = [policies.retry_countdown(attempt, base=2.0, cap=60.0) for _ in range(200)]
         assert min(samples) >= 0
         assert max(samples) <= ceiling
         assert max(samples) > ceiling * 0.8  # full jitter reaches the top of its window
+
+
+def test_retry_backoff_is_celerys_full_jitter_in_milliseconds() -> None:
+    from celery.utils.time import get_exponential_backoff_interval
+
+    for attempt in (1, 2, 3, 4, 9):
+        random.seed(attempt)
+        ours = policies.retry_countdown(attempt, base=0.2, cap=1.0)
+        random.seed(attempt)
+        celerys = get_exponential_backoff_interval(factor=200, retries=attempt - 1, maximum=1000, full_jitter=True)
+        assert ours == celerys / 1000
+
+
+def test_a_base_under_a_second_still_backs_off() -> None:
+    # The test settings' base (0.2 s, cap 1 s): Celery counts in whole units, and whole
+    # seconds would make every countdown 0.
+    samples = [policies.retry_countdown(3, base=0.2, cap=1.0) for _ in range(200)]
+    assert max(samples) <= 0.8
+    assert max(samples) > 0.6
+    assert len(set(samples)) > 50
