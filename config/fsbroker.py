@@ -10,8 +10,14 @@ message is written under a name no consumer matches (``.msg.part``) and renamed 
 place in one step (``os.replace``, atomic within a folder), so a consumer sees nothing
 or the whole message.
 
-``config.celery`` registers this class for the ``filesystem://`` scheme in every
-process (web, workers, beat, Flower).
+Why a transport subclass that overrides ``_put``: ``_put`` and ``_get`` are the methods
+every kombu virtual transport is made of (``kombu.transport.virtual.Channel`` leaves them
+to each transport, raising NotImplementedError), so this is the shape a fix in kombu
+itself would take: the same transport with another ``_put``, touching nothing else of
+kombu's. It is registered through ``TRANSPORT_ALIASES``, kombu's own table of URL schemes,
+instead of patching kombu's module: ``config.celery`` calls :func:`register` in every
+process (web, workers, beat, Flower). Its tests are ``tests/unit/test_fsbroker.py``. Once
+kombu's file-system transport writes its messages atomically, this module can go.
 """
 
 from __future__ import annotations

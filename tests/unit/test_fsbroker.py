@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -54,3 +55,38 @@ def test_put_never_shows_a_partial_file_under_the_consumed_name(
     channel._put("domain", {"body": "x" * 100_000})
     assert seen == [[]]  # nothing a consumer matches existed while the file was written
     assert channel._get("domain") == {"body": "x" * 100_000}
+
+
+def _produce(folder: str, count: int) -> None:
+    """Another process's producer (a web request publishing), through the same transport."""
+    fsbroker.register()
+    options = {"data_folder_in": folder, "data_folder_out": folder, "processed_folder": folder}
+    with Connection("filesystem://", transport_options=options) as conn:
+        for n in range(count):
+            conn.default_channel._put("basic", {"body": "x" * 1_000_000, "n": n})
+
+
+def test_a_consumer_in_another_process_reads_every_message_whole(channel: Any, tmp_path: Path) -> None:
+    # kombu's own _put, in the same race, handed this consumer most of 30 such messages
+    # empty or cut (a JSON error each, which kills a worker).
+    import multiprocessing
+
+    count = 30
+    producer = multiprocessing.get_context("fork").Process(target=_produce, args=(str(tmp_path), count))
+    producer.start()
+    whole: list[int] = []
+    broken: list[str] = []
+    deadline = time.monotonic() + 60
+    while len(whole) + len(broken) < count and time.monotonic() < deadline:
+        try:
+            message = channel._get("basic")
+        except Empty:
+            continue
+        except Exception as exc:  # what a half-written file gives a consumer
+            broken.append(repr(exc)[:80])
+            continue
+        assert message["body"] == "x" * 1_000_000
+        whole.append(message["n"])
+    producer.join(timeout=30)
+    assert broken == []
+    assert sorted(whole) == list(range(count))
