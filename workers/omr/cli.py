@@ -118,7 +118,7 @@ def _files(inputs: Sequence[Path]) -> Iterator[Path]:
 def _read_all(
     template: Template, inputs: Sequence[Path], photo: bool, finish: Finish
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    from workers.omr.decode import check_gray, decode_gray, sniff
+    from workers.omr.decode import check_gray, decode_image, sniff
     from workers.omr.pdf import pdf_pages
     from workers.omr.reader import read_gray
 
@@ -133,7 +133,7 @@ def _read_all(
             continue
         if sniff(data) != "pdf":
             try:
-                yield key, finish(read_gray(decode_gray(data), template, photo=photo).to_dict())
+                yield key, finish(read_gray(decode_image(data), template, photo=photo).to_dict())
             except BadInput as exc:
                 yield key, _error(exc)
             continue

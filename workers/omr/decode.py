@@ -1,8 +1,9 @@
 """Turn uploaded bytes into a greyscale image, refusing bombs and broken files first.
 
 A thin layer over :mod:`workers.imageio` with the reader's own limits: PNG, JPEG, TIFF
-and BMP are read, at most ``MAX_PIXELS`` (``IMAGE_TOO_LARGE`` above, judged from the
-header before anything is decompressed) and at least ``MIN_SIDE`` pixels on a side.
+and BMP are read (greyscale, or in colour by ``decode_image``), at most ``MAX_PIXELS``
+(``IMAGE_TOO_LARGE`` above, judged from the header before anything is decompressed) and
+at least ``MIN_SIDE`` pixels on a side.
 Everything is raised as :class:`OmrError`.
 """
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["KINDS", "MAX_PIXELS", "MIN_SIDE", "check_gray", "decode_gray", "image_size", "sniff"]
+__all__ = ["KINDS", "MAX_PIXELS", "MIN_SIDE", "check_gray", "decode_gray", "decode_image", "image_size", "sniff"]
 
 MAX_PIXELS: Final = 60_000_000
 MIN_SIDE: Final = 200
@@ -48,6 +49,23 @@ def image_size(data: bytes) -> tuple[int, int]:
 def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
     """Decode to a 2-D uint8 image, or raise OmrError with a rejection code."""
     return _as_omr(lambda: imageio.decode(data, kinds=KINDS, max_pixels=MAX_PIXELS, min_side=MIN_SIDE))
+
+
+def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
+    """Decode keeping colour (3-channel BGR, whatever the file holds), or raise OmrError.
+
+    The reader reads marks past dropout-ink print on a colour channel (workers/omr/sample.py),
+    so a colour scan keeps its colour until then.
+    """
+    image = _as_omr(
+        lambda: imageio.decode(data, kinds=KINDS, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, grayscale=False)
+    )
+    if image.ndim == 3 and image.shape[2] == 4:
+        import cv2
+        import numpy as np
+
+        return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), dtype=np.uint8)
+    return image
 
 
 def check_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

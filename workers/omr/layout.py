@@ -1,17 +1,38 @@
-"""Fit the template's bubble layout to the sheet: which way up, and where each block lies.
+"""Fit the template's bubble layout to the sheet: which way up, where each block lies, how
+big its bubbles are printed.
 
 An alignment (workers/omr/aligners.py) maps the template onto the picture to within a
-fraction of a bubble. What the reader trusts is the print itself: the template's bubbles
-must be printed (or marked) where it puts them.
+fraction of a bubble, and a template written by hand is often a few pixels off its print
+(a grid sitting a third of a bubble low). Reading the template's boxes blindly would then
+read the next row's mark. So each block (the fields laid out as one grid) is found on the
+sheet itself:
+
+1. The block's region is warped into the template frame at half size, on the channel
+   where the print shows, as *darkness*: 0 paper, 1 the markers' ink.
+2. A bubble detector - the mean darkness inside an ellipse of the template's bubble size
+   less the mean darkness of a band around it - is run over the region. A printed bubble
+   (its outline, the digit in it) or a mark scores high; paper, a line or text low.
+3. The block's score at an offset is the detector's mean over the block's bubble centres
+   moved by that offset. The best offset within 0.45 of the bubble spacing (a whole
+   spacing would land on the neighbouring row) is where the block is printed.
+4. The bubbles' printed size is measured on the block's mean bubble: the distance from
+   its centre to the dark outline along each axis. Marks and digits sit in the middle and
+   do not move it; when no outline stands out (a sheet that prints none), the template's
+   size is kept.
+
+``pick_orientation`` uses the same score to choose among turns of a sheet whose markers
+cannot say which way up it lies: the layout fits only one way round.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, OmrError
-from workers.omr.template import Template
+from workers.omr.template import Field, Template
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,23 +40,248 @@ if TYPE_CHECKING:
 
     from workers.omr.align import Alignment
 
+#: the block is searched on a copy of the template frame at this share of its size.
+WORK_SCALE: Final = 0.5
+#: the search reaches this share of the bubble spacing (along each axis) either way.
+REACH: Final = 0.45
+#: ... and never further than this many bubble radii.
+MAX_REACH_RADII: Final = 1.5
 #: two orientations whose layout scores differ by less than this are a tie (a layout that
 #: looks the same upside down); the first candidate, the likelier, is kept.
-TIE: Final = 0.02
+TIE: Final = 0.01
+#: a measured outline must be this dark (0 paper .. 1 ink) on the block's mean bubble ...
+MIN_OUTLINE: Final = 0.06
+#: a candidate outline a whole search reach away from the template's place must be this
+#: much darker than one at it (darkness units, linear in between).
+NEAR_PRIOR: Final = 0.05
+#: ... and the measured size within these shares of the template's.
+SIZE_RANGE: Final = (0.6, 1.8)
+
+
+@dataclass(frozen=True)
+class BlockFit:
+    name: str
+    #: where the block's print lies relative to the template, template pixels.
+    offset: tuple[float, float]
+    #: its bubbles' printed half width and half height, template pixels.
+    radii: tuple[float, float]
+    #: the bubble detector's mean over the block's bubbles (darkness units).
+    score: float
+
+
+@dataclass(frozen=True)
+class LayoutFit:
+    #: the template with each block moved to its print and its bubble size measured.
+    template: Template
+    blocks: tuple[BlockFit, ...]
+
+    @property
+    def score(self) -> float:
+        """The bubble detector's mean over all blocks, weighted by their bubbles."""
+        total = sum(b.score * n for b, n in zip(self.blocks, self._counts(), strict=True))
+        return total / max(1, sum(self._counts()))
+
+    def _counts(self) -> list[int]:
+        sizes: dict[str, int] = {}
+        for f in self.template.fields:
+            sizes[f.block] = sizes.get(f.block, 0) + len(f.centres)
+        return [sizes.get(b.name, 0) for b in self.blocks]
 
 
 def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates: Sequence[Alignment]) -> Alignment:
     """Of several alignments (turns of the same sheet), the one the template's bubbles fit."""
-    import numpy as np
-
-    from workers.omr.sample import sample
-
     if not candidates:
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
     best: tuple[float, Alignment] | None = None
     for alignment in candidates:
-        score = float(np.mean(np.clip(sample(gray, template, alignment).ring, 0, 1)))
+        score = fit_layout(gray, template, alignment, measure=False).score
         if best is None or score > best[0] + TIE:
             best = (score, alignment)
     assert best is not None
     return best[1]
+
+
+@functools.lru_cache(maxsize=32)
+def _blocks(template: Template) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(block name, field indices) in template order; fields without a block stand alone."""
+    order: dict[str, list[int]] = {}
+    for i, f in enumerate(template.fields):
+        order.setdefault(f.block or f"field:{f.label}", []).append(i)
+    return tuple((name, tuple(idx)) for name, idx in order.items())
+
+
+def fit_layout(
+    gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment, *, measure: bool = True
+) -> LayoutFit:
+    """Find each block of the template on the sheet (see the module doc)."""
+    fields = list(template.fields)
+    fits: list[BlockFit] = []
+    for name, idx in _blocks(template):
+        block = [fields[i] for i in idx]
+        fit = _fit_block(gray, template, alignment, name, block, measure)
+        fits.append(fit)
+        dx, dy = fit.offset
+        size = (2 * fit.radii[0], 2 * fit.radii[1])
+        for i, f in zip(idx, block, strict=True):
+            moved = tuple((x + dx, y + dy) for x, y in f.centres)
+            fields[i] = replace(f, centres=moved, size=size if measure else f.size)
+    n_id = len(template.id_fields)
+    moved_tpl = replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]))
+    return LayoutFit(moved_tpl, tuple(fits))
+
+
+def _spacing(centres: npt.NDArray[np.float64], axis: int, fallback: float) -> float:
+    """The smallest step between distinct bubble positions along one axis of a block."""
+    import numpy as np
+
+    values = np.unique(np.round(centres[:, axis], 1))
+    if values.size < 2:
+        return fallback
+    steps = np.diff(values)
+    steps = steps[steps > 1.0]
+    return float(steps.min()) if steps.size else fallback
+
+
+def _fit_block(
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    alignment: Alignment,
+    name: str,
+    block: list[Field],
+    measure: bool,
+) -> BlockFit:
+    import cv2
+    import numpy as np
+
+    s = WORK_SCALE
+    centres = np.array([c for f in block for c in f.centres], np.float64)
+    w, h = template.bubble_size(block[0])
+    rx, ry = w / 2, h / 2
+    gap_x, gap_y = _spacing(centres, 0, 6 * rx), _spacing(centres, 1, 6 * ry)
+    reach_x = min(REACH * gap_x, MAX_REACH_RADII * max(rx, ry))
+    reach_y = min(REACH * gap_y, MAX_REACH_RADII * max(rx, ry))
+    # The largest printed radius looked for: twice the template's, short of half a spacing
+    # (where the outline of the neighbouring bubble would pair with this one's).
+    top_x = min(SIZE_RANGE[1] * rx, 0.45 * gap_x)
+    top_y = min(SIZE_RANGE[1] * ry, 0.45 * gap_y)
+    half_x, half_y = reach_x + top_x + 2, reach_y + top_y + 2
+    x0, y0 = centres[:, 0].min() - half_x, centres[:, 1].min() - half_y
+    x1, y1 = centres[:, 0].max() + half_x, centres[:, 1].max() + half_y
+    size = (max(8, round((x1 - x0) * s)), max(8, round((y1 - y0) * s)))
+    # region pixel -> template pixel -> image pixel
+    m = alignment.homography @ np.array([[1 / s, 0, x0], [0, 1 / s, y0], [0, 0, 1]], np.float64)
+    region = cv2.warpPerspective(
+        gray, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    span = max(alignment.paper - alignment.ink, 1.0)
+    paper = float(np.percentile(region, 90))
+    dark = np.asarray((paper - region.astype(np.float32)) / span, np.float32)
+    # The block's mean bubble: every bubble's surroundings, centred where the template
+    # puts it, averaged (region pixels).
+    hx, hy = int(half_x * s), int(half_y * s)
+    cx = (centres[:, 0] - x0) * s
+    cy = (centres[:, 1] - y0) * s
+    gx = np.arange(-hx, hx + 1, dtype=np.float32)
+    gy = np.arange(-hy, hy + 1, dtype=np.float32)
+    n = len(centres)
+    map_x = np.broadcast_to(cx.astype(np.float32)[:, None, None] + gx[None, None, :], (n, len(gy), len(gx)))
+    map_y = np.broadcast_to(cy.astype(np.float32)[:, None, None] + gy[None, :, None], (n, len(gy), len(gx)))
+    patches = cv2.remap(
+        dark,
+        np.ascontiguousarray(map_x).reshape(n * len(gy), len(gx)),
+        np.ascontiguousarray(map_y).reshape(n * len(gy), len(gx)),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    mean = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
+    # Beside the bubble: up to half a spacing from its centre, less the search's reach.
+    side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
+    found = _outline(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side)
+    if found is None:
+        return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0)
+    (ox, oy), (mrx, mry), strength = found
+    radii = (mrx / s, mry / s) if measure else (rx, ry)
+    return BlockFit(name, (ox / s, oy / s), radii, strength)
+
+
+def _outline(
+    mean: npt.NDArray[np.float32],
+    hx: int,
+    hy: int,
+    radii: tuple[float, float],
+    reach: tuple[float, float],
+    top: tuple[float, float],
+    side: tuple[float, float],
+) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+    """Centre offset, radii and outline darkness of the bubble in a block's mean picture.
+
+    Along each axis, through the current centre, the pair of dark outline points
+    (c - r, c + r) that is darkest together gives the centre c and the radius r; the
+    axes are done in turn, each through the other's latest centre. None when the
+    outline does not stand out from the paper around it.
+    """
+    import numpy as np
+
+    c = [0.0, 0.0]  # offset x, y (patch pixels from its middle)
+    r = [radii[0], radii[1]]
+    strength = [0.0, 0.0]
+    for axis in (1, 0, 1, 0):
+        other = 1 - axis
+        band = max(1, int(0.25 * r[other]))
+        # A ruled line across the axis shows in the bubble's profile and beside the
+        # bubble alike: the profile beside it (past the bubble's edge, short of the next
+        # bubble) is taken off, so table rules between rows do not pass for outlines.
+        near = int(1.3 * r[other]) + 1
+        far = int(min(1.8 * r[other], side[other] - abs(c[other]))) + 1
+        if axis == 0:
+            row = round(hy + c[1])
+            profile = mean[max(0, row - band) : row + band + 1, :].mean(axis=0)
+            if far > near:
+                beside = np.concatenate(
+                    [mean[max(0, row - far) : max(0, row - near), :], mean[row + near : row + far, :]]
+                )
+                if len(beside):
+                    profile = profile - beside.mean(axis=0)
+            middle = hx
+        else:
+            col = round(hx + c[0])
+            profile = mean[:, max(0, col - band) : col + band + 1].mean(axis=1)
+            if far > near:
+                beside = np.concatenate(
+                    [mean[:, max(0, col - far) : max(0, col - near)], mean[:, col + near : col + far]], axis=1
+                )
+                if beside.shape[1]:
+                    profile = profile - beside.mean(axis=1)
+            middle = hy
+        lo = max(1, int(SIZE_RANGE[0] * radii[axis]))
+        hi = max(lo + 1, int(top[axis]))
+        reach_px = int(reach[axis])
+        rr = np.arange(lo, hi + 1)[:, None]
+        cc = np.arange(-reach_px, reach_px + 1)[None, :]
+        last = len(profile) - 1
+        a, b = middle + cc - rr, middle + cc + rr
+        inside = (a >= 0) & (b <= last)
+        a, b = np.clip(a, 0, last), np.clip(b, 0, last)
+        # Both outline points dark, and lighter just outside them (paper).
+        outside = 0.5 * (profile[np.clip(a - 2, 0, last)] + profile[np.clip(b + 2, 0, last)])
+        # The print is looked for near where the template puts it: a pair further off
+        # must be that much darker (a mark's edge and the next row's outline can pair
+        # up as well as a bubble's own outline, and more often the further off).
+        prior = NEAR_PRIOR * np.abs(cc) / max(reach_px, 1)
+        scores = np.where(inside, np.minimum(profile[a], profile[b]) - outside - prior, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        if not scores[i, j] >= MIN_OUTLINE:
+            return None
+        strength[axis] = float(scores[i, j])
+        c[axis] = float(cc[0, j]) + _vertex(scores[i, :], int(j))
+        r[axis] = float(rr[i, 0]) + _vertex(scores[:, j], int(i))
+    return (c[0], c[1]), (r[0], r[1]), float(np.mean(strength))
+
+
+def _vertex(values: npt.NDArray[np.float64], i: int) -> float:
+    """Sub-pixel peak of a parabola through values[i - 1 .. i + 1]."""
+    if i <= 0 or i >= len(values) - 1:
+        return 0.0
+    a, b, c = float(values[i - 1]), float(values[i]), float(values[i + 1])
+    den = a - 2 * b + c
+    return 0.0 if den >= 0 else max(-0.5, min(0.5, 0.5 * (a - c) / den))

@@ -66,7 +66,8 @@ class OmrGradingProcessor:
             raise BadInput("an answer-sheet image is required", code=FILE_REQUIRED)
         if not job.data:
             raise BadInput("the file is empty", code=EMPTY_FILE)
-        from workers.omr.decode import check_gray, decode_gray, sniff
+        from workers.omr.align import as_gray
+        from workers.omr.decode import check_gray, decode_image, sniff
         from workers.omr.overlay import overlay_png
         from workers.omr.pdf import pdf_page
         from workers.omr.reader import read_gray
@@ -77,11 +78,11 @@ class OmrGradingProcessor:
             # A batch's PDF is shared by its pages' jobs: each draws only its own page.
             gray = check_gray(pdf_page(job.data, page or 1))
         else:
-            gray = decode_gray(job.data)
+            gray = decode_image(job.data)  # colour kept: dropout-ink print is read past on a channel
         job.progress("read", 40)
         reading = read_gray(gray, template, photo=photo)
         job.progress("overlay", 80)
-        png = overlay_png(gray, template, reading)
+        png = overlay_png(as_gray(gray), template, reading)
         job.progress("done", 100)
         data = reading.to_dict()
         data.update(

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 #: a printed outline must be this far from paper towards ink to count as present.
 MIN_RING: Final = 0.1
+#: ... or its middle this dark (a mark hides a light outline under it).
+MIN_MARKED: Final = 0.3
 #: share of template bubbles whose outline must be found where the template puts them.
 MIN_RINGS_FOUND: Final = 0.9
 UNREADABLE_DIGIT: Final = "?"
@@ -31,7 +33,6 @@ PRINT_LEVEL: Final = 0.25
 MAX_UNEXPECTED_RINGS: Final = 8
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
-_CACHE_SIZE: Final = 16
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class SheetReading:
     straight: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
     #: the learned classifier that checked every bubble (photo mode), or None.
     classifier: str | None = None
+    #: the template with each block where it is printed on this sheet and its bubbles at
+    #: their printed size (workers/omr/layout.py); the overlay draws these.
+    placed: Template | None = field(default=None, compare=False, repr=False)
 
     @property
     def answers(self) -> dict[str, list[str]]:
@@ -80,28 +84,34 @@ class SheetReading:
 
 def read_sheet(image: bytes, template: Template, *, photo: bool = False, learned: bool | None = None) -> SheetReading:
     """Read one sheet from encoded image bytes. Raises OmrError (a BadInput)."""
-    from workers.omr.decode import decode_gray
+    from workers.omr.decode import decode_image
 
-    return read_gray(decode_gray(image), template, photo=photo, learned=learned)
+    return read_gray(decode_image(image), template, photo=photo, learned=learned)
 
 
 def read_gray(
-    gray: npt.NDArray[np.uint8], template: Template, *, photo: bool = False, learned: bool | None = None
+    image: npt.NDArray[np.uint8], template: Template, *, photo: bool = False, learned: bool | None = None
 ) -> SheetReading:
-    """``learned``: also check every bubble with the learned classifier (workers.omr.learned);
+    """Read a decoded sheet: greyscale, or BGR (what lets dropout-ink print be read past).
+
+    ``learned``: also check every bubble with the learned classifier (workers.omr.learned);
     by default in photo mode only."""
 
-    from workers.omr.align import align
-    from workers.omr.sample import sample
+    from workers.omr.align import align, as_gray
 
-    h, w = gray.shape[:2]
+    h, w = image.shape[:2]
     if max(h, w) > MAX_ASPECT * min(h, w):
         raise OmrError(NO_SHEET_FOUND, f"a {w}x{h} picture is far too long and thin to show an answer sheet")
+    gray = as_gray(image)
+    if template.alignment.options.get("filters"):
+        # An OMRChecker template's Levels / blurs: it reads the filtered grey picture.
+        from workers.omr.filters import template_filters
+
+        gray = image = template_filters(gray, template)
     alignment = align(gray, template, photo=photo)
-    samples = alignment.samples if alignment.samples is not None else sample(gray, template, alignment)
-    rings_check(samples, template)
+    placed, samples = place(image, gray, template, alignment)
     straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
-    extra = unexpected_rings(straight, template, alignment)
+    extra = unexpected_rings(straight, placed, alignment)
     if extra >= MAX_UNEXPECTED_RINGS:
         raise OmrError(
             TEMPLATE_MISMATCH,
@@ -110,25 +120,51 @@ def read_gray(
     levels = sheet_levels(samples.fill, samples.index)
     fill = samples.fill.tolist()
     fields = [
-        read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(template.fields, samples.index, strict=True)
+        read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(placed.fields, samples.index, strict=True)
     ]
     classifier = None
     if learned or (learned is None and photo):
         from workers.omr.learned import refine
 
-        fields, classifier = refine(gray, template, alignment, samples, levels, fields)
+        marks = gray if samples.channel < 0 else _channel(image, samples.channel)
+        fields, classifier = refine(marks, placed, alignment, samples, levels, fields)
     n_id = len(template.id_fields)
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
-    return SheetReading(sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight, classifier)
+    return SheetReading(
+        sid, tuple(fields[n_id:]), digits, levels, alignment.rotation, alignment, straight, classifier, placed
+    )
+
+
+def place(
+    image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment
+) -> tuple[Template, Samples]:
+    """Find the template's blocks where they are printed (workers/omr/layout.py), measure
+    every bubble there, and refuse the sheet unless the bubbles are printed (or marked)
+    where the template has them: TEMPLATE_MISMATCH."""
+    from workers.omr.layout import fit_layout
+    from workers.omr.sample import sample
+
+    placed = fit_layout(gray, template, alignment).template
+    samples = sample(image, placed, alignment)
+    rings_check(samples, template)
+    return placed, samples
+
+
+def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.extractChannel(image, channel), dtype=np.uint8)
 
 
 def rings_check(samples: Samples, template: Template) -> None:
-    """TEMPLATE_MISMATCH unless the template's bubble outlines are printed where the
-    alignment put them (MIN_RINGS_FOUND of them)."""
+    """TEMPLATE_MISMATCH unless the template's bubbles are printed - or marked - where the
+    alignment put them (MIN_RINGS_FOUND of them): measured on the sheet's own paper, so
+    it holds for any ink, outline or shape the template's bubble size describes."""
     import numpy as np
 
-    found = float(np.mean(samples.ring >= MIN_RING))
+    found = float(np.mean((samples.ring >= MIN_RING) | (samples.fill >= MIN_MARKED)))
     if found < MIN_RINGS_FOUND:
         raise OmrError(
             TEMPLATE_MISMATCH,
@@ -155,63 +191,52 @@ def straighten(
 
 
 def unexpected_rings(straight: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> int:
-    """Bubble-like printed rings on the straightened sheet where the template prints nothing.
+    """Printed bubbles on the straightened sheet that continue the template's grid where
+    the template has none.
 
     A sheet of another layout that shares this template's markers (a 40-question sheet
     read with a 20-question template) passes every other check: all of this template's
     bubbles are printed on it. Its extra bubbles give it away. Print is found below
-    PRINT_LEVEL, everything the template's own blank sheet prints (grown by a bubble
-    radius, so its bubbles, boxes and whatever is written in them drop out) is removed,
-    and what is left is counted when it is a closed ring of about a bubble's size. Pencil
-    strokes are lines, and a filled mark has no hole, so neither counts.
+    PRINT_LEVEL; the template's own bubbles (grown by half a bubble) are removed; what is
+    left counts when it is a closed, rounded ring of the size the template's bubbles are
+    printed at, centred on one of the template's bubble rows or columns. Pencil strokes
+    are lines and a filled mark has no hole, so neither counts; boxes are square; and
+    printed examples elsewhere on the card (a legend showing how to mark) are off the
+    grid's rows and columns.
     """
     import cv2
+    import numpy as np
 
     span = max(alignment.paper - alignment.ink, 1.0)
     level = alignment.paper - PRINT_LEVEL * span
     _, dark = cv2.threshold(straight, level, 255, cv2.THRESH_BINARY_INV)
-    dark = cv2.bitwise_and(dark, _blank_mask(template, straight.shape[1], straight.shape[0]))
+    s = straight.shape[1] / template.width
+    sizes = np.array([template.bubble_size(f) for f in template.fields for _ in f.centres], np.float64) * s
+    centres = np.array([c for f in template.fields for c in f.centres], np.float64) * s
+    for (x, y), (w, h) in zip(centres, sizes, strict=True):
+        cv2.ellipse(dark, (round(x), round(y)), (round(0.8 * w), round(0.8 * h)), 0, 0, 360, 0, -1)
     contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return 0
     links = hierarchy[0]
-    rs = template.bubble_radius * straight.shape[1] / template.width
+    bw, bh = (float(v) for v in np.median(sizes, axis=0))
+    rows, cols = np.unique(np.round(centres[:, 1])), np.unique(np.round(centres[:, 0]))
     count = 0
     for i, link in enumerate(links):
         if link[3] != -1 or link[2] == -1:  # a hole itself, or a shape without one
             continue
-        _, _, w, h = cv2.boundingRect(contours[i])
-        if not (1.5 * rs <= w <= 2.6 * rs and 1.5 * rs <= h <= 2.6 * rs):
+        x, y, w, h = cv2.boundingRect(contours[i])
+        if not (0.7 * bw <= w <= 1.35 * bw and 0.7 * bh <= h <= 1.35 * bh):
             continue
+        if cv2.contourArea(contours[i]) > 0.9 * w * h:
+            continue  # a box, not a bubble
         hole, j = 0.0, int(link[2])
         while j != -1:
             hole = max(hole, cv2.contourArea(contours[j]))
             j = int(links[j][0])
-        count += hole >= 0.25 * w * h
+        if hole < 0.25 * w * h:
+            continue
+        cx, cy = x + w / 2, y + h / 2
+        on_grid = np.min(np.abs(rows - cy)) <= 0.35 * bh or np.min(np.abs(cols - cx)) <= 0.35 * bw
+        count += bool(on_grid)
     return count
-
-
-# id(template), width, height -> (template, mask): 255 where the blank sheet prints nothing.
-_BLANK_MASKS: dict[tuple[int, int, int], tuple[Template, npt.NDArray[np.uint8]]] = {}
-
-
-def _blank_mask(template: Template, width: int, height: int) -> npt.NDArray[np.uint8]:
-    key = (id(template), width, height)
-    hit = _BLANK_MASKS.get(key)
-    if hit is not None and hit[0] is template:
-        return hit[1]
-    import cv2
-    import numpy as np
-
-    from workers.omr.render import render_sheet
-
-    small = cv2.resize(render_sheet(template), (width, height), interpolation=cv2.INTER_AREA)
-    grow = 2 * round(template.bubble_radius * width / template.width + 3) + 1
-    printed = cv2.dilate(
-        np.where(small < 250, 255, 0).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))
-    )
-    mask = np.asarray(cv2.bitwise_not(printed), dtype=np.uint8)
-    if len(_BLANK_MASKS) >= _CACHE_SIZE:
-        _BLANK_MASKS.pop(next(iter(_BLANK_MASKS)))
-    _BLANK_MASKS[key] = (template, mask)
-    return mask

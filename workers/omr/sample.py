@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 #: the paper level of a bubble is this percentile of its surroundings.
 PAPER_PERCENTILE: Final = 80
+#: dropout ink: the fill is read on the colour channel where the printed outlines are
+#: faintest when they are at most this share of their darkness in grey ...
+DROPOUT_SHARE: Final = 0.5
+#: ... and the outlines show in grey at all (0 paper .. 1 ink).
+DROPOUT_MIN_PRINT: Final = 0.05
 _CACHE_SIZE: Final = 16
 
 
@@ -38,13 +43,26 @@ class Samples:
     ring: npt.NDArray[np.float64]
     #: (field index, bubble index) -> position in the flat arrays
     index: tuple[tuple[int, ...], ...]
+    #: the colour channel (0 blue, 1 green, 2 red) the fill was read on; -1: grey.
+    channel: int = -1
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Bubbles of one size: their positions in the flat arrays and their sampling offsets."""
+
+    bubbles: npt.NDArray[np.intp]
+    rx: float
+    ry: float
+    #: the nearest other bubble's distance in units of this group's radii.
+    nearest: float
 
 
 @dataclass(frozen=True)
 class _Layout:
     centres: npt.NDArray[np.float64]  # (bubbles, 2)
     index: tuple[tuple[int, ...], ...]
-    min_gap: float
+    groups: tuple[_Group, ...]
 
 
 # id(template) -> (template, layout); the template is kept so its id stays its own.
@@ -59,54 +77,124 @@ def _layout(template: Template) -> _Layout:
 
     centres = np.array([c for f in template.fields for c in f.centres], np.float64)
     index: list[tuple[int, ...]] = []
+    sizes: dict[tuple[float, float], list[int]] = {}
     pos = 0
     for f in template.fields:
         index.append(tuple(range(pos, pos + len(f.centres))))
+        w, h = template.bubble_size(f)
+        sizes.setdefault((round(w / 2, 1), round(h / 2, 1)), []).extend(range(pos, pos + len(f.centres)))
         pos += len(f.centres)
-    layout = _Layout(centres, tuple(index), template.min_gap)
+    groups = []
+    for (rx, ry), members in sizes.items():
+        # Distances in units of this group's radii, to every bubble of the sheet.
+        mine = centres[members] / (rx, ry)
+        every = centres / (rx, ry)
+        nearest = np.inf
+        for start in range(0, len(mine), 256):
+            d = np.hypot(*(mine[start : start + 256, None, :] - every[None, :, :]).transpose(2, 0, 1))
+            d[d < 1e-9] = np.inf
+            nearest = min(nearest, float(d.min()))
+        groups.append(_Group(np.array(members, np.intp), rx, ry, nearest))
+    layout = _Layout(centres, tuple(index), tuple(groups))
     if len(_LAYOUTS) >= _CACHE_SIZE:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
     _LAYOUTS[id(template)] = (template, layout)
     return layout
 
 
-@functools.lru_cache(maxsize=64)
-def _offsets(r_in: float, r_out: float, step: float) -> npt.NDArray[np.float32]:
+@functools.lru_cache(maxsize=256)
+def _offsets(rx: float, ry: float, d_in: float, d_out: float, step: float) -> npt.NDArray[np.float32]:
+    """Template-pixel offsets whose distance in units of the radii (rx, ry) lies in [d_in, d_out]."""
     import numpy as np
 
-    n = int(r_out / step) + 1
-    g = np.arange(-n, n + 1) * step
-    xx, yy = np.meshgrid(g, g)
-    d = np.hypot(xx, yy)
-    keep = (d >= r_in) & (d <= r_out)
+    nx, ny = int(d_out * rx / step) + 1, int(d_out * ry / step) + 1
+    xx, yy = np.meshgrid(np.arange(-nx, nx + 1) * step, np.arange(-ny, ny + 1) * step)
+    d = np.hypot(xx / rx, yy / ry)
+    keep = (d >= d_in) & (d <= d_out)
     offs = np.stack([xx[keep], yy[keep]], axis=1).astype(np.float32)
     offs.flags.writeable = False
     return offs
 
 
-def sample(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> Samples:
+def sample(image: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> Samples:
+    """Measure every bubble of ``template`` (its centres and sizes as they are printed).
+
+    ``image`` is greyscale or BGR. On a colour picture the outlines are measured on grey
+    (where print of any colour shows) and the fill on the channel where the printed
+    outlines are faintest, when that channel all but drops them: a sheet printed in red
+    or pink dropout ink is read on red, where the print vanishes and pencil, black and
+    blue pen stay dark.
+    """
     import numpy as np
 
     layout = _layout(template)
-    r = template.bubble_radius
+    n = len(layout.centres)
     # Sample about once per image pixel, never much finer than one per template pixel.
     step = max(0.5, min(1.0, 1.0 / alignment.scale))
-    ring_w = max(1.0, r / 12)
-    outer_hi = min(1.6 * r, layout.min_gap / 2 - 1)
-    disk = _offsets(0, 0.66 * r, step)
-    ring = _offsets(r - ring_w, r + ring_w, step)
-    outer = _offsets(1.28 * r, max(outer_hi, 1.28 * r + 2), step)
-    offs = np.concatenate([disk, ring, outer])
-    values = _lookup(gray, layout.centres, offs, alignment.homography)  # (bubbles, samples)
-    a, b = len(disk), len(disk) + len(ring)
-    # The paper level of a bubble: a high percentile of its surroundings, so a pencil
-    # stroke across part of them does not lower it.
-    paper = _percentile_rows(values[:, b:], PAPER_PERCENTILE)
-    paper = np.maximum(paper, alignment.ink + 1)
-    span = np.maximum(paper - alignment.ink, 1.0)
-    fill = (paper - values[:, :a].mean(axis=1, dtype=np.float64)) / span
-    ring_v = (paper - values[:, a:b].mean(axis=1, dtype=np.float64)) / span
-    return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index)
+    parts = []
+    for g in layout.groups:
+        r = max(g.rx, g.ry)
+        ring_w = max(1.0 / 12, 1.0 / min(g.rx, g.ry))
+        outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
+        disk = _offsets(g.rx, g.ry, 0, 0.66, step)
+        ring = _offsets(g.rx, g.ry, 1 - ring_w, 1 + ring_w, step)
+        outer = _offsets(g.rx, g.ry, 1.28, outer_hi, step)
+        values = _lookup(image, layout.centres[g.bubbles], np.concatenate([disk, ring, outer]), alignment.homography)
+        parts.append((g, len(disk), len(disk) + len(ring), values))
+    ink = alignment.ink
+    colour = image.ndim == 3
+    ring_v = np.zeros(n, np.float64)
+    ring_by_channel = np.zeros((3, n), np.float64)
+    for g, a, b, values in parts:
+        grey = _to_grey(values) if colour else values
+        ring_v[g.bubbles] = _level(grey[:, a:b], _paper(grey[:, b:], ink), ink)
+        if colour:
+            for c in range(3):
+                chan = np.ascontiguousarray(values[:, :, c])
+                ring_by_channel[c, g.bubbles] = _level(chan[:, a:b], _paper(chan[:, b:], ink), ink)
+    channel = -1
+    if colour:
+        print_grey = float(np.median(ring_v))
+        faint = np.median(ring_by_channel, axis=1)
+        best = int(np.argmin(faint))
+        if print_grey >= DROPOUT_MIN_PRINT and faint[best] <= DROPOUT_SHARE * print_grey:
+            channel = best
+    fill = np.zeros(n, np.float64)
+    for g, a, b, values in parts:
+        if colour:
+            chosen = np.ascontiguousarray(values[:, :, channel]) if channel >= 0 else _to_grey(values)
+        else:
+            chosen = values
+        fill[g.bubbles] = _level(chosen[:, :a], _paper(chosen[:, b:], ink), ink)
+    return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index, channel)
+
+
+def _to_grey(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """BGR samples (..., 3) as grey, as cv2.COLOR_BGR2GRAY weighs them."""
+    import numpy as np
+
+    grey = values @ np.array([0.114, 0.587, 0.299], np.float32)
+    result: npt.NDArray[np.uint8] = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+    return result
+
+
+def _level(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
+    """How dark the mean of each row of ``values`` is: 0 = its paper, 1 = the markers' ink."""
+    import numpy as np
+
+    span = np.maximum(paper - ink, 1.0)
+    result: npt.NDArray[np.float64] = (paper - values.mean(axis=1, dtype=np.float64)) / span
+    return result
+
+
+def _paper(values: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]:
+    """The paper level of each bubble: a high percentile of its surroundings, so a pencil
+    stroke across part of them does not lower it."""
+    import numpy as np
+
+    paper = _percentile_rows(values, PAPER_PERCENTILE)
+    result: npt.NDArray[np.float64] = np.maximum(paper, ink + 1)
+    return result
 
 
 def _percentile_rows(values: npt.NDArray[np.uint8], q: float) -> npt.NDArray[np.float64]:
