@@ -74,9 +74,10 @@ def file_check(path: str, *, tenant: Tenant | None) -> StoredFile:
     return StoredFile(normal, default_storage.size(normal))
 
 
-def file_read(path: str) -> bytes:
+def file_read(path: str, *, limit: int | None = None) -> bytes:
+    """The stored file's bytes; with ``limit``, at most its first ``limit`` bytes."""
     with default_storage.open(path, "rb") as fh:
-        data: bytes = fh.read()
+        data: bytes = fh.read() if limit is None else fh.read(limit)
     return data
 
 

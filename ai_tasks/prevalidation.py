@@ -5,7 +5,9 @@ path, presence, size and extension) apply to every tier: no pool should be hande
 job that cannot start. The quality gate on what the client declares (OMR photos,
 sizes and durations, content types) applies to lite and basic, whose no-fail policy would
 otherwise turn a hopeless input into a "DONE" nobody can use; so does the measured one,
-on the image itself, for processors that declare ``quality_gate``.
+on the image itself, for processors that declare ``quality_gate``. What the file's
+bytes show at once (its real format, a cut end, the pixel count in its header, a zip
+that is no workbook: ``workers.filecheck``) is checked on every tier.
 """
 
 from __future__ import annotations
@@ -124,8 +126,32 @@ def prevalidate(*, job_type: str, tier: str, payload: dict[str, Any], tenant: Te
     except BadInput as exc:
         raise Rejection(exc.code, exc.message) from exc
     stored = input_file_check(job_type=job_type, payload=payload, tenant=tenant, max_mb=spec.max_file_mb)
-    if stored is not None and tier in ("lite", "basic") and getattr(processor, "quality_gate", False):
+    if stored is None:
+        return
+    if tier in ("lite", "basic") and getattr(processor, "quality_gate", False) and _is_image(stored):
+        # The gate decodes the image through the guarded decoder, whose header,
+        # format and truncation checks are the content check's: one read, not two.
         image_quality_check(stored)
+        return
+    file_content_check(stored)
+
+
+def _is_image(stored: storage.StoredFile) -> bool:
+    from workers.omr.bundle import IMAGE_EXTENSIONS
+
+    return posixpath.splitext(stored.path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def file_content_check(stored: storage.StoredFile) -> None:
+    """What the bytes show at once, whatever the name claims (``workers.filecheck``)."""
+    from workers import filecheck
+
+    extension = posixpath.splitext(stored.path)[1].lower()
+    limit = None if filecheck.needs_whole_file(extension) else filecheck.HEAD_BYTES
+    try:
+        filecheck.content_check(storage.file_read(stored.path, limit=limit), extension=extension)
+    except BadInput as exc:
+        raise Rejection(exc.code, exc.message) from exc
 
 
 def image_quality_check(stored: storage.StoredFile) -> None:

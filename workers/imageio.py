@@ -37,6 +37,8 @@ _NAMES: Final = {"png": "PNG", "jpeg": "JPEG", "tiff": "TIFF", "bmp": "BMP", "we
 # files), RIFF that is not WebP (AVI, WAV); HEIC/AVIF are told by their ISO-BMFF brand.
 _OTHER_MAGIC: Final = (b"GIF8", b"%PDF", b"PK\x03\x04", b"\xd0\xcf\x11\xe0", b"RIFF")
 _HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"})
+#: the brands of an ISO-BMFF ``ftyp`` box that mark a still image, not a movie.
+HEIF_BRANDS: Final = _HEIF_BRANDS
 _JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
 

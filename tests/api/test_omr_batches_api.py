@@ -134,6 +134,7 @@ def test_a_zip_becomes_one_job_per_image_and_lists_what_it_skipped(eager: None, 
     assert [s["sheet"] for s in body["sheets"]] == ["scans.zip/class-a/sheet2.jpg", "scans.zip/class-a/sheet10.jpg"]
     assert {s["student_id"] for s in body["sheets"]} == {"20260002", "20260010"}
     assert sorted((s["name"], s["code"]) for s in body["skipped"]) == [
+        ("scans.zip/__MACOSX/class-a/._sheet2.jpg", "INVALID_FORMAT"),
         ("scans.zip/class-a/notes.txt", "INVALID_FORMAT"),
         ("scans.zip/inner.zip", "INVALID_FORMAT"),
     ]

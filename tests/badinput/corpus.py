@@ -169,18 +169,25 @@ _CONTENT_TYPES = (
     b'<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
     b'content-types"><Default Extension="xml" ContentType="application/xml"/></Types>'
 )
+_WORKBOOK = b'<workbook><sheets><sheet name="Sheet1" sheetId="1"/></sheets></workbook>'
 
 
 def xlsx_ratio_bomb(expanded_bytes: int = 24 * 1024 * 1024) -> bytes:
     """An .xlsx-shaped zip whose sheet XML inflates ~1000:1 (whitespace inside a cell)."""
     sheet = b'<worksheet><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>'
     sheet += b" " * expanded_bytes + b"</t></is></c></row></sheetData></worksheet>"
-    return zip_bytes({"[Content_Types].xml": _CONTENT_TYPES, "xl/worksheets/sheet1.xml": sheet})
+    return zip_bytes(
+        {"[Content_Types].xml": _CONTENT_TYPES, "xl/workbook.xml": _WORKBOOK, "xl/worksheets/sheet1.xml": sheet}
+    )
 
 
 def xlsx_lying_directory(claimed: int = 3_000_000_000) -> bytes:
     """A tiny .xlsx-shaped zip whose central directory claims a 3 GB sheet."""
-    data = bytearray(zip_bytes({"[Content_Types].xml": _CONTENT_TYPES, "xl/worksheets/sheet1.xml": b"<x/>"}))
+    data = bytearray(
+        zip_bytes(
+            {"[Content_Types].xml": _CONTENT_TYPES, "xl/workbook.xml": _WORKBOOK, "xl/worksheets/sheet1.xml": b"<x/>"}
+        )
+    )
     start = 0
     while (pos := data.find(b"PK\x01\x02", start)) >= 0:
         name_len = struct.unpack("<H", data[pos + 28 : pos + 30])[0]
@@ -319,7 +326,7 @@ def cases() -> list[Case]:
             "omr_grading",
             omr,
             "FILE_UNREADABLE",
-            "worker",
+            "pre",
             "broken.pdf",
         ),
         Case(
@@ -361,7 +368,7 @@ def cases() -> list[Case]:
             "excel_parsing",
             {},
             "INVALID_FORMAT",
-            "worker",
+            "pre",
             "roster.xlsx",
         ),
         Case(
@@ -370,7 +377,7 @@ def cases() -> list[Case]:
             "excel_parsing",
             {},
             "FILE_UNREADABLE",
-            "worker",
+            "pre",
             "roster.xlsx",
         ),
         Case(
@@ -379,7 +386,7 @@ def cases() -> list[Case]:
             "excel_parsing",
             {},
             "INVALID_FORMAT",
-            "worker",
+            "pre",
             "roster.xlsx",
             why="the leading magic decides; the appended zip is never opened",
         ),

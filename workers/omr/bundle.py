@@ -6,6 +6,14 @@ is a worker's job, one sheet per job. Zips are read defensively: the sizes a mem
 claims are not trusted (reading stops one byte past the limit), nested archives and
 encrypted members are refused, and the total extracted is capped, so a zip bomb costs
 at most the cap.
+
+A member's name is only a label (files are stored under their base name in a folder of
+their own), but a teacher must find every sheet in it, so no member is dropped without
+a trace: names are normalised (``\\`` to ``/``; ``.``, ``..``, empty parts, a leading
+``/`` and a drive letter removed), a second member with the same normalised name is
+read as ``name (2).jpg``, and members that yield no sheet (hidden and macOS metadata
+files, links, nested archives, non-images, names with nothing left) are listed as
+:class:`Skipped` with a code. Only directory entries, which hold no file, are passed over.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ from __future__ import annotations
 import io
 import posixpath
 import re
+import stat
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from workers.imageio import sniff
-from workers.omr.errors import FILE_TOO_LARGE, FILE_UNREADABLE, INVALID_FORMAT, OmrError
+from workers.omr.errors import FILE_TOO_LARGE, FILE_UNREADABLE, INVALID_FORMAT, INVALID_PATH, OmrError
 from workers.omr.pdf import pdf_page_count
 
 IMAGE_EXTENSIONS: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff"})
@@ -87,18 +96,20 @@ def _expand_zip(archive: str, data: bytes) -> Iterator[Entry]:
         yield Skipped(archive, FILE_UNREADABLE, f"not a readable zip: {exc}")
         return
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir() and not _hidden(m.filename)]
+        members = [(safe_member_name(m.filename), m) for m in zf.infolist() if not _is_directory(m)]
         if len(members) > MAX_ZIP_MEMBERS:
             yield Skipped(archive, FILE_TOO_LARGE, f"{len(members)} files; at most {MAX_ZIP_MEMBERS}")
             return
         budget = MAX_ZIP_TOTAL_BYTES
-        for member in sorted(members, key=lambda m: _natural_key(m.filename)):
-            label = f"{archive}/{member.filename}"
-            if member.flag_bits & 0x1:
-                yield Skipped(label, INVALID_FORMAT, "encrypted zip members cannot be read")
+        seen: dict[str, int] = {}
+        for name, member in sorted(members, key=lambda pair: (_natural_key(pair[0]), pair[1].filename)):
+            if not name:
+                yield Skipped(f"{archive}/{member.filename}", INVALID_PATH, "the member's name has no file name in it")
                 continue
-            if posixpath.splitext(member.filename)[1].lower() == ".zip":
-                yield Skipped(label, INVALID_FORMAT, "a zip inside a zip is not opened")
+            label = f"{archive}/{_unique(name, seen)}"
+            why = _not_a_sheet(name, member)
+            if why is not None:
+                yield Skipped(label, *why)
                 continue
             limit = min(MAX_MEMBER_BYTES, budget)
             try:
@@ -113,9 +124,61 @@ def _expand_zip(archive: str, data: bytes) -> Iterator[Entry]:
                     return
                 continue
             budget -= len(content)
+            if content[:4] == b"PK\x03\x04":  # an archive under another name
+                yield Skipped(label, INVALID_FORMAT, "a zip inside a zip is not opened")
+                continue
             yield _document(label, content)
 
 
-def _hidden(path: str) -> bool:
-    parts = path.replace("\\", "/").split("/")
-    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts if p)
+_SYSTEM_FILES: Final = frozenset({"thumbs.db", "desktop.ini"})
+
+
+def safe_member_name(raw: str) -> str:
+    """A zip member's name as a relative POSIX path with nothing that climbs or hides.
+
+    ``./3-1/scan-2.jpg`` is ``3-1/scan-2.jpg``, ``../scan-3.jpg`` and ``/scan-3.jpg`` are
+    ``scan-3.jpg``, ``a\\b.jpg`` is ``a/b.jpg``; empty when no name is left.
+    """
+    path = raw.replace("\\", "/")
+    if len(path) >= 2 and path[1] == ":" and path[0].isalpha():  # a Windows drive letter
+        path = path[2:]
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append("".join(ch for ch in part if ch.isprintable()).strip())
+    return "/".join(p for p in parts if p)
+
+
+def _is_directory(member: zipfile.ZipInfo) -> bool:
+    return member.filename.replace("\\", "/").endswith("/") and member.file_size == 0
+
+
+def _unique(name: str, seen: dict[str, int]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... for the next members with the same name."""
+    count = seen.get(name.lower(), 0) + 1
+    seen[name.lower()] = count
+    if count == 1:
+        return name
+    stem, extension = posixpath.splitext(name)
+    return f"{stem} ({count}){extension}"
+
+
+def _not_a_sheet(name: str, member: zipfile.ZipInfo) -> tuple[str, str] | None:
+    """(code, detail) for a member that is no sheet whatever its bytes, else None."""
+    parts = name.split("/")
+    if parts[0] == "__MACOSX" or parts[-1].lower() in _SYSTEM_FILES or parts[-1] == ".DS_Store":
+        return INVALID_FORMAT, "system metadata (macOS or Windows), not a sheet"
+    if any(part.startswith(".") for part in parts):
+        return INVALID_FORMAT, "a hidden file, not a sheet"
+    if stat.S_ISLNK(member.external_attr >> 16):
+        return INVALID_PATH, "a link inside the zip is not followed"
+    if member.flag_bits & 0x1:
+        return INVALID_FORMAT, "encrypted zip members cannot be read"
+    if posixpath.splitext(name)[1].lower() == ".zip":
+        return INVALID_FORMAT, "a zip inside a zip is not opened"
+    return None

@@ -18,6 +18,7 @@ INVALID_FORMAT: Final = "INVALID_FORMAT"
 EMPTY_FILE: Final = "EMPTY_FILE"
 FILE_REQUIRED: Final = "FILE_REQUIRED"
 FILE_NOT_FOUND: Final = "FILE_NOT_FOUND"
+INVALID_PATH: Final = "INVALID_PATH"
 RESOLUTION_TOO_LOW: Final = "RESOLUTION_TOO_LOW"
 INVALID_PAYLOAD: Final = "INVALID_PAYLOAD"
 # The quality gate's codes (workers.imagecheck), also raised by the photo reader.
