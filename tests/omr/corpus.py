@@ -177,9 +177,15 @@ def _stray_marks(page: Page, template: Template, rng: random.Random, base: float
         page *= 1 - base * (stroke.astype(np.float32) / 255)
 
 
-def degrade(page: Page, rng: random.Random, *, upside_down: bool | None = None) -> tuple[bytes, bool]:
-    """Scan the page: returns JPEG bytes and whether the page went in upside down."""
-    h, w = page.shape
+def degrade(
+    page: Page, rng: random.Random, *, upside_down: bool | None = None, bed: float | None = None
+) -> tuple[bytes, bool]:
+    """Scan the page: returns JPEG bytes and whether the page went in upside down.
+
+    A colour page (h, w, 3 BGR) gives a colour scan. ``bed`` sets the scanner bed's grey
+    (0..1) around the paper; by default it is nearly white, as under a scanner's lid.
+    """
+    h, w = page.shape[:2]
     scale = rng.uniform(0.93, 1.07) if rng.random() < 0.8 else rng.uniform(1.35, 1.55)
     angle = rng.uniform(-3, 3)
     flip = rng.random() < 0.2 if upside_down is None else upside_down
@@ -190,8 +196,10 @@ def degrade(page: Page, rng: random.Random, *, upside_down: bool | None = None) 
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     m[0, 2] += (out_w - w) / 2 + rng.uniform(-25, 25) * scale
     m[1, 2] += (out_h - h) / 2 + rng.uniform(-25, 25) * scale
-    bed = rng.uniform(0.85, 1.0)
-    img = cv2.warpAffine(page, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=bed)
+    drawn_bed = rng.uniform(0.85, 1.0)  # drawn always, so that a seed gives the same scan
+    grey = drawn_bed if bed is None else bed
+    border = grey if page.ndim == 2 else (grey, grey, grey)
+    img = cv2.warpAffine(page, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=border)
     sigma = rng.uniform(0, 1.3) * scale
     if sigma > 0.3:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -306,7 +314,7 @@ def photograph(
     max_tilt: float = 25.0,
     frame: tuple[int, int] | None = None,
 ) -> bytes:
-    """Photograph the page with a phone: returns a 3-channel (BGR) JPEG."""
+    """Photograph the page (grey, or BGR colour) with a phone: returns a 3-channel (BGR) JPEG."""
     return photograph_with_corners(page, rng, max_tilt=max_tilt, frame=frame)[0]
 
 
@@ -324,7 +332,7 @@ def photograph_with_corners(
     a little motion blur and sensor noise, JPEG quality 60-90. ``frame`` is the photo's
     (width, height); by default a phone's 3000x4000 or 2250x3000, sometimes scaled down.
     """
-    h, w = page.shape
+    h, w = page.shape[:2]
     if frame is None:
         fw, fh = rng.choice(PHONE_FRAMES)
         if rng.random() < 0.3:
@@ -335,8 +343,10 @@ def photograph_with_corners(
     hom = photo_geometry((w, h), frame, rng, max_tilt=max_tilt)
     paper_tint = np.array([rng.uniform(0.9, 0.97), rng.uniform(0.94, 0.99), 1.0], np.float32)
     sheet = cv2.warpPerspective(page, hom, frame, flags=cv2.INTER_LINEAR, borderValue=0)
-    cover = cv2.warpPerspective(np.ones_like(page), hom, frame, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-    img = _desk(rng, fw, fh) * (1 - cover) + (sheet[..., None] * paper_tint) * cover
+    ones = np.ones(page.shape[:2], page.dtype)
+    cover = cv2.warpPerspective(ones, hom, frame, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+    paper = sheet[..., None] if sheet.ndim == 2 else sheet  # a colour page keeps its colours
+    img = _desk(rng, fw, fh) * (1 - cover) + (paper * paper_tint) * cover
     # Uneven light: a smooth gradient across the frame and a soft shadow band (a phone or
     # an arm between the lamp and the desk).
     yy, xx = np.mgrid[0:fh, 0:fw].astype(np.float32)

@@ -1,0 +1,190 @@
+"""The reader on answer cards printed the ways academies' vendors print them (tests/omr/cards.py).
+
+Each card is filled by a student (pencil or sign pen: solid, scribbled, partial and light
+marks, erasures, double marks, blanks, stray marks), scanned (a few degrees off, scaled,
+blurred, noisy, JPEG; the first sheet of each set fed upside down) or photographed, and
+read through the command line with the card's own template, OMRChecker's ``template.json``
+where that format can say it. Every answer and the student number must come out exactly,
+or the answer be flagged for review; a silent misread, a refused sheet or a wrong student
+number fails the test, and so does flagging more than ``MAX_FLAGGED`` of the answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from tests.omr import cards as C
+from tests.omr.corpus import Truth
+from workers.omr.cli import main as cli_main
+
+#: OMRChecker's QTYPE_MCQ5 letters are the card's printed choices 1..5.
+LETTER: Final = dict(zip(C.MCQ5_LETTERS, C.CHOICES, strict=True))
+#: share of answers a person may be asked to check on these small sets.
+MAX_FLAGGED: Final = 0.05
+#: scans: the first sheet of each set goes through the scanner upside down.
+FLIPS: Final = (True, False)
+
+
+@dataclass
+class Tally:
+    answers: int = 0
+    flagged: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _read(template: Path, sheets: Sequence[C.CardScan], tmp: Path, *, photo: bool = False) -> dict[str, Any]:
+    """``python -m workers.omr read --template T [--mode photo] --out F sheets...`` in-process."""
+    for s in sheets:
+        (tmp / s.name).write_bytes(s.data)
+    out = tmp / "out.json"
+    argv = ["read", "--template", str(template), "--out", str(out)]
+    argv += ["--mode", "photo"] if photo else []
+    status = cli_main([*argv, *(str(tmp / s.name) for s in sheets)])
+    if status == 2:  # the template itself was refused (its message is on stderr)
+        pytest.fail(f"the command line refused the template {template.name}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return result
+
+
+def _tally(sheets: Sequence[C.CardScan], result: dict[str, Any], *, project: bool = False) -> Tally:
+    """Compare each reading with the truth. ``project``: labels are "1".."N" (this
+    project's template format) instead of the card's "q1".."qN"."""
+    tally = Tally()
+    for s in sheets:
+        entry = result[s.name]
+        if "error" in entry:
+            tally.problems.append(f"{s.name}: refused {entry['error']['code']}: {entry['error']['message']}")
+            continue
+        if entry["student_id"] != s.truth.student_id:
+            tally.problems.append(f"{s.name}: student id {entry['student_id']!r}, truth {s.truth.student_id!r}")
+        review = set(entry["review"])
+        for label, want in s.truth.answers.items():
+            key = label[1:] if project else label
+            got = sorted(LETTER.get(v, v) for v in entry["answers"].get(key, ["<missing>"]))
+            tally.answers += 1
+            tally.flagged += key in review
+            if got != sorted(want) and key not in review:
+                tally.problems.append(
+                    f"{s.name} {label}: SILENT misread {got}, truth {list(want)} ({s.truth.kinds[label]})"
+                )
+    return tally
+
+
+def _assert_exact(tally: Tally) -> None:
+    assert tally.problems == []
+    assert tally.flagged <= MAX_FLAGGED * tally.answers, f"{tally.flagged} of {tally.answers} answers flagged"
+
+
+def _omrchecker(card: C.Card, tmp: Path, *, crop: str = "markers", values: str = "mcq5") -> Path:
+    return C.write_omrchecker(card, tmp / "omrchecker", crop=crop, values=values)
+
+
+def _project(card: C.Card, tmp: Path) -> Path:
+    path = tmp / "template.json"
+    path.write_text(json.dumps(C.project_template(card)), encoding="utf-8")
+    return path
+
+
+# --- scans through OMRChecker templates -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "red",  # pink/red dropout ink, tall ellipses, digits inside, four hollow squares, legend
+        "grey",  # light-grey circles, four solid squares
+        "circle",  # four circle markers, wide ellipses
+        "q200",  # 200 questions in five columns of small ellipses
+    ],
+)
+def test_scans_of_a_vendor_card_read_exactly_through_its_omrchecker_template(name: str, tmp_path: Path) -> None:
+    card = C.CARDS[name]
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
+
+
+def test_l_shaped_corner_markers_and_rectangular_bubbles_read_exactly(tmp_path: Path) -> None:
+    # Four identical L's: upside down they would no longer look like the template's
+    # picture, so these go through the scanner the right way up.
+    card = C.CARDS["corner"]
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=(False, False)))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
+
+
+def test_a_different_bubble_size_in_each_block_with_custom_bubble_values_reads_exactly(tmp_path: Path) -> None:
+    # Circles, tall ellipses and wide rectangles on one card; the answers' values are
+    # the printed digits (OMRChecker ``bubbleValues``), not QTYPE_MCQ5 letters.
+    card = C.CARDS["mixed"]
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
+    template = _omrchecker(card, tmp_path, values="digits")
+    _assert_exact(_tally(sheets, _read(template, sheets, tmp_path)))
+
+
+def test_a_card_without_corner_markers_reads_from_the_page_edges(tmp_path: Path) -> None:
+    # OMRChecker CropPage: the sheet on a dark scanner bed, its edges the only frame.
+    card = C.CARDS["bare"]
+    sheets = list(C.make_cards(card, 2, "darkbed", upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path, crop="page"), sheets, tmp_path)))
+
+
+def test_a_scan_already_cropped_to_the_page_reads_without_a_preprocessor(tmp_path: Path) -> None:
+    card = C.CARDS["bare"]
+    sheets = list(C.make_cards(card, 2, "cropped"))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path, crop="none"), sheets, tmp_path)))
+
+
+# --- scans through this project's template format ------------------------------------------
+
+
+def test_a_card_with_a_timing_mark_track_and_no_corner_markers_reads_exactly(tmp_path: Path) -> None:
+    card = C.CARDS["timing"]
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(_project(card, tmp_path), sheets, tmp_path), project=True))
+
+
+def test_a_project_template_with_ellipses_reads_a_red_ink_card_with_a_legend(tmp_path: Path) -> None:
+    card = C.CARDS["project"]
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(_project(card, tmp_path), sheets, tmp_path), project=True))
+
+
+# --- what is printed is not a mark -------------------------------------------------------------
+
+
+def test_a_blank_red_card_reads_blank_although_its_legend_shows_a_filled_bubble(tmp_path: Path) -> None:
+    import random
+
+    from tests.omr.corpus import degrade
+
+    card = C.CARDS["red"]
+    page = C.fill_card(card, random.Random("blank-red"), blank=True).page
+    data, _ = degrade(page, random.Random("blank-red-scan"), upside_down=False)
+    sheet = C.CardScan("blank.jpg", data, Truth("", {}))
+    entry = _read(_omrchecker(card, tmp_path), [sheet], tmp_path)["blank.jpg"]
+    assert "error" not in entry, entry.get("error")
+    assert {k: v for k, v in entry["answers"].items() if k != "student_id" and v} == {}
+    assert [r for r in entry["review"] if r != "student_id"] == []
+
+
+def test_a_200_question_card_read_with_a_45_question_template_is_refused_not_misread(tmp_path: Path) -> None:
+    # Same markers in the same places: only the template's own fields can tell.
+    sheets = list(C.make_cards(C.CARDS["q200"], 1, "wrong", upside_down=(False,)))
+    entry = _read(_omrchecker(C.CARDS["red"], tmp_path), sheets, tmp_path)[sheets[0].name]
+    assert entry.get("error", {}).get("code") == "TEMPLATE_MISMATCH", entry.get("review")
+
+
+# --- phone photos ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "crop"), [("red", "markers"), ("bare", "page")])
+def test_phone_photos_of_a_vendor_card_read_exactly_in_photo_mode(name: str, crop: str, tmp_path: Path) -> None:
+    card = C.CARDS[name]
+    sheets = list(C.make_cards(card, 2, "photo"))
+    result = _read(_omrchecker(card, tmp_path, crop=crop), sheets, tmp_path, photo=True)
+    _assert_exact(_tally(sheets, result))
