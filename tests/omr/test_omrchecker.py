@@ -151,19 +151,14 @@ def test_marker_size_without_ratio_comes_from_config_in_a_parent_folder(raw: dic
     assert math.isclose(configured.marker_image.width, 60 * 1200 / (1000 - 60))
 
 
-def _drop_crop_on_markers(d: dict[str, Any]) -> None:
-    d["preProcessors"] = [{"name": "CropPage", "options": {}}]
-
-
 BAD_TEMPLATES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
-    ("no_markers", _drop_crop_on_markers, "CropOnMarkers is required"),
+    ("two_crops", lambda d: d["preProcessors"].append(copy.deepcopy(d["preProcessors"][1])), "given twice"),
     ("unknown_pre", lambda d: d["preProcessors"].append({"name": "WarpMagic"}), "'WarpMagic' is not supported"),
     ("field_type", lambda d: d["fieldBlocks"]["Roll"].update(fieldType="QTYPE_BOOL"), "fieldType"),
     ("range_down", lambda d: d["fieldBlocks"]["MCQ_Block_Q1"].update(fieldLabels=["q10..1"]), "lower to a higher"),
     ("label_twice", lambda d: d["fieldBlocks"]["MCQ_Block_Q11"].update(fieldLabels=["q10..19"]), "more than one"),
     ("off_page", lambda d: d["fieldBlocks"]["RTL_Block"].update(origin=[1100, 620]), "outside pageDimensions"),
     ("on_marker", lambda d: d["fieldBlocks"]["Medium"].update(origin=[5, 5]), "overlaps a corner marker"),
-    ("sizes", lambda d: d["fieldBlocks"]["Bonus"].update(bubbleDimensions=[45, 45]), "one bubble size"),
     ("custom", lambda d: d["customLabels"].update(Roll=["roll1..9"]), "no field is labelled 'roll9'"),
     ("page", lambda d: d.update(pageDimensions=[1200]), "pageDimensions"),
     ("no_values", lambda d: d["fieldBlocks"]["Medium"].pop("bubbleValues"), "bubbleValues"),

@@ -48,6 +48,10 @@ _F = TypeVar("_F", bound=Aligner)
 #: kind -> module that registers its aligner when imported.
 ALIGNER_MODULES: Final[dict[str, str]] = {
     "markers": "workers.omr.align",
+    "page": "workers.omr.page_align",
+    "none": "workers.omr.page_align",
+    "reference": "workers.omr.feature_align",
+    "timing": "workers.omr.timing_align",
 }
 
 _REGISTRY: dict[str, Aligner] = {}

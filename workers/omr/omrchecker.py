@@ -1,22 +1,38 @@
 """Read OMRChecker (v1, master-branch format) files with this project's reader.
 
-Academies migrating from OMRChecker keep their ``template.json``, the marker picture it
-names and ``config.json``. :func:`convert_template` turns them into a :class:`Template`:
+Academies migrating from OMRChecker keep their ``template.json``, the pictures it names
+(marker, reference) and ``config.json``. :func:`convert_template` turns them into a
+:class:`Template` whose alignment is the one the preprocessors ask for:
 
-- coordinates stay in OMRChecker's ``pageDimensions`` frame, whose corners are the four
-  marker *centres*; a margin of one marker width is added around that frame so the whole
-  marker lies on the page, and every point is shifted by it;
-- a bubble at OMRChecker point (x, y) (the top-left of its ``bubbleDimensions`` box) is a
-  circle centred in that box, radius half the box's shorter side;
-- the marker picture rides along as ``Template.marker_image``, so ``align()`` searches for
-  it by template matching instead of looking for solid squares (omrchecker_align.py);
-- the ``customLabels`` entry that is the roll number (named like roll/student/id/reg/
-  enrol) becomes the student-ID columns; the other custom labels are joined per sheet
-  by :func:`join_custom_labels`, as OMRChecker joins them in its CSV.
+- ``CropOnMarkers``: kind "markers". OMRChecker's ``pageDimensions`` frame has the four
+  marker *centres* as its corners; a margin of one marker width is added around it so the
+  whole marker lies on the page, and every point is shifted by it. The marker picture rides
+  along as ``Template.marker_image``; its options (``relativePath``,
+  ``sheetToMarkerWidthRatio``, ``min_matching_threshold``, ``max_matching_variation``,
+  ``marker_rescale_range``, ``marker_rescale_steps``, ``apply_erode_subtract``) are passed
+  to the marker search in ``Template.alignment.options``;
+- ``FeatureBasedAlignment``: kind "reference"; the reference picture (bytes) is the page,
+  with ``maxFeatures``, ``goodMatchPercent`` and ``2d`` (workers/omr/feature_align.py);
+- ``CropPage``: kind "page", the paper's edges are the frame, with ``morphKernel``
+  (workers/omr/page_align.py);
+- none of these: kind "none", the picture itself is the frame.
 
-Refused with ``TEMPLATE_INVALID``: templates without ``CropOnMarkers`` (the reader needs
-the corner markers), unknown preprocessors, blocks whose bubble sizes differ by more than
-25 % (the reader measures one bubble size per sheet), and anything malformed.
+``Levels``, ``GaussianBlur`` and ``MedianBlur`` become :class:`~workers.omr.filters.Filter`
+records in ``alignment.options["filters"]``, with the ``processing_width`` they were meant
+for (workers/omr/filters.py).
+
+A bubble at OMRChecker point (x, y) is the top-left of its box (the block's own
+``bubbleDimensions`` or the template's); the field keeps that box as its bubble size,
+centred in it. The ``customLabels`` entry that is the roll number (named like
+roll/student/id/reg/enrol) becomes the student-ID columns; the other custom labels are
+joined per sheet by :func:`join_custom_labels`, as OMRChecker joins them in its CSV (a
+blank member written as its block's ``emptyValue`` when that is set). ``outputColumns``
+orders the joined columns. ``config.json``'s ``dimensions`` give the processing size the
+marker and filter settings are measured in.
+
+Refused with ``TEMPLATE_INVALID``, naming the setting: unknown preprocessors, a picture
+that is named but missing or undecodable, bubbles outside ``pageDimensions`` or
+overlapping one another or a corner marker, and anything malformed.
 ``evaluation.json`` is read by :func:`evaluation_load` (omrchecker_eval.py).
 """
 
@@ -26,11 +42,13 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from workers.omr.template import Field, MarkerImage, Point, Template, TemplateError
+from workers.omr.filters import NAMES as FILTER_NAMES
+from workers.omr.filters import Filter, parse_filter
+from workers.omr.template import AlignmentSpec, Field, MarkerImage, Point, Template, TemplateError
 
 #: OMRChecker's built-in field types: bubble values and the direction they run in.
 FIELD_TYPES: Final[Mapping[str, tuple[tuple[str, ...], str]]] = {
@@ -41,10 +59,21 @@ FIELD_TYPES: Final[Mapping[str, tuple[tuple[str, ...], str]]] = {
 }
 #: OMRChecker's defaults for config.json's dimensions.
 DEFAULT_PROCESSING: Final = (666, 820)
-#: preprocessors that only clean the image; this reader normalises by itself.
-IGNORED_PREPROCESSORS: Final = frozenset({"CropPage", "FeatureBasedAlignment", "Levels", "GaussianBlur", "MedianBlur"})
+#: the preprocessors that find the sheet, by the alignment kind they become; when several
+#: are given the most specific wins (markers, then a reference picture, then page edges).
+ALIGNING_PREPROCESSORS: Final = {"CropOnMarkers": "markers", "FeatureBasedAlignment": "reference", "CropPage": "page"}
+#: CropOnMarkers options passed to the marker search, with the type each must have.
+MARKER_OPTIONS: Final[Mapping[str, str]] = {
+    "relativePath": "string",
+    "sheetToMarkerWidthRatio": "number",
+    "min_matching_threshold": "number",
+    "max_matching_variation": "number",
+    "marker_rescale_range": "pair",
+    "marker_rescale_steps": "number",
+    "apply_erode_subtract": "boolean",
+}
+DEFAULT_MARKER: Final = "omr_marker.jpg"
 MAX_FIELDS: Final = 400
-MAX_SIZE_SPREAD: Final = 1.25
 A4_LONG_INCHES: Final = 11.69
 _RANGE = re.compile(r"^(.*?\D)(\d+)\.{2,3}(\d+)$")
 _ROLL_NAME = re.compile(r"roll|student|regist|enrol|(^|[^a-z])id($|[^a-z])")
@@ -57,6 +86,20 @@ class OmrCheckerTemplate:
     custom_labels: Mapping[str, tuple[str, ...]]
     #: the custom label read as the student ID, if any.
     roll_label: str | None
+    #: field label -> what OMRChecker writes for it when blank (its block's or the
+    #: template's ``emptyValue``); only non-empty ones are listed.
+    empty_values: Mapping[str, str] = field(default_factory=dict)
+    #: ``outputColumns``: the order of the output columns (custom labels or field labels).
+    output_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The preprocessors of a template: the aligning one and the filters."""
+
+    kind: str
+    options: Mapping[str, Any]
+    filters: tuple[Filter, ...]
 
 
 def is_omrchecker_template(data: object) -> bool:
@@ -65,22 +108,27 @@ def is_omrchecker_template(data: object) -> bool:
 
 
 def load_omrchecker_template(path: str | Path, *, student_id_label: str | None = None) -> OmrCheckerTemplate:
-    """Load template.json with the marker picture it names and the config.json that applies."""
+    """Load template.json with the pictures it names and the config.json that applies."""
     path = Path(path)
     data = read_json(path, "template")
     if not is_omrchecker_template(data):
         raise TemplateError(f"{path} is not an OMRChecker template (pageDimensions and fieldBlocks are required)")
-    marker_name = _marker_options(data).get("relativePath")
-    if not isinstance(marker_name, str) or not marker_name:
-        raise TemplateError("CropOnMarkers.options.relativePath: must name the marker image")
-    marker_path = path.parent / marker_name
-    try:
-        marker = marker_path.read_bytes()
-    except OSError as exc:
-        raise TemplateError(f"cannot read the marker image {marker_path}: {exc.strerror}") from exc
-    name = f"omrchecker:{path.parent.name or 'template'}"[:80]
+    steps = _steps(data, {})
+    marker = reference = None
+    if steps.kind == "markers":
+        name = steps.options.get("relativePath", DEFAULT_MARKER)
+        marker = _read_picture(path.parent, name, "CropOnMarkers.options.relativePath", "marker image")
+    elif steps.kind == "reference":
+        name = steps.options.get("referencePath")
+        reference = _read_picture(path.parent, name, "FeatureBasedAlignment.options.reference", "reference picture")
+    label = f"omrchecker:{path.parent.name or 'template'}"[:80]
     return convert_template(
-        data, marker=marker, config=find_config(path.parent), name=name, student_id_label=student_id_label
+        data,
+        marker=marker,
+        reference=reference,
+        config=find_config(path.parent),
+        name=label,
+        student_id_label=student_id_label,
     )
 
 
@@ -99,21 +147,44 @@ def find_config(folder: Path, levels: int = 3) -> Mapping[str, Any]:
 def convert_template(
     data: Mapping[str, Any],
     *,
-    marker: bytes,
+    marker: bytes | None = None,
+    reference: bytes | None = None,
     config: Mapping[str, Any] | None = None,
     name: str = "omrchecker",
     student_id_label: str | None = None,
 ) -> OmrCheckerTemplate:
-    """An OMRChecker template dict (+ marker image bytes, config.json dict) as a Template."""
+    """An OMRChecker template dict (+ the pictures it names, config.json dict) as a Template.
+
+    ``marker`` is needed when the template uses CropOnMarkers, ``reference`` when it uses
+    FeatureBasedAlignment (the bytes of the files they name).
+    """
     if not is_omrchecker_template(data):
         raise TemplateError("not an OMRChecker template: pageDimensions and fieldBlocks are required")
+    config = config or {}
+    processing = _processing(config)
+    steps = _steps(data, {"processing_width": processing[0], "processing_height": processing[1]})
     page_w, page_h = _pair(data, "pageDimensions", 50, 20000)
     default_box = _pair(data, "bubbleDimensions", 2, 500)
-    marker_w, marker_h = _marker_size(data, marker, config or {}, page_w)
-    margin = max(marker_w, marker_h)
-    fields = _fields(data, default_box, (page_w, page_h), margin)
-    radius = _radius(data, default_box)
+    options: dict[str, Any] = dict(steps.options)
+    options["filters"] = steps.filters
+    options["processing_width"], options["processing_height"] = processing
+    marker_image: MarkerImage | None = None
+    if steps.kind == "markers":
+        if marker is None:
+            raise TemplateError("CropOnMarkers.options.relativePath: the marker image is needed")
+        marker_w, marker_h = _marker_size(steps.options, marker, processing[0], page_w)
+        margin = max(marker_w, marker_h)
+        marker_image = MarkerImage(marker, marker_w, marker_h)
+    else:
+        if steps.kind == "reference":
+            if reference is None:
+                raise TemplateError("FeatureBasedAlignment.options.reference: the reference picture is needed")
+            _check_picture(reference, "FeatureBasedAlignment.options.reference")
+            options["reference"] = reference
+        marker_w = marker_h = margin = 0.0
+    fields, empty = _fields(data, default_box, (page_w, page_h), margin)
     roll_label, roll, custom = _custom_labels(data, [f.label for f in fields], student_id_label)
+    output_columns = _output_columns(data, [f.label for f in fields], custom, roll_label)
     by_label = {f.label: f for f in fields}
     id_fields = tuple(by_label[label] for label in roll)
     in_roll = set(roll)
@@ -125,6 +196,8 @@ def convert_template(
         (margin + page_w, margin + page_h),
         (margin, margin + page_h),
     )
+    # The smallest half side of any bubble: what size-blind measurements use.
+    radius = min(min(f.size) / 2 if f.size else min(default_box) / 2 for f in fields)
     # pageDimensions carry no DPI. Taking the page as A4's long side only matters for the
     # reader's too-low-resolution check and the overlay's size.
     dpi = max(50, min(1200, round(max(width, height) / A4_LONG_INCHES)))
@@ -140,10 +213,11 @@ def convert_template(
         id_fields,
         questions,
         dict(data),
-        MarkerImage(marker, marker_w, marker_h),
+        marker_image,
+        alignment=AlignmentSpec(steps.kind, options),
     )
-    _check_geometry(tpl, marker_w, marker_h)
-    return OmrCheckerTemplate(tpl, custom, roll_label)
+    _check_geometry(tpl, data, marker_w, marker_h)
+    return OmrCheckerTemplate(tpl, custom, roll_label, empty, output_columns)
 
 
 def join_custom_labels(entry: Mapping[str, Any], sheet: OmrCheckerTemplate) -> dict[str, Any]:
@@ -151,6 +225,9 @@ def join_custom_labels(entry: Mapping[str, Any], sheet: OmrCheckerTemplate) -> d
 
     As in OMRChecker's CSV: "q5" from q5_1 and q5_2 reads "12". A member with several
     marks, or a partly blank label, is sent to review; an all-blank label reads ``[]``.
+    A blank member whose block sets an ``emptyValue`` is written as that value ("0no22"),
+    as OMRChecker writes it. With ``outputColumns`` the columns it lists come first, in
+    its order; the others follow, so nothing read is dropped.
     """
     answers: Mapping[str, list[str]] = entry["answers"]
     confidence: Mapping[str, float] = entry["confidence"]
@@ -166,17 +243,27 @@ def join_custom_labels(entry: Mapping[str, Any], sheet: OmrCheckerTemplate) -> d
         if column in out_answers:
             continue
         members = sheet.custom_labels[column]
-        parts = [answers.get(m, []) for m in members]
+        parts = [answers.get(m, []) or _blank(sheet, m) for m in members]
         out_conf[column] = min(confidence.get(m, 1.0) for m in members)
         doubtful = any(m in entry["review"] for m in members) or any(len(p) > 1 for p in parts)
-        if any(len(p) > 1 for p in parts) or not any(parts):
+        if any(len(p) > 1 for p in parts) or not any(answers.get(m) for m in members):
             out_answers[column] = []
         else:
             out_answers[column] = ["".join(p[0] if p else "" for p in parts)]
-            doubtful = doubtful or not all(parts)
+            doubtful = doubtful or not all(answers.get(m) for m in members)
         if doubtful:
             review.append(column)
+    if sheet.output_columns:
+        first = [c for c in sheet.output_columns if c in out_answers]
+        order = first + [c for c in out_answers if c not in set(first)]
+        out_answers = {c: out_answers[c] for c in order}
+        out_conf = {c: out_conf[c] for c in order}
     return {**entry, "answers": out_answers, "confidence": out_conf, "review": review}
+
+
+def _blank(sheet: OmrCheckerTemplate, label: str) -> list[str]:
+    value = sheet.empty_values.get(label)
+    return [value] if value else []
 
 
 def evaluation_load(source: str | Path | Mapping[str, Any], *, base_dir: str | Path | None = None) -> dict[str, Any]:
@@ -192,7 +279,7 @@ def expand_labels(items: object, where: str) -> list[str]:
         raise TemplateError(f"{where}: must be a non-empty list of labels")
     out: list[str] = []
     for item in items:
-        if not isinstance(item, str) or not item.strip() or len(item) > 60:
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
             raise TemplateError(f"{where}: {item!r} is not a label")
         match = _RANGE.match(item)
         if match is None:
@@ -239,31 +326,131 @@ def _pair(data: Mapping[str, Any], key: str, lo: float, hi: float, where: str = 
     return _number(value[0], f"{where}{key}[0]", lo, hi), _number(value[1], f"{where}{key}[1]", lo, hi)
 
 
-def _marker_options(data: Mapping[str, Any]) -> Mapping[str, Any]:
+def _processing(config: Mapping[str, Any]) -> tuple[int, int]:
+    dims = config.get("dimensions", {})
+    if not isinstance(dims, Mapping):
+        raise TemplateError("config dimensions: must be an object")
+    width = _number(
+        dims.get("processing_width", DEFAULT_PROCESSING[0]), "config dimensions.processing_width", 100, 10000
+    )
+    height = _number(
+        dims.get("processing_height", DEFAULT_PROCESSING[1]), "config dimensions.processing_height", 100, 10000
+    )
+    return round(width), round(height)
+
+
+def _steps(data: Mapping[str, Any], processing: Mapping[str, int]) -> _Steps:
+    """The preprocessors: which one finds the sheet (and its options), and the filters."""
     pre = data.get("preProcessors", [])
     if not isinstance(pre, list):
         raise TemplateError("preProcessors: must be a list")
-    found: Mapping[str, Any] | None = None
+    found: dict[str, Mapping[str, Any]] = {}
+    filters: list[Filter] = []
     for i, step in enumerate(pre):
         name = step.get("name") if isinstance(step, Mapping) else None
-        if name == "CropOnMarkers":
-            options = step.get("options", {})
-            if found is not None or not isinstance(options, Mapping):
-                raise TemplateError("preProcessors: exactly one CropOnMarkers with an options object is supported")
-            found = options
-        elif name not in IGNORED_PREPROCESSORS:
-            raise TemplateError(f"preProcessors[{i}]: {name!r} is not supported")
-    if found is None:
+        where = f"preProcessors[{i}]"
+        options = step.get("options", {}) if isinstance(step, Mapping) else None
+        if name in ALIGNING_PREPROCESSORS:
+            if name in found:
+                raise TemplateError(f"{where}: {name} is given twice")
+            if not isinstance(options, Mapping):
+                raise TemplateError(f"{where} ({name}).options: must be an object")
+            found[str(name)] = options
+        elif name in FILTER_NAMES:
+            filters.append(parse_filter(str(name), options, f"{where} ({name})"))
+        else:
+            raise TemplateError(f"{where}: {name!r} is not supported")
+    if "CropOnMarkers" in found:
+        return _Steps("markers", _marker_passthrough(found["CropOnMarkers"]), tuple(filters))
+    if "FeatureBasedAlignment" in found:
+        return _Steps("reference", _reference_options(found["FeatureBasedAlignment"]), tuple(filters))
+    if "CropPage" in found:
+        options = found["CropPage"]
+        kernel = options.get("morphKernel", [10, 10])
+        if not isinstance(kernel, list) or len(kernel) != 2:
+            raise TemplateError("CropPage.options.morphKernel: must be [width, height]")
+        kx = _number(kernel[0], "CropPage.options.morphKernel[0]", 1, 200)
+        ky = _number(kernel[1], "CropPage.options.morphKernel[1]", 1, 200)
+        return _Steps("page", {"morphKernel": (round(kx), round(ky))}, tuple(filters))
+    return _Steps("none", {}, tuple(filters))
+
+
+def _marker_passthrough(options: Mapping[str, Any]) -> dict[str, Any]:
+    """CropOnMarkers' options, checked, for the marker search (workers/omr/omrchecker_align.py)."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        kind = MARKER_OPTIONS.get(key)
+        where = f"CropOnMarkers.options.{key}"
+        if kind is None:
+            raise TemplateError(f"{where}: not an option of CropOnMarkers")
+        if kind == "string" and not (isinstance(value, str) and value):
+            raise TemplateError(f"{where}: must name a file")
+        if kind == "boolean" and not isinstance(value, bool):
+            raise TemplateError(f"{where}: must be true or false")
+        if kind == "number":
+            value = _number(value, where, 0, 1000)
+        if kind == "pair":
+            if not isinstance(value, list) or len(value) != 2:
+                raise TemplateError(f"{where}: must be [low, high]")
+            lo, hi = _number(value[0], f"{where}[0]", 1, 1000), _number(value[1], f"{where}[1]", 1, 1000)
+            if lo > hi:
+                raise TemplateError(f"{where}: low must not be above high")
+            value = (lo, hi)
+        out[key] = value
+    if "min_matching_threshold" in out and not 0 <= out["min_matching_threshold"] <= 1:
+        raise TemplateError("CropOnMarkers.options.min_matching_threshold: must be between 0 and 1")
+    if "sheetToMarkerWidthRatio" in out and not 2 <= out["sheetToMarkerWidthRatio"] <= 200:
+        raise TemplateError("CropOnMarkers.options.sheetToMarkerWidthRatio: must be between 2 and 200")
+    return out
+
+
+def _reference_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    from workers.omr.feature_align import DEFAULT_GOOD_MATCH_PERCENT, DEFAULT_MAX_FEATURES
+
+    name = options.get("reference")
+    if not isinstance(name, str) or not name:
+        raise TemplateError("FeatureBasedAlignment.options.reference: must name the reference picture")
+    unknown = set(options) - {"reference", "maxFeatures", "goodMatchPercent", "2d"}
+    if unknown:
         raise TemplateError(
-            "preProcessors: CropOnMarkers is required - sheets without four corner markers "
-            "(CropPage only, or no preprocessor) are not supported"
+            f"FeatureBasedAlignment.options.{sorted(unknown)[0]}: not an option of FeatureBasedAlignment"
         )
-    return found
+    features = _number(
+        options.get("maxFeatures", DEFAULT_MAX_FEATURES), "FeatureBasedAlignment.options.maxFeatures", 10, 100000
+    )
+    share = _number(
+        options.get("goodMatchPercent", DEFAULT_GOOD_MATCH_PERCENT),
+        "FeatureBasedAlignment.options.goodMatchPercent",
+        0.01,
+        1,
+    )
+    flat = options.get("2d", False)
+    if not isinstance(flat, bool):
+        raise TemplateError("FeatureBasedAlignment.options.2d: must be true or false")
+    return {"referencePath": name, "maxFeatures": round(features), "goodMatchPercent": share, "2d": flat}
 
 
-def _marker_size(
-    data: Mapping[str, Any], marker: bytes, config: Mapping[str, Any], page_w: float
-) -> tuple[float, float]:
+def _read_picture(folder: Path, name: object, setting: str, what: str) -> bytes:
+    if not isinstance(name, str) or not name:
+        raise TemplateError(f"{setting}: must name the {what}")
+    path = folder / name
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise TemplateError(f"{setting}: cannot read the {what} {path}: {exc.strerror}") from exc
+
+
+def _check_picture(data: bytes, setting: str) -> tuple[int, int]:
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    if img is None or min(img.shape) < 4:
+        raise TemplateError(f"{setting}: the picture cannot be decoded (PNG or JPEG, at least 4 px)")
+    return int(img.shape[1]), int(img.shape[0])
+
+
+def _marker_size(options: Mapping[str, Any], marker: bytes, processing: int, page_w: float) -> tuple[float, float]:
     """The marker's size in the pageDimensions frame (an estimate the aligner searches around).
 
     OMRChecker scales the marker to processing_width / sheetToMarkerWidthRatio (or keeps its
@@ -271,38 +458,29 @@ def _marker_size(
     centre-to-centre frame is the processing width less one marker width, and that frame is
     stretched to pageDimensions' width.
     """
-    import cv2
-    import numpy as np
-
-    options = _marker_options(data)
-    img = cv2.imdecode(np.frombuffer(marker, np.uint8), cv2.IMREAD_GRAYSCALE) if marker else None
-    if img is None or min(img.shape) < 4:
-        raise TemplateError("the marker image cannot be decoded (PNG or JPEG, at least 4 px)")
-    dims = config.get("dimensions", {})
-    dims = dims if isinstance(dims, Mapping) else {}
-    processing = _number(
-        dims.get("processing_width", DEFAULT_PROCESSING[0]), "config dimensions.processing_width", 100, 10000
-    )
+    try:
+        native_w, native_h = _check_picture(marker, "the marker image")
+    except TemplateError as exc:
+        raise TemplateError("the marker image cannot be decoded (PNG or JPEG, at least 4 px)") from exc
     ratio = options.get("sheetToMarkerWidthRatio")
-    native_w = float(img.shape[1])
-    in_processing = (
-        processing / _number(ratio, "CropOnMarkers.options.sheetToMarkerWidthRatio", 2, 200)
-        if ratio is not None
-        else native_w
-    )
+    in_processing = processing / float(ratio) if ratio is not None else float(native_w)
     if in_processing >= processing / 2:
         raise TemplateError("the marker is as wide as half the sheet; check sheetToMarkerWidthRatio")
     width = in_processing * page_w / (processing - in_processing)
-    return width, width * img.shape[0] / native_w
+    return width, width * native_h / native_w
 
 
 def _fields(
     data: Mapping[str, Any], default_box: tuple[float, float], page: tuple[float, float], margin: float
-) -> list[Field]:
+) -> tuple[list[Field], dict[str, str]]:
     blocks = data.get("fieldBlocks")
     if not isinstance(blocks, Mapping) or not blocks:
         raise TemplateError("fieldBlocks: must be an object with at least one block")
+    sheet_empty = data.get("emptyValue", "")
+    if not isinstance(sheet_empty, str):
+        raise TemplateError("emptyValue: must be a string")
     out: list[Field] = []
+    empty: dict[str, str] = {}
     for name, block in blocks.items():
         where = f"fieldBlocks.{name}"
         if not isinstance(block, Mapping):
@@ -312,23 +490,39 @@ def _fields(
         ox, oy = _pair(block, "origin", 0, 20000, f"{where}.")
         gap = _number(block.get("bubblesGap"), f"{where}.bubblesGap", 0, 5000)
         label_gap = _number(block.get("labelsGap"), f"{where}.labelsGap", 0, 5000)
-        for i, label in enumerate(expand_labels(block.get("fieldLabels"), f"{where}.fieldLabels")):
+        block_empty = block.get("emptyValue", sheet_empty)
+        if not isinstance(block_empty, str):
+            raise TemplateError(f"{where}.emptyValue: must be a string")
+        labels = expand_labels(block.get("fieldLabels"), f"{where}.fieldLabels")
+        # Bubbles run along `direction`; successive labels step across it. Boxes that
+        # overlap cannot be told apart on paper.
+        along_size, across_size = (box[1], box[0]) if direction == "vertical" else box
+        if len(values) > 1 and gap < 0.9 * along_size:
+            raise TemplateError(
+                f"{where}.bubblesGap: bubbles are {gap:g} px apart, closer than their size ({along_size:g} px)"
+            )
+        if len(labels) > 1 and label_gap < 0.9 * across_size:
+            raise TemplateError(
+                f"{where}.labelsGap: rows are {label_gap:g} px apart, closer than their size ({across_size:g} px)"
+            )
+        for i, label in enumerate(labels):
             centres: list[Point] = []
             for j in range(len(values)):
-                # Bubbles run along `direction`; successive labels step across it.
                 along, across = j * gap, i * label_gap
                 x, y = (ox + across, oy + along) if direction == "vertical" else (ox + along, oy + across)
                 if x < -0.5 or y < -0.5 or x + box[0] > page[0] + 0.5 or y + box[1] > page[1] + 0.5:
                     raise TemplateError(f"{where}: bubble {values[j]!r} of {label!r} lies outside pageDimensions")
                 centres.append((margin + x + box[0] / 2, margin + y + box[1] / 2))
-            out.append(Field(label, values, tuple(centres)))
-    labels = [f.label for f in out]
-    if len(set(labels)) != len(labels):
-        twice = sorted({label for label in labels if labels.count(label) > 1})
+            out.append(Field(label, values, tuple(centres), (box[0], box[1]), "ellipse", str(name)))
+            if block_empty:
+                empty[label] = block_empty
+    labels_all = [f.label for f in out]
+    if len(set(labels_all)) != len(labels_all):
+        twice = sorted({label for label in labels_all if labels_all.count(label) > 1})
         raise TemplateError(f"fieldBlocks: labels used in more than one place: {', '.join(twice[:5])}")
     if len(out) > MAX_FIELDS:
         raise TemplateError(f"fieldBlocks: at most {MAX_FIELDS} fields")
-    return out
+    return out, empty
 
 
 def _values(block: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], str]:
@@ -349,20 +543,6 @@ def _values(block: Mapping[str, Any], where: str) -> tuple[tuple[str, ...], str]
     if way not in ("horizontal", "vertical"):
         raise TemplateError(f"{where}.direction: must be 'horizontal' or 'vertical'")
     return tuple(given), str(way)
-
-
-def _radius(data: Mapping[str, Any], default_box: tuple[float, float]) -> float:
-    """One radius for the sheet: the smallest bubble's, so the fill disc is inside every bubble."""
-    blocks: Mapping[str, Any] = data["fieldBlocks"]
-    sizes = [
-        min(_pair(b, "bubbleDimensions", 2, 500) if "bubbleDimensions" in b else default_box) for b in blocks.values()
-    ]
-    if max(sizes) > MAX_SIZE_SPREAD * min(sizes):
-        raise TemplateError(
-            f"bubbleDimensions: blocks with bubbles from {min(sizes):g} to {max(sizes):g} px are not supported; "
-            "the reader uses one bubble size per sheet (within 25 %)"
-        )
-    return min(sizes) / 2
 
 
 def _custom_labels(
@@ -387,42 +567,62 @@ def _custom_labels(
         raise TemplateError(f"customLabels: there is no {chosen!r} to read as the student ID")
     roll = chosen or next((n for n in groups if _ROLL_NAME.search(n.lower())), None)
     members = groups.pop(roll) if roll is not None else ()
-    if "outputColumns" in data:
-        expand_labels(data["outputColumns"], "outputColumns")  # validated only: the output keeps field order
-    if not isinstance(data.get("emptyValue", ""), str):
-        raise TemplateError("emptyValue: must be a string")  # a blank reads [] here anyway
     return roll, members, groups
 
 
-def _check_geometry(tpl: Template, marker_w: float, marker_h: float) -> None:
-    r = tpl.bubble_radius
+def _output_columns(
+    data: Mapping[str, Any], labels: Sequence[str], custom: Mapping[str, tuple[str, ...]], roll: str | None
+) -> tuple[str, ...]:
+    if "outputColumns" not in data:
+        return ()
+    columns = expand_labels(data["outputColumns"], "outputColumns")
+    known = set(labels) | set(custom) | ({roll} if roll else set())
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise TemplateError(f"outputColumns: {unknown[0]!r} is neither a field nor a custom label")
+    return tuple(columns)
+
+
+def _check_geometry(tpl: Template, data: Mapping[str, Any], marker_w: float, marker_h: float) -> None:
+    if tpl.alignment.kind != "markers":
+        return
     for f in tpl.fields:
+        w, h = tpl.bubble_size(f)
         for x, y in f.centres:
             for mx, my in tpl.marker_centres:
-                if abs(x - mx) < marker_w / 2 + r and abs(y - my) < marker_h / 2 + r:
+                if abs(x - mx) < (marker_w + w) / 2 and abs(y - my) < (marker_h + h) / 2:
                     raise TemplateError(f"{f.label}: bubble at ({x:g}, {y:g}) overlaps a corner marker")
-    # Touching bubbles leave no paper between them to measure; OMRChecker itself allows it.
-    if len([c for f in tpl.fields for c in f.centres]) > 1 and tpl.min_gap < 2 * r:
-        raise TemplateError(f"bubbles are {tpl.min_gap:.1f} px apart, closer than their size ({2 * r:g} px)")
 
 
 # --- stored on the platform -------------------------------------------------------------
 
 #: an exam's sheet template imported from OMRChecker, kept whole so it can be re-read:
-#: ``{"format": STORED_FORMAT, "template": {...}, "marker_png": "<base64>", "config": {...}}``
+#: ``{"format": STORED_FORMAT, "template": {...}, "config": {...}, "marker_png": "<base64>",
+#: "reference_png": "<base64>"}``; the pictures are there when the template uses them
+#: (CropOnMarkers' marker, FeatureBasedAlignment's reference).
 STORED_FORMAT: Final = "omrchecker-v1"
 
 
 def stored_template_load(raw: Mapping[str, Any]) -> Template:
     """The reader's Template for an imported OMRChecker template (see STORED_FORMAT)."""
+    template, config = raw.get("template"), raw.get("config") or {}
+    if not isinstance(template, Mapping) or not isinstance(config, Mapping):
+        raise TemplateError("an imported OMRChecker template needs template and config")
+    marker = _stored_picture(raw, "marker_png")
+    reference = _stored_picture(raw, "reference_png")
+    return convert_template(template, marker=marker, reference=reference, config=config).template
+
+
+def _stored_picture(raw: Mapping[str, Any], key: str) -> bytes | None:
     import base64
     import binascii
 
-    template, marker, config = raw.get("template"), raw.get("marker_png"), raw.get("config") or {}
-    if not isinstance(template, Mapping) or not isinstance(marker, str) or not isinstance(config, Mapping):
-        raise TemplateError("an imported OMRChecker template needs template, marker_png (base64) and config")
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TemplateError(f"{key}: must be the picture in base64")
     try:
-        picture = base64.b64decode(marker, validate=True)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise TemplateError(f"marker_png is not base64: {exc}") from exc
-    return convert_template(template, marker=picture, config=config).template
+        raise TemplateError(f"{key} is not base64: {exc}") from exc

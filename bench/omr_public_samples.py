@@ -1,0 +1,205 @@
+"""OMRChecker's public sample sheets, each read through its own template.json.
+
+    .venv/bin/python bench/omr_public_samples.py [SAMPLES_DIR] [--truth FILE] [--photo] [-v]
+
+SAMPLES_DIR is a copy of OMRChecker's ``samples/`` folder (default
+/work/omrchecker/samples); nothing of it ships with this repository. As OMRChecker does,
+each picture is read with the template.json (and config.json) of its own folder or the
+nearest folder above it. The truth is OMRChecker's own expected output for those samples,
+its test snapshot (``src/tests/__snapshots__/test_all_samples.ambr``, found next to the
+samples folder or given with --truth): one CSV row per sheet, one column per output
+field, a blank as the template's emptyValue, several marks joined ("AC").
+
+Counted per output column of each sheet with a truth row: right, wrong, *silent* (wrong
+and not in ``review``: must stay 0) and flagged. A refused sheet counts all its columns
+wrong (not silent). Sheets without a truth row (community samples the snapshot leaves
+out) are read and listed, not scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workers.base import BadInput
+from workers.omr.omrchecker import OmrCheckerTemplate, load_omrchecker_template
+from workers.omr.reader import read_sheet
+
+DEFAULT_SAMPLES = Path("/work/omrchecker/samples")
+SNAPSHOT = "src/tests/__snapshots__/test_all_samples.ambr"
+IMAGES = {".png", ".jpg", ".jpeg"}
+_BLOCK = re.compile(r"'(?P<name>[^']*\.csv)': '''\n(?P<body>.*?)\n\s*''',", re.S)
+
+
+def load_truth(text: str) -> dict[str, dict[str, str]]:
+    """input path relative to samples/ -> {output column: OMRChecker's value}."""
+    out: dict[str, dict[str, str]] = {}
+    for block in _BLOCK.finditer(text):
+        if "Results" not in block.group("name"):
+            continue
+        lines = [line.strip() for line in block.group("body").splitlines() if line.strip()]
+        rows = list(csv.reader(io.StringIO("\n".join(lines))))
+        header: list[str] | None = None
+        for row in rows:
+            if row[:2] == ["file_id", "input_path"]:
+                header = row
+                continue
+            if header is None or len(row) != len(header):
+                continue
+            rel = row[1].removeprefix("samples/")
+            out[rel] = dict(zip(header[4:], row[4:], strict=True))
+    return out
+
+
+def template_for(image: Path, root: Path) -> Path | None:
+    for folder in [image.parent, *image.parent.parents]:
+        if (folder / "template.json").is_file():
+            return folder / "template.json"
+        if folder == root:
+            break
+    return None
+
+
+def images(root: Path) -> Iterator[Path]:
+    """The sheets: pictures with a template.json above them, less the pictures that
+    template names itself (its marker, its reference), which OMRChecker skips too."""
+    for path in sorted(root.rglob("*")):
+        tpath = template_for(path, root) if path.suffix.lower() in IMAGES and path.is_file() else None
+        if tpath is not None and path.resolve() not in _named_pictures(tpath):
+            yield path
+
+
+def _named_pictures(tpath: Path) -> set[Path]:
+    try:
+        data = json.loads(tpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    named = set()
+    for step in data.get("preProcessors", []) if isinstance(data, dict) else []:
+        options = step.get("options", {}) if isinstance(step, dict) else {}
+        for key in ("relativePath", "reference"):
+            if isinstance(options, dict) and isinstance(options.get(key), str):
+                named.add((tpath.parent / options[key]).resolve())
+    return named
+
+
+def columns(entry: Mapping[str, Any], sheet: OmrCheckerTemplate) -> tuple[dict[str, str], set[str]]:
+    """A reading as OMRChecker's CSV columns (custom labels joined), and the flagged ones."""
+    answers: Mapping[str, list[str]] = entry["answers"]
+    sid = entry.get("student_id", "")
+    tpl = sheet.template
+    values: dict[str, str] = {}
+    for i, f in enumerate(tpl.id_fields):
+        digit = sid[i] if i < len(sid) else "?"
+        values[f.label] = "" if digit == "?" else digit
+    for label, marks in answers.items():
+        values[label] = "".join(marks)
+    empty = getattr(sheet, "empty_values", {})
+    for label, value in list(values.items()):
+        if value == "":
+            values[label] = empty.get(label, "")
+    review = set(entry["review"])
+    if "student_id" in review:
+        review |= {f.label for f in tpl.id_fields}
+    out: dict[str, str] = {}
+    flagged: set[str] = set()
+    groups = dict(sheet.custom_labels)
+    if sheet.roll_label is not None:
+        groups[sheet.roll_label] = tuple(f.label for f in tpl.id_fields)
+    owner = {m: name for name, members in groups.items() for m in members}
+    for label in values:
+        name = owner.get(label, label)
+        if name in out:
+            continue
+        members = groups.get(name, (label,))
+        out[name] = "".join(values.get(m, "") for m in members)
+        if any(m in review for m in members):
+            flagged.add(name)
+    return out, flagged
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("samples", nargs="?", type=Path, default=DEFAULT_SAMPLES)
+    parser.add_argument("--truth", type=Path, default=None, help=f"OMRChecker's {SNAPSHOT}")
+    parser.add_argument("--photo", action="store_true", help="read in photo mode")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every wrong column")
+    args = parser.parse_args()
+    root: Path = args.samples.resolve()
+    truth_path = args.truth or root.parent / SNAPSHOT
+    truth = load_truth(truth_path.read_text(encoding="utf-8")) if truth_path.is_file() else {}
+    if not truth:
+        print(f"warning: no truth at {truth_path}; sheets are read, not scored", file=sys.stderr)
+    total = wrong = silent = flagged = sheets = refused = 0
+    unscored: list[str] = []
+    loaded: dict[Path, OmrCheckerTemplate | BadInput] = {}
+    started = time.perf_counter()
+    for image in images(root):
+        rel = str(image.relative_to(root))
+        tpath = template_for(image, root)
+        assert tpath is not None
+        if tpath not in loaded:
+            try:
+                loaded[tpath] = load_omrchecker_template(tpath)
+            except BadInput as exc:
+                loaded[tpath] = exc
+        sheet = loaded[tpath]
+        expected = truth.get(rel)
+        try:
+            if isinstance(sheet, BadInput):
+                raise sheet
+            entry = read_sheet(image.read_bytes(), sheet.template, photo=args.photo).to_dict()
+        except BadInput as exc:
+            status = f"REFUSED {exc.code}: {exc.message}"
+            if expected is None:
+                unscored.append(f"  {rel}: {status}")
+                continue
+            sheets += 1
+            refused += 1
+            total += len(expected)
+            wrong += len(expected)
+            print(f"{rel}: {status}")
+            continue
+        got, review = columns(entry, sheet)
+        if expected is None:
+            unscored.append(f"  {rel}: read, {len(review)} of {len(got)} columns flagged")
+            continue
+        sheets += 1
+        bad = [c for c in expected if got.get(c) != expected[c]]
+        quiet = [c for c in bad if c not in review]
+        total += len(expected)
+        wrong += len(bad)
+        silent += len(quiet)
+        flagged += len([c for c in expected if c in review])
+        print(f"{rel}: {len(expected) - len(bad)}/{len(expected)} right, {len(quiet)} silent, {len(review)} flagged")
+        if args.verbose:
+            for c in bad:
+                tag = "SILENT" if c in quiet else "flagged"
+                print(f"    {c}: read {got.get(c)!r}, truth {expected[c]!r} ({tag})")
+    elapsed = time.perf_counter() - started
+    right = total - wrong
+    print(
+        f"sheets {sheets} (refused {refused}), fields {total}: right {right} ({right / max(total, 1):.2%}), "
+        f"wrong {wrong}, silent {silent}, flagged {flagged} ({flagged / max(total, 1):.2%}); {elapsed:.1f} s"
+    )
+    missing = sorted(set(truth) - {str(p.relative_to(root)) for p in images(root)})
+    if missing:
+        print(f"truth rows with no picture here: {', '.join(missing)}")
+    if unscored:
+        print("read without truth:")
+        print("\n".join(unscored))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

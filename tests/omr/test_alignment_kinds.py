@@ -1,0 +1,225 @@
+"""Sheets without corner markers: aligned by the page's edges, by the picture's own edges,
+by a reference picture of the blank card, or by a track of timing marks.
+
+Every sheet here is drawn in the test (numpy / OpenCV): a page with bubble outlines, a
+few filled bubbles, a line of text, and - for the timing kind - a row of solid bars down
+its left edge. It is then "scanned" (turned, scaled, shifted, upside down) or
+"photographed" (perspective, on a dark desk).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.omr.align import align
+from workers.omr.errors import OmrError
+from workers.omr.template import AlignmentSpec, Template, load_template
+
+W, H = 1000, 1400
+RADIUS = 16
+TRACK: dict[str, Any] = {"first": [40, 420], "step": [0, 60], "count": 12, "size": [34, 14]}
+
+
+def _template(kind: str, **options: Any) -> Template:
+    data: dict[str, Any] = {
+        "format": "academy-omr-template/1",
+        "name": f"plain-{kind}",
+        "page": {"width": W, "height": H, "dpi": 120},
+        "marker": {"size": 40, "inset": 10},
+        "bubble": {"radius": RADIUS},
+        "choices": ["1", "2", "3", "4", "5"],
+        "question_blocks": [
+            {"first": 1, "count": 12, "origin": [170, 420], "choice_gap": 56, "row_gap": 60},
+            {"first": 13, "count": 12, "origin": [600, 420], "choice_gap": 56, "row_gap": 60},
+        ],
+        "alignment": {"kind": kind, **copy.deepcopy(options)},
+    }
+    return load_template(data)
+
+
+def _marks(template: Template) -> dict[str, list[str]]:
+    """One mark per question, by a fixed rule (every fifth blank), so the layout is lopsided."""
+    out: dict[str, list[str]] = {}
+    for i, q in enumerate(template.questions):
+        out[q.label] = [] if i % 5 == 3 else [q.values[(i * 3) % len(q.values)]]
+    return out
+
+
+def _page(template: Template, marks: dict[str, list[str]], *, track: bool = False) -> np.ndarray:
+    """The sheet as printed and filled in, template pixels, greyscale."""
+    page = np.full((H, W), 250, np.uint8)
+    cv2.putText(page, "MONTHLY TEST  ANSWER CARD", (150, 140), cv2.FONT_HERSHEY_SIMPLEX, 1.6, 30, 4)
+    cv2.putText(page, "Name ______  Class __", (150, 240), cv2.FONT_HERSHEY_SIMPLEX, 1.1, 40, 2)
+    cv2.putText(page, "Use a dark pen. Fill the bubble.", (150, 320), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 60, 2)
+    cv2.rectangle(page, (120, 380), (960, 1160), 80, 2)
+    for q in template.questions:
+        cv2.putText(page, q.label, (round(q.centres[0][0]) - 70, round(q.centres[0][1]) + 8), 0, 0.7, 40, 2)
+        for value, (x, y) in zip(q.values, q.centres, strict=True):
+            cv2.circle(page, (round(x), round(y)), RADIUS, 90, 2, cv2.LINE_AA)
+            if value in marks[q.label]:
+                cv2.circle(page, (round(x), round(y)), RADIUS - 3, 25, -1, cv2.LINE_AA)
+    if track:
+        for i in range(TRACK["count"]):
+            cx, cy = TRACK["first"][0], TRACK["first"][1] + i * TRACK["step"][1]
+            w, h = TRACK["size"]
+            cv2.rectangle(page, (cx - w // 2, cy - h // 2), (cx + w // 2, cy + h // 2), 10, -1)
+    return page
+
+
+def _scan(
+    page: np.ndarray, *, angle: float, scale: float, upside_down: bool, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A flatbed scan: the page turned and scaled onto a white bed, blurred, noisy.
+    Returns the picture and the 3x3 page -> picture transform."""
+    turn = angle + (180 if upside_down else 0)
+    out_w, out_h = round(W * scale) + 160, round(H * scale) + 160
+    m = cv2.getRotationMatrix2D((W / 2, H / 2), turn, scale)
+    m[:, 2] += np.array([out_w / 2 - W / 2, out_h / 2 - H / 2])
+    img = cv2.warpAffine(page, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderValue=245)
+    img = cv2.GaussianBlur(img, (0, 0), 0.8)
+    noise = np.random.default_rng(seed).normal(0, 3, img.shape)
+    return np.clip(img + noise, 0, 255).astype(np.uint8), np.vstack([m, [0, 0, 1]])
+
+
+def _photo(page: np.ndarray, *, upside_down: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A phone photo of the page lying on a dark desk: perspective, the page smaller."""
+    src = np.array([(0, 0), (W, 0), (W, H), (0, H)], np.float32)
+    dst = np.array([(260, 170), (1010, 215), (1080, 1290), (190, 1240)], np.float32)
+    if upside_down:
+        dst = np.roll(dst, 2, axis=0)
+    m = cv2.getPerspectiveTransform(src, dst)
+    desk = np.full((1500, 1300), 60, np.uint8)
+    desk[::7, :] = 75  # wood grain
+    img = cv2.warpPerspective(page, m, (1300, 1500), dst=desk.copy(), borderMode=cv2.BORDER_TRANSPARENT)
+    return cv2.GaussianBlur(img, (0, 0), 1.0), m.astype(np.float64)
+
+
+def _max_error(template: Template, found: np.ndarray, truth: np.ndarray) -> float:
+    """How far (in bubble radii) the alignment puts the bubbles from where they are."""
+    pts = np.array([c for f in template.fields for c in f.centres], np.float64).reshape(-1, 1, 2)
+    a = cv2.perspectiveTransform(pts, found).reshape(-1, 2)
+    b = cv2.perspectiveTransform(pts, truth).reshape(-1, 2)
+    scale = math.sqrt(abs(np.linalg.det(truth[:2, :2])))
+    return float(np.max(np.hypot(*(a - b).T)) / (RADIUS * scale))
+
+
+def _read_answers(img: np.ndarray, template: Template) -> dict[str, list[str]]:
+    from workers.omr.reader import read_gray
+
+    return read_gray(img, template).answers
+
+
+# --- page edges (OMRChecker CropPage) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("upside_down", [False, True], ids=["upright", "upside_down"])
+def test_a_sheet_without_markers_photographed_on_a_desk_is_aligned_by_its_page_edges(upside_down: bool) -> None:
+    t = _template("page", morphKernel=[10, 10])
+    marks = _marks(t)
+    img, truth = _photo(_page(t, marks), upside_down=upside_down)
+    alignment = align(img, t)
+    assert alignment.rotation == (180 if upside_down else 0)
+    assert _max_error(t, alignment.homography, truth) < 0.25
+    assert _read_answers(img, t) == marks
+
+
+def test_a_scan_cropped_to_the_page_is_aligned_by_the_picture_edges_when_no_page_stands_out() -> None:
+    t = _template("page")
+    marks = _marks(t)
+    page = _page(t, marks)
+    alignment = align(page, t)
+    assert alignment.rotation == 0
+    assert _max_error(t, alignment.homography, np.eye(3)) < 0.1
+
+
+# --- no preprocessor: the picture is the page ----------------------------------------------------
+
+
+def test_a_picture_already_cropped_to_the_page_reads_upside_down_too() -> None:
+    t = _template("none")
+    marks = _marks(t)
+    page = np.asarray(cv2.resize(_page(t, marks), (800, 1120), interpolation=cv2.INTER_AREA), np.uint8)
+    flipped = np.ascontiguousarray(page[::-1, ::-1])
+    upright = align(page, t)
+    assert upright.rotation == 0
+    assert _max_error(t, upright.homography, np.diag([0.8, 0.8, 1.0])) < 0.1
+    turned = align(flipped, t)
+    assert turned.rotation == 180
+    assert _read_answers(flipped, t) == marks
+
+
+# --- a reference picture of the blank card (OMRChecker FeatureBasedAlignment) ---------------------
+
+
+@pytest.mark.parametrize("affine", [False, True], ids=["homography", "2d"])
+def test_a_turned_scan_is_aligned_to_a_reference_picture_of_the_blank_card(affine: bool) -> None:
+    probe = _template("none")
+    blank = _page(probe, {q.label: [] for q in probe.questions})
+    ok, png = cv2.imencode(".png", blank)
+    assert ok
+    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": affine}))
+    marks = _marks(t)
+    img, truth = _scan(_page(t, marks), angle=7, scale=0.85, upside_down=True, seed=3)
+    alignment = align(img, t)
+    assert alignment.rotation == 180
+    assert _max_error(t, alignment.homography, truth) < 0.25
+    assert _read_answers(img, t) == marks
+
+
+def test_a_sheet_that_shares_nothing_with_the_reference_is_not_found() -> None:
+    probe = _template("none")
+    ok, png = cv2.imencode(".png", _page(probe, _marks(probe)))
+    assert ok
+    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png)}))
+    noise = np.random.default_rng(1).integers(0, 255, (1200, 900), dtype=np.uint8)
+    with pytest.raises(OmrError) as info:
+        align(np.asarray(cv2.GaussianBlur(noise, (0, 0), 6), np.uint8), t)
+    assert info.value.code == "NO_SHEET_FOUND"
+
+
+# --- a track of timing marks -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("upside_down", [False, True], ids=["upright", "upside_down"])
+def test_a_scanned_sheet_is_aligned_by_its_timing_marks(upside_down: bool) -> None:
+    t = _template("timing", tracks=[TRACK])
+    marks = _marks(t)
+    img, truth = _scan(_page(t, marks, track=True), angle=2.5, scale=0.9, upside_down=upside_down, seed=5)
+    alignment = align(img, t)
+    assert alignment.rotation == (180 if upside_down else 0)
+    assert _max_error(t, alignment.homography, truth) < 0.25
+    assert _read_answers(img, t) == marks
+
+
+def test_a_sheet_without_its_timing_marks_is_not_found() -> None:
+    t = _template("timing", tracks=[TRACK])
+    img, _ = _scan(_page(t, _marks(t)), angle=1, scale=0.9, upside_down=False, seed=6)
+    with pytest.raises(OmrError) as info:
+        align(img, t)
+    assert info.value.code == "NO_SHEET_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("tracks", "message"),
+    [
+        ([], "alignment.tracks"),
+        ([{**TRACK, "count": 2}], "alignment.tracks[0].count"),
+        ([{**TRACK, "step": [0, 10]}], "alignment.tracks[0].step"),
+        ([{**TRACK, "first": [40, 1300]}], "runs off the page"),
+        ([{**TRACK, "size": "big"}], "alignment.tracks[0].size"),
+    ],
+    ids=["empty", "count", "touching", "off_page", "size"],
+)
+def test_a_malformed_timing_track_is_template_invalid_naming_the_setting(tracks: list[Any], message: str) -> None:
+    t = _template("timing", tracks=tracks)
+    with pytest.raises(OmrError) as info:
+        align(np.full((1400, 1000), 250, np.uint8), t)
+    assert info.value.code == "TEMPLATE_INVALID"
+    assert message in info.value.message

@@ -1,0 +1,306 @@
+"""OMRChecker v1 templates in full: every preprocessor with its options, per-block bubble
+sizes, custom bubble values, customLabels, outputColumns, emptyValue and config.json's
+dimensions become the reader's Template (workers/omr/omrchecker.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.omr.errors import OmrError
+from workers.omr.filters import Filter, apply_filters, levels_table
+from workers.omr.omrchecker import convert_template, join_custom_labels, load_omrchecker_template, stored_template_load
+
+FIXTURES = Path(__file__).parent / "fixtures" / "omrchecker"
+SAMPLE = FIXTURES / "sample" / "template.json"
+MARKER = (FIXTURES / "sample" / "omr_marker.png").read_bytes()
+
+
+def _plain(*pre: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A small markerless template: two MCQ blocks and a roll number."""
+    data: dict[str, Any] = {
+        "pageDimensions": [600, 800],
+        "bubbleDimensions": [24, 24],
+        "preProcessors": list(pre),
+        "fieldBlocks": {
+            "Roll": {
+                "fieldType": "QTYPE_INT",
+                "fieldLabels": ["roll1..3"],
+                "origin": [60, 60],
+                "bubblesGap": 34,
+                "labelsGap": 40,
+            },
+            "Mcq": {
+                "fieldType": "QTYPE_MCQ4",
+                "fieldLabels": ["q1..5"],
+                "origin": [300, 420],
+                "bubblesGap": 50,
+                "labelsGap": 40,
+                "bubbleDimensions": [30, 20],
+            },
+            "YesNo": {
+                "bubbleValues": ["yes", "no"],
+                "direction": "vertical",
+                "fieldLabels": ["agree"],
+                "origin": [300, 700],
+                "bubblesGap": 40,
+                "labelsGap": 0,
+                "emptyValue": "none",
+            },
+        },
+        "customLabels": {"Roll": ["roll1..3"]},
+    }
+    data.update(extra)
+    return data
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", img)
+    assert ok
+    return bytes(buf)
+
+
+# --- which preprocessor finds the sheet -----------------------------------------------------
+
+
+def test_crop_page_aligns_by_the_page_with_its_morph_kernel_and_no_margin() -> None:
+    t = convert_template(_plain({"name": "CropPage", "options": {"morphKernel": [6, 14]}})).template
+    assert t.alignment.kind == "page"
+    assert t.alignment.options["morphKernel"] == (6, 14)
+    assert (t.width, t.height) == (600, 800)
+    assert t.marker_image is None
+    fields = {f.label: f for f in t.fields}
+    assert fields["q1"].centres[0] == (300 + 15, 420 + 10)  # the box's own 30 x 20, centred
+
+
+def test_no_preprocessor_means_the_picture_is_the_page() -> None:
+    t = convert_template(_plain()).template
+    assert t.alignment.kind == "none"
+    assert (t.width, t.height) == (600, 800)
+
+
+def test_feature_based_alignment_carries_the_reference_and_its_options() -> None:
+    reference = _png(np.full((400, 300), 255, np.uint8))
+    step = {
+        "name": "FeatureBasedAlignment",
+        "options": {"reference": "ref.png", "maxFeatures": 800, "goodMatchPercent": 0.3, "2d": True},
+    }
+    t = convert_template(_plain({"name": "CropPage"}, step), reference=reference).template
+    assert t.alignment.kind == "reference"  # the reference wins over CropPage: it is the frame
+    opts = t.alignment.options
+    assert (opts["reference"], opts["maxFeatures"], opts["goodMatchPercent"], opts["2d"]) == (reference, 800, 0.3, True)
+
+
+def test_feature_based_alignment_without_its_picture_names_the_setting(tmp_path: Path) -> None:
+    step = {"name": "FeatureBasedAlignment", "options": {"reference": "missing.png"}}
+    (tmp_path / "template.json").write_text(json.dumps(_plain(step)))
+    with pytest.raises(OmrError) as info:
+        load_omrchecker_template(tmp_path / "template.json")
+    assert info.value.code == "TEMPLATE_INVALID"
+    assert "FeatureBasedAlignment.options.reference" in info.value.message
+    assert "missing.png" in info.value.message
+
+
+def test_load_reads_the_reference_picture_next_to_the_template(tmp_path: Path) -> None:
+    reference = _png(np.full((400, 300), 255, np.uint8))
+    (tmp_path / "ref.png").write_bytes(reference)
+    step = {"name": "FeatureBasedAlignment", "options": {"reference": "ref.png"}}
+    (tmp_path / "template.json").write_text(json.dumps(_plain(step)))
+    t = load_omrchecker_template(tmp_path / "template.json").template
+    assert t.alignment.options["reference"] == reference
+    assert t.alignment.options["maxFeatures"] == 500  # OMRChecker's defaults
+    assert t.alignment.options["goodMatchPercent"] == 0.15
+
+
+def test_crop_on_markers_options_reach_the_marker_search() -> None:
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    data["preProcessors"][1]["options"].update(
+        min_matching_threshold=0.4, marker_rescale_range=[60, 120], marker_rescale_steps=8, apply_erode_subtract=False
+    )
+    t = convert_template(data, marker=MARKER).template
+    opts = t.alignment.options
+    assert t.alignment.kind == "markers"
+    assert opts["min_matching_threshold"] == 0.4
+    assert opts["marker_rescale_range"] == (60, 120)
+    assert opts["marker_rescale_steps"] == 8
+    assert opts["apply_erode_subtract"] is False
+    assert opts["sheetToMarkerWidthRatio"] == 17
+    assert opts["relativePath"] == "omr_marker.png"
+
+
+def test_crop_on_markers_default_marker_file_is_omr_marker_jpg(tmp_path: Path) -> None:
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    del data["preProcessors"][1]["options"]["relativePath"]
+    (tmp_path / "template.json").write_text(json.dumps(data))
+    with pytest.raises(OmrError, match=r"omr_marker\.jpg"):
+        load_omrchecker_template(tmp_path / "template.json")
+    (tmp_path / "omr_marker.jpg").write_bytes(MARKER)
+    assert load_omrchecker_template(tmp_path / "template.json").template.marker_image is not None
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"min_matching_threshold": 1.5}, "min_matching_threshold"),
+        ({"marker_rescale_range": [120, 60]}, "marker_rescale_range"),
+        ({"apply_erode_subtract": "yes"}, "apply_erode_subtract"),
+        ({"sheetToMarkerWidthRatio": 1}, "sheetToMarkerWidthRatio"),
+        ({"warp": True}, "CropOnMarkers.options.warp"),
+    ],
+    ids=["threshold", "range", "erode", "ratio", "unknown"],
+)
+def test_a_bad_crop_on_markers_option_is_refused_naming_it(options: dict[str, Any], message: str) -> None:
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    data["preProcessors"][1]["options"].update(options)
+    with pytest.raises(OmrError) as info:
+        convert_template(data, marker=MARKER)
+    assert info.value.code == "TEMPLATE_INVALID"
+    assert message in info.value.message
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+def test_levels_gaussian_and_median_blur_become_filters_in_order_with_the_processing_width() -> None:
+    data = _plain(
+        {"name": "Levels", "options": {"low": 0.2, "high": 0.9, "gamma": 0.5}},
+        {"name": "GaussianBlur", "options": {"kSize": [5, 5], "sigmaX": 1}},
+        {"name": "MedianBlur", "options": {"kSize": 3}},
+    )
+    t = convert_template(data, config={"dimensions": {"processing_width": 1000, "processing_height": 1400}}).template
+    assert t.alignment.options["filters"] == (
+        Filter("Levels", (0.2, 0.9, 0.5)),
+        Filter("GaussianBlur", (5.0, 5.0, 1.0)),
+        Filter("MedianBlur", (3.0,)),
+    )
+    assert (t.alignment.options["processing_width"], t.alignment.options["processing_height"]) == (1000, 1400)
+
+
+def test_levels_maps_grey_as_omrchecker_defines_it() -> None:
+    table = levels_table(0.2, 0.8, 1.0)
+    lo, hi = int(255 * 0.2), int(255 * 0.8)
+    assert table[lo] == 0
+    assert table[lo - 10] == 0
+    assert table[hi] == 255
+    assert table[250] == 255
+    mid = (lo + hi) // 2
+    assert table[mid] == int((mid - lo) / (hi - lo) * 255)
+    gamma = levels_table(0.0, 1.0, 2.0)
+    assert gamma[64] == int((64 / 255) ** 0.5 * 255)  # gamma 2 lightens the mid-tones
+
+
+def test_a_blur_is_scaled_from_the_processing_width_to_the_picture() -> None:
+    img = np.zeros((200, 2000), np.uint8)
+    img[:, 1000:] = 255
+    small_blur = apply_filters(img, [Filter("GaussianBlur", (3.0, 3.0, 0.0))], processing_width=2000)
+    big_blur = apply_filters(img, [Filter("GaussianBlur", (3.0, 3.0, 0.0))], processing_width=500)
+    # The same kernel means 4x the blur on a picture 4x the processing width.
+    assert np.count_nonzero((small_blur[100] > 5) & (small_blur[100] < 250)) <= 2
+    assert np.count_nonzero((big_blur[100] > 5) & (big_blur[100] < 250)) >= 6
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"name": "Levels", "options": {"low": 0.8, "high": 0.2}}, "high (0.2) must be above low"),
+        ({"name": "GaussianBlur", "options": {"kSize": [4, 4]}}, "kSize[0]: must be an odd number"),
+        ({"name": "MedianBlur", "options": {"kSize": 2}}, "MedianBlur).options.kSize"),
+        ({"name": "CropPage", "options": {"morphKernel": [10]}}, "CropPage.options.morphKernel"),
+        ({"name": "FeatureBasedAlignment", "options": {}}, "FeatureBasedAlignment.options.reference"),
+        ({"name": "Sharpen", "options": {}}, "'Sharpen' is not supported"),
+    ],
+    ids=["levels", "gauss", "median", "morph", "reference", "unknown"],
+)
+def test_a_bad_preprocessor_option_is_refused_naming_the_setting(step: dict[str, Any], message: str) -> None:
+    with pytest.raises(OmrError) as info:
+        convert_template(_plain(step))
+    assert info.value.code == "TEMPLATE_INVALID"
+    assert message in info.value.message
+
+
+# --- fields, labels, output -------------------------------------------------------------------
+
+
+def test_each_block_keeps_its_own_bubble_size_and_custom_values() -> None:
+    t = convert_template(_plain()).template
+    fields = {f.label: f for f in t.fields}
+    assert fields["q1"].size == (30, 20)
+    assert fields["roll1"].size == (24, 24)
+    assert fields["agree"].values == ("yes", "no")
+    assert fields["agree"].centres == ((312, 712), (312, 752))  # vertical: down by bubblesGap
+    assert fields["q1"].block == "Mcq"
+    assert t.bubble_radius == 10  # the smallest half side (the 30 x 20 boxes)
+
+
+def test_bubble_sizes_that_differ_a_lot_between_blocks_are_read_not_refused() -> None:
+    data = _plain()
+    data["fieldBlocks"]["Mcq"].update(bubbleDimensions=[46, 46], bubblesGap=60, labelsGap=60)
+    t = convert_template(data).template
+    assert {f.size for f in t.fields} == {(24, 24), (46, 46)}
+
+
+def test_overlapping_bubbles_are_refused_naming_the_gap() -> None:
+    data = _plain()
+    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 20  # 30 px wide boxes, 20 px apart
+    with pytest.raises(OmrError, match=r"fieldBlocks.Mcq.bubblesGap: bubbles are 20 px apart"):
+        convert_template(data)
+
+
+def test_config_processing_width_sets_the_marker_size() -> None:
+    data = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    wide = convert_template(data, marker=MARKER, config={"dimensions": {"processing_width": 1700}}).template
+    plain = convert_template(data, marker=MARKER).template
+    assert wide.marker_image is not None
+    assert plain.marker_image is not None
+    # sheetToMarkerWidthRatio 17 of any processing width: the same share of the frame.
+    assert math.isclose(wide.marker_image.width, plain.marker_image.width)
+    with pytest.raises(OmrError, match="processing_width"):
+        convert_template(data, marker=MARKER, config={"dimensions": {"processing_width": "wide"}})
+
+
+def test_empty_value_fills_blank_members_of_a_joined_label_and_output_columns_order_them() -> None:
+    data = _plain(outputColumns=["q2", "Joined", "q1"])
+    data["fieldBlocks"]["Pair"] = {
+        "fieldType": "QTYPE_INT",
+        "fieldLabels": ["j1", "j2"],
+        "origin": [60, 420],
+        "bubblesGap": 34,
+        "labelsGap": 40,
+        "emptyValue": "-",
+    }
+    data["customLabels"]["Joined"] = ["j1", "j2"]
+    sheet = convert_template(data)
+    assert sheet.empty_values == {"agree": "none", "j1": "-", "j2": "-"}
+    assert sheet.output_columns == ("q2", "Joined", "q1")
+    answers = {"q1": ["A"], "q2": [], "q3": ["B"], "q4": ["C"], "q5": ["D"], "agree": ["yes"], "j1": ["4"], "j2": []}
+    entry = {"student_id": "123", "answers": answers, "confidence": dict.fromkeys(answers, 1.0), "review": []}
+    joined = join_custom_labels(entry, sheet)
+    assert list(joined["answers"])[:3] == ["q2", "Joined", "q1"]
+    assert joined["answers"]["Joined"] == ["4-"]  # as OMRChecker writes it
+    assert "Joined" in joined["review"]  # a partly blank number is still checked by a person
+    with pytest.raises(OmrError, match="outputColumns: 'q9'"):
+        convert_template(_plain(outputColumns=["q9"]))
+
+
+def test_a_stored_template_without_markers_needs_no_marker_picture() -> None:
+    reference = _png(np.full((400, 300), 255, np.uint8))
+    step = {"name": "FeatureBasedAlignment", "options": {"reference": "ref.png"}}
+    stored = {
+        "format": "omrchecker-v1",
+        "template": _plain(step),
+        "config": {},
+        "reference_png": base64.b64encode(reference).decode(),
+    }
+    t = stored_template_load(stored)
+    assert t.alignment.kind == "reference"
+    assert t.alignment.options["reference"] == reference
+    assert (
+        stored_template_load({"format": "omrchecker-v1", "template": _plain(), "config": {}}).alignment.kind == "none"
+    )

@@ -1,0 +1,378 @@
+"""Align a sheet by its page edges, or take the picture itself as the page.
+
+Two aligners for sheets without corner markers:
+
+- **page** (OMRChecker's ``CropPage``): the template frame is the paper itself. The page
+  is the biggest bright four-sided region of the picture: a phone photo of a sheet on a
+  desk, a flatbed scan with the lid's dark border. Its outline is found on a small copy
+  (bright region, holes closed with the template's ``morphKernel``), simplified to four
+  corners, and each side is then fitted as a straight line through its own edge points
+  so a rounded or dog-eared corner does not pull it. When no page stands out from its
+  surroundings, the picture is taken to be cropped to the page already (a scanner that
+  crops, a screenshot): the frame.
+- **frame** (no preprocessor): the picture's own edges are the page's.
+
+Orientation: the corners give the page's long side; of the two ways round that fit the
+template's aspect (upright and upside down), the one under which the template's bubble
+outlines are printed wins. A layout that looks the same either way reads upright.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Final
+
+from workers.omr.align import Alignment
+from workers.omr.aligners import aligner_register
+from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, OmrError
+from workers.omr.template import Template
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Gray = npt.NDArray[np.uint8]
+    Quad = npt.NDArray[np.float64]
+
+#: long side of the copy the page is searched on.
+PAGE_SIDE: Final = 1200
+#: OMRChecker's default processing width: ``morphKernel`` is in those pixels.
+PROCESSING_WIDTH: Final = 666
+#: the page must cover this share of the picture to count as found.
+MIN_PAGE_AREA: Final = 0.12
+#: a page whose corners all lie this close to the picture's corners (share of its
+#: side) is the picture itself.
+AT_FRAME: Final = 0.02
+#: a bubble must be this many image pixels across its radius to be read.
+MIN_RADIUS_PX: Final = 2.5
+#: two orientations whose layout scores differ by less than this are a tie.
+TIE: Final = 0.1
+#: layout_score looks at the sheet at a size where the smallest bubble is this many
+#: pixels across (and the page at most SCORE_MAX_SIDE).
+BUBBLE_PX: Final = 16
+SCORE_MAX_SIDE: Final = 2000
+#: the page's aspect may differ this much from the template's (log of the ratio; a photo
+#: foreshortens the page, and templates are written for the page OMRChecker found).
+ASPECT_TOL: Final = 0.5
+#: the picture is taken sideways only when that fits the template's aspect by this much
+#: better (log of the ratio).
+SIDEWAYS_MARGIN: Final = 0.3
+#: upside down is chosen only when at least this share of the template's bubbles show.
+MIN_LAYOUT: Final = 0.5
+
+
+@aligner_register("page")
+def align_page_edges(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
+    """Aligner "page". Options (``template.alignment.options``): ``morphKernel`` [w, h]
+    and ``processing_width`` (the picture width that kernel is meant for)."""
+    options = template.alignment.options
+    kernel = options.get("morphKernel", (10, 10))
+    return align_page(
+        gray,
+        template,
+        photo=photo,
+        morph_kernel=(int(kernel[0]), int(kernel[1])),
+        processing_width=int(options.get("processing_width", PROCESSING_WIDTH)),
+    )
+
+
+@aligner_register("none")
+def align_none(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
+    """Aligner "none": the picture is the page (no options)."""
+    return align_frame(gray, template, photo=photo)
+
+
+def align_page(
+    gray: Gray,
+    template: Template,
+    *,
+    photo: bool = False,
+    morph_kernel: tuple[int, int] = (10, 10),
+    processing_width: int = PROCESSING_WIDTH,
+) -> list[Alignment]:
+    """The template frame mapped onto the page edges found in ``gray`` (CropPage): the
+    ways round that fit the template's aspect, the likeliest first."""
+    quad = find_page(gray, morph_kernel=morph_kernel, processing_width=processing_width)
+    if quad is None:
+        h, w = gray.shape[:2]
+        return orient(gray, template, _frame_quad(w, h), strict=False)
+    return orient(gray, template, quad)
+
+
+def align_frame(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
+    """The template frame mapped onto the whole picture (no preprocessor)."""
+    h, w = gray.shape[:2]
+    return orient(gray, template, _frame_quad(w, h), strict=False)
+
+
+def find_page(
+    gray: Gray, *, morph_kernel: tuple[int, int] = (10, 10), processing_width: int = PROCESSING_WIDTH
+) -> Quad | None:
+    """The page's four corners in ``gray`` (clockwise from the top-left of the picture), or
+    None when no page stands out from its surroundings."""
+    import cv2
+    import numpy as np
+
+    h, w = gray.shape[:2]
+    k = min(1.0, PAGE_SIDE / max(h, w))
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    small = np.asarray(cv2.GaussianBlur(small, (5, 5), 0), np.uint8)
+    sh, sw = small.shape
+    # The kernel is given in pixels of OMRChecker's processing image (the whole picture
+    # at processing_width); scaled to this copy.
+    zoom = sw / max(processing_width, 1)
+    kx, ky = (max(1, round(v * zoom)) for v in morph_kernel)
+    _, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (kx, ky)))
+    # Opening cuts thin bright links (a reflection, the edge of a white desk) off the page.
+    cut = max(3, round(min(sh, sw) / 100)) | 1
+    bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (cut, cut)))
+    contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return None
+    contour = np.asarray(max(contours, key=cv2.contourArea), np.int32)
+    if cv2.contourArea(contour) < MIN_PAGE_AREA * sh * sw:
+        return None
+    corners = _four_corners(contour)
+    if corners is None:
+        return None
+    corners = _fit_sides(contour, corners)
+    if corners is None:
+        return None
+    quad: Quad = np.asarray(corners / k, np.float64)
+    if _is_frame(quad, w, h):
+        return None
+    return quad
+
+
+def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -> list[Alignment]:
+    """The two ways round (upright, upside down) that map the template frame onto ``quad``
+    (clockwise from the picture's top-left), the likelier first.
+
+    The frame is stretched onto the quad whatever its aspect, as OMRChecker stretches the
+    page it finds. The quad is taken sideways (a landscape picture of a portrait sheet)
+    only when that fits the template's aspect clearly better. Upside down goes first only
+    when clearly more of the template's bubbles are printed that way (layout_score, by
+    TIE and to at least MIN_LAYOUT): a layout that looks the same either way reads
+    upright. ``strict``: refuse a quad whose aspect is far from the template's (a page
+    found by its edges); a picture taken as the page is never refused for it.
+    """
+    import cv2
+    import numpy as np
+
+    tpl = np.array([(0, 0), (template.width, 0), (template.width, template.height), (0, template.height)], np.float64)
+    tpl_aspect = template.width / template.height
+    ink, paper = _levels(gray, quad)
+    if paper - ink < 20:
+        raise OmrError(NO_SHEET_FOUND, "the page is blank or as dark as its print")
+    turned = [np.array([quad[(turn + i) % 4] for i in range(4)], np.float64) for turn in range(4)]
+    misfit = []
+    for pts in turned[:2]:
+        across = _dist(pts[0], pts[1]) + _dist(pts[3], pts[2])
+        down = _dist(pts[0], pts[3]) + _dist(pts[1], pts[2])
+        misfit.append(abs(math.log((across / down) / tpl_aspect)))
+    first = 1 if misfit[1] + SIDEWAYS_MARGIN < misfit[0] else 0
+    if strict and misfit[first] > ASPECT_TOL:
+        raise OmrError(
+            NO_SHEET_FOUND,
+            f"the page found does not have the shape of template {template.name!r} "
+            f"({template.width}x{template.height})",
+        )
+    found: list[tuple[float, Alignment]] = []
+    for turn in (first, first + 2):
+        pts = turned[turn]
+        hom = cv2.getPerspectiveTransform(tpl.astype(np.float32), pts.astype(np.float32)).astype(np.float64)
+        scale = math.sqrt(abs(_area(pts)) / (template.width * template.height))
+        found.append((layout_score(gray, template, hom), Alignment(hom, turn * 90, scale, ink, paper)))
+    (up, upright), (down, _) = found
+    if down >= up + TIE and down >= MIN_LAYOUT:
+        found.reverse()
+    scale = upright.scale
+    if template.bubble_radius * scale < MIN_RADIUS_PX:
+        raise OmrError(
+            RESOLUTION_TOO_LOW, f"the bubbles are {2 * template.bubble_radius * scale:.1f} px across in this picture"
+        )
+    return [a for _, a in found]
+
+
+def layout_score(gray: Gray, template: Template, homography: npt.NDArray[np.float64]) -> float:
+    """The share of the template's bubbles that have a printed bubble-like shape near them
+    through ``homography`` (0..1).
+
+    The sheet is warped into the template frame, at a size where the smallest bubble is
+    about BUBBLE_PX pixels, and thresholded against its neighbourhood; closed shapes of
+    about a bubble's size and shape (an outline's inside, or a filled mark) are the
+    printed bubbles. A template bubble counts when one lies within half a bubble of it
+    (or nearly half the distance to its nearest neighbour), so a template a few pixels
+    off the print still scores. Turned the wrong way, the
+    bubbles land on text, margins and the gaps between rows; a layout that is the same
+    either way round scores the same (a tie).
+    """
+    import cv2
+    import numpy as np
+
+    boxes = np.array([template.bubble_size(f) for f in template.fields for _ in f.centres], np.float64)
+    centres = np.array([c for f in template.fields for c in f.centres], np.float64)
+    if not len(centres):
+        return 0.0
+    small = float(np.min(boxes))
+    k = min(BUBBLE_PX / small, SCORE_MAX_SIDE / max(template.width, template.height))
+    size = (max(8, round(template.width * k)), max(8, round(template.height * k)))
+    m = homography @ np.diag([1 / k, 1 / k, 1.0])
+    flat = cv2.warpPerspective(gray, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255)
+    typical = float(np.median(boxes)) * k
+    block = max(3, round(3 * typical)) | 1
+    binary = cv2.adaptiveThreshold(flat, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 8)
+    contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    found = []
+    # Templates often give a box smaller or bigger than the printed bubble.
+    lo, hi = 0.35 * small * k, 3.0 * float(np.max(boxes)) * k
+    for c in contours:
+        x, y, w, h = cv2.boundingRect(c)
+        if not (lo <= w <= hi and lo <= h <= hi) or max(w, h) > 2.5 * min(w, h):
+            continue
+        if cv2.contourArea(c) < 0.5 * w * h:
+            continue  # not a closed round or square shape
+        found.append((x + w / 2, y + h / 2))
+    if not found:
+        return 0.0
+    blobs = np.array(found, np.float64)
+    # Within half a bubble, or nearly half the way to the next bubble when they are far
+    # apart: hand-written templates are often that far off the print.
+    reach = np.maximum(0.5 * np.min(boxes, axis=1), 0.45 * template.min_gap) * k
+    hits = 0
+    for start in range(0, len(centres), 256):
+        part = centres[start : start + 256] * k
+        d = np.hypot(part[:, None, 0] - blobs[None, :, 0], part[:, None, 1] - blobs[None, :, 1]).min(axis=1)
+        hits += int(np.count_nonzero(d <= reach[start : start + 256]))
+    return hits / len(centres)
+
+
+# --- pieces ------------------------------------------------------------------------------
+
+
+def _frame_quad(w: int, h: int) -> Quad:
+    import numpy as np
+
+    return np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64)
+
+
+def _is_frame(quad: Quad, w: int, h: int) -> bool:
+    frame = _frame_quad(w, h)
+    tol = AT_FRAME * max(w, h)
+    return all(_dist(p, f) < tol for p, f in zip(quad, frame, strict=True))
+
+
+def _four_corners(contour: npt.NDArray[np.int32]) -> Quad | None:
+    """The outline simplified to four corners, clockwise from the picture's top-left."""
+    import cv2
+    import numpy as np
+
+    hull = cv2.convexHull(contour)
+    peri = cv2.arcLength(hull, True)
+    approx = None
+    for eps in (0.01, 0.02, 0.03, 0.05, 0.08):
+        cand = cv2.approxPolyDP(hull, eps * peri, True)
+        if len(cand) == 4:
+            approx = cand.reshape(4, 2).astype(np.float64)
+            break
+        if len(cand) < 4:
+            break
+    if approx is None:
+        # A corner cut by the picture's edge leaves five or more sides: the four points
+        # farthest out along the diagonals are the page's corners.
+        pts = hull.reshape(-1, 2).astype(np.float64)
+        s, d = pts.sum(axis=1), pts[:, 0] - pts[:, 1]
+        approx = np.array([pts[np.argmin(s)], pts[np.argmax(d)], pts[np.argmax(s)], pts[np.argmin(d)]])
+    if len({(round(p[0]), round(p[1])) for p in approx}) < 4 or not _convex(approx):
+        return None
+    return _clockwise(approx)
+
+
+def _fit_sides(contour: npt.NDArray[np.int32], corners: Quad) -> Quad | None:
+    """Each side refitted as a line through the outline points along it (the middle
+    80 %, away from the corners), the corners then the lines' crossings."""
+    import cv2
+    import numpy as np
+
+    pts = contour.reshape(-1, 2).astype(np.float64)
+    lines = []
+    for i in range(4):
+        a, b = corners[i], corners[(i + 1) % 4]
+        length = _dist(a, b)
+        if length < 8:
+            return None
+        u = (b - a) / length
+        n = np.array([-u[1], u[0]])
+        rel = pts - a
+        along = rel @ u
+        off = np.abs(rel @ n)
+        keep = (along > 0.1 * length) & (along < 0.9 * length) & (off < max(3.0, 0.02 * length))
+        if np.count_nonzero(keep) < 10:
+            lines.append((a, u))
+            continue
+        vx, vy, x0, y0 = cv2.fitLine(pts[keep].astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+        lines.append((np.array([x0, y0], np.float64), np.array([vx, vy], np.float64)))
+    out = []
+    for i in range(4):
+        (p, u), (q, v) = lines[i - 1], lines[i]
+        den = u[0] * v[1] - u[1] * v[0]
+        if abs(den) < 1e-6:
+            return None
+        t = ((q[0] - p[0]) * v[1] - (q[1] - p[1]) * v[0]) / den
+        out.append(p + t * u)
+    quad = np.array(out, np.float64)
+    # The refit must stay near the first estimate; else keep the simplified outline.
+    if max(_dist(a, b) for a, b in zip(quad, corners, strict=True)) > 0.05 * _dist(corners[0], corners[2]):
+        return corners
+    return quad
+
+
+def _levels(gray: Gray, quad: Quad) -> tuple[float, float]:
+    """Ink (darkest print) and paper grey levels inside the page."""
+    import cv2
+    import numpy as np
+
+    h, w = gray.shape[:2]
+    k = min(1.0, 600 / max(h, w))
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    mask = np.zeros(small.shape, np.uint8)
+    cv2.fillConvexPoly(mask, np.round(quad * k).astype(np.int32), 255)
+    # Stay off the page's own edge (a shadow, the desk seen through a torn corner).
+    grow = max(3, round(min(small.shape) / 50)) | 1
+    mask = np.asarray(cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_RECT, (grow, grow))), np.uint8)
+    inside = small[mask > 0]
+    if inside.size < 100:
+        inside = small.ravel()
+    return float(np.percentile(inside, 0.5)), float(np.percentile(inside, 90))
+
+
+def _clockwise(pts: Quad) -> Quad:
+    import numpy as np
+
+    c = pts.mean(axis=0)
+    order = np.argsort(np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0]))
+    ring = pts[order]
+    # Start at the corner nearest the picture's top-left.
+    first = int(np.argmin(ring.sum(axis=1)))
+    return np.roll(ring, -first, axis=0)
+
+
+def _convex(pts: Quad) -> bool:
+    signs = set()
+    for i in range(4):
+        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
+        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
+    return len(signs) == 1
+
+
+def _area(pts: Quad) -> float:
+    s = 0.0
+    for i in range(4):
+        (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % 4]
+        s += x1 * y2 - x2 * y1
+    return s / 2
+
+
+def _dist(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))
