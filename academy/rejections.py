@@ -8,6 +8,7 @@ the platform adds the message, so the wording lives in this one table.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 REJECTION_MESSAGES: Final[dict[str, str]] = {
@@ -45,6 +46,13 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "UPLOAD_INTERRUPTED": "업로드가 중간에 끊겼습니다. 빠진 답안지를 다시 올려 주세요.",
     "BATCH_TOO_LARGE": "한 번에 올릴 수 있는 답안지 수를 넘었습니다. 나누어 올려 주세요.",
     "PDF_TOO_MANY_PAGES": "PDF 페이지가 너무 많습니다. 300쪽 이하로 나누어 올려 주세요.",
+    # Requests.
+    "NOT_FOUND": "요청한 주소를 찾을 수 없습니다. 주소를 확인해 주세요.",
+    "RERUN_THROTTLED": "강제 재실행 요청이 너무 많습니다. 잠시 후 다시 시도해 주세요.",
+    # The internal worker API (workers outside the cluster).
+    "SUPERSEDED": "이 작업은 다른 실행이 맡았거나 이미 끝났습니다. 보낸 결과는 반영되지 않았습니다.",
+    "NUMBER_OUT_OF_RANGE": "숫자 값이 허용 범위를 벗어났습니다.",
+    "JOB_NOT_FOUND": "해당 job을 찾을 수 없습니다.",
 }
 
 DEFAULT_MESSAGE: Final = "입력 조건을 확인해 주세요."
@@ -60,11 +68,50 @@ def rejection_message(code: str | None) -> str:
 class Rejection(Exception):
     """Bad input, with its code. Raised inside checks, returned as data to callers."""
 
-    def __init__(self, code: str, detail: str = "") -> None:
+    def __init__(self, code: str, detail: str = "", *, message: str = "") -> None:
         super().__init__(detail or code)
         self.code = code
         self.detail = detail
+        self._message = message
 
     @property
     def message(self) -> str:
+        """The Korean message: the one given for this case (which field, what is wrong);
+        for an ``INVALID_PAYLOAD`` whose detail names a field, one that names it; else the
+        code's from the table."""
+        if self._message:
+            return self._message
+        if self.code == "INVALID_PAYLOAD":
+            return invalid_payload_message(self.detail) or rejection_message(self.code)
         return rejection_message(self.code)
+
+
+# A processor's INVALID_PAYLOAD detail starts with the parameter it refused
+# ("echo must be a string ...", "page must be a page number from 1 to 300"): the Korean
+# message names that parameter and, for the usual shapes, says what it must be.
+_LEADING_FIELD = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]{0,63}) (?:must|is|are|has|needs)\b")
+_WHAT_IT_MUST_BE: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"must be an integer (?:between|from) (\S+) (?:and|to) (\S+)"), "{0}부터 {1}까지의 정수여야 합니다"),
+    (re.compile(r"must be one of (.+)$"), "다음 중 하나여야 합니다: {0}"),
+    (re.compile(r"must be a JSON object|must be an object"), "JSON 객체여야 합니다"),
+    (re.compile(r"must be an integer"), "정수여야 합니다"),
+    (re.compile(r"must be a number"), "숫자여야 합니다"),
+    (re.compile(r"must be a (?:non-empty |non-blank )?string"), "문자열이어야 합니다"),
+    (re.compile(r"must be true or false"), "true 또는 false여야 합니다"),
+    (re.compile(r"must be a (?:non-empty )?list"), "목록이어야 합니다"),
+    (re.compile(r"is required"), "값이 필요합니다"),
+)
+
+
+def invalid_payload_message(detail: str) -> str:
+    """A Korean message for an ``INVALID_PAYLOAD`` detail that names its field; empty when
+    it names none."""
+    found = _LEADING_FIELD.match(detail or "")
+    if found is None:
+        return ""
+    field = found.group("field")
+    for pattern, korean in _WHAT_IT_MUST_BE:
+        shape = pattern.search(detail)
+        if shape is not None:
+            return f"'{field}' 값이 올바르지 않습니다. {korean.format(*shape.groups())}."
+    return f"'{field}' 값이 올바르지 않습니다. 확인해 주세요 ({detail})."

@@ -175,6 +175,9 @@ AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
 AI_OMR_SHEETS_PER_MESSAGE = max(1, env_int("AI_OMR_SHEETS_PER_MESSAGE", 32))
 # Signed download links in job results (exports, overlays) stop working after this.
 AI_DOWNLOAD_URL_TTL_SECONDS = env_int("AI_DOWNLOAD_URL_TTL_SECONDS", 3600)
+# Forced reruns (force_rerun through the API) each make a new job past idempotency: at
+# most this many per tenant in any hour, then 429 RERUN_THROTTLED. 0 lifts the limit.
+AI_FORCE_RERUN_PER_HOUR = env_int("AI_FORCE_RERUN_PER_HOUR", 20)
 # GPU pool wake-up (ai_tasks/gpu_wakeup.py, docs/gpu-wakeup.md). How to start the premium
 # pool's machine: "command:<program and arguments>" (run detached, without a shell) or
 # "ec2:<instance-id>" (boto3, the `ec2` extra); empty: the check does nothing. A start

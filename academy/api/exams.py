@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy import selectors, storage
-from academy.api.errors import SafeJSONParser, error_response
+from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
 from academy.api.jobs import request_tenant
 from academy.models import Exam, JobArtifact
 from academy.rejections import Rejection
@@ -31,7 +31,7 @@ from academy.services.omr_batches import Upload, omr_batch_create
 
 
 def _rejected(rejection: Rejection, http: int = status.HTTP_400_BAD_REQUEST) -> Response:
-    return error_response(rejection.code, rejection.detail, http)
+    return error_response(rejection.code, rejection.detail, http, message=rejection.message)
 
 
 def _exam_or_404(request: Request, exam_id: int) -> Exam:
@@ -63,7 +63,7 @@ class ExamListCreateView(APIView):
     def post(self, request: Request) -> Response:
         serializer = ExamSerializer(data=request.data)
         if not serializer.is_valid():
-            return error_response("INVALID_PAYLOAD", str(serializer.errors), status.HTTP_400_BAD_REQUEST)
+            return invalid_payload(serializer.errors, serializer)
         values = serializer.validated_data
         try:
             exam = exam_create(
@@ -128,7 +128,9 @@ class OmrBatchListCreateView(APIView):
             return error_response("FILE_TOO_LARGE", f"{total} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         tier = request.data.get("tier") or None
         if tier is not None and tier not in ("lite", "basic", "premium"):
-            return error_response("INVALID_PAYLOAD", "tier must be lite, basic or premium", 400)
+            return field_error(
+                "tier", "tier must be lite, basic or premium", "lite, basic, premium 중 하나로 보내 주세요."
+            )
         try:
             batch, created = omr_batch_create(
                 tenant=exam.tenant,
@@ -185,10 +187,15 @@ class SubmissionDetailView(APIView):
         submission = self._get(request, submission_id)
         serializer = CorrectionSerializer(data=request.data)
         if not serializer.is_valid():
-            return error_response("INVALID_PAYLOAD", str(serializer.errors), status.HTTP_400_BAD_REQUEST)
+            return invalid_payload(serializer.errors, serializer)
         values = serializer.validated_data
         if not values:
-            return error_response("INVALID_PAYLOAD", "send answers and/or student_id", status.HTTP_400_BAD_REQUEST)
+            return error_response(
+                "INVALID_PAYLOAD",
+                "send answers and/or student_id",
+                status.HTTP_400_BAD_REQUEST,
+                message="고칠 내용이 없습니다. 답안(answers)이나 학번(student_id)을 보내 주세요.",
+            )
         try:
             submission_correct(
                 submission=submission, answers=values.get("answers"), student_id=values.get("student_id")

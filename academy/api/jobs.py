@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -16,9 +17,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy import selectors, storage
-from academy.api.errors import SafeJSONParser, error_response
+from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
+from academy.api.fields import StrictBooleanField
 from academy.models import AIJob, Tenant
 from academy.services.jobs import job_dispatch
+from academy.services.throttles import Throttled, force_rerun_slot
 
 
 def request_tenant(request: Request) -> Tenant:
@@ -33,7 +36,7 @@ class DispatchSerializer(serializers.Serializer[Any]):
     payload = serializers.JSONField(required=False, default=dict)
     tier = serializers.ChoiceField(choices=["lite", "basic", "premium"], required=False, allow_null=True)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    force_rerun = serializers.BooleanField(required=False, default=False)
+    force_rerun = StrictBooleanField(required=False, default=False)
     rerun_reason = serializers.CharField(required=False, allow_blank=True, default="")
     source_domain = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     source_id = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
@@ -72,15 +75,18 @@ class JobListCreateView(APIView):
     def post(self, request: Request) -> Response:
         tenant = request_tenant(request)
         data: Any = request.data
-        if hasattr(data, "dict"):  # multipart/form: payload arrives as a JSON string field
+        form = hasattr(data, "dict")
+        if form:  # multipart/form: payload arrives as a JSON string field
             data = {**data.dict(), "file": request.FILES.get("file")}
             try:
                 data["payload"] = json.loads(data.get("payload") or "{}")
             except (ValueError, RecursionError):
-                return error_response("INVALID_PAYLOAD", "payload is not valid JSON", status.HTTP_400_BAD_REQUEST)
-        serializer = DispatchSerializer(data=data)
+                return field_error(
+                    "payload", "payload is not valid JSON", "올바른 JSON이 아닙니다. JSON 객체로 보내 주세요."
+                )
+        serializer = DispatchSerializer(data=data, context={"form": form})
         if not serializer.is_valid():
-            return error_response("INVALID_PAYLOAD", str(serializer.errors), status.HTTP_400_BAD_REQUEST)
+            return invalid_payload(serializer.errors, serializer)
         values = serializer.validated_data
         payload = values.get("payload")
         upload = values.get("file")
@@ -93,21 +99,32 @@ class JobListCreateView(APIView):
 
             key = input_key_for(values["job_type"])
             if key is None or not isinstance(payload, dict):
-                return error_response("INVALID_PAYLOAD", "this job type takes no file", status.HTTP_400_BAD_REQUEST)
+                return field_error(
+                    "file", "this job type takes no file", "이 작업 종류는 파일을 받지 않습니다. 파일 없이 보내 주세요."
+                )
             payload = {**payload, key: storage.upload_save(tenant=tenant, name=upload.name, data=upload.read())}
-        outcome = job_dispatch(
-            job_type=values["job_type"],
-            payload=payload,
-            tenant=tenant,
-            tier=values.get("tier"),
-            idempotency_key=values.get("idempotency_key") or None,
-            force_rerun=values["force_rerun"],
-            rerun_reason=values["rerun_reason"],
-            source_domain=values["source_domain"],
-            source_id=values["source_id"],
-            # Read with this request's token (academy.api.auth): no query of its own.
-            policy=selectors.tenant_policy_of(tenant),
-        )
+        # A forced rerun skips idempotency and makes a new job each time: at most
+        # AI_FORCE_RERUN_PER_HOUR per tenant (counted under the tenant's row lock).
+        slot = force_rerun_slot(tenant=tenant) if values["force_rerun"] else contextlib.nullcontext()
+        try:
+            with slot:
+                outcome = job_dispatch(
+                    job_type=values["job_type"],
+                    payload=payload,
+                    tenant=tenant,
+                    tier=values.get("tier"),
+                    idempotency_key=values.get("idempotency_key") or None,
+                    force_rerun=values["force_rerun"],
+                    rerun_reason=values["rerun_reason"],
+                    source_domain=values["source_domain"],
+                    source_id=values["source_id"],
+                    # Read with this request's token (academy.api.auth): no query of its own.
+                    policy=selectors.tenant_policy_of(tenant),
+                )
+        except Throttled as throttled:
+            response = error_response(throttled.code, throttled.detail, status.HTTP_429_TOO_MANY_REQUESTS)
+            response["Retry-After"] = str(throttled.retry_after)
+            return response
         if outcome["ok"]:
             return Response(outcome, status=status.HTTP_202_ACCEPTED if outcome.get("created") else status.HTTP_200_OK)
         http = status.HTTP_400_BAD_REQUEST if outcome.get("rejection_code") else status.HTTP_503_SERVICE_UNAVAILABLE

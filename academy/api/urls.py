@@ -18,5 +18,6 @@ urlpatterns = [
     ),
     path("submissions/<int:submission_id>/", exams.SubmissionDetailView.as_view(), name="submission"),
     path("internal/ai/job/next/", internal.InternalJobNextView.as_view(), name="internal-job-next"),
+    path("internal/ai/job/heartbeat/", internal.InternalJobHeartbeatView.as_view(), name="internal-job-heartbeat"),
     path("internal/ai/job/result/", internal.InternalJobResultView.as_view(), name="internal-job-result"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,6 +264,31 @@ def submissions_grade(*, submission_ids: list[int], key: AnswerKey | None) -> in
 
 
 MAX_CHOICES_PER_ANSWER = 10
+_ASCII_DIGITS = re.compile(r"[0-9]{1,32}")
+
+
+def student_id_digits(template: Any) -> int | None:
+    """How many digits a student id has on this exam's sheet; None when the sheet does not say."""
+    if not isinstance(template, dict):
+        return None
+    block = template.get("student_id")
+    if isinstance(block, dict) and isinstance(block.get("digits"), int) and not isinstance(block["digits"], bool):
+        return int(block["digits"])
+    if template.get("format") is None:
+        return None
+    try:  # an imported template (OMRChecker): its id columns, as the reader finds them
+        from workers.omr.omrchecker import stored_template_load
+
+        return len(stored_template_load(template).id_fields) or None
+    except Exception:  # a template the reader refuses gives no count; digits alone are checked
+        return None
+
+
+def student_id_valid(value: str, *, digits: int | None) -> bool:
+    """A student id as a sheet marks it: ASCII digits only, as many as the sheet has columns."""
+    if not _ASCII_DIGITS.fullmatch(value):
+        return False
+    return digits is None or len(value) == digits
 
 
 def _allowed_values(submission: Submission) -> set[str] | None:
@@ -299,8 +325,14 @@ def submission_correct(
         )
     if student_id is not None:
         cleaned = str(student_id).strip()
-        if not cleaned or len(cleaned) > 32 or "?" in cleaned:
-            raise Rejection("INVALID_PAYLOAD", "student_id must be 1 to 32 characters, without '?'")
+        digits = student_id_digits(submission.exam.sheet_template)
+        if not student_id_valid(cleaned, digits=digits):
+            wanted = f"숫자 {digits}자리" if digits else "숫자(최대 32자리)"
+            raise Rejection(
+                "INVALID_PAYLOAD",
+                f"student_id must be {digits or '1 to 32'} digits (0-9)",
+                message=f"학번(student_id): {wanted}로 입력해 주세요. 숫자 외의 문자는 쓸 수 없습니다.",
+            )
         submission.student_id = cleaned
         submission.save(update_fields=["student_id", "updated_at"])
     return submission_grade(submission=submission)

@@ -33,7 +33,12 @@ def assert_refused(response: Any, code: str, http: int = 400) -> None:
     assert response.status_code == http, body
     assert body["ok"] is False
     assert body["rejection_code"] == code, body
-    assert body["error"] == REJECTION_MESSAGES[code]
+    if code == "INVALID_PAYLOAD":  # a message of its own, naming the field or part that is wrong
+        assert body["error"], body
+        assert body["error"] != REJECTION_MESSAGES[code], body
+        assert "ErrorDetail" not in json.dumps(body, ensure_ascii=False)
+    else:
+        assert body["error"] == REJECTION_MESSAGES[code]
 
 
 def job_of(response: Any) -> AIJob:

@@ -24,9 +24,10 @@ How a sheet is found:
    marks in between must lie where even spacing puts them. The runs with all (or all but
    a tenth) of their marks are kept.
 3. Each combination of runs, one per track, each read either way, gives point pairs:
-   with one track a similarity (shift, turn, one scale: a scan), with two or more a
-   homography (a photo's perspective). A fit whose marks miss their places by more than a
-   fifth of a step, or that folds the page, is dropped.
+   with marks all on one line (one track, or two down the same edge) a similarity
+   (shift, turn, one scale: a scan), else a homography (a photo's perspective). A fit
+   whose marks miss their places by more than a fifth of a step, or that folds the
+   page, is dropped.
 4. Of the fits left, the two ways round (upright and upside down) are returned, the one
    under which more of the template's bubbles are printed first (page_align.layout_score).
 
@@ -255,6 +256,11 @@ def _fits(
     import numpy as np
 
     tpl = [np.array(t.centres(), np.float64) for t in tracks]
+    # Marks all on one line (one track, or two down the same edge) fix no perspective:
+    # a similarity (shift, turn, one scale) then; otherwise a homography.
+    every = np.concatenate(tpl)
+    spread = np.linalg.svd(every - every.mean(axis=0), compute_uv=False)
+    in_line = bool(spread[1] < 0.02 * spread[0])
     out = []
     for combo in itertools.product(*[range(len(r)) for r in runs]):
         chosen = [runs[i][c] for i, c in enumerate(combo)]
@@ -266,7 +272,7 @@ def _fits(
             dst = np.concatenate(
                 [runs[i][c][::-1] if back else runs[i][c] for i, (c, back) in enumerate(zip(combo, ways, strict=True))]
             ).astype(np.float32)
-            if len(tracks) == 1:
+            if in_line:
                 m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
                 hom = None if m is None else np.vstack([m, [0.0, 0.0, 1.0]])
             else:
