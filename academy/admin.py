@@ -41,6 +41,23 @@ class RerunReasonForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 80}), max_length=2000)
 
 
+class CallbackFilter(admin.SimpleListFilter):
+    """Jobs whose domain callback failed: given up, or failing and still tried."""
+
+    title = "callback"
+    parameter_name = "callback"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("given_up", "given up"), ("failing", "failing, retried")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[models.AIJob]) -> QuerySet[models.AIJob]:
+        if self.value() == "given_up":
+            return queryset.filter(callback_failed_at__isnull=False)
+        if self.value() == "failing":
+            return queryset.filter(callback_failed_at__isnull=True, callback_attempts__gt=0, callback_done_at=None)
+        return queryset
+
+
 @admin.register(models.AIJob)
 class AIJobAdmin(admin.ModelAdmin[models.AIJob]):
     list_display = (
@@ -52,9 +69,10 @@ class AIJobAdmin(admin.ModelAdmin[models.AIJob]):
         "tenant",
         "attempt_count",
         "lineage_links",
+        "callback_state",
         "created_at",
     )
-    list_filter = ("status", "tier", "needs_review", "job_type", "tenant", "created_at")
+    list_filter = ("status", "tier", "needs_review", "job_type", CallbackFilter, "tenant", "created_at")
     search_fields = ("job_id", "source_id", "idempotency_key", "celery_task_id")
     date_hierarchy = "created_at"
     list_select_related = ("tenant", "fallback_from", "fallback_job")
@@ -86,6 +104,15 @@ class AIJobAdmin(admin.ModelAdmin[models.AIJob]):
             url = reverse("admin:academy_aijob_changelist") + f"?q={rerun_of}"
             parts.append(format_html('rerun of <a href="{}">{}</a>', url, rerun_of[:8]))
         return format_html_join(" ", "{}", ((p,) for p in parts)) if parts else "-"
+
+    @admin.display(description="callback")
+    def callback_state(self, job: models.AIJob) -> str:
+        """A failed domain callback, with its error; blank when it ran or is not due."""
+        if job.callback_failed_at is not None:
+            return format_html("<b>given up</b> after {}: {}", job.callback_attempts, job.callback_error[:200])
+        if job.callback_attempts and job.callback_done_at is None:
+            return format_html("failing ({}): {}", job.callback_attempts, job.callback_error[:200])
+        return "-"
 
     @admin.display(description="result")
     def result_pretty(self, job: models.AIJob) -> str:

@@ -220,6 +220,19 @@ class PlatformCollector(Collector):
             ["rejection_code"],
             (((code,), float(n)) for code, n in rejections),
         )
+        callbacks = (
+            AIJob.objects.filter(callback_failed_at__isnull=False)
+            .values_list("source_domain", "job_type")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
+        yield _labelled(
+            "callback_failures",
+            "Jobs whose domain callback was given up (an error that cannot change, or too many tries),"
+            " by source domain and job type.",
+            ["source_domain", "job_type"],
+            (((domain, job_type), float(n)) for domain, job_type, n in callbacks),
+        )
         histogram = HistogramMetricFamily(
             f"{PREFIX}_processing_seconds",
             f"Processing time (finished_at - started_at) of jobs finished in the last "

@@ -115,6 +115,17 @@ class AIJob(models.Model):
     fallback_from_tier = models.CharField(max_length=16, choices=Tier.choices, blank=True, default="")
     # Set in the same transaction as the domain callback's writes: exactly once.
     callback_done_at = models.DateTimeField(null=True, blank=True)
+    # A callback that failed: how many applies failed, the last error, when the sweeper
+    # may send it again, how often it did, and when it was given up (an error that
+    # cannot change, or too many tries). The job's own status stays as the run left it.
+    callback_attempts = models.PositiveIntegerField(default=0)
+    callback_error = models.TextField(blank=True, default="")
+    callback_next_at = models.DateTimeField(null=True, blank=True)
+    callback_sends = models.PositiveIntegerField(default=0)
+    callback_failed_at = models.DateTimeField(null=True, blank=True)
+    # What the dispatch asked for (job type, canonical payload, tier, source), hashed:
+    # an idempotency key reused with another request is a conflict, not a repeat.
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -136,6 +147,22 @@ class AIJob(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class FallbackQuota(models.Model):
+    """GPU fallbacks a tenant has taken on one day. The daily cap is enforced by one
+    conditional UPDATE on this row (``used < cap``), so concurrent fallbacks cannot
+    both pass the last slot."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="fallback_quotas")
+    day = models.DateField()
+    used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "day"], name="fallback_quota_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day}: {self.used}"
 
 
 class WriteOnceError(Exception):

@@ -26,6 +26,12 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "UNKNOWN_JOB_TYPE": "알 수 없는 작업 종류입니다.",
     "JOB_TYPE_NOT_AVAILABLE": "이 작업 종류는 아직 제공되지 않습니다.",
     "BACKEND_NOT_CONFIGURED": "이 작업을 처리할 엔진이 설정되어 있지 않습니다.",
+    # A job's target and key.
+    "INVALID_SOURCE": "작업 대상이 올바르지 않습니다. 답안지에는 그 답안지의 OMR 판독 작업만 연결할 수 있습니다.",
+    "SUBMISSION_NOT_WAITING": (
+        "이 답안지는 이미 판독되었거나 다른 작업을 기다리고 있습니다. 채점된 답안지는 정정 기능으로 고쳐 주세요."
+    ),
+    "IDEMPOTENCY_KEY_REUSED": "같은 요청 키가 다른 요청에 이미 쓰였습니다. 새 키로 보내 주세요.",
     # Input files.
     "VIDEO_TOO_SHORT": "동영상이 너무 짧습니다. 과제 장면이 충분히 보이도록 더 길게 촬영해 주세요.",
     "IMAGE_TOO_LARGE": "이미지 해상도가 너무 큽니다. 5천만 화소 이하로 줄여서 올려 주세요.",

@@ -13,6 +13,7 @@ from academy.models import (
     AIJob,
     AIResult,
     Exam,
+    FallbackQuota,
     Grade,
     JobArtifact,
     JobStatus,
@@ -150,8 +151,9 @@ def job_lineage(job: AIJob) -> list[AIJob]:
 
 
 def fallbacks_today(tenant_id: int) -> int:
-    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    return AIJob.objects.filter(tenant_id=tenant_id, fallback_from__isnull=False, created_at__gte=start).count()
+    """GPU fallbacks the tenant has taken today (services.jobs.fallback_slot_take counts them)."""
+    used = FallbackQuota.objects.filter(tenant_id=tenant_id, day=timezone.localdate()).values_list("used", flat=True)
+    return int(used.first() or 0)
 
 
 def jobs_to_republish(*, older_than: Any, limit: int) -> list[AIJob]:

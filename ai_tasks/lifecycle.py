@@ -33,8 +33,8 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from academy import flags, policies, selectors, storage
-from academy.models import AIJob
-from academy.rejections import Rejection
+from academy.models import AIJob, AIResult, JobStatus
+from academy.rejections import Rejection, rejection_message
 from academy.services import jobs as job_services
 from ai_tasks import routing
 from ai_tasks.logcontext import job_log_context
@@ -230,17 +230,64 @@ def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
 
 
 def _fallback_or_none(
-    job: AIJob, token: str | None, failure: policies.Failure, basic_result: Any, policy: selectors.TenantPolicy
+    job: AIJob,
+    token: str | None,
+    failure: policies.Failure,
+    basic_result: Any,
+    policy: selectors.TenantPolicy,
+    basic_outcome: dict[str, Any],
 ) -> bool:
-    """Re-route a failed basic job to the premium pool if the tenant qualifies."""
-    verdict = job_services.gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy)
+    """Re-route a failed basic job to the premium pool if the tenant qualifies.
+
+    ``basic_outcome`` is how basic would close the job otherwise; the re-run keeps it,
+    so a premium run that fails ends no worse (:func:`_basic_kept`). The day's slot is
+    taken here, in one conditional UPDATE, right before the hand-over.
+    """
+    verdict = job_services.gpu_fallback_verdict(
+        tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy, take=True
+    )
     if verdict == "capped":
         job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
     if verdict != "go":
         return False
     reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
-    job_services.job_fallback(job_id=job.job_id, token=token, reason=reason, basic_result=basic_result)
+    job_services.job_fallback(
+        job_id=job.job_id, token=token, reason=reason, basic_result=basic_result, basic_outcome=basic_outcome
+    )
     return True
+
+
+def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | None:
+    """The finish for a premium re-run of a basic job (GPU fallback) whose own run
+    failed or refused: what basic's policy would have written (its DONE-plus-review
+    result, or its refusal with the code), with the premium failure recorded under
+    ``premium_failed``. Paying for the GPU pool never leaves a job worse than basic
+    would have. None for any other job: its own outcome stands."""
+    basic = job.flags.get("basic_outcome") if job.tier == "premium" and job.fallback_from_id else None
+    if not isinstance(basic, dict):
+        return None
+    failed = {"code": code, "detail": detail[:500]}
+    message = f"the premium re-run failed ({code}: {detail[:300]}); basic's outcome stands"
+    if basic.get("status") == JobStatus.REJECTED_BAD_INPUT and basic.get("rejection_code"):
+        rejection = str(basic["rejection_code"])
+        return job_services.Finish(
+            status=JobStatus.REJECTED_BAD_INPUT,
+            flags={**job.flags, "premium_failed": failed, "rejection_detail": message[:1000]},
+            error_message=rejection_message(rejection),
+            rejection_code=rejection,
+        )
+    if basic.get("status") not in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED):
+        return None
+    stored = AIResult.objects.filter(job_id=job.fallback_from_id).values_list("payload", flat=True).first()
+    result = stored.get("basic_result") if isinstance(stored, dict) else None
+    given = basic.get("flags")
+    basic_flags: dict[str, Any] = given if isinstance(given, dict) else {"review_candidate": True}
+    return job_services.Finish(
+        status=str(basic["status"]),
+        flags={**job.flags, **basic_flags, "premium_failed": failed},
+        result=result if result is not None else {"error_code": code, "error": detail},
+        error_message=message[:2000],
+    )
 
 
 def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
@@ -256,31 +303,35 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
             return "retry"
         failure = policies.Failure(outcome.kind, error_code=outcome.code)
         basic_result = {"error_code": outcome.code, "error": outcome.detail}
-        if _fallback_or_none(job, token, failure, basic_result, policy):
-            return "fallback"
+        resolution = policies.status_for_exception(job.tier, error_code=outcome.code)
         if outcome.kind == "validation_failed":
+            basic_outcome: dict[str, Any] = {
+                "status": JobStatus.REJECTED_BAD_INPUT,
+                "rejection_code": outcome.code,
+                "detail": outcome.detail[:1000],
+            }
+        else:
+            basic_outcome = {"status": resolution.status, "flags": resolution.flags}
+        if _fallback_or_none(job, token, failure, basic_result, policy, basic_outcome):
+            return "fallback"
+        kept = _basic_kept(job, code=outcome.code, detail=outcome.detail)
+        if outcome.kind == "validation_failed":
+            if kept is not None and kept.status != JobStatus.REJECTED_BAD_INPUT:
+                job_services.job_finish(job_id=job.job_id, token=token, finish=kept)
+                return kept.status
             job_services.job_reject(job_id=job.job_id, token=token, code=outcome.code, detail=outcome.detail)
             return "rejected"
-        resolution = policies.status_for_exception(job.tier, error_code=outcome.code)
-        job_services.job_finish(
-            job_id=job.job_id,
-            token=token,
-            finish=job_services.Finish(
-                status=resolution.status,
-                flags={**job.flags, **resolution.flags},
-                result={"error_code": outcome.code, "error": outcome.detail},
-                error_message=outcome.detail[:2000],
-            ),
+        finish = job_services.Finish(
+            status=resolution.status,
+            flags={**job.flags, **resolution.flags},
+            result={"error_code": outcome.code, "error": outcome.detail},
+            error_message=outcome.detail[:2000] or outcome.code,
         )
-        return resolution.status
+        if resolution.status == JobStatus.FAILED and kept is not None:
+            finish = kept
+        job_services.job_finish(job_id=job.job_id, token=token, finish=finish)
+        return finish.status
 
-    weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
-    if weak and job.tier == "basic":
-        failure = policies.Failure(
-            "processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence
-        )
-        if _fallback_or_none(job, token, failure, outcome.data, policy):
-            return "fallback"
     resolution = policies.status_for_confidence(
         tier=job.tier,
         confidence=outcome.confidence,
@@ -290,34 +341,47 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         shadow_mode=flags.flag_enabled(flags.SHADOW_MODE, default=True),
     )
     extra = {"error_code": outcome.error_code} if outcome.error_code else {}
-    job_services.job_finish(
-        job_id=job.job_id,
-        token=token,
-        finish=job_services.Finish(
-            status=resolution.status,
-            flags={**job.flags, **resolution.flags, **extra},
-            result=outcome.data,
-            artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
-        ),
-        claimed=job,
+    weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
+    if weak and job.tier == "basic":
+        failure = policies.Failure(
+            "processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence
+        )
+        basic_outcome = {"status": resolution.status, "flags": {**resolution.flags, **extra}}
+        if _fallback_or_none(job, token, failure, outcome.data, policy, basic_outcome):
+            return "fallback"
+    finish = job_services.Finish(
+        status=resolution.status,
+        flags={**job.flags, **resolution.flags, **extra},
+        result=outcome.data,
+        artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
     )
-    return resolution.status
+    if resolution.status == JobStatus.FAILED:  # premium, below its fail band: say so
+        code = outcome.error_code or "low_confidence"
+        detail = f"confidence {outcome.confidence:.2f} is below the premium fail band ({policy.premium_fail_below})"
+        finish.flags.setdefault("error_code", code)
+        finish.error_message = detail
+        finish = _basic_kept(job, code=code, detail=detail) or finish
+    job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=job)
+    return finish.status
 
 
 def exhausted_finish(job: AIJob) -> str:
     """A job out of attempts (a poison message, or a worker killed each time)."""
     resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
-    done = job_services.job_finish(
-        job_id=job.job_id,
-        token=None,
-        finish=job_services.Finish(
-            status=resolution.status,
-            flags={**job.flags, **resolution.flags, "poison": True},
-            result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
-            error_message=f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000],
-        ),
+    message = f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000]
+    finish = job_services.Finish(
+        status=resolution.status,
+        flags={**job.flags, **resolution.flags, "poison": True},
+        result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
+        error_message=message,
     )
-    return resolution.status if done else "skipped"
+    if resolution.status == JobStatus.FAILED:
+        kept = _basic_kept(job, code="max_attempts", detail=message)
+        if kept is not None:
+            finish = kept
+            finish.flags["poison"] = True
+    done = job_services.job_finish(job_id=job.job_id, token=None, finish=finish)
+    return finish.status if done else "skipped"
 
 
 _T = TypeVar("_T")
@@ -425,6 +489,7 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     decisions: dict[str, str] = {}
     close_old_connections()
     index, claimed = 0, False
+    running: str | None = None  # the job whose run holds its own lease now
     waiting = _Waiting({})
     # Callbacks are held until the finishes are written (the inner block ends first).
     with callbacks_held(), job_services.finishes_gathered() as finishes:
@@ -442,12 +507,19 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
                     break
                 token = waiting.take(job_id)
                 if token is not None:
+                    running = job_id
                     decisions[job_id] = _run(claims.taken[job_id][0], token, tier=tier, worker=worker, waiting=waiting)
+                    running = None
                 elif job_id not in decisions:  # a job listed twice runs once
                     decisions[job_id] = _unclaimed(job_id, claims.refused.get(job_id, "not_claimable"))
         except SoftTimeLimitExceeded:
             logger.warning("ai_message_out_of_time at=%s left=%s", index, len(job_ids) - index - 1)
-            _send_back(job_ids[index + 1 :] if claimed else job_ids, tier=tier, waiting=waiting)
+            # Every job from here on goes out again, the one at ``index`` too when the
+            # limit fired before its run took it (in the finishes' write): released and
+            # not published, it would wait for the sweeper. A run that holds its own
+            # lease keeps it; the sweeper recovers that one when the lease runs out.
+            rest = [job_id for job_id in job_ids[index:] if job_id != running] if claimed else job_ids
+            _send_back(rest, tier=tier, waiting=waiting)
             raise
         except Exception:
             # The task fails and its message is acked: the jobs it claimed but never

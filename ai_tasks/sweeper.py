@@ -5,13 +5,15 @@
 - RUNNING jobs whose lease expired (their worker was SIGKILLed, OOM-killed or cut off)
   go back to RETRYING and are re-published; the dead run counted as an attempt, so a
   poison job stops at max_attempts.
-- Finished jobs whose domain callback never ran get it published again.
+- Finished jobs whose domain callback never ran get it published again, with a
+  doubling wait between sends and a cap, after which the job records it as given up.
 - OMR batches whose upload request died before sealing them are sealed with the sheets
   they have, so they are still graded.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -22,15 +24,15 @@ from django.utils import timezone
 from ai_tasks import routing
 from config.celery import app
 
+logger = logging.getLogger(__name__)
+
 _soft, _hard = routing.time_limits("domain")
 
 
 def sweep_once(*, limit: int = 500) -> dict[str, int]:
     from academy import selectors
-    from academy.models import AIJob
     from academy.services import jobs as job_services
     from academy.services.omr_batches import omr_batches_seal_abandoned
-    from academy.states import CALLBACK_STATUSES
     from ai_tasks import lifecycle
 
     now = timezone.now()
@@ -46,17 +48,43 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
             counts["exhausted"] += lifecycle.exhausted_finish(job) != "skipped"
         else:
             counts["requeued"] += job_services.job_requeue_expired(job=job)
-    stale_callbacks = AIJob.objects.filter(
-        status__in=CALLBACK_STATUSES,
-        callback_done_at__isnull=True,
-        finished_at__lt=older,
-    ).exclude(source_domain="")
-    for job_id in stale_callbacks.values_list("job_id", flat=True)[:limit]:
-        job_services.callback_publish_safely(job_id)
-        counts["callbacks"] += 1
+    counts["callbacks"] = _callbacks_resend(older_than=older, now=now, limit=limit)
     abandoned = now - timedelta(seconds=settings.AI_BATCH_SEAL_AFTER_SECONDS)
     counts["batches_sealed"] = omr_batches_seal_abandoned(older_than=abandoned)
     return counts
+
+
+def _callbacks_resend(*, older_than: Any, now: Any, limit: int) -> int:
+    """Re-send the callbacks of finished jobs that never ran (lost, or failed and due
+    again): each waits twice as long as the last before the next send, and after
+    ``AI_CALLBACK_MAX_SENDS`` sends it is given up and recorded, not sent forever.
+    Returns how many were sent."""
+    from django.db.models import Q
+
+    from academy.models import AIJob
+    from academy.services import jobs as job_services
+    from academy.states import CALLBACK_STATUSES
+
+    stale = AIJob.objects.filter(
+        Q(callback_next_at__isnull=True) | Q(callback_next_at__lte=now),
+        status__in=CALLBACK_STATUSES,
+        callback_done_at__isnull=True,
+        callback_failed_at__isnull=True,
+        finished_at__lt=older_than,
+    ).exclude(source_domain="")
+    sent = 0
+    for pk, job_id, sends, error in stale.values_list("pk", "job_id", "callback_sends", "callback_error")[:limit]:
+        mine = AIJob.objects.filter(pk=pk, callback_sends=sends, callback_done_at__isnull=True)
+        if sends >= settings.AI_CALLBACK_MAX_SENDS:
+            reason = error or f"callback not applied after {sends} re-sends"
+            if mine.update(callback_failed_at=now, callback_error=reason, updated_at=now):
+                logger.error("ai_callback_given_up job_id=%s sends=%s error=%s", job_id, sends, reason[:200])
+            continue
+        wait = settings.AI_REPUBLISH_AFTER_SECONDS * 2 ** min(sends, 10)
+        if mine.update(callback_sends=sends + 1, callback_next_at=now + timedelta(seconds=wait)):
+            job_services.callback_publish_safely(job_id)
+            sent += 1
+    return sent
 
 
 @app.task(name=routing.SWEEP_TASK, soft_time_limit=_soft, time_limit=_hard, ignore_result=True)

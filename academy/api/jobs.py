@@ -65,6 +65,13 @@ def job_status_body(job: AIJob) -> dict[str, Any]:
         ],
         "created_at": job.created_at,
         "finished_at": job.finished_at,
+        # The domain callback (a job aimed at a submission): applied, failing or given up.
+        "callback": {
+            "done_at": job.callback_done_at,
+            "attempts": job.callback_attempts,
+            "error": job.callback_error or None,
+            "failed_at": job.callback_failed_at,
+        },
     }
 
 
@@ -127,6 +134,8 @@ class JobListCreateView(APIView):
             return response
         if outcome["ok"]:
             return Response(outcome, status=status.HTTP_202_ACCEPTED if outcome.get("created") else status.HTTP_200_OK)
+        if outcome.get("rejection_code") == "IDEMPOTENCY_KEY_REUSED":  # the key names another request
+            return Response(outcome, status=status.HTTP_409_CONFLICT)
         http = status.HTTP_400_BAD_REQUEST if outcome.get("rejection_code") else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(outcome, status=http)
 

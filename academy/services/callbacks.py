@@ -4,6 +4,13 @@ The handler's writes and the job's ``callback_done_at`` commit in one transactio
 a row lock, so a redelivered callback message (or one the sweeper re-sent) finds the
 mark and does nothing; a callback that crashed half-way rolled everything back and
 runs again whole.
+
+A callback that fails is recorded on the job (``callback_attempts``, ``callback_error``).
+An error that cannot change on another try (a malformed source id, a job the
+submission does not wait for) gives up at once; any other gives up after
+``AI_CALLBACK_MAX_ATTEMPTS`` failures. A given-up callback (``callback_failed_at``) is
+not retried by Celery nor re-sent by the sweeper; the admin, the job-status API and
+``/metrics`` (``callback_failures``) show it.
 """
 
 from __future__ import annotations
@@ -11,14 +18,18 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.core.exceptions import FieldError, ObjectDoesNotExist, ValidationError
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
 from academy.services.grading import submission_apply_result, submission_grade, submissions_apply_results
 from academy.services.omr_batches import omr_batch_settle, submission_reject
+from academy.services.sources import SUBMISSION_JOB_TYPE, SUBMISSION_WAITING, submission_pk, submission_refusal
 from academy.states import CALLBACK_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -30,11 +41,42 @@ Handler = Callable[[AIJob, Any], None]
 _settle_later: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("settle_later", default=None)
 
 
+class CallbackRefused(Exception):
+    """The job may not apply to its source (academy.services.sources): nothing is
+    written, and trying again cannot change that."""
+
+
+#: errors that another try of the same callback cannot change (bad data, not a blip)
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    CallbackRefused,
+    ValueError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    ArithmeticError,
+    ValidationError,
+    ObjectDoesNotExist,
+    FieldError,
+    DataError,
+)
+
+
+def callback_error_is_permanent(exc: BaseException) -> bool:
+    """A lost connection, a lock timeout or a time limit may pass; these may not."""
+    return isinstance(exc, PERMANENT_ERRORS)
+
+
 def _submission_handler(job: AIJob, result: Any) -> None:
-    submission = Submission.objects.select_for_update().filter(pk=job.source_id, tenant=job.tenant_id).first()
+    pk = submission_pk(job.source_id)
+    if pk is None:
+        raise CallbackRefused(f"source_id {job.source_id[:64]!r} is not a submission id")
+    submission = Submission.objects.select_for_update().filter(pk=pk, tenant=job.tenant_id).first()
     if submission is None:
         logger.warning("ai_callback_no_submission job_id=%s source_id=%s", job.job_id, job.source_id)
         return
+    refusal = submission_refusal(job=job, submission=submission)
+    if refusal:
+        raise CallbackRefused(refusal)
     if job.status == JobStatus.REJECTED_BAD_INPUT:
         submission_reject(submission=submission, code=job.rejection_code, message=job.error_message)
     elif job.status == JobStatus.FAILED:
@@ -61,11 +103,54 @@ HANDLERS: dict[str, Handler] = {"submission": _submission_handler}
 
 
 def job_callback_apply(*, job_id: str) -> bool:
-    """Run the job's domain handler once. True if it ran now, False if it had already."""
+    """Run the job's domain handler once. True if it ran now, False if it had already,
+    or if it failed and was given up (recorded on the job). A failure that may pass
+    is recorded and raised, for the caller's retry."""
+    try:
+        return _callback_apply(job_id=job_id)
+    except Exception as exc:
+        if _callback_failed(job_id=job_id, exc=exc):
+            return False
+        raise
+
+
+def _callback_failed(*, job_id: str, exc: Exception) -> bool:
+    """Record a failed callback on its job. True when it is given up: the error cannot
+    change, or the job has failed ``AI_CALLBACK_MAX_ATTEMPTS`` times."""
+    permanent = callback_error_is_permanent(exc)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            job = AIJob.objects.select_for_update().filter(job_id=job_id, callback_done_at__isnull=True).first()
+            if job is None:
+                return False
+            attempts = job.callback_attempts + 1
+            give_up = permanent or attempts >= settings.AI_CALLBACK_MAX_ATTEMPTS
+            backoff = min(settings.AI_RETRY_BACKOFF_MAX, settings.AI_REPUBLISH_AFTER_SECONDS * 2 ** (attempts - 1))
+            AIJob.objects.filter(pk=job.pk).update(
+                callback_attempts=attempts,
+                callback_error=f"{type(exc).__name__}: {exc}"[:2000],
+                callback_failed_at=now if give_up else None,
+                callback_next_at=None if give_up else now + timedelta(seconds=backoff),
+                updated_at=now,
+            )
+    except Exception:  # the database itself is gone: the caller's retry is all there is
+        logger.exception("ai_callback_failure_unrecorded job_id=%s", job_id)
+        return False
+    if give_up:
+        logger.error(
+            "ai_callback_given_up job_id=%s attempts=%s permanent=%s error=%r", job_id, attempts, permanent, exc
+        )
+    else:
+        logger.warning("ai_callback_failed job_id=%s attempts=%s error=%r", job_id, attempts, exc)
+    return give_up
+
+
+def _callback_apply(*, job_id: str) -> bool:
     with transaction.atomic():
         # The result comes with the job row (one query); only the job is locked.
         job = AIJob.objects.select_for_update(of=("self",)).select_related("result").filter(job_id=job_id).first()
-        if job is None or job.callback_done_at is not None:
+        if job is None or job.callback_done_at is not None or job.callback_failed_at is not None:
             return False
         if job.status not in CALLBACK_STATUSES:
             return False
@@ -116,7 +201,7 @@ def jobs_callback_apply(*, job_ids: list[str]) -> list[str]:
     if earlier:
         jobs = AIJob.objects.filter(job_id__in=earlier, source_domain="submission")
         sources = jobs.values_list("source_id", flat=True)
-        ids = [int(s) for s in sources if str(s).isdigit()]
+        ids = [pk for pk in map(submission_pk, sources) if pk is not None]
         found = Submission.objects.filter(pk__in=ids, batch__isnull=False).values_list("batch_id", flat=True)
         batches.update(b for b in found if b is not None)
     for batch_id in sorted(batches):
@@ -140,7 +225,9 @@ def _readings_apply(*, job_ids: list[str], batches: set[int]) -> set[str]:
         .filter(
             job_id__in=job_ids,
             callback_done_at__isnull=True,
+            callback_failed_at__isnull=True,
             source_domain="submission",
+            job_type=SUBMISSION_JOB_TYPE,
             status__in=[JobStatus.DONE, JobStatus.REVIEW_REQUIRED],
         )
         .order_by("pk")  # one lock order for every caller
@@ -151,14 +238,19 @@ def _readings_apply(*, job_ids: list[str], batches: set[int]) -> set[str]:
             payload = job.result.payload
         except AIResult.DoesNotExist:
             continue
-        if isinstance(payload, dict) and not job.flags.get("from_exception") and str(job.source_id).isdigit():
-            readings[int(job.source_id)] = (job, payload)
+        pk = submission_pk(job.source_id)
+        if isinstance(payload, dict) and not job.flags.get("from_exception") and pk is not None:
+            readings[pk] = (job, payload)
     if not readings:
         return set()
+    # Only sheets that wait for exactly this job; any other case goes one by one, where
+    # a job the sheet does not wait for is refused and recorded.
     submissions = [
         s
         for s in Submission.objects.select_for_update().filter(pk__in=readings, batch__isnull=False).order_by("pk")
         if s.tenant_id == readings[s.pk][0].tenant_id
+        and s.status in SUBMISSION_WAITING
+        and s.job_id == readings[s.pk][0].pk
     ]
     if not submissions:
         return set()

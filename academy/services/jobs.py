@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -27,8 +28,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from academy import policies, selectors, sqlrows
-from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant, TenantConfig
+from academy.models import AIJob, AIResult, FallbackQuota, JobArtifact, JobStatus, Tenant, TenantConfig
 from academy.rejections import Rejection, rejection_message
+from academy.services import sources
 from academy.states import CALLBACK_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -153,16 +155,19 @@ def job_dispatch(
                 max_attempts=max_attempts,
                 policy=policy,
             )
+            if idempotency_key:
+                job.idempotency_key = job_idempotency_key(tenant=tenant, key=idempotency_key)
+                if force_rerun:
+                    job.idempotency_key += f":rerun:{job.job_id}"
+                job.request_fingerprint = job_request_fingerprint(job=job, tier=tier)
+            sources.source_check(job=job)
         except Rejection as rejection:
             logger.info("ai_dispatch_rejected job_type=%s code=%s %s", job_type, rejection.code, rejection.detail)
             return _rejected(job_type, rejection)
-        if idempotency_key:
-            job.idempotency_key = job_idempotency_key(tenant=tenant, key=idempotency_key)
-            if force_rerun:
-                job.idempotency_key += f":rerun:{job.job_id}"
 
+        linked = job.source_domain == "submission"  # saved with its link, in one transaction
         try:
-            if gate_failure is None and not connection.in_atomic_block:
+            if gate_failure is None and not linked and not connection.in_atomic_block:
                 # Autocommit: the INSERT commits on its own (no BEGIN and COMMIT round
                 # trips), and publishing right after it is what on_commit would do.
                 job.save(force_insert=True)
@@ -171,20 +176,45 @@ def job_dispatch(
                 return _accepted(job, created=True)
             with transaction.atomic():
                 job.save(force_insert=True)
+                if linked:
+                    sources.source_link(job=job)
                 if gate_failure is None:
                     if publish:
                         transaction.on_commit(lambda: _publish_new(job))
                 else:
+                    cap = (policy or selectors.tenant_policy(job.tenant_id)).daily_fallback_cap
+                    if job.tenant_id is None or not fallback_slot_take(tenant_id=job.tenant_id, cap=cap):
+                        raise _CapSpent  # taken meanwhile by a concurrent fallback: basic's refusal stands
                     job_fallback(
                         job_id=job.job_id,
                         token=None,
                         reason=f"validation_failed:{gate_failure.code}",
                         basic_result={"error_code": gate_failure.code, "error": gate_failure.detail},
+                        basic_outcome={
+                            "status": JobStatus.REJECTED_BAD_INPUT,
+                            "rejection_code": gate_failure.code,
+                            "detail": gate_failure.detail[:1000],
+                        },
                     )
+        except _CapSpent:
+            assert gate_failure is not None
+            return _rejected(job_type, gate_failure)
         except IntegrityError:
             existing = AIJob.objects.filter(idempotency_key=job.idempotency_key).first()
             if existing is None:
                 raise
+            if existing.request_fingerprint and existing.request_fingerprint != job.request_fingerprint:
+                # Like a payment API: a key names one request; another request with it
+                # is the caller's bug, and answering with the old job would hide it.
+                logger.info("ai_dispatch_key_reused job_type=%s existing=%s", job_type, existing.job_id)
+                return _rejected(
+                    job_type,
+                    Rejection(
+                        "IDEMPOTENCY_KEY_REUSED",
+                        f"this idempotency_key was used for job {existing.job_id} ({existing.job_type})"
+                        " with another request",
+                    ),
+                )
             return _accepted(existing, created=False)
         if gate_failure is not None:  # job_fallback changed the row
             job.refresh_from_db(fields=["status", "error_message"])
@@ -196,8 +226,79 @@ def job_dispatch(
         return {"ok": False, "job_id": None, "type": job_type, "rejection_code": None, "error": str(exc)}
 
 
+class _CapSpent(Exception):
+    """The daily GPU-fallback cap was spent between the check and the hand-over."""
+
+
+def job_request_fingerprint(*, job: AIJob, tier: str | None) -> str:
+    """A hash of what a dispatch asks for: the job type, the payload in canonical JSON
+    (an input file by its content, not by the path the upload was stored under), the
+    tier asked for and the source. Kept with an idempotency key."""
+    payload: Any = job.payload
+    from ai_tasks.prevalidation import input_key_for
+
+    key = input_key_for(job.job_type)
+    if key is not None and isinstance(payload, dict) and isinstance(payload.get(key), str):
+        payload = {**payload, key: _file_digest(payload[key], tenant=job.tenant)}
+    body = json.dumps(
+        {
+            "job_type": job.job_type,
+            "payload": payload,
+            "tier": tier or "",
+            "source_domain": job.source_domain,
+            "source_id": job.source_id,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _file_digest(path: str, *, tenant: Tenant | None) -> str:
+    """The SHA-256 of a stored input file, or the path itself when it cannot be read
+    (pre-validation has refused such a payload already)."""
+    from django.core.files.storage import default_storage
+
+    from academy import storage
+
+    try:
+        stored = storage.file_check(path, tenant=tenant)
+        digest = hashlib.sha256()
+        with default_storage.open(stored.path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except (storage.StorageRejection, OSError):
+        return path
+    return f"sha256:{digest.hexdigest()}"
+
+
+def fallback_slot_take(*, tenant_id: int, cap: int) -> bool:
+    """Take one of today's GPU fallbacks for the tenant; False when ``cap`` are taken.
+
+    One conditional UPDATE (``used < cap``) on the tenant's row for the day: concurrent
+    callers queue on its row lock and each sees the count the one before left, so the
+    cap holds however many fallbacks arrive at once (a read of the count, then the
+    hand-over, let them all pass the last slot).
+    """
+    if cap <= 0:
+        return False
+    today = timezone.localdate()
+    quota = FallbackQuota.objects.filter(tenant_id=tenant_id, day=today, used__lt=cap)
+    if quota.update(used=F("used") + 1):
+        return True
+    FallbackQuota.objects.get_or_create(tenant_id=tenant_id, day=today)  # the day's first (or it is full)
+    return quota.update(used=F("used") + 1) == 1
+
+
 def gpu_fallback_verdict(
-    *, tier: str, tenant_id: int | None, failure: policies.Failure, policy: selectors.TenantPolicy
+    *,
+    tier: str,
+    tenant_id: int | None,
+    failure: policies.Failure,
+    policy: selectors.TenantPolicy,
+    take: bool = False,
 ) -> str:
     """Whether a basic failure goes to the GPU pool: "go", "no" (the tenant does not pay
     for it, or the failure does not qualify) or "capped" (today's fallbacks are spent).
@@ -205,6 +306,8 @@ def gpu_fallback_verdict(
     The one place both the lifecycle (a run's failure) and dispatch (the quality gate)
     ask, so the two cannot disagree about the rules or the daily cap. ``policy`` is the
     tenant's as the caller read it (with the claimed job, or once per request).
+    ``take``: "go" also takes the day's slot (:func:`fallback_slot_take`), for a caller
+    that hands the job over right after; without it the cap is only read.
     """
     if tenant_id is None:
         return "no"
@@ -216,6 +319,8 @@ def gpu_fallback_verdict(
         threshold=policy.gpu_fallback_threshold,
     ):
         return "no"
+    if take:
+        return "go" if fallback_slot_take(tenant_id=tenant_id, cap=policy.daily_fallback_cap) else "capped"
     return "go" if selectors.fallbacks_today(tenant_id) < policy.daily_fallback_cap else "capped"
 
 
@@ -798,12 +903,21 @@ def job_retry(*, job_id: str, token: str, error: str, countdown: float) -> bool:
     return True
 
 
-def job_fallback(*, job_id: str, token: str | None, reason: str, basic_result: Any = None) -> str | None:
+def job_fallback(
+    *,
+    job_id: str,
+    token: str | None,
+    reason: str,
+    basic_result: Any = None,
+    basic_outcome: dict[str, Any] | None = None,
+) -> str | None:
     """Close a basic job as FALLBACK_TO_GPU and start its premium re-run.
 
     Returns the premium job's id, or None when this run no longer owns the job. The
     re-run's idempotency key is derived from the basic job, so a redelivered basic
-    message can never start two premium runs.
+    message can never start two premium runs. ``basic_outcome``: how basic's own policy
+    would have closed the job (status, flags or rejection code), kept in the re-run's
+    flags, so a premium run that fails ends no worse than that.
     """
     with transaction.atomic():
         job = _locked_run(job_id, token)
@@ -821,7 +935,7 @@ def job_fallback(*, job_id: str, token: str | None, reason: str, basic_result: A
                 "max_attempts": job.max_attempts,
                 "fallback_from": job,
                 "fallback_from_tier": job.tier,
-                "flags": {"fallback_reason": reason},
+                "flags": {"fallback_reason": reason, **({"basic_outcome": basic_outcome} if basic_outcome else {})},
             },
         )
         if not AIResult.objects.filter(job=job).exists():
