@@ -19,7 +19,8 @@ def template_clean(raw: Any) -> dict[str, Any]:
 
     ``None`` or ``"default"`` picks the shipped 40-question sheet. An OMRChecker
     template is imported as ``{"format": "omrchecker-v1", "template": <template.json>,
-    "marker_png": <base64 of the marker image>, "config": <config.json>}``.
+    "marker_png": <base64 of the marker image>, "config": <config.json>}``; a template
+    aligned by a reference picture (FeatureBasedAlignment) adds ``"reference_png"``.
     """
     from workers.omr.errors import OmrError
     from workers.omr.omrchecker import STORED_FORMAT, stored_template_load
@@ -32,7 +33,7 @@ def template_clean(raw: Any) -> dict[str, Any]:
             stored_template_load(raw)  # converts and checks; the original is what is kept
         except OmrError as exc:
             raise Rejection("TEMPLATE_INVALID", exc.message) from exc
-        return {k: raw[k] for k in ("format", "template", "marker_png", "config") if k in raw}
+        return {k: raw[k] for k in ("format", "template", "marker_png", "reference_png", "config") if k in raw}
     if not isinstance(raw, dict):
         raise Rejection("TEMPLATE_INVALID", 'template must be a JSON object or "default"')
     try:

@@ -198,6 +198,19 @@ def test_a_scanned_sheet_is_aligned_by_its_timing_marks(upside_down: bool) -> No
     assert _read_answers(img, t) == marks
 
 
+def test_two_timing_tracks_down_the_same_edge_align_a_scan() -> None:
+    # The student-number rows and the question rows have their own spacing, so a card
+    # prints two runs of marks down one edge: all on one line.
+    upper = {**TRACK, "count": 5}
+    lower = {**TRACK, "first": [40, 420 + 5 * 60], "count": 7}
+    t = _template("timing", tracks=[upper, lower])
+    marks = _marks(t)
+    img, truth = _scan(_page(t, marks, track=True), angle=-2, scale=1.1, upside_down=True, seed=8)
+    alignment = align(img, t)
+    assert alignment.rotation == 180
+    assert _max_error(t, alignment.homography, truth) < 0.25
+
+
 def test_a_sheet_without_its_timing_marks_is_not_found() -> None:
     t = _template("timing", tracks=[TRACK])
     img, _ = _scan(_page(t, _marks(t)), angle=1, scale=0.9, upside_down=False, seed=6)

@@ -304,3 +304,14 @@ def test_a_stored_template_without_markers_needs_no_marker_picture() -> None:
     assert (
         stored_template_load({"format": "omrchecker-v1", "template": _plain(), "config": {}}).alignment.kind == "none"
     )
+
+
+def test_an_exam_keeps_the_reference_picture_of_an_imported_template() -> None:
+    from academy.services.exams import template_clean
+
+    reference = base64.b64encode(_png(np.full((400, 300), 255, np.uint8))).decode()
+    step = {"name": "FeatureBasedAlignment", "options": {"reference": "ref.png"}}
+    stored = {"format": "omrchecker-v1", "template": _plain(step), "config": {}, "reference_png": reference}
+    kept = template_clean(stored)
+    assert kept["reference_png"] == reference
+    assert stored_template_load(kept).alignment.options["reference"] == base64.b64decode(reference)
