@@ -12,6 +12,26 @@ from academy.services.tenants import tenant_create
 from config.celery import app
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgres_only(reason): proves something only PostgreSQL has (a statement count of a "
+        "PostgreSQL fast path, its statistics views); skipped on other databases, with the reason",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    for item in items:
+        marker = item.get_closest_marker("postgres_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"PostgreSQL only: {reason}"))
+
+
 @pytest.fixture(autouse=True)
 def _fresh_flag_cache() -> Iterator[None]:
     flags.flag_cache_clear()

@@ -19,3 +19,11 @@ os.environ.setdefault("AI_PROGRESS_MIN_INTERVAL", "0.2")
 os.environ.setdefault("ACADEMY_VAR_DIR", "/tmp/academy-ai-test-var")
 
 from config.settings import *  # noqa: F403
+from config.settings import DATABASES, VAR_DIR
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The demo's database (bin/test's second pass). The test database is a file, as the
+    # demo's is, rather than Django's shared in-memory one, whose table locks fail at once:
+    # a second connection (the heartbeat thread's) then waits for the lock, as the
+    # demo's processes do.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-academy.sqlite3")}

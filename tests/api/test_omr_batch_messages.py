@@ -172,6 +172,9 @@ def _claim_statements(queries: CaptureQueriesContext) -> int:
     return sum('UPDATE "academy_aijob" AS u SET' in q["sql"] for q in queries.captured_queries)
 
 
+@pytest.mark.postgres_only(
+    reason="counts PostgreSQL's one-statement claim (elsewhere each job is claimed through the ORM)"
+)
 def test_a_message_claims_its_jobs_in_one_statement_each_with_a_token_of_its_own(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -278,6 +281,9 @@ def _callbacks_statements(exam: Exam, sheets: int) -> int:
     return len(queries.captured_queries)
 
 
+@pytest.mark.postgres_only(
+    reason="PostgreSQL's statement counts (elsewhere the ORM's bulk inserts split at the database's variable limit)"
+)
 def test_a_message_of_readings_is_applied_and_graded_in_the_same_statements_for_2_or_6_sheets(
     exam: Exam, broker: Broker, settings: Any
 ) -> None:
@@ -338,6 +344,7 @@ def _finish_statements(queries: CaptureQueriesContext) -> int:
     return sum(q["sql"].startswith("WITH d AS") for q in queries.captured_queries)
 
 
+@pytest.mark.postgres_only(reason="a message's finishes are gathered into one statement on PostgreSQL only")
 def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, broker: Broker, settings: Any) -> None:
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
 
@@ -355,6 +362,9 @@ def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, 
     assert broker.sent == [(routing.CALLBACKS_TASK, (ids,))]  # after the write, as one message
 
 
+@pytest.mark.postgres_only(
+    reason="finishes are held for one statement on PostgreSQL only; elsewhere each is written, fenced, at once"
+)
 def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -383,6 +393,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     assert broker.sent == [(routing.CALLBACK_TASK, (ids[1],))]
 
 
+@pytest.mark.postgres_only(reason="finishes are held for one statement on PostgreSQL only")
 def test_held_finishes_are_written_before_the_next_job_once_they_have_waited_a_while(
     exam: Exam, broker: Broker, settings: Any
 ) -> None:
@@ -452,6 +463,9 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
     )
 
 
+@pytest.mark.postgres_only(
+    reason="counts health checks of a kept connection; the SQLite settings keep none (CONN_MAX_AGE 0)"
+)
 def test_a_message_checks_its_database_connection_once_not_once_per_job(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ def _dispatch(tenant: Any, **payload: Any) -> str:
     return str(outcome["job_id"])
 
 
+@pytest.mark.postgres_only(reason="counts the database's sessions in pg_stat_activity")
 def test_every_run_of_a_process_is_renewed_by_the_same_heartbeat_thread(make_tenant: Any, settings: Any) -> None:
     settings.AI_HEARTBEAT_SECONDS = 0.05
     tenant, _ = make_tenant()
