@@ -1,8 +1,8 @@
 """Rejection codes and the Korean messages shown to users.
 
-The first seven codes and their messages are the original app's (a front end maps
-them to its own copy); the rest are this platform's, for inputs the original app let
-through to a worker. A processor raises ``BadInput(code=...)`` with one of these codes;
+The first seven codes and their messages are a fixed contract: front ends map them to
+their own copy, so neither the codes nor the messages change. The rest cover inputs
+that are refused before they reach a worker. A processor raises ``BadInput(code=...)`` with one of these codes;
 the platform adds the message, so the wording lives in this one table.
 """
 
@@ -12,7 +12,7 @@ import re
 from typing import Final
 
 REJECTION_MESSAGES: Final[dict[str, str]] = {
-    # The original app's codes, unchanged.
+    # The fixed codes: front ends map these to their own copy; never change them.
     "RESOLUTION_TOO_LOW": "해상도가 낮습니다. 더 선명하게 촬영해 주세요.",
     "FILE_TOO_LARGE": "파일 크기가 제한을 초과했습니다.",
     "VIDEO_TOO_LONG": "동영상 길이 제한을 초과했습니다.",
@@ -96,6 +96,7 @@ class Rejection(Exception):
 # ("echo must be a string ...", "page must be a page number from 1 to 300"): the Korean
 # message names that parameter and, for the usual shapes, says what it must be.
 _LEADING_FIELD = re.compile(r"^(?P<field>[A-Za-z_][A-Za-z0-9_.\[\]]{0,63}) (?:must|is|are|has|needs)\b")
+_QUESTION = re.compile(r"^question (\S{1,20}): (.+)$")
 _WHAT_IT_MUST_BE: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"must be an integer (?:between|from) (\S+) (?:and|to) (\S+)"), "{0}부터 {1}까지의 정수여야 합니다"),
     (re.compile(r"must be one of (.+)$"), "다음 중 하나여야 합니다: {0}"),
@@ -112,6 +113,10 @@ _WHAT_IT_MUST_BE: tuple[tuple[re.Pattern[str], str], ...] = (
 def invalid_payload_message(detail: str) -> str:
     """A Korean message for an ``INVALID_PAYLOAD`` detail that names its field; empty when
     it names none."""
+    question = _QUESTION.match(detail or "")
+    if question is not None:  # an answer key's question
+        number, what = question.groups()
+        return f"정답(answer_key): {number}번 문항이 올바르지 않습니다. 확인해 주세요 ({what})."
     found = _LEADING_FIELD.match(detail or "")
     if found is None:
         return ""

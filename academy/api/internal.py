@@ -1,4 +1,4 @@
-"""The internal worker API, for workers outside the cluster (the original app's contract).
+"""The internal worker API, for workers outside the cluster (a fixed contract: paths and bodies).
 
 ``GET  /api/v1/internal/ai/job/next/``       claims the oldest due job: ``{"job": {...} | null}``
 ``POST /api/v1/internal/ai/job/heartbeat/``  renews the lease and records progress
