@@ -7,7 +7,7 @@ repository root; its README describes it). For each set it runs the real command
 ``python -m workers.omr read --template <set>/omrchecker/template.json [--mode photo]
 --out <tmp> <the set's sheets>``, in a child process, exactly as a user would, then:
 
-- prints the set's scorer line (``score.py`` of the development set, with the issue's
+- prints the set's scorer line (``score.py`` of the development set, with the reader's
   targets: scans and bad scans 99.9 % right, ID 99.5 %, at most 1 % flagged; photos
   99.5 %, ID 99 %, at most 2 % flagged; always 0 silent misreads);
 - prints the speed ratio: the child's wall time (interpreter start, imports, template,

@@ -1,6 +1,6 @@
 """Celery settings, derived from Django's settings (which read the environment).
 
-They are the remedies for the pitfalls listed in docs/architecture.md: late acks with
+They guard against the Celery failures docs/architecture.md lists: late acks with
 requeue when a child dies, prefetch 1, and a Redis visibility timeout above the longest
 hard time limit plus the longest retry countdown, so the broker never hands out a second
 copy of a message whose first copy may still be running legitimately.
