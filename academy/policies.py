@@ -191,3 +191,12 @@ def retry_countdown(attempt: int, *, base: float, cap: float) -> float:
         factor=round(base * 1000), retries=max(0, attempt - 1), maximum=round(cap * 1000), full_jitter=True
     )
     return millis / 1000
+
+
+def doubling_wait(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds before try ``attempt`` of something re-sent on a schedule: ``base``, then
+    twice that each time, at most ``cap``; no jitter. Celery's backoff again, in milliseconds."""
+    millis = get_exponential_backoff_interval(
+        factor=round(base * 1000), retries=max(0, attempt - 1), maximum=round(cap * 1000)
+    )
+    return millis / 1000

@@ -26,6 +26,7 @@ from django.core.exceptions import FieldError, ObjectDoesNotExist, ValidationErr
 from django.db import DataError, transaction
 from django.utils import timezone
 
+from academy import policies
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
 from academy.services.grading import submission_apply_result, submission_grade, submissions_apply_results
 from academy.services.omr_batches import omr_batch_settle, submission_reject
@@ -126,7 +127,9 @@ def _callback_failed(*, job_id: str, exc: Exception) -> bool:
                 return False
             attempts = job.callback_attempts + 1
             give_up = permanent or attempts >= settings.AI_CALLBACK_MAX_ATTEMPTS
-            backoff = min(settings.AI_RETRY_BACKOFF_MAX, settings.AI_REPUBLISH_AFTER_SECONDS * 2 ** (attempts - 1))
+            backoff = policies.doubling_wait(
+                attempts, base=settings.AI_REPUBLISH_AFTER_SECONDS, cap=settings.AI_RETRY_BACKOFF_MAX
+            )
             AIJob.objects.filter(pk=job.pk).update(
                 callback_attempts=attempts,
                 callback_error=f"{type(exc).__name__}: {exc}"[:2000],

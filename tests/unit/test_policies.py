@@ -133,3 +133,8 @@ def test_a_base_under_a_second_still_backs_off() -> None:
     assert max(samples) <= 0.8
     assert max(samples) > 0.6
     assert len(set(samples)) > 50
+
+
+def test_a_doubling_wait_doubles_to_its_cap_without_jitter() -> None:
+    waits = [policies.doubling_wait(attempt, base=0.25, cap=3.0) for attempt in range(1, 7)]
+    assert waits == [0.25, 0.5, 1.0, 2.0, 3.0, 3.0]
