@@ -314,12 +314,25 @@ def submission_correct(
     allowed = _allowed_values(submission)
     for question, choices in (answers or {}).items():
         if str(question) not in known:
-            raise Rejection("INVALID_PAYLOAD", f"question {question!r} is not on this exam")
+            raise Rejection(
+                "INVALID_PAYLOAD",
+                f"question {question!r} is not on this exam",
+                message=f"답안(answers): {str(question)[:20]}번 문항은 이 시험에 없습니다.",
+            )
         if not isinstance(choices, (list, str)) or len(_choices(choices)) > MAX_CHOICES_PER_ANSWER:
-            raise Rejection("INVALID_PAYLOAD", f"answer of {question} must be a list of choices")
+            raise Rejection(
+                "INVALID_PAYLOAD",
+                f"answer of {question} must be a list of choices",
+                message=f'답안(answers): {str(question)[:20]}번 문항의 답은 선택지 목록으로 보내 주세요 (예: ["3"]).',
+            )
         values = _choices(choices)
         if allowed is not None and not set(values) <= allowed:
-            raise Rejection("INVALID_PAYLOAD", f"{sorted(set(values) - allowed)} are not choices on this sheet")
+            raise Rejection(
+                "INVALID_PAYLOAD",
+                f"{sorted(set(values) - allowed)} are not choices on this sheet",
+                message=f"답안(answers): {question}번 문항에 이 답안지에 없는 선택지가 있습니다. "
+                f"다음 중에서 보내 주세요: {', '.join(sorted(allowed))}.",
+            )
         SubmissionAnswer.objects.update_or_create(
             submission=submission, question=str(question), defaults={"corrected": values, "flagged": False}
         )

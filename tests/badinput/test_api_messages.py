@@ -96,6 +96,30 @@ def test_a_bad_exam_field_gets_a_named_message_and_plain_detail(api: Any) -> Non
     _no_reprs(body)
 
 
+def test_an_answer_key_question_that_is_wrong_is_named(api: Any) -> None:
+    key = {"questions": {"1": {"correct": ["1"]}, "7": {"correct": []}}}
+    body = api.post("/api/v1/exams/", {"title": "x", "answer_key": key}, format="json").json()
+    assert body["rejection_code"] == "INVALID_PAYLOAD", body
+    assert "정답(answer_key): 7번 문항" in body["error"], body["error"]
+
+
+@pytest.mark.parametrize(
+    ("answers", "korean"),
+    [
+        ({"999": ["1"]}, "999번 문항은 이 시험에 없습니다"),
+        ({"1": 3}, "1번 문항의 답은 선택지 목록으로"),
+        ({"1": ["9"]}, "1번 문항에 이 답안지에 없는 선택지"),
+    ],
+    ids=["unknown-question", "not-a-list", "not-a-choice"],
+)
+def test_a_correction_that_is_wrong_names_the_question(submission: Any, answers: Any, korean: str) -> None:
+    api, sheet = submission
+    body = api.patch(f"/api/v1/submissions/{sheet.pk}/", {"answers": answers}, format="json").json()
+    assert body["rejection_code"] == "INVALID_PAYLOAD", body
+    assert "답안(answers)" in body["error"], body["error"]
+    assert korean in body["error"], body["error"]
+
+
 # --- JSON 404 under /api/ ------------------------------------------------------------------
 
 
@@ -225,7 +249,8 @@ def submission(make_tenant: Any, api_for: Any) -> tuple[Any, Submission]:
 
     tenant, token = make_tenant()
     api = api_for(token)
-    exam_id = api.post("/api/v1/exams/", {"title": "학번"}, format="json").json()["exam_id"]
+    key = {"questions": {"1": {"correct": ["1"]}}}
+    exam_id = api.post("/api/v1/exams/", {"title": "학번", "answer_key": key}, format="json").json()["exam_id"]
     exam = Exam.objects.get(pk=exam_id)
     assert exam.sheet_template["student_id"]["digits"] == 8
     return api, Submission.objects.create(exam=exam, tenant=tenant, student_id="20260001")
