@@ -117,7 +117,11 @@ def test_weak_basic_result_falls_back_to_the_premium_pool(live: Any, make_tenant
     assert basic.status == JobStatus.FALLBACK_TO_GPU
     premium = AIJob.objects.get(fallback_from=basic)
     premium = wait_terminal(premium.job_id)
-    # The premium re-run judges the same confidence by premium bands: 0.3 < 0.5 fails.
+    # The premium re-run judges the same confidence by premium bands: 0.3 < 0.5 fails,
+    # and a failed fallback ends no worse than basic: its DONE-plus-review result stands.
+    assert (premium.status, premium.needs_review) == (JobStatus.DONE, True)
+    assert premium.flags["premium_failed"]["code"] == "low_confidence"
+    assert AIResult.objects.get(job=premium).payload == {"ok": True}
     assert premium.tier == "premium"
     assert premium.locked_by.startswith("premium@")
     assert premium.fallback_from_tier == "basic"
