@@ -420,6 +420,36 @@ def test_a_failed_premium_fallback_leaves_basics_done_with_review_and_its_codes(
     assert len(kept["errors"]) == 2
 
 
+def test_a_processor_failure_on_both_tiers_ends_as_basic_alone_would(eager: None, make_tenant: Any) -> None:
+    tenant, _ = make_tenant(premium=True, fallback=True)
+    failing = {"raise": "processing", "code": "low_quality"}
+    outcome = job_services.job_dispatch(job_type="probe_fail", payload=failing, tenant=tenant, tier="basic")
+    basic = AIJob.objects.get(job_id=outcome["job_id"])
+    assert basic.status == JobStatus.FALLBACK_TO_GPU
+    premium = AIJob.objects.get(fallback_from=basic)
+    assert (premium.status, premium.needs_review) == (JobStatus.DONE, True)  # was FAILED
+    assert premium.flags["from_exception"] is True  # nothing was read: a teacher looks
+    assert premium.flags["premium_failed"]["code"] == "low_quality"
+    assert "premium re-run failed" in premium.error_message
+    assert AIResult.objects.get(job=premium).payload["error_code"] == "low_quality"
+
+
+def test_a_premium_fallback_out_of_attempts_keeps_basics_result(make_tenant: Any) -> None:
+    tenant, _ = make_tenant(premium=True, fallback=True)
+    basic = AIJob.objects.create(job_type="probe_record", tenant=tenant, tier="basic", status=JobStatus.FALLBACK_TO_GPU)
+    AIResult.objects.create(job=basic, payload={"fallback_job_id": "x", "basic_result": {"rows": [1, 2]}})
+    kept = {"status": JobStatus.DONE, "flags": {"confidence": 0.3, "review_candidate": True}}
+    premium = AIJob.objects.create(job_type="probe_record", tenant=tenant, tier="premium", status=JobStatus.RETRYING,
+                                   fallback_from=basic, attempt_count=5, max_attempts=5,
+                                   flags={"basic_outcome": kept}, last_error="killed its worker")  # fmt: skip
+
+    assert lifecycle.exhausted_finish(premium) == JobStatus.DONE  # was FAILED
+    premium.refresh_from_db()
+    assert (premium.needs_review, premium.flags["poison"]) == (True, True)
+    assert premium.flags["premium_failed"]["code"] == "max_attempts"
+    assert AIResult.objects.get(job=premium).payload == {"rows": [1, 2]}
+
+
 def test_a_premium_job_that_fails_on_its_own_says_why(eager: None, make_tenant: Any) -> None:
     tenant, _ = make_tenant(premium=True)
     outcome = job_services.job_dispatch(
