@@ -267,6 +267,10 @@ class OmrBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # Set once every sheet of the upload has its submission; grading waits for it.
     sealed_at = models.DateTimeField(null=True, blank=True)
+    # Set instead when the upload stopped before every sheet existed: such a batch is
+    # never sealed nor graded (it holds part of the upload), and a retry with the same
+    # idempotency key makes a whole new batch.
+    interrupted_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     graded_at = models.DateTimeField(null=True, blank=True)
 

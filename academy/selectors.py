@@ -261,6 +261,8 @@ def batch_body(batch: OmrBatch, *, with_sheets: bool = True) -> dict[str, Any]:
         "percent": round(100 * settled / batch.total_sheets) if batch.total_sheets else 100,
         "by_status": counts,
         "sealed": batch.sealed_at is not None,
+        # Part of an upload that stopped: never graded; send it again (same key).
+        "interrupted": batch.interrupted_at is not None,
         "graded": batch.graded_at is not None,
         "created_at": batch.created_at,
         "graded_at": batch.graded_at,

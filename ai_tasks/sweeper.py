@@ -32,7 +32,7 @@ _soft, _hard = routing.time_limits("domain")
 def sweep_once(*, limit: int = 500) -> dict[str, int]:
     from academy import selectors
     from academy.services import jobs as job_services
-    from academy.services.omr_batches import omr_batches_seal_abandoned
+    from academy.services.omr_batches import omr_batches_close_abandoned
     from ai_tasks import lifecycle
 
     now = timezone.now()
@@ -50,7 +50,7 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
             counts["requeued"] += job_services.job_requeue_expired(job=job)
     counts["callbacks"] = _callbacks_resend(older_than=older, now=now, limit=limit)
     abandoned = now - timedelta(seconds=settings.AI_BATCH_SEAL_AFTER_SECONDS)
-    counts["batches_sealed"] = omr_batches_seal_abandoned(older_than=abandoned)
+    counts["batches_interrupted"] = omr_batches_close_abandoned(older_than=abandoned)
     return counts
 
 

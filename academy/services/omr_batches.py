@@ -7,6 +7,10 @@ is still being checked: 2 in the batch's first message, twice as many in each ne
 up to ``AI_OMR_SHEETS_PER_MESSAGE``.
 A sheet refused at dispatch is settled at once as REJECTED with its code; the batch
 goes on. Once every sheet exists the batch is *sealed*; only a sealed batch is graded.
+An upload that stops before that (an error, a killed web process: the API refuses a
+body that arrived cut, so none gets this far) leaves the batch *interrupted*: its
+sheets are read but it is never sealed nor graded, as it holds part of the upload, and
+a retry with the same idempotency key makes a whole new batch.
 
 Each job's domain callback stores its reading on its submission (exactly once, see
 ``callbacks``). The callback that settles the batch's last sheet grades every read
@@ -72,8 +76,9 @@ def omr_batch_create(
 ) -> tuple[OmrBatch, bool]:
     """Create the batch, its submissions and their jobs. Returns (batch, created).
 
-    The same ``idempotency_key`` returns the batch made the first time. Raises
-    :class:`Rejection` when no batch can be made at all (no template, a bad mode).
+    The same ``idempotency_key`` returns the batch made the first time, unless that
+    upload was interrupted: then the key moves to a new batch made from this upload.
+    Raises :class:`Rejection` when no batch can be made at all (no template, a bad mode).
     """
     from workers.omr.bundle import Document, expand_upload
 
@@ -84,8 +89,13 @@ def omr_batch_create(
     key = f"{tenant.pk}:{idempotency_key}" if idempotency_key else None
     if key is not None:
         existing = OmrBatch.objects.filter(idempotency_key=key).first()
-        if existing is not None:
+        if existing is not None and existing.interrupted_at is None:
             return existing, False
+        if existing is not None:
+            # Part of an earlier upload: it keeps its sheets (never graded) and gives up
+            # the key, so this retry is made whole. Conditional, so two retries race to
+            # one new batch (the loser meets the winner's key below).
+            OmrBatch.objects.filter(pk=existing.pk, interrupted_at__isnull=False).update(idempotency_key=None)
     try:
         batch = OmrBatch.objects.create(tenant=tenant, exam=exam, mode=mode, idempotency_key=key)
     except IntegrityError:
@@ -129,12 +139,20 @@ def omr_batch_create(
                         sheets += _sheets_save(batch=batch, sheets=waiting, unsent=unsent)
                         waiting = []
         sheets += _sheets_save(batch=batch, sheets=waiting, unsent=unsent)
-    finally:
+    except BaseException:
+        # Never sealed, so never graded from part of the upload; the sheets already
+        # committed are still sent (their readings stay on their submissions).
         unsent.flush()
         if sheets == 0:
             batch.delete()
         else:
-            _seal(batch=batch, skipped=skipped, sheets=sheets, sources=sources)
+            _interrupt(batch=batch, skipped=skipped, sheets=sheets, sources=sources)
+        raise
+    unsent.flush()
+    if sheets == 0:
+        batch.delete()
+    elif not _seal(batch=batch, skipped=skipped, sheets=sheets, sources=sources):
+        logger.warning("omr_batch_not_sealed batch=%s: marked interrupted while it was made", batch.batch_id)
     if sheets == 0:
         why = skipped[0] if skipped else _skip("", "FILE_REQUIRED", "no files were uploaded")
         raise Rejection(why["code"], f"no answer sheet in the upload: {why['name']}: {why['detail']}")
@@ -153,31 +171,46 @@ def _seal(
     fields: dict[str, Any] = {"skipped": skipped, "total_sheets": sheets, "sealed_at": timezone.now()}
     if sources is not None:
         fields["sources"] = sources
-    sealed = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True).update(**fields)
+    unsealed = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True, interrupted_at__isnull=True)
+    sealed = unsealed.update(**fields)
     batch.refresh_from_db()
     if sealed:
         omr_batch_settle(batch_id=batch.pk)
     return bool(sealed)
 
 
-def omr_batches_seal_abandoned(*, older_than: datetime) -> int:
-    """Seal batches whose upload request died before sealing them (the sweeper calls this).
+def _interrupt(*, batch: OmrBatch, skipped: list[dict[str, str]], sheets: int, sources: list[dict[str, Any]]) -> bool:
+    """The upload stopped with ``sheets`` sheets made: mark the batch interrupted, so it
+    is never sealed (nor graded). Conditional on it being neither yet; True when marked."""
+    note = _skip("", "UPLOAD_INTERRUPTED", f"the upload stopped after {sheets} sheets")
+    open_batch = OmrBatch.objects.filter(pk=batch.pk, sealed_at__isnull=True, interrupted_at__isnull=True)
+    marked = open_batch.update(
+        interrupted_at=timezone.now(), skipped=[*skipped, note], total_sheets=sheets, sources=sources
+    )
+    batch.refresh_from_db()
+    return bool(marked)
 
-    Their sheets were committed one by one and are being read; sealing with the sheets
-    that exist lets the batch be graded, and records that the upload was cut short.
-    A batch with no sheet at all is deleted. Returns how many were sealed.
+
+def omr_batches_close_abandoned(*, older_than: datetime) -> int:
+    """Close batches whose upload request died before sealing them (the sweeper calls this).
+
+    Their sheets were committed a message at a time and are being read, but the rest of
+    the upload never became sheets, so grading them would grade part of a class as if
+    it were all of it: they are marked interrupted (``UPLOAD_INTERRUPTED`` in
+    ``skipped``) and never graded; a retry with the same key makes a whole batch. A
+    batch with no sheet at all is deleted. Returns how many were marked.
     """
-    sealed = 0
-    for batch in OmrBatch.objects.filter(sealed_at__isnull=True, created_at__lt=older_than)[:100]:
+    marked = 0
+    abandoned = OmrBatch.objects.filter(sealed_at__isnull=True, interrupted_at__isnull=True, created_at__lt=older_than)
+    for batch in abandoned[:100]:
         sheets = batch.submissions.count()
         if sheets == 0:
             batch.delete()
             continue
-        note = _skip("", "UPLOAD_INTERRUPTED", f"the upload stopped after {sheets} sheets")
-        if _seal(batch=batch, skipped=[*batch.skipped, note], sheets=sheets):
-            sealed += 1
-            logger.warning("omr_batch_sealed_abandoned batch=%s sheets=%s", batch.batch_id, sheets)
-    return sealed
+        if _interrupt(batch=batch, skipped=batch.skipped, sheets=sheets, sources=batch.sources):
+            marked += 1
+            logger.warning("omr_batch_interrupted batch=%s sheets=%s", batch.batch_id, sheets)
+    return marked
 
 
 class _Unsent:

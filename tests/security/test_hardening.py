@@ -38,7 +38,11 @@ def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 # --------------------------------------------------------------------------- (b) the internal worker token
 
 
-INTERNAL_URLS = [("get", "/api/v1/internal/ai/job/next/"), ("post", "/api/v1/internal/ai/job/result/")]
+INTERNAL_URLS = [
+    ("get", "/api/v1/internal/ai/job/next/"),
+    ("post", "/api/v1/internal/ai/job/heartbeat/"),
+    ("post", "/api/v1/internal/ai/job/result/"),
+]
 
 
 @override_settings(INTERNAL_WORKER_TOKEN="")
