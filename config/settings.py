@@ -162,7 +162,7 @@ AI_CALLBACK_MAX_SENDS = max(1, env_int("AI_CALLBACK_MAX_SENDS", 8))
 # reaches every worker within this many seconds.
 AI_FLAG_TTL_SECONDS = env_float("AI_FLAG_TTL_SECONDS", 3.0)
 # An OMR batch still unsealed this long after its upload began lost its request: the
-# sweeper seals it with the sheets it has (far above any web request's timeout).
+# sweeper marks it interrupted, never graded (far above any web request's timeout).
 AI_BATCH_SEAL_AFTER_SECONDS = env_float("AI_BATCH_SEAL_AFTER_SECONDS", 600.0)
 # An OMR batch's sheets go to the pool up to this many jobs per message (each sheet keeps
 # its own job): the claim, the finishes' write, the broker's and the domain callback's
@@ -212,6 +212,8 @@ CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3 * 24 * 3600)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555/")
+# Flower's "user:password" (bin/flower passes it on); bin/demo makes one up when unset.
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
 
 # --- logs and metrics ---------------------------------------------------------------
 # LOG_FORMAT: "json" (one JSON object a line, for log shippers) or "console" (readable).

@@ -138,6 +138,10 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         return error_response("PAYLOAD_TOO_LARGE", str(exc), status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    coded = getattr(exc, "rejection_code", None)  # a parse error with a code of its own (a cut-off upload)
+    if isinstance(exc, exceptions.ParseError) and isinstance(coded, str):
+        message = str(getattr(exc, "rejection_message", "") or "")
+        return error_response(coded, str(exc.detail), status.HTTP_400_BAD_REQUEST, message=message)
     if isinstance(exc, exceptions.ParseError):
         return error_response(
             "INVALID_PAYLOAD",

@@ -15,7 +15,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from rest_framework.views import APIView
 from academy import selectors, storage
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
 from academy.api.jobs import request_tenant
+from academy.api.uploads import WholeFormParser, WholeMultiPartParser
 from academy.models import Exam, JobArtifact
 from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create
@@ -101,7 +101,7 @@ class AnswerKeyView(APIView):
 
 
 class OmrBatchListCreateView(APIView):
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [WholeMultiPartParser, WholeFormParser]
 
     @extend_schema(
         request={

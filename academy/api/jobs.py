@@ -11,7 +11,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +18,7 @@ from rest_framework.views import APIView
 from academy import selectors, storage
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
 from academy.api.fields import StrictBooleanField
+from academy.api.uploads import WholeFormParser, WholeMultiPartParser
 from academy.models import AIJob, Tenant
 from academy.services.jobs import job_dispatch
 from academy.services.throttles import Throttled, force_rerun_slot
@@ -76,7 +76,7 @@ def job_status_body(job: AIJob) -> dict[str, Any]:
 
 
 class JobListCreateView(APIView):
-    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, WholeMultiPartParser, WholeFormParser]
 
     @extend_schema(request=DispatchSerializer, responses={202: dict, 400: dict})
     def post(self, request: Request) -> Response:
@@ -84,6 +84,13 @@ class JobListCreateView(APIView):
         data: Any = request.data
         form = hasattr(data, "dict")
         if form:  # multipart/form: payload arrives as a JSON string field
+            if len(request.FILES.getlist("file")) > 1:  # one job reads one file: never the last one silently
+                return error_response(
+                    "INVALID_PAYLOAD",
+                    "send one 'file' part per job",
+                    status.HTTP_400_BAD_REQUEST,
+                    message="작업 하나에는 파일 하나만 보낼 수 있습니다. 'file'을 한 번만 보내 주세요.",
+                )
             data = {**data.dict(), "file": request.FILES.get("file")}
             try:
                 data["payload"] = json.loads(data.get("payload") or "{}")

@@ -282,12 +282,12 @@ def test_without_the_gpu_fallback_the_same_scan_is_refused(eager: None, teacher:
     assert not AIJob.objects.exists()
 
 
-def test_a_batch_whose_upload_died_is_sealed_by_the_sweeper_and_graded(exam_id: int) -> None:
+def test_a_batch_whose_upload_died_is_marked_interrupted_by_the_sweeper_and_never_graded(exam_id: int) -> None:
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from academy.services.omr_batches import omr_batches_seal_abandoned
+    from academy.services.omr_batches import omr_batch_settle, omr_batches_close_abandoned
     from ai_tasks.sweeper import sweep_once
 
     exam = Exam.objects.get(pk=exam_id)
@@ -295,12 +295,15 @@ def test_a_batch_whose_upload_died_is_sealed_by_the_sweeper_and_graded(exam_id: 
     read = Submission.objects.create(tenant=exam.tenant, exam=exam, batch=batch, status=SubmissionStatus.READ)
     read.answers.create(question="1", detected=[KEY["1"]])
     empty = OmrBatch.objects.create(tenant=exam.tenant, exam=exam)
-    assert omr_batches_seal_abandoned(older_than=timezone.now() - timedelta(minutes=10)) == 0  # too recent
+    assert omr_batches_close_abandoned(older_than=timezone.now() - timedelta(minutes=10)) == 0  # too recent
 
     OmrBatch.objects.filter(pk__in=[batch.pk, empty.pk]).update(created_at=timezone.now() - timedelta(hours=1))
-    assert sweep_once()["batches_sealed"] == 1
+    assert sweep_once()["batches_interrupted"] == 1
     batch.refresh_from_db()
-    assert (batch.total_sheets, batch.graded_at is not None) == (1, True)
+    assert (batch.total_sheets, batch.sealed_at, batch.graded_at) == (1, None, None)
+    assert batch.interrupted_at is not None
     assert batch.skipped[-1]["code"] == "UPLOAD_INTERRUPTED"
-    assert Grade.objects.get(submission=read).score == 2.0
+    # Part of an upload is never graded, however often its sheets settle.
+    assert omr_batch_settle(batch_id=batch.pk) is False
+    assert not Grade.objects.filter(submission=read).exists()
     assert not OmrBatch.objects.filter(pk=empty.pk).exists()  # nothing in it: removed

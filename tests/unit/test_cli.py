@@ -145,7 +145,7 @@ def test_ai_sweep_republishes_a_lost_job_and_prints_the_counts() -> None:
     lost = AIJob.objects.create(job_type="ping", tier="lite", next_run_at=timezone.now() - timedelta(hours=1))
     with isolated_broker():
         out = run("ai_sweep")
-    assert out.strip() == "republished=1 requeued=0 exhausted=0 callbacks=0 batches_sealed=0"
+    assert out.strip() == "republished=1 requeued=0 exhausted=0 callbacks=0 batches_interrupted=0"
     lost.refresh_from_db()
     assert lost.publish_count == 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from typing import Any
 
@@ -65,6 +66,12 @@ def _class_scans() -> list[Upload]:
     ]
 
 
+def _code_of(job: AIJob) -> str:
+    """The job's rejection code; a hand-over to the GPU pool keeps basic's in its reason
+    (``validation_failed:BLUR_OR_SHAKE``)."""
+    return job.rejection_code or str(job.flags.get("fallback_reason") or "-").rpartition(":")[2]
+
+
 class Command(BaseCommand):
     help = "Push a demo batch through every pool: a class's OMR sheets, rosters, probes; wait for it."
 
@@ -122,9 +129,21 @@ class Command(BaseCommand):
             shown = row["rejection_code"] or score
             self.stdout.write(f"{row['sheet']:<22} {row['student_id'] or '-':<10} {row['status']:<13} {shown}")
         self.stdout.write("")
+        # A refused sheet's whole path: the code each pool gave, as the job-status API shows it.
+        for row in body["sheets"]:
+            sheet_job = AIJob.objects.filter(job_id=row["job_id"]).first() if row.get("job_id") else None
+            if row["rejection_code"] and sheet_job is not None:
+                steps = [f"{j.tier} {j.status} {_code_of(j)}" for j in selectors.job_lineage(sheet_job)]
+                self.stdout.write(f"{row['sheet']}: {' -> '.join(steps)}")
+        self.stdout.write("")
         self.stdout.write(f"Flower (workers and tasks): {settings.FLOWER_URL}")
-        self.stdout.write(f"API: http://127.0.0.1:8000/api/v1/exams/{exam.pk}/omr-batches/{omr.batch_id}/  with header")
+        if settings.FLOWER_BASIC_AUTH:
+            user, _, password = settings.FLOWER_BASIC_AUTH.partition(":")
+            self.stdout.write(f"     user {user}, password {password}")
+        web = os.environ.get("WEB_BIND", "127.0.0.1:8000")
+        self.stdout.write(f"API: http://{web}/api/v1/exams/{exam.pk}/omr-batches/{omr.batch_id}/  with header")
         self.stdout.write(f"     Authorization: Token {token}")
+        self.stdout.write(f"Admin: http://{web}/admin/  (python manage.py createsuperuser first)")
         # The shaken scan is refused on purpose, with a code: basic's quality gate says
         # BLUR_OR_SHAKE, the demo academy's GPU fallback sends it to premium, and the
         # premium pool cannot read it either.
