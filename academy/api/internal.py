@@ -37,8 +37,8 @@ from academy.models import AIJob, AIResult, JobStatus
 TIERS = ("lite", "basic", "premium")
 #: how deep a reported result may nest (checked without recursion)
 MAX_RESULT_DEPTH = 64
-#: integers in a result beyond this are refused: they are no count or score, and some
-#: JSON readers (JavaScript's among them) cannot hold them
+#: integers in a result beyond a 64-bit integer are refused: no count or score is that
+#: large, and a 400-digit one would only reach the readers of the result to break them
 MAX_RESULT_INTEGER = 2**63
 
 
