@@ -43,6 +43,10 @@ MIN_PAGE_AREA: Final = 0.12
 #: a page whose corners all lie this close to the picture's corners (share of its
 #: side) is the picture itself.
 AT_FRAME: Final = 0.02
+#: openings tried to cut bright things off the page (share of the copy's short side) ...
+OPENINGS: Final = (0.01, 0.03, 0.06)
+#: ... until the bright region fills its four-cornered outline this well.
+MIN_RECTANGULAR: Final = 0.95
 #: a bubble must be this many image pixels across its radius to be read.
 MIN_RADIUS_PX: Final = 2.5
 #: two orientations whose layout scores differ by less than this are a tie.
@@ -124,14 +128,43 @@ def find_page(
     kx, ky = (max(1, round(v * zoom)) for v in morph_kernel)
     _, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (kx, ky)))
-    # Opening cuts thin bright links (a reflection, the edge of a white desk) off the page.
-    cut = max(3, round(min(sh, sw) / 100)) | 1
-    bright = cv2.morphologyEx(bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (cut, cut)))
+    # Opening cuts bright things that touch the page off it (a reflection, a hand, the
+    # edge of a white desk): thin links first, then wider ones until the outline is a
+    # clean four-sided shape.
+    best: Quad | None = None
+    for share in OPENINGS:
+        cut = max(3, round(min(sh, sw) * share)) | 1
+        opened = cv2.morphologyEx(bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (cut, cut)))
+        found = _outline(np.asarray(opened, np.uint8), sh * sw)
+        if found is None:
+            continue
+        corners, fill, contour = found
+        if fill >= MIN_RECTANGULAR:
+            best = corners
+            break
+        if best is None:
+            # Something bright still overlaps the page: its four longest straight edges.
+            best = _straight_sides(contour, corners)
+    if best is None:
+        return None
+    quad: Quad = np.asarray(best / k, np.float64)
+    if _is_frame(quad, w, h):
+        return None
+    return quad
+
+
+def _outline(bright: npt.NDArray[np.uint8], area: int) -> tuple[Quad, float, npt.NDArray[np.int32]] | None:
+    """The biggest bright region's four corners, and how much of that quadrilateral the
+    region fills (1.0: a clean page)."""
+    import cv2
+    import numpy as np
+
     contours, _ = cv2.findContours(bright, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return None
     contour = np.asarray(max(contours, key=cv2.contourArea), np.int32)
-    if cv2.contourArea(contour) < MIN_PAGE_AREA * sh * sw:
+    inside = cv2.contourArea(contour)
+    if inside < MIN_PAGE_AREA * area:
         return None
     corners = _four_corners(contour)
     if corners is None:
@@ -139,10 +172,62 @@ def find_page(
     corners = _fit_sides(contour, corners)
     if corners is None:
         return None
-    quad: Quad = np.asarray(corners / k, np.float64)
-    if _is_frame(quad, w, h):
-        return None
-    return quad
+    quad_area = abs(_area(corners))
+    fill = min(inside, quad_area) / max(inside, quad_area, 1.0)
+    return corners, fill, contour
+
+
+def _straight_sides(contour: npt.NDArray[np.int32], fallback: Quad) -> Quad:
+    """The quadrilateral of the outline's four longest straight runs (RANSAC lines), for a
+    page that something round or ragged overlaps; ``fallback`` when they make none."""
+    import numpy as np
+
+    pts = contour.reshape(-1, 2).astype(np.float64)
+    n = len(pts)
+    if n < 40:
+        return fallback
+    rng = np.random.default_rng(0)  # fixed: the same picture always gives the same page
+    tol = max(1.5, 0.004 * float(np.ptp(pts, axis=0).max()))
+    left = np.ones(n, bool)
+    lines: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+    for _ in range(4):
+        idx = np.nonzero(left)[0]
+        if len(idx) < 20:
+            return fallback
+        best: tuple[int, npt.NDArray[np.bool_]] | None = None
+        for i in rng.choice(idx, size=min(150, len(idx)), replace=False):
+            j = (i + max(5, n // 25)) % n  # a point a little further along the outline
+            a, b = pts[i], pts[j]
+            d = b - a
+            length = float(np.hypot(*d))
+            if length < 1e-6:
+                continue
+            normal = np.array([-d[1], d[0]]) / length
+            near = (np.abs((pts - a) @ normal) < tol) & left
+            count = int(np.count_nonzero(near))
+            if best is None or count > best[0]:
+                best = (count, near)
+        if best is None or best[0] < max(20, n // 20):
+            return fallback
+        members = pts[best[1]]
+        centre = members.mean(axis=0)
+        _, _, vt = np.linalg.svd(members - centre)
+        lines.append((centre, vt[0], members))
+        left &= ~best[1]
+    middle = np.mean([c for c, _, _ in lines], axis=0)
+    lines.sort(key=lambda line: float(np.arctan2(line[0][1] - middle[1], line[0][0] - middle[0])))
+    corners = []
+    for i in range(4):
+        (p, u, _), (q, v, _) = lines[i - 1], lines[i]
+        den = u[0] * v[1] - u[1] * v[0]
+        if abs(den) < 0.2:  # neighbours must cross, not run side by side
+            return fallback
+        t = ((q[0] - p[0]) * v[1] - (q[1] - p[1]) * v[0]) / den
+        corners.append(p + t * u)
+    quad = np.array(corners, np.float64)
+    if not _convex(quad) or abs(_area(quad)) < 0.5 * abs(_area(fallback)):
+        return fallback
+    return _clockwise(quad)
 
 
 def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -> list[Alignment]:

@@ -56,8 +56,9 @@ if TYPE_CHECKING:
 
 #: long side of the copy the marks are searched on.
 WORK_SIDE: Final = 1400
-#: a mark fills at least this share of its turned bounding box (a filled disc: 0.79).
-MIN_FILL: Final = 0.84
+#: a mark fills at least this share of its turned bounding box grown by a pixel (a
+#: small blurred bar: 0.8; a filled disc 0.79 less its grown edge, about 0.7).
+MIN_FILL: Final = 0.75
 #: a mark in between must lie within this share of a step of where even spacing puts it.
 SPACING_TOL: Final = 0.3
 #: a fitted transform must put every mark within this share of a step of its blob.
@@ -113,7 +114,25 @@ def parse_tracks(options: Mapping[str, Any], template: Template) -> tuple[Track,
 
 @aligner_register("timing")
 def align_timing(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
-    """Aligner "timing": the template's timing tracks found on the sheet (see above)."""
+    """Aligner "timing": the template's timing tracks found on the sheet (see above).
+
+    A phone photo foreshortens a track (its marks are no longer evenly spaced, and one
+    line of marks cannot say how the page tilts away from it); when the tracks do not fit
+    a photo, the sheet is found by its page edges instead (page_align).
+    """
+    if not photo:
+        return _align_tracks(gray, template, photo=False)
+    try:
+        return _align_tracks(gray, template, photo=True)
+    except OmrError as exc:
+        if exc.code != NO_SHEET_FOUND:
+            raise
+        from workers.omr.page_align import align_page
+
+        return align_page(gray, template, photo=True)
+
+
+def _align_tracks(gray: Gray, template: Template, *, photo: bool) -> list[Alignment]:
     import cv2
     import numpy as np
 
@@ -212,6 +231,12 @@ def _runs(blobs: Points, sides: npt.NDArray[np.float64], track: Track, scales: t
         long_ratio = sides[idx, 0] / (mark_long * s)
         short_ratio = sides[idx, 1] / (mark_short * s)
         ok &= (long_ratio > 1 / 1.6) & (long_ratio < 1.6) & (short_ratio > 1 / 1.8) & (short_ratio < 1.8)
+    if mark_long >= 1.5 * mark_short:
+        # Bars: as elongated as the template's, give or take half (a disc is not a bar).
+        want = mark_long / mark_short
+        for idx in (ii, jj):
+            ratio = sides[idx, 0] / np.maximum(sides[idx, 1], 1.0)
+            ok &= (ratio > want / 1.6) & (ratio < want * 1.6)
     ii, jj, s = ii[ok], jj[ok], s[ok]
     if not len(ii):
         return []
