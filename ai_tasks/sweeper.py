@@ -62,8 +62,8 @@ def _callbacks_resend(*, older_than: Any, now: Any, limit: int) -> int:
     from django.db.models import Q
 
     from academy.models import AIJob
-    from academy.services import jobs as job_services
     from academy.states import CALLBACK_STATUSES
+    from ai_tasks.publish import callback_publish
 
     stale = AIJob.objects.filter(
         Q(callback_next_at__isnull=True) | Q(callback_next_at__lte=now),
@@ -80,10 +80,13 @@ def _callbacks_resend(*, older_than: Any, now: Any, limit: int) -> int:
             if mine.update(callback_failed_at=now, callback_error=reason, updated_at=now):
                 logger.error("ai_callback_given_up job_id=%s sends=%s error=%s", job_id, sends, reason[:200])
             continue
+        try:
+            callback_publish(job_id=job_id)
+        except Exception:  # the broker is down: not a send; the next sweep tries again
+            logger.exception("ai_callback_publish_failed job_id=%s", job_id)
+            continue
         wait = settings.AI_REPUBLISH_AFTER_SECONDS * 2 ** min(sends, 10)
-        if mine.update(callback_sends=sends + 1, callback_next_at=now + timedelta(seconds=wait)):
-            job_services.callback_publish_safely(job_id)
-            sent += 1
+        sent += mine.update(callback_sends=sends + 1, callback_next_at=now + timedelta(seconds=wait))
     return sent
 
 

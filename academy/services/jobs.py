@@ -253,7 +253,8 @@ def job_request_fingerprint(*, job: AIJob, tier: str | None) -> str:
         ensure_ascii=False,
         default=str,
     )
-    return hashlib.sha256(body.encode()).hexdigest()
+    # surrogatepass: a lone surrogate from a JSON escape is hashed, not a 5xx.
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _file_digest(path: str, *, tenant: Tenant | None) -> str:

@@ -340,6 +340,29 @@ def test_the_sweeper_resends_a_lost_callback_with_doubling_waits_and_a_cap(
     assert broker.sent == [(routing.CALLBACK_TASK, (job.job_id,))] * 3
 
 
+def test_a_resend_the_broker_refused_is_not_counted(
+    academy: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    settings.AI_CALLBACK_MAX_SENDS = 1
+    tenant, _ = academy
+    old = timezone.now() - timedelta(hours=1)
+    job = AIJob.objects.create(job_type="ping", tenant=tenant, status=JobStatus.DONE, source_domain="lost",
+                               finished_at=old)  # fmt: skip
+    broker = Broker()
+
+    def down(name: str, args: tuple[Any, ...], **options: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(publish, "_send", down)
+    for _ in range(3):  # an outage spends none of the job's sends
+        assert sweep_once()["callbacks"] == 0
+    job.refresh_from_db()
+    assert (job.callback_sends, job.callback_next_at, job.callback_failed_at) == (0, None, None)
+    monkeypatch.setattr(publish, "_send", broker.send)
+    assert sweep_once()["callbacks"] == 1
+    assert broker.sent == [(routing.CALLBACK_TASK, (job.job_id,))]
+
+
 # --- idempotency keys ---------------------------------------------------------------------
 
 
