@@ -130,6 +130,15 @@ def test_a_sheet_without_markers_photographed_on_a_desk_is_aligned_by_its_page_e
     assert _read_answers(img, t) == marks
 
 
+def test_a_bright_hand_over_a_corner_of_the_page_does_not_move_its_edges() -> None:
+    t = _template("page")
+    img, truth = _photo(_page(t, _marks(t)), upside_down=False)
+    cv2.circle(img, (250, 150), 160, 235, -1)  # a pale hand over the top-left corner
+    alignment = align(img, t, photo=True)
+    assert alignment.rotation == 0
+    assert _max_error(t, alignment.homography, truth) < 0.35
+
+
 def test_a_scan_cropped_to_the_page_is_aligned_by_the_picture_edges_when_no_page_stands_out() -> None:
     t = _template("page")
     marks = _marks(t)
@@ -209,6 +218,16 @@ def test_two_timing_tracks_down_the_same_edge_align_a_scan() -> None:
     alignment = align(img, t)
     assert alignment.rotation == 180
     assert _max_error(t, alignment.homography, truth) < 0.25
+
+
+def test_a_phone_photo_of_a_timing_mark_sheet_is_aligned_in_photo_mode() -> None:
+    # Perspective spaces the marks unevenly; the sheet is still found (by its edges).
+    t = _template("timing", tracks=[TRACK])
+    marks = _marks(t)
+    img, truth = _photo(_page(t, marks, track=True), upside_down=True)
+    alignment = align(img, t, photo=True)
+    assert alignment.rotation == 180
+    assert _max_error(t, alignment.homography, truth) < 0.35
 
 
 def test_a_sheet_without_its_timing_marks_is_not_found() -> None:

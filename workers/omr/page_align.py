@@ -46,7 +46,7 @@ AT_FRAME: Final = 0.02
 #: openings tried to cut bright things off the page (share of the copy's short side) ...
 OPENINGS: Final = (0.01, 0.03, 0.06)
 #: ... until the bright region fills its four-cornered outline this well.
-MIN_RECTANGULAR: Final = 0.95
+MIN_RECTANGULAR: Final = 0.985
 #: a bubble must be this many image pixels across its radius to be read.
 MIN_RADIUS_PX: Final = 2.5
 #: two orientations whose layout scores differ by less than this are a tie.

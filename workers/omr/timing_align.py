@@ -116,19 +116,22 @@ def parse_tracks(options: Mapping[str, Any], template: Template) -> tuple[Track,
 def align_timing(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
     """Aligner "timing": the template's timing tracks found on the sheet (see above).
 
-    A phone photo foreshortens a track (its marks are no longer evenly spaced, and one
-    line of marks cannot say how the page tilts away from it); when the tracks do not fit
-    a photo, the sheet is found by its page edges instead (page_align).
+    A phone photo foreshortens a track: its marks are no longer evenly spaced, and marks
+    on one line cannot say how the page tilts away from that line. So a photo of a card
+    whose marks all lie on one line is found by its page edges (page_align), and so is
+    one whose tracks do not fit.
     """
     if not photo:
         return _align_tracks(gray, template, photo=False)
+    from workers.omr.page_align import align_page
+
+    if _in_line(parse_tracks(template.alignment.options, template)):
+        return align_page(gray, template, photo=True)
     try:
         return _align_tracks(gray, template, photo=True)
     except OmrError as exc:
         if exc.code != NO_SHEET_FOUND:
             raise
-        from workers.omr.page_align import align_page
-
         return align_page(gray, template, photo=True)
 
 
@@ -283,9 +286,7 @@ def _fits(
     tpl = [np.array(t.centres(), np.float64) for t in tracks]
     # Marks all on one line (one track, or two down the same edge) fix no perspective:
     # a similarity (shift, turn, one scale) then; otherwise a homography.
-    every = np.concatenate(tpl)
-    spread = np.linalg.svd(every - every.mean(axis=0), compute_uv=False)
-    in_line = bool(spread[1] < 0.02 * spread[0])
+    in_line = _in_line(tracks)
     out = []
     for combo in itertools.product(*[range(len(r)) for r in runs]):
         chosen = [runs[i][c] for i, c in enumerate(combo)]
@@ -316,6 +317,15 @@ def _fits(
                 continue
             out.append((residual, full))
     return out
+
+
+def _in_line(tracks: Sequence[Track]) -> bool:
+    """Whether every mark of every track lies on one straight line."""
+    import numpy as np
+
+    every = np.array([c for t in tracks for c in t.centres()], np.float64)
+    spread = np.linalg.svd(every - every.mean(axis=0), compute_uv=False)
+    return bool(spread[1] < 0.02 * spread[0])
 
 
 def _page(hom: npt.NDArray[np.float64], template: Template) -> Points:
