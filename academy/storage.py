@@ -74,10 +74,20 @@ def file_check(path: str, *, tenant: Tenant | None) -> StoredFile:
     return StoredFile(normal, default_storage.size(normal))
 
 
-def file_read(path: str, *, limit: int | None = None) -> bytes:
-    """The stored file's bytes; with ``limit``, at most its first ``limit`` bytes."""
+def file_read(path: str) -> bytes:
     with default_storage.open(path, "rb") as fh:
-        data: bytes = fh.read() if limit is None else fh.read(limit)
+        data: bytes = fh.read()
+    return data
+
+
+def file_read_ends(path: str, *, head: int, tail: int) -> bytes:
+    """The stored file's first ``head`` and last ``tail`` bytes, joined (the file is
+    longer than both): what a format check needs of a large file, without reading it."""
+    with default_storage.open(path, "rb") as fh:
+        data: bytes = fh.read(head)
+        if tail:
+            fh.seek(-tail, 2)
+            data += fh.read(tail)
     return data
 
 

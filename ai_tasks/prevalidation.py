@@ -147,9 +147,13 @@ def file_content_check(stored: storage.StoredFile) -> None:
     from workers import filecheck
 
     extension = posixpath.splitext(stored.path)[1].lower()
-    limit = None if filecheck.needs_whole_file(extension) else filecheck.HEAD_BYTES
+    plan = filecheck.read_plan(extension)
+    if plan is None or plan[0] + plan[1] >= stored.size:
+        data = storage.file_read(stored.path)
+    else:
+        data = storage.file_read_ends(stored.path, head=plan[0], tail=plan[1])
     try:
-        filecheck.content_check(storage.file_read(stored.path, limit=limit), extension=extension)
+        filecheck.content_check(data, extension=extension)
     except BadInput as exc:
         raise Rejection(exc.code, exc.message) from exc
 

@@ -30,16 +30,23 @@ MAX_PIXELS: Final = 60_000_000
 #: how much of a file the checks of a format that needs only its start read.
 HEAD_BYTES: Final = 64 * 1024
 #: a PDF's last ``%%EOF`` must be this close to its end (writers add at most a line break).
-_PDF_TAIL: Final = 2048
+PDF_TAIL_BYTES: Final = 2048
 # The first box of an ISO-BMFF (MP4) or QuickTime file: a movie starts with one of these.
 _MOVIE_BOXES: Final = frozenset({b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"})
 _OLE2: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def needs_whole_file(extension: str) -> bool:
-    """Whether :func:`content_check` needs the whole file (an end marker, a zip's
-    directory) or only its first :data:`HEAD_BYTES`."""
-    return extension.lower() not in VIDEO_EXTENSIONS
+def read_plan(extension: str) -> tuple[int, int] | None:
+    """What :func:`content_check` needs of a file: None for all of it (an image's end
+    marker after its scan data, a zip's directory), else (head, tail): its first
+    ``head`` and last ``tail`` bytes, joined. A PDF is read once per page at dispatch
+    (each page is a sheet), so only its two ends are; a video only its first box."""
+    extension = extension.lower()
+    if extension in VIDEO_EXTENSIONS:
+        return HEAD_BYTES, 0
+    if extension == ".pdf":
+        return HEAD_BYTES, PDF_TAIL_BYTES
+    return None
 
 
 def content_check(data: bytes, *, extension: str, max_pixels: int = MAX_PIXELS) -> None:
@@ -77,7 +84,7 @@ def _image(data: bytes, *, max_pixels: int) -> None:
 def _pdf(data: bytes) -> None:
     if imageio.sniff(data) != "pdf":
         raise BadInput("the file is not a PDF (no %PDF- signature)", code="INVALID_FORMAT")
-    if b"%%EOF" not in data[-_PDF_TAIL:]:
+    if b"%%EOF" not in data[-PDF_TAIL_BYTES:]:
         raise BadInput("the PDF is truncated (no %%EOF at its end)", code="FILE_UNREADABLE")
 
 

@@ -324,6 +324,14 @@ LIES = [
     ("text-named-mp4", "homework_video_analysis", "hw.mp4", b"not a video at all" * 10, "INVALID_FORMAT"),
     ("png-named-mp4", "homework_video_analysis", "hw.mp4", _png_header(640, 480), "INVALID_FORMAT"),
     ("cut-pdf", "omr_grading", "scan.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n" * 10, "FILE_UNREADABLE"),
+    # Large enough that only its two ends are read (a PDF is checked once per page).
+    (
+        "cut-pdf-large",
+        "omr_grading",
+        "scan.pdf",
+        b"%PDF-1.7\n" + b"1 0 obj\n<<>>\nendobj\n" * 20_000,
+        "FILE_UNREADABLE",
+    ),
 ]
 
 
@@ -445,3 +453,15 @@ def test_the_demo_prints_the_flower_password_and_the_shaken_scans_codes_as_the_r
     assert lineage.startswith(f"scan-4-shaky.jpg: {expected}"), lineage
     assert lineage.rsplit(" ", 1)[1] in REJECTION_MESSAGES
     assert f"`{expected}<code>`" in (ROOT / "README.md").read_text()
+
+
+def test_a_large_file_is_read_by_its_two_ends_for_the_check(settings: Any, tmp_path: Path) -> None:
+    from academy import storage
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    data = b"%PDF-1.7\n" + bytes(500_000) + b"\n%%EOF\n"
+    path = "tenants/x/uploads/a/class.pdf"
+    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).write_bytes(data)
+    ends = storage.file_read_ends(path, head=64 * 1024, tail=2048)
+    assert ends == data[: 64 * 1024] + data[-2048:]
