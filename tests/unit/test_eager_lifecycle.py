@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any
 
 import pytest
@@ -13,9 +15,19 @@ from academy.storage import upload_save
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _workbook_with_broken_xml() -> bytes:
+    """A real OOXML zip, so dispatch's byte check passes it; only the worker that
+    parses the workbook finds that its XML is broken."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "not xml at all <")
+    return buf.getvalue()
+
+
 def test_a_corrupt_spreadsheet_found_by_the_worker_is_rejected(eager: None, make_tenant: Any) -> None:
     tenant, _ = make_tenant()
-    path = upload_save(tenant=tenant, name="roster.xlsx", data=b"PK\x03\x04 definitely not a zip")
+    path = upload_save(tenant=tenant, name="roster.xlsx", data=_workbook_with_broken_xml())
     outcome = job_dispatch(job_type="excel_parsing", payload={"file_path": path}, tenant=tenant)
     job = AIJob.objects.get(job_id=outcome["job_id"])
     assert job.status == JobStatus.REJECTED_BAD_INPUT
@@ -25,7 +37,7 @@ def test_a_corrupt_spreadsheet_found_by_the_worker_is_rejected(eager: None, make
 
 def test_a_corrupt_spreadsheet_from_a_paying_tenant_falls_back_to_premium(eager: None, make_tenant: Any) -> None:
     tenant, _ = make_tenant(premium=True, fallback=True)
-    path = upload_save(tenant=tenant, name="roster.xlsx", data=b"PK\x03\x04 definitely not a zip")
+    path = upload_save(tenant=tenant, name="roster.xlsx", data=_workbook_with_broken_xml())
     outcome = job_dispatch(job_type="excel_parsing", payload={"file_path": path}, tenant=tenant)
     basic = AIJob.objects.get(job_id=outcome["job_id"])
     premium = AIJob.objects.get(fallback_from=basic)
