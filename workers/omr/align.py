@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 WORK_SIDE: Final = 1000  # long side of the copy the markers are searched on
 MIN_DPI: Final = 90  # below this a bubble is too few pixels to judge
 MAX_CANDIDATES: Final = 14
-#: four markers whose middles differ by at most this (0 ink .. 1 paper) are alike.
-IDENTICAL_SPREAD: Final = 0.3
 
 
 @dataclass(frozen=True)
@@ -128,9 +126,10 @@ def fit_candidates(
     """The alignments that four marker blobs (found on the copy scaled by ``k``) allow, or
     OmrError when they are not this template's markers or the sheet is too small.
 
-    One hollow marker among three solid ones is the top-left: one alignment. Four alike
-    (all hollow or all solid) cannot say which way is up: one alignment per turn that fits
-    the template's aspect, for the bubble layout to decide (workers.omr.layout).
+    One hollow marker among three solid ones is the top-left: one alignment. Otherwise
+    (four alike: all hollow or all solid) the markers cannot say which way is up: one
+    alignment per turn that fits the template's aspect, for the bubble layout to decide
+    (workers.omr.layout).
     """
     import cv2
     import numpy as np
@@ -145,12 +144,9 @@ def fit_candidates(
     # How bright each marker's middle is, from 0 (ink) to 1 (paper): a hollow one is ~1.
     light = [(h - ink) / (paper - ink) for h in holes]
     order = sorted(range(4), key=lambda i: light[i], reverse=True)
-    if light[order[0]] >= 0.5 and light[order[1]] <= 0.35:
-        turns = [order[0]]  # the hollow one is the top-left
-    elif light[order[0]] - light[order[3]] <= IDENTICAL_SPREAD:
-        turns = list(range(4))
-    else:
-        raise OmrError(NO_SHEET_FOUND, "the corner markers are neither one hollow and three solid nor all alike")
+    # The hollow one is the top-left; four alike markers (or, in a dim photo, holes that do
+    # not stand out clearly) leave every turn to the layout.
+    turns = [order[0]] if light[order[0]] >= 0.5 and light[order[1]] <= 0.35 else list(range(4))
     tpl_pts = np.array(template.marker_centres, np.float64)
     sides = [b.side / k for b in quad]
     out: list[Alignment] = []

@@ -17,7 +17,10 @@ Two facts from the bubble's own row can raise it:
 
 - a smudge well under half as dark as a dark mark in the same row is an erasure;
 - a lone mark in an otherwise clean row is a (partial or light) mark once it is clearly
-  past the midpoint.
+  past the midpoint;
+- in a field that holds exactly one mark by its nature (a student-ID digit), a lone
+  darkest bubble standing clear of a clean row is the mark even below the midpoint
+  (a light pencil); a row with two candidates still goes to a person.
 
 A field's confidence is the lowest certainty of its bubbles; below ``REVIEW_BELOW`` it
 goes to a person.
@@ -46,6 +49,14 @@ REVIEW_BELOW: Final = 0.5
 MIN_CONTRAST: Final = 0.25  # in fill units: a quarter of the way from paper to marker ink
 NOISE_SIGMAS: Final = 6.0
 MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not trusted
+#: the others in a row all at most this (score units) leave its darkest bubble alone.
+LONE_REST: Final = 0.15
+#: a single-mark field (an ID digit) takes its lone darkest bubble when it reaches
+#: SINGLE_MIN, stands SINGLE_GAP clear of the rest of its row and the rest are at most
+#: SINGLE_REST.
+SINGLE_MIN: Final = 0.35
+SINGLE_GAP: Final = 0.3
+SINGLE_REST: Final = 0.25
 #: the classifier vouches for a field only when every bubble's P(marked) is this far
 #: from 0.5 on the 0..1 certainty scale, |2p - 1| (0.9: p <= 0.05 or p >= 0.95).
 CLASSIFIER_SURE: Final = 0.9
@@ -86,19 +97,26 @@ def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) 
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
 
 
-def read_field(f: Field, fill: Sequence[float], levels: Levels) -> FieldReading:
+def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool = False) -> FieldReading:
+    """``single``: the field holds exactly one mark by its nature (a student-ID digit), so
+    a lone mark standing clear of an otherwise clean row is that mark even when light."""
     span = levels.mark - levels.empty
     s = [(v - levels.empty) / span for v in fill]
     marked = [i for i, v in enumerate(s) if v >= 0.5]
     cert = [min(1.0, abs(v - 0.5) / 0.5) for v in s]
     top = max(range(len(s)), key=s.__getitem__)
+    if single and len(s) > 1:
+        rest = max(v for i, v in enumerate(s) if i != top)
+        if s[top] >= SINGLE_MIN and rest <= SINGLE_REST and s[top] - rest >= SINGLE_GAP:
+            marked = [top]
+            cert[top] = max(cert[top], min(1.0, 0.5 + (s[top] - rest - SINGLE_GAP)))
     if s[top] >= 0.75:
         for i, v in enumerate(s):
             if v < 0.5:
                 cert[i] = max(cert[i], min(1.0, 1 - v / (0.8 * s[top])))
     if len(marked) == 1:
         rest = max((v for i, v in enumerate(s) if i != top), default=0.0)
-        if rest <= 0.15:
+        if rest <= LONE_REST:
             cert[top] = max(cert[top], min(1.0, s[top] - 0.1))
     confidence = max(0.0, min(cert))
     if levels.references < MIN_REFERENCES and max(s) >= 0.25:

@@ -27,6 +27,7 @@ cannot say which way up it lies: the layout fits only one way round.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
@@ -126,7 +127,13 @@ def fit_layout(
             moved = tuple((x + dx, y + dy) for x, y in f.centres)
             fields[i] = replace(f, centres=moved, size=size if measure else f.size)
     n_id = len(template.id_fields)
-    moved_tpl = replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]))
+    radius = template.bubble_radius
+    if measure and fits:
+        # Size-blind measurements (the learned classifier's crops) take the printed size.
+        radius = min(math.sqrt(b.radii[0] * b.radii[1]) for b in fits)
+    moved_tpl = replace(
+        template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]), bubble_radius=radius
+    )
     return LayoutFit(moved_tpl, tuple(fits))
 
 

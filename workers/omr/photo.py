@@ -10,8 +10,8 @@ template wins:
 
 - the hollow orienting marker in one corner and solid markers in the other three, the
   marker rectangle's aspect and the markers' size (align.fit);
-- the template's bubble outlines printed where that rectangle puts them (the same test
-  the reader makes: MIN_RINGS_FOUND of them).
+- the template's bubbles printed where that rectangle puts them, each block found near
+  its place (the same test the reader makes: reader.place).
 
 A sheet too small to read (under MIN_PHOTO_DPI) is refused with RESOLUTION_TOO_LOW when
 its markers passed the marker tests and no other rectangle passes them all; its bubble
@@ -27,7 +27,6 @@ photo section.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from workers.omr.errors import (
@@ -66,8 +65,7 @@ MIN_FRAME_BRIGHTNESS: Final = 60.0
 def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Blob], k: float) -> Alignment:
     from workers.omr.align import fit_candidates, ranked_quads
     from workers.omr.layout import pick_orientation
-    from workers.omr.reader import rings_check
-    from workers.omr.sample import sample
+    from workers.omr.reader import place
 
     quads = ranked_quads(blobs, template, True, limit=MAX_QUADS)
     if not quads:
@@ -91,13 +89,12 @@ def align_photo(gray: npt.NDArray[np.uint8], template: Template, blobs: list[_Bl
                 )
                 continue
             alignment = candidates[0] if len(candidates) == 1 else pick_orientation(gray, template, candidates)
-            samples = sample(gray, template, alignment)
-            rings_check(samples, template)
+            place(gray, gray, template, alignment)  # TEMPLATE_MISMATCH unless its bubbles are printed there
         except OmrError as exc:
             first = first or exc
             continue
         _check_quality(gray, template, alignment)
-        return replace(alignment, samples=samples)  # the reader reuses them
+        return alignment
     error = too_small or first
     assert error is not None
     if error.code != RESOLUTION_TOO_LOW:

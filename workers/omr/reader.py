@@ -119,8 +119,10 @@ def read_gray(
         )
     levels = sheet_levels(samples.fill, samples.index)
     fill = samples.fill.tolist()
+    n_id = len(template.id_fields)
     fields = [
-        read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(placed.fields, samples.index, strict=True)
+        read_field(f, [fill[i] for i in idx], levels, single=k < n_id)
+        for k, (f, idx) in enumerate(zip(placed.fields, samples.index, strict=True))
     ]
     classifier = None
     if learned or (learned is None and photo):
@@ -128,7 +130,6 @@ def read_gray(
 
         marks = gray if samples.channel < 0 else _channel(image, samples.channel)
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields)
-    n_id = len(template.id_fields)
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
     return SheetReading(

@@ -34,6 +34,17 @@ PAPER_PERCENTILE: Final = 80
 DROPOUT_SHARE: Final = 0.5
 #: ... and the outlines show in grey at all (0 paper .. 1 ink).
 DROPOUT_MIN_PRINT: Final = 0.05
+#: the fill is the mean over the bubble's middle out to this share of its radii: the
+#: inside of the outline, so a mark filled along the edge and light in its centre counts.
+FILL_REACH: Final = 0.8
+#: a line across a bubble is looked for this many radii beside it (a mark does not reach
+#: that far), or half way to the next bubble when that is closer ...
+BESIDE: Final = 2.0
+#: ... and counted when it crosses at most this share of the bubble's rows (columns).
+LINE_WIDTH: Final = 0.4
+#: ... and taken off its fill up to this darkness (a heavy scribble
+#: past the bubble on both sides is not mistaken for one beyond that).
+MAX_LINE: Final = 0.35
 _CACHE_SIZE: Final = 16
 
 
@@ -54,8 +65,11 @@ class _Group:
     bubbles: npt.NDArray[np.intp]
     rx: float
     ry: float
-    #: the nearest other bubble's distance in units of this group's radii.
+    #: the nearest other bubble's distance in units of this group's radii ...
     nearest: float
+    #: ... and along each axis, to a bubble in the same row (column).
+    nearest_x: float
+    nearest_y: float
 
 
 @dataclass(frozen=True)
@@ -89,12 +103,15 @@ def _layout(template: Template) -> _Layout:
         # Distances in units of this group's radii, to every bubble of the sheet.
         mine = centres[members] / (rx, ry)
         every = centres / (rx, ry)
-        nearest = np.inf
+        nearest = near_x = near_y = np.inf
         for start in range(0, len(mine), 256):
-            d = np.hypot(*(mine[start : start + 256, None, :] - every[None, :, :]).transpose(2, 0, 1))
+            dx, dy = np.abs(mine[start : start + 256, None, :] - every[None, :, :]).transpose(2, 0, 1)
+            d = np.hypot(dx, dy)
             d[d < 1e-9] = np.inf
             nearest = min(nearest, float(d.min()))
-        groups.append(_Group(np.array(members, np.intp), rx, ry, nearest))
+            near_x = min(near_x, float(np.where(dy < 1, d, np.inf).min()))
+            near_y = min(near_y, float(np.where(dx < 1, d, np.inf).min()))
+        groups.append(_Group(np.array(members, np.intp), rx, ry, nearest, near_x, near_y))
     layout = _Layout(centres, tuple(index), tuple(groups))
     if len(_LAYOUTS) >= _CACHE_SIZE:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
@@ -114,6 +131,43 @@ def _offsets(rx: float, ry: float, d_in: float, d_out: float, step: float) -> np
     offs = np.stack([xx[keep], yy[keep]], axis=1).astype(np.float32)
     offs.flags.writeable = False
     return offs
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """The middle of a bubble sampled on a grid, and beside it along each grid row (left
+    and right) and each grid column (above and below), for _line_through."""
+
+    disk: npt.NDArray[np.float32]
+    disk_row: npt.NDArray[np.intp]
+    disk_col: npt.NDArray[np.intp]
+    rows: int
+    cols: int
+    per_side: int
+    #: (side, row, k) flattened: x beside each row, left then right.
+    beside_x: npt.NDArray[np.float32]
+    #: (side, column, k) flattened: y above then below each column.
+    beside_y: npt.NDArray[np.float32]
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(rx: float, ry: float, step: float, far_x: float, far_y: float) -> _Probe:
+    import numpy as np
+
+    nx, ny = int(FILL_REACH * rx / step), int(FILL_REACH * ry / step)
+    xs, ys = np.arange(-nx, nx + 1) * step, np.arange(-ny, ny + 1) * step
+    xx, yy = np.meshgrid(xs, ys)
+    keep = np.hypot(xx / rx, yy / ry) <= FILL_REACH
+    row, col = np.nonzero(keep)
+    disk = np.stack([xx[keep], yy[keep]], axis=1).astype(np.float32)
+    k = 3
+    reach_x = np.linspace(max(1.3, far_x - 0.2), max(1.3, far_x), k) * rx
+    reach_y = np.linspace(max(1.3, far_y - 0.2), max(1.3, far_y), k) * ry
+    beside_x = np.array([(sign * d, y) for sign in (-1, 1) for y in ys for d in reach_x], np.float32).reshape(-1, 2)
+    beside_y = np.array([(x, sign * d) for sign in (-1, 1) for x in xs for d in reach_y], np.float32).reshape(-1, 2)
+    for a in (disk, beside_x, beside_y):
+        a.flags.writeable = False
+    return _Probe(disk, row.astype(np.intp), col.astype(np.intp), len(ys), len(xs), k, beside_x, beside_y)
 
 
 def sample(image: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> Samples:
@@ -136,22 +190,26 @@ def sample(image: npt.NDArray[np.uint8], template: Template, alignment: Alignmen
         r = max(g.rx, g.ry)
         ring_w = max(1.0 / 12, 1.0 / min(g.rx, g.ry))
         outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
-        disk = _offsets(g.rx, g.ry, 0, 0.66, step)
+        # Beside the bubble: out to BESIDE radii, or half way to the next bubble when closer.
+        probe = _probe(g.rx, g.ry, step, min(BESIDE, g.nearest_x / 2), min(BESIDE, g.nearest_y / 2))
         ring = _offsets(g.rx, g.ry, 1 - ring_w, 1 + ring_w, step)
         outer = _offsets(g.rx, g.ry, 1.28, outer_hi, step)
-        values = _lookup(image, layout.centres[g.bubbles], np.concatenate([disk, ring, outer]), alignment.homography)
-        parts.append((g, len(disk), len(disk) + len(ring), values))
+        offs = np.concatenate([probe.disk, ring, outer, probe.beside_x, probe.beside_y])
+        values = _lookup(image, layout.centres[g.bubbles], offs, alignment.homography)
+        a = len(probe.disk)
+        b, c = a + len(ring), a + len(ring) + len(outer)
+        parts.append((g, probe, a, b, c, values))
     ink = alignment.ink
     colour = image.ndim == 3
     ring_v = np.zeros(n, np.float64)
     ring_by_channel = np.zeros((3, n), np.float64)
-    for g, a, b, values in parts:
+    for g, _, a, b, _c, values in parts:
         grey = _to_grey(values) if colour else values
         ring_v[g.bubbles] = _level(grey[:, a:b], _paper(grey[:, b:], ink), ink)
         if colour:
-            for c in range(3):
-                chan = np.ascontiguousarray(values[:, :, c])
-                ring_by_channel[c, g.bubbles] = _level(chan[:, a:b], _paper(chan[:, b:], ink), ink)
+            for k in range(3):
+                chan = np.ascontiguousarray(values[:, :, k])
+                ring_by_channel[k, g.bubbles] = _level(chan[:, a:b], _paper(chan[:, b:], ink), ink)
     channel = -1
     if colour:
         print_grey = float(np.median(ring_v))
@@ -160,13 +218,48 @@ def sample(image: npt.NDArray[np.uint8], template: Template, alignment: Alignmen
         if print_grey >= DROPOUT_MIN_PRINT and faint[best] <= DROPOUT_SHARE * print_grey:
             channel = best
     fill = np.zeros(n, np.float64)
-    for g, a, b, values in parts:
+    for g, probe, a, b, c, values in parts:
         if colour:
             chosen = np.ascontiguousarray(values[:, :, channel]) if channel >= 0 else _to_grey(values)
         else:
             chosen = values
-        fill[g.bubbles] = _level(chosen[:, :a], _paper(chosen[:, b:], ink), ink)
+        paper = _paper(chosen[:, b:], ink)
+        span = np.maximum(paper - ink, 1.0)
+        dark = (paper[:, None] - chosen.astype(np.float32)) / span[:, None]  # (bubbles, samples)
+        fill[g.bubbles] = dark[:, :a].mean(axis=1) - _line_through(dark[:, c:], probe)
     return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index, channel)
+
+
+def _line_through(beside: npt.NDArray[np.float64], probe: _Probe) -> npt.NDArray[np.float64]:
+    """The darkness a straight line across a bubble (a fold's crease, a scanner streak)
+    adds to its middle: the line shows on both sides of the bubble at the same height
+    (or above and below it at the same place), a mark does not reach that far.
+
+    Per row of the middle: the lighter of the left and right sides, less that over all
+    rows (an even shade is the paper's, taken off already), capped at MAX_LINE; its mean
+    over the middle's samples, when it is thin (LINE_WIDTH). The larger of the across and
+    down readings is returned.
+    """
+    import numpy as np
+
+    n = len(beside)
+    k = probe.per_side
+    nx = len(probe.beside_x)
+    out = np.zeros(n, np.float64)
+    for part, lines, index in (
+        (beside[:, :nx], probe.rows, probe.disk_row),
+        (beside[:, nx:], probe.cols, probe.disk_col),
+    ):
+        sides = part.reshape(n, 2, lines, k).mean(axis=3)  # (bubbles, side, line)
+        both = sides.min(axis=1)
+        both = np.clip(both - np.median(both, axis=1, keepdims=True), 0, MAX_LINE)
+        # A line is thin: across more than LINE_WIDTH of the bubble it is a mark's
+        # overflow on both sides (a wide shade is the paper's, taken off already).
+        peak = both.max(axis=1, keepdims=True)
+        wide = np.mean(both > 0.5 * peak, axis=1) > LINE_WIDTH
+        correction = both[:, index].mean(axis=1)
+        out = np.maximum(out, np.where(wide, 0.0, correction))
+    return out
 
 
 def _to_grey(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
@@ -188,8 +281,9 @@ def _level(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], ink: f
 
 
 def _paper(values: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]:
-    """The paper level of each bubble: a high percentile of its surroundings, so a pencil
-    stroke across part of them does not lower it."""
+    """The paper level of each bubble: a high percentile of its surroundings (the band
+    round it and the samples further out beside it, clear of a mark that overflows the
+    bubble), so a pencil stroke across part of them does not lower it."""
     import numpy as np
 
     paper = _percentile_rows(values, PAPER_PERCENTILE)
