@@ -131,9 +131,7 @@ def fit_layout(
     if measure and fits:
         # Size-blind measurements (the learned classifier's crops) take the printed size.
         radius = min(math.sqrt(b.radii[0] * b.radii[1]) for b in fits)
-    moved_tpl = replace(
-        template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]), bubble_radius=radius
-    )
+    moved_tpl = replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]), bubble_radius=radius)
     return LayoutFit(moved_tpl, tuple(fits))
 
 
