@@ -1,4 +1,4 @@
-"""Command line: ``python -m workers.omr read|render`` (a stable interface, see docs/omr.md).
+"""Command line: ``python -m workers.omr read|render|template`` (a stable interface, see docs/omr.md).
 
 ``read`` prints (or writes with ``--out``) one JSON object keyed by input name; a file
 that cannot be read gets ``{"error": {"code", "message"}}`` and the batch goes on.
@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = sub.add_parser("render", help="draw a blank sheet")
     render.add_argument("--template", required=True, type=Path)
     render.add_argument("--out", required=True, type=Path, help="a .pdf or .png path")
+    _template_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "template":
+        return _template(args)
     try:
         template, finish = _load(args.template)
     except BadInput as exc:
@@ -153,6 +156,52 @@ def _read_all(
                 yield page_key, finish(read_gray(check_gray(gray), template, photo=photo).to_dict())
             except BadInput as exc:
                 yield page_key, _error(exc)
+
+
+def _template_parser(sub: Any) -> None:
+    tpl = sub.add_parser("template", help="build a template from a blank card (workers/omr/blank.py)")
+    tpl.add_argument("--from-blank", required=True, type=Path, dest="blank", help="a scan or photo of the blank card")
+    tpl.add_argument("--questions", required=True, type=int)
+    tpl.add_argument("--choices", required=True, type=int)
+    tpl.add_argument("--id-digits", type=int, default=0)
+    tpl.add_argument("--mode", choices=("scan", "photo"), default="scan")
+    tpl.add_argument("--numbering", choices=("columns", "rows"), default="columns")
+    tpl.add_argument("--format", choices=("project", "omrchecker"), default="project")
+    tpl.add_argument("--name", default="card", help="the template's name")
+    tpl.add_argument("--picture", type=Path, help="also write a PNG of the card with what was found drawn on it")
+    tpl.add_argument("--out", required=True, type=Path, help="the template JSON (omrchecker: marker picture beside it)")
+
+
+def _template(args: argparse.Namespace) -> int:
+    """Exit status: 0 written, 1 the blank was refused (code and what was found on stderr)."""
+    from workers.omr.blank import omrchecker_files, proposal_picture, propose_template
+
+    try:
+        data = args.blank.read_bytes()
+    except OSError as exc:
+        print(f"error: {FILE_NOT_FOUND}: cannot read {args.blank}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        proposal = propose_template(
+            data,
+            questions=args.questions,
+            choices=args.choices,
+            id_digits=args.id_digits,
+            photo=args.mode == "photo",
+            name=args.name,
+            numbering=args.numbering,
+        )
+    except BadInput as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
+    if args.format == "omrchecker":
+        for name, content in omrchecker_files(proposal).items():
+            (args.out if name == "template.json" else args.out.with_name(name)).write_bytes(content)
+    else:
+        args.out.write_text(json.dumps(proposal.template, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if args.picture is not None:
+        args.picture.write_bytes(proposal_picture(proposal))
+    return 0
 
 
 def _error(exc: BadInput) -> dict[str, Any]:

@@ -290,8 +290,11 @@ def _questions(data: Mapping[str, Any], choices: tuple[str, ...], bubble: _Bubbl
         cgap = _number(block, "choice_gap", 1, 1000, where)
         rgap = _number(block, "row_gap", 1, 1000, where)
         own = _bubble(block, bubble, where)
+        # "step": how far the number goes up from one row to the next (1: down the block;
+        # 3: a card numbered across three blocks side by side, row by row).
+        step = _int(block, "step", 1, 40, where) if "step" in block else 1
         for q in range(count):
-            label = str(first + q)
+            label = str(first + q * step)
             if label in seen:
                 raise TemplateError(f"{where}first: question {label} is numbered twice")
             seen.add(label)

@@ -1,0 +1,271 @@
+"""A template built from one blank card (workers/omr/blank.py) reads that card's filled sheets.
+
+The blanks are the vendor-style cards of tests/omr/cards.py, printed empty and scanned
+(a few degrees off, scaled, blurred, noisy, JPEG). The template is built from the blank
+and three counts, written by the command line, and the card's filled scans are read with
+it: every answer and student number must come out exactly or be flagged, as with the
+card's hand-written template. Counts that do not match the card, and a page that is not
+an answer sheet, are refused with a code and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any, Final
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.omr import cards as C
+from tests.omr.corpus import degrade
+from workers.omr.blank import (
+    BLANK_COUNTS_MISMATCH,
+    NOT_A_BUBBLE_SHEET,
+    Proposal,
+    omrchecker_files,
+    proposal_picture,
+    propose_template,
+)
+from workers.omr.cli import main as cli_main
+from workers.omr.errors import OmrError
+from workers.omr.omrchecker import load_omrchecker_template
+from workers.omr.template import Template, parse_template
+
+#: how far (template pixels) a found bubble centre may lie from where the card prints it.
+CENTRE_TOL: Final = 1.5
+DEV_BLANK: Final = Path(__file__).resolve().parents[2].parent / "shared" / "omr-dev" / "blank" / "blank-scan.jpg"
+
+
+def _blank_scan(card: C.Card) -> bytes:
+    rng = random.Random(f"blank:{card.name}")
+    sheet = C.fill_card(card, rng, blank=True)
+    data, _ = degrade(sheet.page, rng, upside_down=False)
+    return data
+
+
+def _propose(card: C.Card, numbering: str = "columns") -> Proposal:
+    counts = _counts(card)
+    return propose_template(
+        _blank_scan(card),
+        questions=counts["questions"],
+        choices=counts["choices"],
+        id_digits=counts["id_digits"],
+        numbering=numbering,
+    )
+
+
+def _counts(card: C.Card) -> dict[str, int]:
+    return {
+        "questions": sum(len(b.labels) for b in card.question_blocks),
+        "choices": len(C.CHOICES),
+        "id_digits": len(card.id_block.labels),
+    }
+
+
+_proposals: dict[str, Proposal] = {}
+
+
+def _proposal(name: str) -> Proposal:
+    if name not in _proposals:
+        card = C.CARDS[name]
+        _proposals[name] = _propose(card)
+    return _proposals[name]
+
+
+def _to_card(template: Template, card: C.Card) -> Any:
+    """Template pixels -> the card's page pixels, through the four marker centres."""
+    src = np.array(template.marker_centres, np.float32)
+    dst = np.array(card.marker_centres, np.float32)
+    hom = cv2.getPerspectiveTransform(src, dst)
+    return lambda p: cv2.perspectiveTransform(np.array([[p]], np.float64), hom)[0, 0]
+
+
+@pytest.mark.parametrize("name", ["red", "grey", "project"])
+def test_every_bubble_of_a_blank_card_is_found_where_it_is_printed(name: str) -> None:
+    card = C.CARDS[name]
+    tpl = parse_template(_proposal(name).template)
+    to_card = _to_card(tpl, card)
+    printed = {f"{b.labels[i][1:]}": row for b in card.question_blocks for i, row in enumerate(b.centres())}
+    assert [q.label for q in tpl.questions] == [str(n) for n in range(1, len(printed) + 1)]
+    worst = 0.0
+    for q in tpl.questions:
+        assert q.values == C.CHOICES
+        for found, want in zip(q.centres, printed[q.label], strict=True):
+            x, y = to_card(found)
+            worst = max(worst, math.hypot(x - want[0], y - want[1]))
+    ids = card.id_block.centres()
+    assert len(tpl.id_fields) == len(ids)
+    for f, column in zip(tpl.id_fields, ids, strict=True):
+        assert f.values == tuple("0123456789")
+        for found, want in zip(f.centres, column, strict=True):
+            x, y = to_card(found)
+            worst = max(worst, math.hypot(x - want[0], y - want[1]))
+    assert worst <= CENTRE_TOL
+    # The bubble's printed size and shape, per block, in the card's pixels.
+    scale = (card.marker_centres[1][0] - card.marker_centres[0][0]) / (
+        tpl.marker_centres[1][0] - tpl.marker_centres[0][0]
+    )
+    w, h = tpl.bubble_size(tpl.questions[0])
+    want_w, want_h = card.question_blocks[0].size
+    assert abs(w * scale - want_w) <= 3
+    assert abs(h * scale - want_h) <= 3
+    assert tpl.questions[0].shape == card.question_blocks[0].shape
+
+
+def test_a_red_ink_blank_with_four_identical_markers_says_so_in_its_alignment() -> None:
+    assert _proposal("red").template["alignment"] == {"kind": "markers", "identical": True, "shape": "hollow"}
+    # This project's own markers (the top-left one hollow) orient the sheet by themselves.
+    assert _proposal("project").template["alignment"] == {"kind": "markers"}
+
+
+@pytest.mark.parametrize("name", ["red", "grey"])
+def test_the_template_built_from_a_blank_reads_the_cards_filled_scans(name: str, tmp_path: Path) -> None:
+    card = C.CARDS[name]
+    blank = tmp_path / "blank.jpg"
+    blank.write_bytes(_blank_scan(card))
+    out = tmp_path / "template.json"
+    counts = _counts(card)
+    rc = cli_main(
+        [
+            "template",
+            "--from-blank",
+            str(blank),
+            "--questions",
+            str(counts["questions"]),
+            "--choices",
+            str(counts["choices"]),
+            "--id-digits",
+            str(counts["id_digits"]),
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    sheets = list(C.make_cards(card, 4, "blank", upside_down=[True, False, False, False]))
+    folder = tmp_path / "sheets"
+    folder.mkdir()
+    for s in sheets:
+        (folder / s.name).write_bytes(s.data)
+    result = tmp_path / "out.json"
+    assert cli_main(["read", "--template", str(out), "--out", str(result), str(folder)]) == 0
+    read = json.loads(result.read_text(encoding="utf-8"))
+    flagged = answers = 0
+    for s in sheets:
+        entry = read[s.name]
+        assert entry["student_id"] == s.truth.student_id, s.name
+        for label, truth in s.truth.answers.items():
+            number = label.removeprefix("q")
+            answers += 1
+            if number in entry["review"]:
+                flagged += 1
+                continue
+            assert sorted(entry["answers"][number]) == sorted(truth), (s.name, number)
+    assert flagged <= 0.02 * answers
+
+
+def test_counts_that_do_not_match_the_card_are_refused_with_what_was_found() -> None:
+    data = _blank_scan(C.CARDS["red"])
+    with pytest.raises(OmrError) as caught:
+        propose_template(data, questions=44, choices=5, id_digits=8)
+    assert caught.value.code == BLANK_COUNTS_MISMATCH
+    assert caught.value.message.startswith("found 45 question rows of 5, expected 44")
+    with pytest.raises(OmrError) as caught:
+        propose_template(data, questions=45, choices=4, id_digits=8)
+    assert caught.value.code == BLANK_COUNTS_MISMATCH
+    assert "found 0 question rows of 4, expected 45" in caught.value.message
+    with pytest.raises(OmrError) as caught:
+        propose_template(data, questions=45, choices=5, id_digits=7)
+    assert caught.value.code == BLANK_COUNTS_MISMATCH
+    assert caught.value.message == "found a block of 8 student-ID columns (of 10 bubbles), expected one block of 7"
+
+
+def test_the_command_line_refuses_with_the_code_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blank = tmp_path / "blank.jpg"
+    blank.write_bytes(_blank_scan(C.CARDS["red"]))
+    out = tmp_path / "template.json"
+    args = ["template", "--from-blank", str(blank), "--questions", "46", "--choices", "5", "--id-digits", "8"]
+    rc = cli_main([*args, "--out", str(out)])
+    assert rc == 1
+    assert not out.exists()
+    assert "BLANK_COUNTS_MISMATCH: found 45 question rows of 5, expected 46" in capsys.readouterr().err
+
+
+def test_a_page_that_is_not_a_bubble_sheet_is_refused() -> None:
+    page = np.full((2339, 1654, 3), 250, np.uint8)
+    for i in range(40):
+        cv2.putText(
+            page, "Dear parents, the monthly test is on Saturday.", (120, 200 + 48 * i), 0, 1.1, (20, 20, 20), 2
+        )
+    cv2.rectangle(page, (100, 150), (1550, 2200), (20, 20, 20), 3)
+    ok, buf = cv2.imencode(".png", page)
+    assert ok
+    with pytest.raises(OmrError) as caught:
+        propose_template(bytes(buf), questions=20, choices=5, id_digits=0)
+    assert caught.value.code == NOT_A_BUBBLE_SHEET
+
+
+def test_rows_numbering_runs_across_the_blocks_before_going_down() -> None:
+    card = C.CARDS["red"]
+    by_column = parse_template(_proposal("red").template)
+    by_row = parse_template(_propose(card, numbering="rows").template)
+    # Down the columns, question 2 is under question 1; across, it is the next block's first
+    # row, and question 4 is under question 1 (three blocks side by side).
+    first = {q.label: q.centres[0] for q in by_column.questions}
+    across = {q.label: q.centres[0] for q in by_row.questions}
+    assert first["2"][0] == pytest.approx(first["1"][0])
+    assert first["2"][1] > first["1"][1]
+    assert across["1"] == pytest.approx(first["1"])
+    assert across["2"] == pytest.approx(first["16"])
+    assert across["3"] == pytest.approx(first["31"])
+    assert across["4"] == pytest.approx(first["2"])
+    assert across["45"] == pytest.approx(first["45"])
+
+
+def test_the_omrchecker_export_puts_every_bubble_where_the_project_template_does(tmp_path: Path) -> None:
+    proposal = _proposal("red")
+    for name, content in omrchecker_files(proposal).items():
+        (tmp_path / name).write_bytes(content)
+    assert (tmp_path / "omr_marker.png").exists()
+    sheet = load_omrchecker_template(tmp_path / "template.json")
+    native = parse_template(proposal.template)
+    theirs = {f.label: f for f in sheet.template.fields}
+    for q in native.questions:
+        other = theirs[f"q{q.label}"]
+        assert other.values == q.values
+        # Both frames are marker-centred; OMRChecker's origins are whole pixels.
+        dx = other.centres[0][0] - sheet.template.marker_centres[0][0] - (q.centres[0][0] - native.marker_centres[0][0])
+        dy = other.centres[0][1] - sheet.template.marker_centres[0][1] - (q.centres[0][1] - native.marker_centres[0][1])
+        assert abs(dx) <= 1, q.label
+        assert abs(dy) <= 1, q.label
+
+
+def test_the_picture_of_a_proposal_is_a_png_of_the_straightened_card() -> None:
+    proposal = _proposal("red")
+    png = proposal_picture(proposal)
+    picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert picture is not None
+    h, w = picture.shape[:2]
+    assert abs(w / h - proposal.template["page"]["width"] / proposal.template["page"]["height"]) < 0.01
+    # The found bubbles are drawn in green: there is green where question 1's first bubble is.
+    tpl = parse_template(proposal.template)
+    x, y = tpl.questions[0].centres[0]
+    bw, _ = tpl.bubble_size(tpl.questions[0])
+    k = w / tpl.width
+    patch = picture[round(y * k) - 3 : round(y * k) + 4, round((x - bw / 2) * k) - 3 : round((x - bw / 2) * k) + 4]
+    green = (patch[..., 1].astype(int) - patch[..., 2].astype(int)) > 60
+    assert green.any()
+
+
+@pytest.mark.skipif(not DEV_BLANK.exists(), reason="the omr-dev set is not next to this checkout")
+def test_the_dev_cards_blank_scan_gives_its_three_columns_and_eight_digits() -> None:
+    proposal = propose_template(DEV_BLANK.read_bytes(), questions=45, choices=5, id_digits=8)
+    data = proposal.template
+    assert [b["count"] for b in data["question_blocks"]] == [15, 15, 15]
+    assert data["student_id"]["digits"] == 8
+    assert data["alignment"]["kind"] == "markers"

@@ -1,0 +1,964 @@
+"""Build a template from one blank card and three numbers a teacher knows.
+
+``propose_template(image, questions=N, choices=K, id_digits=D)`` looks at a scan (or, with
+``photo=True``, a phone photo) of an unfilled answer card and returns a project template
+(workers/omr/template.py) that the reader uses as it is, or refuses with a code and what
+it found. It never fills a gap by guessing: a row with a bubble missing, a block with a
+column too many, a count that does not add up, all refuse.
+
+How, step by step:
+
+1. **Frame.** Four dark, compact blobs of one size near the page's four corners, making a
+   rectangle, are corner markers (solid or hollow squares, discs, L-shaped corners): the
+   template is aligned by them (alignment ``markers``). Without them the page's edges are
+   the frame (alignment ``page``; a scan cropped to the page is its own frame). The card
+   is straightened into that frame, so every position below is in template pixels.
+2. **Bubbles.** Bubbles are printed as closed outlines, in black, grey or dropout red:
+   on the darkest colour channel (where red and pink print shows as dark as black does)
+   the paper enclosed by an outline is a white island of a regular shape (an ellipse or
+   a rectangle, filling its box and convex). A digit printed inside is an island in that
+   island and does not change its outline. A filled example bubble in a legend has no
+   white inside and is not one; text counters are too small to share a size with others.
+3. **Grid.** Bubbles of one size are grouped: columns of ten evenly spaced bubbles side
+   by side are the student-ID block (digits 0..9 top to bottom); runs of exactly K evenly
+   spaced bubbles are questions, across (choices in rows) or down (choices in columns),
+   and runs with the same start and spacing, evenly spaced, make one block.
+4. **Numbering.** Down each column of blocks, then the columns left to right; values
+   "1".."K".
+
+The module is pure (bytes or arrays in, a dict out): no Django, no Celery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from workers.omr.errors import OmrError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Image = npt.NDArray[np.uint8]
+
+#: the counts on the card do not match the counts the teacher gave.
+BLANK_COUNTS_MISMATCH: Final = "BLANK_COUNTS_MISMATCH"
+#: the card is laid out in a way a template cannot say yet (choices down a column), or
+#: that the numbering asked for does not fit.
+BLANK_LAYOUT_UNSUPPORTED: Final = "BLANK_LAYOUT_UNSUPPORTED"
+#: nothing on the picture looks like a bubble sheet.
+NOT_A_BUBBLE_SHEET: Final = "NOT_A_BUBBLE_SHEET"
+
+MIN_QUESTIONS: Final = 1
+MAX_QUESTIONS: Final = 300
+MIN_CHOICES: Final = 2
+MAX_CHOICES: Final = 10
+MAX_ID_DIGITS: Final = 12
+#: the long side of a photo's straightened page (A4 at 200 dpi).
+PHOTO_LONG_SIDE: Final = 2339
+#: A4 and US Letter, long side over short side: a photographed page close to one of
+#: them (PAPER_SNAP) is taken to be it, since perspective alone cannot tell the aspect.
+PAPER_ASPECTS: Final = (math.sqrt(2), 11 / 8.5)
+PAPER_SNAP: Final = 0.07
+#: two bubbles are of one size when their widths and heights differ by at most this share.
+SIZE_TOL: Final = 0.18
+#: spacing along a run of bubbles may vary by this share of the first gap.
+GAP_TOL: Final = 0.2
+#: how much darker than its neighbourhood a pixel must be to count as print (0..255).
+INK_C: Final = 6
+
+
+@dataclass(frozen=True)
+class Bubble:
+    x: float
+    y: float
+    w: float  # printed outline's width and height, frame pixels
+    h: float
+    rect: bool  # a rectangle rather than an ellipse
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A block of evenly spaced bubbles: ``rows`` lists of bubbles in reading order."""
+
+    rows: tuple[tuple[Bubble, ...], ...]
+
+    @property
+    def first(self) -> Bubble:
+        return self.rows[0][0]
+
+
+@dataclass
+class Proposal:
+    """What was found: the project template, and what it is drawn from."""
+
+    template: dict[str, Any]
+    #: the blank straightened into the template frame (BGR), for the picture of the proposal.
+    straight: Image = field(repr=False)
+    alignment: str = "markers"
+    marker_shape: str | None = None
+    #: the frame's corner marker, cut from the straightened blank (greyscale), if any.
+    marker_picture: Image | None = field(default=None, repr=False)
+    found: dict[str, Any] = field(default_factory=dict)
+
+
+# --- entry point ------------------------------------------------------------------------
+
+
+def propose_template(
+    image: bytes | Image,
+    *,
+    questions: int,
+    choices: int,
+    id_digits: int = 0,
+    photo: bool = False,
+    name: str = "card",
+    numbering: str = "columns",
+) -> Proposal:
+    """The template of the blank card in ``image`` (encoded bytes, or a BGR/grey array).
+
+    ``numbering``: "columns" numbers down each column of blocks, then left to right;
+    "rows" numbers across the page, row by row. Raises OmrError: ``BLANK_COUNTS_MISMATCH``
+    (with what was found), ``NOT_A_BUBBLE_SHEET``, or the decoder's codes.
+    """
+    import numpy as np
+
+    _check_counts(questions, choices, id_digits)
+    if numbering not in ("columns", "rows"):
+        raise OmrError("INVALID_PAYLOAD", "numbering: must be 'columns' or 'rows'")
+    if isinstance(image, bytes):
+        from workers.omr.decode import decode_image
+
+        image = decode_image(image)
+    colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
+    frame = find_frame(colour, photo=photo)
+    bubbles = find_bubbles(frame.straight)
+    if len(bubbles) < choices:
+        raise OmrError(
+            NOT_A_BUBBLE_SHEET,
+            f"no printed answer bubbles were found on this picture ({len(bubbles)} bubble-like shapes)",
+        )
+    id_grid, rest, id_problem = find_id_block(bubbles, id_digits)
+    question_grids, direction = find_question_blocks(rest, choices)
+    rows = sum(len(g.rows) for g in question_grids)
+    if rows == 0 and id_grid is None:
+        raise OmrError(
+            NOT_A_BUBBLE_SHEET,
+            f"no row of {choices} bubbles and no student-ID block were found: this does not look like "
+            f"a bubble answer sheet ({len(bubbles)} bubble-like shapes)",
+        )
+    if id_problem:
+        raise OmrError(BLANK_COUNTS_MISMATCH, id_problem)
+    if rows != questions:
+        raise OmrError(BLANK_COUNTS_MISMATCH, _questions_message(rows, questions, choices, rest, direction))
+    ordered = order_blocks(question_grids, numbering)
+    template = build_template(
+        name=name,
+        frame=frame,
+        id_grid=id_grid,
+        blocks=ordered,
+        choices=choices,
+        direction=direction,
+    )
+    from workers.omr.template import TemplateError, parse_template
+
+    try:
+        parse_template(template)
+    except TemplateError as exc:
+        raise OmrError(
+            BLANK_COUNTS_MISMATCH, f"the layout found does not make a usable template: {exc.message}"
+        ) from exc
+    return Proposal(
+        template,
+        frame.straight,
+        frame.kind,
+        frame.marker_shape,
+        frame.marker_picture,
+        {
+            "bubbles": len(bubbles),
+            "question_rows": rows,
+            "question_blocks": len(question_grids),
+            "choices_run": direction,
+            "id_digits": 0 if id_grid is None else len(id_grid.rows),
+            "alignment": frame.kind,
+            "marker_shape": frame.marker_shape,
+        },
+    )
+
+
+def _check_counts(questions: int, choices: int, id_digits: int) -> None:
+    for value, lo, hi, what in (
+        (questions, MIN_QUESTIONS, MAX_QUESTIONS, "questions"),
+        (choices, MIN_CHOICES, MAX_CHOICES, "choices"),
+        (id_digits, 0, MAX_ID_DIGITS, "id_digits"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise OmrError("INVALID_PAYLOAD", f"{what}: must be a whole number from {lo} to {hi}")
+
+
+def _questions_message(rows: int, questions: int, choices: int, rest: Sequence[Bubble], direction: str) -> str:
+    """The refusal: "found 44 question rows of 5, expected 45", with the near misses (rows of 4 or 6:
+    a bubble not found, or two rows run together) when there are some."""
+    from collections import Counter
+
+    runs = Counter(len(r) for r in _runs(list(rest), across=direction != "down", min_len=max(2, choices - 2)))
+    near = [f"{n} of {size}" for size, n in sorted(runs.items()) if size != choices and size <= choices + 2]
+    tail = f" (and rows of other lengths: {', '.join(near)})" if near else ""
+    return f"found {rows} question rows of {choices}, expected {questions}{tail}"
+
+
+# --- 1. the frame -------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    kind: str  # "markers" or "page"
+    straight: Image  # the blank in the template frame, BGR
+    width: int
+    height: int
+    dpi: int
+    marker_size: int = 8
+    marker_inset: int = 0
+    marker_shape: str | None = None
+    marker_picture: Image | None = None
+
+
+@dataclass(frozen=True)
+class _Blob:
+    x: float
+    y: float
+    w: float
+    h: float
+    ink: float  # share of its box that is ink
+    extent: float = 1.0  # share of its box its outline encloses
+
+
+def find_frame(colour: Image, *, photo: bool) -> Frame:
+    """The corner markers, else the page edges, and the blank straightened into that frame."""
+    import cv2
+    import numpy as np
+
+    gray = np.asarray(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), np.uint8)
+    from workers.omr.page_align import find_page
+
+    page = find_page(gray)
+    ih, iw = gray.shape
+    if page is None:
+        page = np.array([(0, 0), (iw, 0), (iw, ih), (0, ih)], np.float64)
+    markers = _find_markers(gray, page, photo=photo)
+    if markers is not None:
+        return _marker_frame(colour, gray, page, markers, photo=photo)
+    return _page_frame(colour, page, photo=photo)
+
+
+def _find_markers(gray: Image, page: npt.NDArray[np.float64], *, photo: bool) -> list[_Blob] | None:
+    import cv2
+    import numpy as np
+
+    side = math.sqrt(abs(_area(page)))
+    if photo:
+        block = int(side / 12) | 1
+        binary = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
+    else:
+        _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    # Every component, not only the outermost: a photo's page edge shades into a dark
+    # ring that would enclose the markers.
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return None
+    lo, hi = side * 0.012, side * 0.09
+    blobs: list[_Blob] = []
+    for contour, link in zip(contours, hierarchy[0], strict=True):
+        if link[3] != -1:
+            continue
+        x, y, w, h = cv2.boundingRect(contour)
+        if not (lo <= w <= hi and lo <= h <= hi) or min(w, h) < 0.7 * max(w, h):
+            continue
+        ink = float(np.count_nonzero(binary[y : y + h, x : x + w])) / (w * h)
+        if ink < 0.45:
+            continue
+        # Text and frames are strokes; a marker is a thick shape: most of its ink lies
+        # more than a tenth of its side from its edge.
+        roi = binary[y : y + h, x : x + w]
+        thick = cv2.distanceTransform(roi, cv2.DIST_L2, 3)
+        if float(thick.max()) < 0.1 * min(w, h):
+            continue
+        m = cv2.moments(contour)
+        if m["m00"] <= 0:
+            continue
+        extent = cv2.contourArea(contour) / (w * h)
+        blobs.append(_Blob(m["m10"] / m["m00"], m["m01"] / m["m00"], float(w), float(h), ink, extent))
+    if len(blobs) < 4:
+        return None
+    # The blob nearest each page corner, within the outer quarter of the page.
+    pts = np.array([(b.x, b.y) for b in blobs])
+    chosen: list[_Blob] = []
+    for corner in page:
+        d = np.hypot(pts[:, 0] - corner[0], pts[:, 1] - corner[1])
+        i = int(np.argmin(d))
+        if d[i] > 0.25 * side:
+            return None
+        chosen.append(blobs[i])
+    if len({(b.x, b.y) for b in chosen}) < 4:
+        return None
+    sizes = [math.sqrt(b.w * b.h) for b in chosen]
+    if min(sizes) < (0.6 if photo else 0.8) * max(sizes):
+        return None
+    if max(b.ink for b in chosen) - min(b.ink for b in chosen) > 0.2:
+        return None  # four markers are printed alike
+    quad = np.array([(b.x, b.y) for b in chosen])
+    a, b = _dist(quad[0], quad[1]), _dist(quad[3], quad[2])
+    c, d = _dist(quad[0], quad[3]), _dist(quad[1], quad[2])
+    tol = 0.7 if photo else 0.95
+    if min(a, b) < tol * max(a, b) or min(c, d) < tol * max(c, d):
+        return None
+    return chosen
+
+
+def _marker_shape(blobs: Sequence[_Blob], gray: Image) -> str:
+    """solid, hollow, circle or corner: from how much of its box is ink and where; or
+    "project": this project's own markers, three solid and the top-left one hollow."""
+    import numpy as np
+
+    light = []
+    for b in blobs:
+        k = max(1, round(min(b.w, b.h) * 0.12))
+        centre = gray[round(b.y) - k : round(b.y) + k + 1, round(b.x) - k : round(b.x) + k + 1]
+        light.append(float(np.mean(centre)) if centre.size else 0.0)
+    order = sorted(range(4), key=lambda i: -light[i])
+    if order[0] == 0 and light[0] - light[order[1]] > 60 and light[order[1]] - light[order[3]] < 40:
+        return "project"
+    # A square's outline fills its box, a disc's about pi/4 of it, an L's about half; a
+    # hollow square is a square outline with paper inside.
+    extent = float(np.median([b.extent for b in blobs]))
+    ink = float(np.median([b.ink for b in blobs]))
+    if extent < 0.68:
+        return "corner"
+    if extent < 0.88:
+        return "circle"
+    return "solid" if ink >= 0.9 else "hollow"
+
+
+def _marker_frame(
+    colour: Image, gray: Image, page: npt.NDArray[np.float64], markers: list[_Blob], *, photo: bool
+) -> Frame:
+    import cv2
+    import numpy as np
+
+    quad = np.array([(b.x, b.y) for b in markers], np.float64)
+    size_img = float(np.mean([math.sqrt(b.w * b.h) for b in markers]))
+    across = (_dist(quad[0], quad[1]) + _dist(quad[3], quad[2])) / 2
+    down = (_dist(quad[0], quad[3]) + _dist(quad[1], quad[2])) / 2
+    # How far the markers sit from the page edge, in picture pixels (the page's own edge
+    # when it was found, else the picture's).
+    edge = float(np.mean([_dist_to_segment(quad[i], page[j], page[(j + 1) % 4]) for i in range(4) for j in (i - 1, i)]))
+    k = 1.0
+    if photo:
+        # Straighten first at unit scale, then size the page to A4 at 200 dpi.
+        k = PHOTO_LONG_SIDE / max(across + 2 * edge, down + 2 * edge)
+    msize = max(8, round(size_img * k))
+    half_guess = edge * k
+    inset = max(0, round(half_guess - msize / 2))
+    half = inset + msize / 2
+    width, height = round(across * k + 2 * half), round(down * k + 2 * half)
+    if photo:
+        width, height = _snap_paper(width, height, half)
+    tpl = np.array([(half, half), (width - half, half), (width - half, height - half), (half, height - half)])
+    hom = cv2.getPerspectiveTransform(quad.astype(np.float32), tpl.astype(np.float32))
+    straight = cv2.warpPerspective(colour, hom, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    sgray = np.asarray(cv2.cvtColor(straight, cv2.COLOR_BGR2GRAY), np.uint8)
+    m = round(half)
+    r = msize // 2 + 1
+    picture = sgray[max(0, m - r) : m + r, max(0, m - r) : m + r].copy()
+    shape = _marker_shape(markers, gray)
+    return Frame(
+        "markers",
+        np.asarray(straight, np.uint8),
+        width,
+        height,
+        _dpi(width, height),
+        msize,
+        inset,
+        shape,
+        picture,
+    )
+
+
+def _page_frame(colour: Image, page: npt.NDArray[np.float64], *, photo: bool) -> Frame:
+    import cv2
+    import numpy as np
+
+    across = (_dist(page[0], page[1]) + _dist(page[3], page[2])) / 2
+    down = (_dist(page[0], page[3]) + _dist(page[1], page[2])) / 2
+    k = PHOTO_LONG_SIDE / max(across, down) if photo else 1.0
+    width, height = round(across * k), round(down * k)
+    if photo:
+        width, height = _snap_paper(width, height, 0)
+    tpl = np.array([(0, 0), (width, 0), (width, height), (0, height)], np.float64)
+    hom = cv2.getPerspectiveTransform(page.astype(np.float32), tpl.astype(np.float32))
+    straight = cv2.warpPerspective(colour, hom, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    return Frame("page", np.asarray(straight, np.uint8), width, height, _dpi(width, height))
+
+
+def _snap_paper(width: int, height: int, half: float) -> tuple[int, int]:
+    """A photographed page near A4 or Letter made exactly so (perspective blurs aspect)."""
+    long_side, short_side = max(width, height), min(width, height)
+    for aspect in PAPER_ASPECTS:
+        if abs(long_side / short_side / aspect - 1) <= PAPER_SNAP:
+            short_side = round(long_side / aspect)
+            break
+    return (short_side, long_side) if width <= height else (long_side, short_side)
+
+
+def _dpi(width: int, height: int) -> int:
+    # The frame's long side against A4's 11.69 inches: a reference for the reader's
+    # resolution floor, rounded to a plain figure.
+    return int(min(600, max(100, round(max(width, height) / 11.69 / 10) * 10)))
+
+
+# --- 2. the bubbles ----------------------------------------------------------------------
+
+
+def print_channel(colour: Image) -> Image:
+    """The darkest channel of each pixel: red and pink print show there as dark as black."""
+    import numpy as np
+
+    return np.asarray(colour.min(axis=2), np.uint8)
+
+
+def find_bubbles(straight: Image) -> list[Bubble]:
+    """Every printed bubble outline on the straightened blank."""
+    import cv2
+    import numpy as np
+
+    ink_src = print_channel(straight)
+    ink_src = np.asarray(cv2.medianBlur(ink_src, 3), np.uint8)
+    h, w = ink_src.shape
+    block = int(max(15, min(h, w) / 40)) | 1
+    ink = np.asarray(
+        cv2.adaptiveThreshold(ink_src, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, INK_C), np.uint8
+    )
+    lo, hi = max(5.0, min(h, w) / 300), min(h, w) / 12
+    # The paper an outline encloses (a digit inside is an island in it), grown by the
+    # outline's width; and outlines as ink shapes with paper inside, for the digits that
+    # touch their outline and cut the enclosed paper in two.
+    # Sizes are of the outline's middle line, as a template gives them (and as a printer
+    # draws them): the enclosed paper grown by half the stroke on each side, the outline's
+    # outside shrunk by as much.
+    inner = _regular_shapes(np.asarray(255 - ink, np.uint8), lo, hi, hollow=False)
+    stroke = _stroke_width(ink, inner)
+    found = [(x, y, bw + stroke, bh + stroke, rect) for x, y, bw, bh, rect in inner]
+    found += [(x, y, bw - stroke, bh - stroke, r) for x, y, bw, bh, r in _regular_shapes(ink, lo, hi, hollow=True)]
+    # One bubble found both ways, or a digit's counter ("0", "8") inside a bubble: the
+    # biggest shape around a centre stands for it.
+    found.sort(key=lambda t: -t[2] * t[3])
+    kept: list[tuple[float, float, float, float, bool]] = []
+    for cand in found:
+        if any(abs(cand[0] - k[0]) < k[2] / 2 and abs(cand[1] - k[1]) < k[3] / 2 for k in kept):
+            continue
+        kept.append(cand)
+    return [Bubble(x, y, bw, bh, rect) for x, y, bw, bh, rect in kept]
+
+
+Shape = tuple[float, float, float, float, bool]
+
+
+def _regular_shapes(binary: Image, lo: float, hi: float, *, hollow: bool) -> list[Shape]:
+    """Components of ``binary`` shaped like a bubble: an ellipse or a rectangle filling
+    its box, convex, ``lo``..``hi`` px a side. ``hollow``: with paper inside (an outline)."""
+    import cv2
+
+    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if hierarchy is None:
+        return []
+    links = hierarchy[0]
+    found: list[Shape] = []
+    for contour, link in zip(contours, links, strict=True):
+        if link[3] != -1:
+            continue  # a hole, not a component
+        _, _, bw, bh = cv2.boundingRect(contour)
+        if not (lo <= bw <= hi and lo <= bh <= hi) or max(bw, bh) > 4 * min(bw, bh):
+            continue
+        area = cv2.contourArea(contour)
+        extent = area / (bw * bh)
+        if extent < 0.68:
+            continue
+        hull = cv2.contourArea(cv2.convexHull(contour))
+        if hull <= 0 or area / hull < 0.92:
+            continue
+        if hollow:
+            # All its holes together: a digit touching the outline cuts the paper inside
+            # into pieces.
+            child, holes = int(link[2]), 0.0
+            while child != -1:
+                holes += cv2.contourArea(contours[child])
+                child = int(links[child][0])
+            if holes < 0.15 * area:
+                continue  # a filled blob (the legend's example mark), not an outline
+        # The centroid, not the box's middle: sub-pixel, as the reader measures markers.
+        m = cv2.moments(contour)
+        if m["m00"] <= 0:
+            continue
+        found.append((m["m10"] / m["m00"], m["m01"] / m["m00"], float(bw), float(bh), extent > 0.9))
+    return found
+
+
+def _stroke_width(ink: Image, inner: Sequence[tuple[float, float, float, float, bool]]) -> float:
+    """How thick the outlines are (as thresholded): median over a sample of the rings."""
+    import numpy as np
+
+    widths: list[float] = []
+    h, w = ink.shape
+    for x, y, bw, bh, _ in inner[:: max(1, len(inner) // 200)]:
+        cx, cy = round(x), round(y)
+        for dx, dy, start in ((1, 0, bw / 2), (-1, 0, bw / 2), (0, 1, bh / 2), (0, -1, bh / 2)):
+            n = 0
+            px, py = cx + dx * round(start), cy + dy * round(start)
+            while 0 <= px < w and 0 <= py < h and ink[py, px] and n < 12:
+                n += 1
+                px, py = px + dx, py + dy
+            if 0 < n < 12:
+                widths.append(n)
+    return float(np.median(widths)) if widths else 2.0
+
+
+# --- 3. the grid -------------------------------------------------------------------------
+
+
+def _same_size(a: Bubble, b: Bubble) -> bool:
+    return abs(a.w - b.w) <= SIZE_TOL * max(a.w, b.w) + 1 and abs(a.h - b.h) <= SIZE_TOL * max(a.h, b.h) + 1
+
+
+def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bubble]]:
+    """Runs of same-sized, evenly spaced bubbles on one line (a row when ``across``)."""
+    lines: list[list[Bubble]] = []
+
+    def key(b: Bubble) -> float:
+        return b.y if across else b.x
+
+    def along(b: Bubble) -> float:
+        return b.x if across else b.y
+
+    for b in sorted(bubbles, key=key):
+        tol = 0.3 * (b.h if across else b.w)
+        for line in lines:
+            ref = line[-1]
+            if abs(key(b) - key(ref)) <= tol and _same_size(b, ref):
+                line.append(b)
+                break
+        else:
+            lines.append([b])
+    runs: list[list[Bubble]] = []
+    for line in lines:
+        line.sort(key=along)
+        run: list[Bubble] = [line[0]]
+        gap = 0.0
+        for b in line[1:]:
+            g = along(b) - along(run[-1])
+            size = b.w if across else b.h
+            if len(run) == 1 and size * 1.1 <= g <= 5 * max(b.w, b.h):
+                run.append(b)
+                gap = g
+            elif len(run) > 1 and abs(g - gap) <= GAP_TOL * gap:
+                run.append(b)
+            else:
+                if len(run) >= min_len:
+                    runs.append(run)
+                run, gap = [b], 0.0
+        if len(run) >= min_len:
+            runs.append(run)
+    return runs
+
+
+def _grids(runs: list[list[Bubble]], *, across: bool) -> list[Grid]:
+    """Runs with the same start, length and spacing, evenly stacked: one block each."""
+
+    def start(b: Bubble) -> float:
+        return b.x if across else b.y
+
+    def stack(b: Bubble) -> float:
+        return b.y if across else b.x
+
+    runs = sorted(runs, key=lambda r: stack(r[0]))
+    used = [False] * len(runs)
+    grids: list[Grid] = []
+    for i, run in enumerate(runs):
+        if used[i]:
+            continue
+        used[i] = True
+        members = [run]
+        step = 0.0
+        gap = _mean_gap(run, across)
+        for j in range(i + 1, len(runs)):
+            other = runs[j]
+            if used[j] or len(other) != len(run) or not _same_size(other[0], run[0]):
+                continue
+            if abs(start(other[0]) - start(members[-1][0])) > 0.3 * min(run[0].w, run[0].h):
+                continue
+            if abs(_mean_gap(other, across) - gap) > 0.1 * gap:
+                continue
+            d = stack(other[0]) - stack(members[-1][0])
+            if d <= 0:
+                continue
+            if len(members) == 1:
+                if d > 6 * max(run[0].w, run[0].h):
+                    break
+                step = d
+            elif abs(d - step) > 0.12 * step:
+                if d > step * 1.12:
+                    break
+                continue
+            members.append(other)
+            used[j] = True
+        grids.append(Grid(tuple(tuple(m) for m in members)))
+    return grids
+
+
+def _mean_gap(run: Sequence[Bubble], across: bool) -> float:
+    a = run[0].x if across else run[0].y
+    b = run[-1].x if across else run[-1].y
+    return (b - a) / max(1, len(run) - 1)
+
+
+def find_id_block(bubbles: list[Bubble], digits: int) -> tuple[Grid | None, list[Bubble], str]:
+    """The student-ID block (``digits`` columns of ten), the bubbles left over, and what
+    is wrong with it ("" when it was found as expected)."""
+    if digits == 0:
+        return None, bubbles, ""
+    columns = [r for r in _runs(bubbles, across=False, min_len=10) if len(r) == 10]
+    grids = [g for g in _grids(columns, across=False) if len(g.rows) >= 2]
+    exact = [g for g in grids if len(g.rows) == digits]
+    if len(exact) != 1:
+        if len(grids) == 1:
+            seen = f"a block of {len(grids[0].rows)}"
+        elif grids:
+            seen = "blocks of " + ", ".join(str(len(g.rows)) for g in sorted(grids, key=lambda g: -len(g.rows)))
+        else:
+            seen = "no block of"
+        problem = f"found {seen} student-ID columns (of 10 bubbles), expected one block of {digits}"
+        return (exact[0] if exact else None), bubbles, problem
+    grid = exact[0]
+    taken = {id(b) for row in grid.rows for b in row}
+    return grid, [b for b in bubbles if id(b) not in taken], ""
+
+
+def find_question_blocks(bubbles: list[Bubble], choices: int) -> tuple[list[Grid], str]:
+    """The question blocks, choices running "across" (rows) or "down" (columns)."""
+    best: tuple[list[Grid], str] = ([], "across")
+    best_rows = -1
+    for across in (True, False):
+        runs = [r for r in _runs(bubbles, across=across, min_len=choices) if len(r) == choices]
+        grids = _grids(runs, across=across)
+        rows = sum(len(g.rows) for g in grids)
+        if rows > best_rows:
+            best, best_rows = (grids, "across" if across else "down"), rows
+    return best
+
+
+@dataclass(frozen=True)
+class Numbered:
+    """A block with its numbering: row i is question ``first + i * step``."""
+
+    grid: Grid
+    first: int
+    step: int
+
+
+def order_blocks(grids: list[Grid], numbering: str) -> list[Numbered]:
+    """The blocks with the numbers their questions get.
+
+    "columns": blocks whose first bubbles line up form a column; the numbers run down each
+    column, block after block, then on to the next column to the right. "rows": blocks
+    side by side form a band; the numbers run across the band's first rows, then its
+    second rows..., band after band down the page. Across a band the blocks must have the
+    same number of rows, save that the last ones may be one row short.
+    """
+    out: list[Numbered] = []
+    first = 1
+    if numbering == "columns":
+        cols: list[list[Grid]] = []
+        for g in sorted(grids, key=lambda g: g.first.x):
+            if cols and abs(cols[-1][0].first.x - g.first.x) <= g.first.w:
+                cols[-1].append(g)
+            else:
+                cols.append([g])
+        for g in (g for col in cols for g in sorted(col, key=lambda g: g.first.y)):
+            out.append(Numbered(g, first, 1))
+            first += len(g.rows)
+        return out
+    bands: list[list[Grid]] = []
+    for g in sorted(grids, key=lambda g: g.first.y):
+        if bands and abs(bands[-1][0].first.y - g.first.y) <= g.first.h:
+            bands[-1].append(g)
+        else:
+            bands.append([g])
+    for band in bands:
+        band.sort(key=lambda g: g.first.x)
+        counts = [len(g.rows) for g in band]
+        if any(c not in (counts[0], counts[0] - 1) for c in counts) or counts != sorted(counts, reverse=True):
+            raise OmrError(
+                BLANK_LAYOUT_UNSUPPORTED,
+                f"blocks side by side have {', '.join(map(str, counts))} rows: numbering across them "
+                "row by row needs blocks of one length",
+            )
+        for j, g in enumerate(band):
+            out.append(Numbered(g, first + j, len(band)))
+        first += sum(counts)
+    return out
+
+
+# --- 4. the template ---------------------------------------------------------------------
+
+
+def _fit(grid: Grid) -> tuple[float, float, float, float, float, float]:
+    """origin x, y, the step along a row and the step between rows (as vectors' main
+    components), and the bubble size, fitted over the whole grid."""
+    import numpy as np
+
+    rows = grid.rows
+    n_rows, n_cols = len(rows), len(rows[0])
+    xs = np.array([[b.x for b in r] for r in rows])
+    ys = np.array([[b.y for b in r] for r in rows])
+    ii, jj = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    design = np.stack([np.ones(ii.size), jj.ravel(), ii.ravel()], axis=1)
+    cx, *_ = np.linalg.lstsq(design, xs.ravel(), rcond=None)
+    cy, *_ = np.linalg.lstsq(design, ys.ravel(), rcond=None)
+    w = float(np.median([b.w for r in rows for b in r]))
+    h = float(np.median([b.h for r in rows for b in r]))
+    # step along a row: (cx[1], cy[1]); between rows: (cx[2], cy[2])
+    return float(cx[0]), float(cy[0]), float(cx[1]) + float(cy[1]), float(cx[2]) + float(cy[2]), w, h
+
+
+def _bubble_spec(grid: Grid) -> dict[str, Any]:
+    _, _, _, _, w, h = _fit(grid)
+    rect = sum(b.rect for r in grid.rows for b in r) > len(grid.rows) * len(grid.rows[0]) / 2
+    return {"width": round(w, 1), "height": round(h, 1), "shape": "rectangle" if rect else "ellipse"}
+
+
+def build_template(
+    *, name: str, frame: Frame, id_grid: Grid | None, blocks: list[Numbered], choices: int, direction: str
+) -> dict[str, Any]:
+    if direction != "across":
+        # The project format lays each question's choices across a row; a card whose
+        # choices run down a column needs that direction in the format first.
+        raise OmrError(
+            BLANK_LAYOUT_UNSUPPORTED,
+            f"found {sum(len(b.grid.rows) for b in blocks)} questions whose choices run down a column; "
+            "only cards with choices across a row can be set up from a blank yet",
+        )
+    qblocks: list[dict[str, Any]] = []
+    for block in blocks:
+        x0, y0, cgap, rgap, _, h = _fit(block.grid)
+        count = len(block.grid.rows)
+        entry: dict[str, Any] = {
+            "first": block.first,
+            "count": count,
+            "origin": [round(x0, 1), round(y0, 1)],
+            "choice_gap": round(cgap, 2),
+            "row_gap": round(rgap if count > 1 else max(h * 2, 1.0), 2),
+            "bubble": _bubble_spec(block.grid),
+        }
+        if block.step != 1:
+            entry["step"] = block.step
+        qblocks.append(entry)
+    default = qblocks[0]["bubble"]
+    data: dict[str, Any] = {
+        "format": "academy-omr-template/1",
+        "name": name,
+        "title": "",
+        "page": {"width": frame.width, "height": frame.height, "dpi": frame.dpi},
+        "marker": {"size": frame.marker_size, "inset": frame.marker_inset},
+        "bubble": default,
+    }
+    if id_grid is not None:
+        x0, y0, rgap, cgap, _, _ = _fit(id_grid)  # a column's rows are its digits
+        data["student_id"] = {
+            "digits": len(id_grid.rows),
+            "origin": [round(x0, 1), round(y0, 1)],
+            "column_gap": round(cgap, 2),
+            "row_gap": round(rgap, 2),
+            "bubble": _bubble_spec(id_grid),
+        }
+    data["choices"] = [str(c) for c in range(1, choices + 1)]
+    data["question_blocks"] = qblocks
+    if frame.kind == "markers" and frame.marker_shape == "project":
+        data["alignment"] = {"kind": "markers"}  # the hollow one tells which way is up
+    elif frame.kind == "markers":
+        data["alignment"] = {"kind": "markers", "identical": True, "shape": frame.marker_shape}
+    else:
+        data["alignment"] = {"kind": "page"}
+    return data
+
+
+# --- geometry -----------------------------------------------------------------------------
+
+
+def _dist(a: Any, b: Any) -> float:
+    return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))
+
+
+def _area(pts: Any) -> float:
+    s = 0.0
+    n = len(pts)
+    for i in range(n):
+        x1, y1 = pts[i]
+        x2, y2 = pts[(i + 1) % n]
+        s += float(x1) * float(y2) - float(x2) * float(y1)
+    return s / 2
+
+
+def _dist_to_segment(p: Any, a: Any, b: Any) -> float:
+    ax, ay, bx, by = float(a[0]), float(a[1]), float(b[0]), float(b[1])
+    px, py = float(p[0]), float(p[1])
+    dx, dy = bx - ax, by - ay
+    length = dx * dx + dy * dy
+    t = 0.0 if length == 0 else max(0.0, min(1.0, ((px - ax) * dx + (py - ay) * dy) / length))
+    return math.hypot(px - (ax + t * dx), py - (ay + t * dy))
+
+
+# --- what is handed back ------------------------------------------------------------------
+
+#: the picture of a proposal is drawn at this share of the template's size.
+PICTURE_SCALE: Final = 0.6
+FOUND_COLOUR: Final = (40, 160, 40)  # BGR: the bubbles found
+LABEL_COLOUR: Final = (200, 60, 0)  # question numbers and ID digits
+
+
+def proposal_picture(proposal: Proposal) -> bytes:
+    """The blank as straightened, with every bubble the template has drawn on it: its
+    outline, each question's number left of its first choice, each ID column's number
+    above it and the digit values beside the first column. A PNG, for a person to check."""
+    import cv2
+
+    from workers.omr.template import parse_template
+
+    tpl = parse_template(proposal.template)
+    k = PICTURE_SCALE
+    pic = cv2.resize(proposal.straight, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    # Fade the card so what is drawn on it stands out.
+    pic = cv2.addWeighted(pic, 0.55, pic * 0 + 255, 0.45, 0)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for f in tpl.fields:
+        w, h = tpl.bubble_size(f)
+        for x, y in f.centres:
+            c = (round(x * k), round(y * k))
+            if f.shape == "rectangle":
+                cv2.rectangle(
+                    pic,
+                    (round((x - w / 2) * k), round((y - h / 2) * k)),
+                    (round((x + w / 2) * k), round((y + h / 2) * k)),
+                    FOUND_COLOUR,
+                    2,
+                )
+            else:
+                cv2.ellipse(pic, c, (max(1, round(w / 2 * k)), max(1, round(h / 2 * k))), 0, 0, 360, FOUND_COLOUR, 2)
+    for q in tpl.questions:
+        x, y = q.centres[0]
+        w, _ = tpl.bubble_size(q)
+        text = q.label
+        (tw, th), _ = cv2.getTextSize(text, font, 0.5, 1)
+        cv2.putText(
+            pic, text, (round((x - w) * k) - tw, round(y * k) + th // 2), font, 0.5, LABEL_COLOUR, 1, cv2.LINE_AA
+        )
+    for i, f in enumerate(tpl.id_fields):
+        x, y = f.centres[0]
+        _, h = tpl.bubble_size(f)
+        cv2.putText(pic, str(i + 1), (round(x * k) - 4, round((y - h) * k)), font, 0.45, LABEL_COLOUR, 1, cv2.LINE_AA)
+        if i == 0:
+            w, _ = tpl.bubble_size(f)
+            for value, (vx, vy) in zip(f.values, f.centres, strict=True):
+                cv2.putText(
+                    pic, value, (round((vx - w) * k) - 10, round(vy * k) + 5), font, 0.45, LABEL_COLOUR, 1, cv2.LINE_AA
+                )
+    ok, buf = cv2.imencode(".png", pic, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
+        raise RuntimeError("PNG encoding failed")
+    return bytes(buf)
+
+
+def omrchecker_files(proposal: Proposal) -> dict[str, bytes]:
+    """The proposal as an OMRChecker v1 ``template.json`` (and the marker picture it
+    names): the frame runs between the four marker centres (CropOnMarkers), or is the
+    page (CropPage). Questions are ``q1..qN`` with values "1".."K"; the student number is
+    QTYPE_INT columns ``id1..idD`` joined as the custom label ``student_id``."""
+    import json
+
+    import cv2
+
+    from workers.omr.template import parse_template
+
+    tpl = parse_template(proposal.template)
+    data = proposal.template
+    if proposal.alignment == "markers":
+        half = data["marker"]["inset"] + data["marker"]["size"] / 2
+        fx = fy = half
+        dims = [round(tpl.width - 2 * half), round(tpl.height - 2 * half)]
+    else:
+        fx = fy = 0.0
+        dims = [tpl.width, tpl.height]
+    default_w, default_h = tpl.bubble_size(tpl.questions[0])
+    blocks: dict[str, Any] = {}
+    if tpl.id_fields:
+        sid = data["student_id"]
+        w, h = tpl.bubble_size(tpl.id_fields[0])
+        x0, y0 = tpl.id_fields[0].centres[0]
+        blocks["StudentID"] = {
+            "fieldType": "QTYPE_INT",
+            "fieldLabels": [f"id1..{len(tpl.id_fields)}"],
+            "origin": [round(x0 - w / 2 - fx), round(y0 - h / 2 - fy)],
+            "bubblesGap": sid["row_gap"],
+            "labelsGap": sid["column_gap"],
+            "bubbleDimensions": [round(w), round(h)],
+        }
+    for block in data["question_blocks"]:
+        first, count = block["first"], block["count"]
+        w, h = block["bubble"]["width"], block["bubble"]["height"]
+        x0, y0 = block["origin"]
+        entry: dict[str, Any] = {
+            "bubbleValues": list(data["choices"]),
+            "direction": "horizontal",
+            "fieldLabels": _omrchecker_labels(first, count, int(block.get("step", 1))),
+            "origin": [round(x0 - w / 2 - fx), round(y0 - h / 2 - fy)],
+            "bubblesGap": block["choice_gap"],
+            "labelsGap": block["row_gap"],
+        }
+        if (w, h) != (default_w, default_h):
+            entry["bubbleDimensions"] = [round(w), round(h)]
+        blocks[f"Questions_{first}"] = entry
+    out: dict[str, Any] = {
+        "pageDimensions": dims,
+        "bubbleDimensions": [round(default_w), round(default_h)],
+        "fieldBlocks": blocks,
+        "emptyValue": "",
+        "preProcessors": [],
+    }
+    if tpl.id_fields:
+        out["customLabels"] = {"student_id": [f"id1..{len(tpl.id_fields)}"]}
+    files: dict[str, bytes] = {}
+    if proposal.alignment == "markers" and proposal.marker_picture is not None:
+        ok, buf = cv2.imencode(".png", proposal.marker_picture)
+        if not ok:  # pragma: no cover - encoding a valid uint8 image does not fail
+            raise RuntimeError("PNG encoding failed")
+        files["omr_marker.png"] = bytes(buf)
+        out["preProcessors"].append(
+            {
+                "name": "CropOnMarkers",
+                "options": {
+                    "relativePath": "omr_marker.png",
+                    "sheetToMarkerWidthRatio": round(tpl.width / data["marker"]["size"], 2),
+                },
+            }
+        )
+    else:
+        out["preProcessors"].append({"name": "CropPage", "options": {"morphKernel": [10, 10]}})
+    files["template.json"] = (json.dumps(out, indent=2, ensure_ascii=False) + "\n").encode()
+    return files
+
+
+def _omrchecker_labels(first: int, count: int, step: int) -> list[str]:
+    if step != 1:
+        return [f"q{first + i * step}" for i in range(count)]
+    return [f"q{first}..{first + count - 1}" if count > 1 else f"q{first}"]
