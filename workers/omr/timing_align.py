@@ -65,8 +65,11 @@ SPACING_TOL: Final = 0.3
 MAX_RESIDUAL: Final = 0.2
 #: a run may miss this share of its marks (a torn edge, a staple).
 MAX_MISSING: Final = 0.1
-#: runs kept per track.
-RUNS_PER_TRACK: Final = 4
+#: runs kept per track (two tracks with the same spacing down one edge share every
+#: mark, so several runs of the right length must be tried) ...
+RUNS_PER_TRACK: Final = 10
+#: ... and combinations of them tried.
+MAX_COMBINATIONS: Final = 400
 MAX_TRACKS: Final = 4
 MAX_BLOBS: Final = 600
 
@@ -139,15 +142,18 @@ def _align_tracks(gray: Gray, template: Template, *, photo: bool) -> list[Alignm
     import cv2
     import numpy as np
 
-    from workers.omr.page_align import MIN_LAYOUT, TIE, _levels, layout_score
+    from workers.omr.page_align import DECISIVE, MIN_LAYOUT, TIE, _levels, layout_score
 
     tracks = parse_tracks(template.alignment.options, template)
     k = min(1.0, WORK_SIDE / max(gray.shape[:2]))
-    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_LINEAR) if k < 1 else gray
     small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), np.uint8)
     page_scale = max(small.shape) / max(template.width, template.height)
     scales = (page_scale * (0.25 if photo else 0.5), page_scale * 1.6)
-    blobs, sizes = _blobs(small, photo)
+    mark_area = [t.size[0] * t.size[1] for t in tracks]
+    areas = (0.4 * min(mark_area) * scales[0] ** 2, 1.6 * max(mark_area) * scales[1] ** 2)
+    elongated = all(max(t.size) >= 2 * min(t.size) for t in tracks)
+    blobs, sizes = _blobs(small, photo, areas, elongated)
     if len(blobs) < 3:
         raise OmrError(NO_SHEET_FOUND, "no timing marks were found on this picture")
     runs = [_runs(blobs, sizes, t, scales) for t in tracks]
@@ -178,14 +184,19 @@ def _align_tracks(gray: Gray, template: Template, *, photo: bool) -> list[Alignm
         other = max(ranked[1:], key=lambda t: t[0])
         flip = other[0] >= top[0] + TIE and other[0] >= MIN_LAYOUT
         ranked = [other, top] if flip else [top, other]
+        if ranked[0][0] >= MIN_LAYOUT and ranked[1][0] <= ranked[0][0] - DECISIVE:
+            ranked = ranked[:1]  # no doubt left: the reader need not weigh the other
     return [a for _, _, a in ranked]
 
 
 # --- pieces ------------------------------------------------------------------------------
 
 
-def _blobs(small: Gray, photo: bool) -> tuple[Points, npt.NDArray[np.float64]]:
-    """Centres and (long, short) sides of the solid bar-like blobs on the copy."""
+def _blobs(
+    small: Gray, photo: bool, areas: tuple[float, float], elongated: bool
+) -> tuple[Points, npt.NDArray[np.float64]]:
+    """Centres and (long, short) sides of the solid bar-like blobs on the copy whose area
+    (pixels) lies within ``areas``; ``elongated``: only bars clearly longer than wide."""
     import cv2
     import numpy as np
 
@@ -194,13 +205,21 @@ def _blobs(small: Gray, photo: bool) -> tuple[Points, npt.NDArray[np.float64]]:
         binary = cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 12)
     else:
         _, binary = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
-    n, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
     centres: list[tuple[float, float]] = []
     sides: list[tuple[float, float]] = []
-    for i in range(1, n):
-        area = int(stats[i, cv2.CC_STAT_AREA])
-        if area < 6 or area > 0.01 * small.size:
-            continue
+    # Size first, from the component statistics alone: most print (text, lines, bubbles)
+    # is left out before any per-blob work.
+    area_all = stats[:, cv2.CC_STAT_AREA]
+    box_all = stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT]
+    keep = (area_all >= max(6.0, areas[0])) & (area_all <= areas[1]) & (area_all >= 0.3 * box_all)
+    if elongated:
+        # A bar turned up to 20 degrees still has a bounding box 1.3 times longer than wide.
+        bw, bh = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+        keep &= np.maximum(bw, bh) >= 1.3 * np.minimum(bw, bh)
+    keep[0] = False  # the background
+    for i in np.nonzero(keep)[0]:
+        area = int(area_all[i])
         x, y, w, h = (int(stats[i, j]) for j in (0, 1, 2, 3))
         ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
         pts = np.stack([xs + x, ys + y], axis=1).astype(np.float32)
@@ -215,8 +234,11 @@ def _blobs(small: Gray, photo: bool) -> tuple[Points, npt.NDArray[np.float64]]:
     return np.array(centres, np.float64).reshape(-1, 2), np.array(sides, np.float64).reshape(-1, 2)
 
 
-def _runs(blobs: Points, sides: npt.NDArray[np.float64], track: Track, scales: tuple[float, float]) -> list[Points]:
-    """Runs of evenly spaced blobs that could be ``track``: image points, first to last."""
+def _runs(
+    blobs: Points, sides: npt.NDArray[np.float64], track: Track, scales: tuple[float, float]
+) -> list[tuple[Points, frozenset[int]]]:
+    """Runs of evenly spaced blobs that could be ``track``: image points, first to last,
+    and the blobs they use."""
     import numpy as np
 
     n = track.count
@@ -261,20 +283,20 @@ def _runs(blobs: Points, sides: npt.NDArray[np.float64], track: Track, scales: t
             err = float(gap[q][hit[q]].mean() / (track.pitch * sc[q]))
             found.append((int(counts[q]), err, pts, frozenset(nearest[q][hit[q]].tolist())))
     found.sort(key=lambda f: (-f[0], f[1]))
-    runs: list[Points] = []
-    seen: list[frozenset[int]] = []
+    runs: list[tuple[Points, frozenset[int]]] = []
+    seen: set[frozenset[int]] = set()
     for _, _, pts, members in found:
-        if any(len(members & other) > len(members) // 2 for other in seen):
-            continue
-        seen.append(members)
-        runs.append(pts)
+        if members in seen:
+            continue  # the same marks, found from another pair of ends
+        seen.add(members)
+        runs.append((pts, members))
         if len(runs) >= RUNS_PER_TRACK:
             break
     return runs
 
 
 def _fits(
-    tracks: Sequence[Track], runs: Sequence[list[Points]], template: Template, k: float
+    tracks: Sequence[Track], runs: Sequence[list[tuple[Points, frozenset[int]]]], template: Template, k: float
 ) -> list[tuple[float, npt.NDArray[np.float64]]]:
     """(residual in steps, homography template -> full picture) of each combination of
     runs and directions that fits."""
@@ -288,15 +310,16 @@ def _fits(
     # a similarity (shift, turn, one scale) then; otherwise a homography.
     in_line = _in_line(tracks)
     out = []
-    for combo in itertools.product(*[range(len(r)) for r in runs]):
+    combos = itertools.islice(itertools.product(*[range(len(r)) for r in runs]), MAX_COMBINATIONS)
+    for combo in combos:
         chosen = [runs[i][c] for i, c in enumerate(combo)]
-        starts = {(round(float(r[0][0])), round(float(r[0][1]))) for r in chosen}
-        if len(starts) < len(chosen):
-            continue  # two tracks on one run of marks
+        used = [m for _, members in chosen for m in members]
+        if len(set(used)) < len(used):
+            continue  # two tracks sharing a mark
         for ways in itertools.product((False, True), repeat=len(tracks)):
             src = np.concatenate(tpl).astype(np.float32)
             dst = np.concatenate(
-                [runs[i][c][::-1] if back else runs[i][c] for i, (c, back) in enumerate(zip(combo, ways, strict=True))]
+                [pts[::-1] if back else pts for (pts, _), back in zip(chosen, ways, strict=True)]
             ).astype(np.float32)
             if in_line:
                 m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
