@@ -535,18 +535,15 @@ def _stray(page: Page, card: Card, rng: random.Random, remain: npt.NDArray[np.fl
                 break
         else:
             continue
-        stroke = np.zeros(page.shape[:2], np.uint8)
         length = rng.uniform(10, 50)
         ang = rng.uniform(0, math.pi)
-        cv2.line(
-            stroke,
-            (round(x), round(y)),
-            (round(x + length * math.cos(ang)), round(y + length * math.sin(ang))),
-            255,
-            rng.randint(2, 4),
-            cv2.LINE_AA,
-        )
-        page *= 1 - (stroke.astype(np.float32) / 255)[..., None] * (1 - remain)
+        # Drawn on a patch around the stroke: a whole-page mask per stroke is slow.
+        x0, y0 = round(x) - 60, round(y) - 60
+        stroke = np.zeros((121, 121), np.uint8)
+        end = (60 + round(length * math.cos(ang)), 60 + round(length * math.sin(ang)))
+        cv2.line(stroke, (60, 60), end, 255, rng.randint(2, 4), cv2.LINE_AA)
+        patch = page[y0 : y0 + 121, x0 : x0 + 121]
+        patch *= 1 - (stroke[: patch.shape[0], : patch.shape[1]].astype(np.float32) / 255)[..., None] * (1 - remain)
 
 
 def scan_cropped(page: Page, rng: random.Random) -> bytes:

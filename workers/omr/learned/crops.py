@@ -1,9 +1,11 @@
 """Bubble crops for the mark classifier: the same cut at training and at inference.
 
 Every bubble of a sheet is cut straight out of the *original* greyscale image through
-the alignment's homography (no whole-page warp): a square of ``SPAN`` bubble radii on a
-side, sampled on a ``2 * SIZE`` grid (bilinear) and averaged down to ``SIZE`` x ``SIZE``,
-so a crop is the same picture of a bubble whatever the photo's resolution.
+the alignment's homography (no whole-page warp): ``SPAN`` of the bubble's half width
+across and ``SPAN`` of its half height down (a square of ``SPAN`` radii for a circle),
+sampled on a ``2 * SIZE`` grid (bilinear) and averaged down to ``SIZE`` x ``SIZE``, so a
+crop is the same picture of a bubble whatever the photo's resolution and whatever the
+bubble's shape: an ellipse or a box fills its crop as a circle does.
 
 Each crop is put on the reader's own scale: 0 = the paper around that bubble (a high
 percentile of the crop's corners, outside the printed ring), 1 = the markers' ink. A
@@ -37,18 +39,19 @@ CONTEXT: Final = 3  # empty level, mark level, darkest other bubble of the field
 
 
 @functools.lru_cache(maxsize=16)
-def _grid(radius: float) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp]]:
-    """Template-pixel offsets of the 2x supersampled grid, and the paper cells of a crop."""
+def _grid() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.intp]]:
+    """Offsets of the 2x supersampled grid in bubble half-sizes (x in half-widths, y in
+    half-heights), and the paper cells of a crop."""
     import numpy as np
 
     n = 2 * SIZE
-    step = SPAN * radius / n
+    step = SPAN / n
     g = (np.arange(n) - (n - 1) / 2) * step
     xx, yy = np.meshgrid(g, g)
-    offs = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
+    offs = np.stack([xx.ravel(), yy.ravel()], axis=1)
     c = (np.arange(SIZE) - (SIZE - 1) / 2) * 2 * step
     cx, cy = np.meshgrid(c, c)
-    paper = np.flatnonzero(np.hypot(cx, cy).ravel() > PAPER_FROM * radius)
+    paper = np.flatnonzero(np.hypot(cx, cy).ravel() > PAPER_FROM)
     offs.flags.writeable = False
     paper.flags.writeable = False
     return offs, paper
@@ -59,15 +62,23 @@ def crops(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment)
     import cv2
     import numpy as np
 
-    centres = np.array([c for f in template.fields for c in f.centres], np.float64)
-    offs, paper_cells = _grid(float(template.bubble_radius))
+    fields = template.fields
+    centres = np.array([c for f in fields for c in f.centres], np.float64)
+    halves = np.array([template.bubble_size(f) for f in fields for _ in f.centres], np.float64) / 2
+    unit, paper_cells = _grid()
     h = alignment.homography
-    # H (c + o) = H c + H[:, :2] o: a per-bubble term plus a per-offset term.
-    base = (centres @ h[:, :2].T + h[:, 2]).astype(np.float32)
-    delta = (offs.astype(np.float64) @ h[:, :2].T).astype(np.float32)
-    w = base[:, 2:3] + delta[None, :, 2]
-    map_x = (base[:, 0:1] + delta[None, :, 0]) / w
-    map_y = (base[:, 1:2] + delta[None, :, 1]) / w
+    # H (c + o) = H c + H[:, :2] o: a per-bubble term plus a per-offset term, the offset
+    # scaled by the bubble's own half sizes, so that an ellipse or a box fills its crop as
+    # a circle does: every shape looks alike to the classifier.
+    base = centres @ h[:, :2].T + h[:, 2]
+    map_x = np.empty((len(centres), len(unit)), np.float32)
+    map_y = np.empty_like(map_x)
+    for half in np.unique(halves, axis=0):
+        rows = np.flatnonzero(np.all(halves == half, axis=1))
+        delta = (unit * half) @ h[:, :2].T
+        w = base[rows, 2:3] + delta[None, :, 2]
+        map_x[rows] = (base[rows, 0:1] + delta[None, :, 0]) / w
+        map_y[rows] = (base[rows, 1:2] + delta[None, :, 1]) / w
     raw = np.asarray(cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float32)
     n = len(centres)
     # Each row is one bubble's 2S x 2S grid; stacked, they are one (n 2S) x 2S picture

@@ -6,9 +6,13 @@
 Data: sheets filled by ``tests/omr/corpus.py:fill_sheet`` (solid, scribbled, partial and
 light marks, erasures with and without a re-mark, double marks, stray pencil), half of
 them photographed (``photograph``: perspective, shadow band, colour cast, blur, JPEG)
-and half scanned (``degrade``). Each is aligned and sampled by the reader's own code,
-and every bubble becomes one crop (``crops.crops``) with its context
-(``crops.context``), labelled marked or not from the generator's truth. Seeds are
+and half scanned (``degrade``); and cards printed as vendors print them
+(``tests/omr/cards.py``: red/pink dropout ink, light-grey outlines, digits inside the
+bubbles, ellipses, rectangles, a bubble size per block, 200 questions; pencil or sign
+pen), read through their OMRChecker templates. Each is aligned, placed and sampled by
+the reader's own code, and every bubble becomes one crop (``crops.crops``, on the colour
+channel the reader reads the fill on) with its context (``crops.context``), labelled
+marked or not from the generator's truth. Seeds are
 ``learned:<seed>:<split>:<i>``, never the benches' (``photo:<i>``, ``bench:<i>``).
 Sheets the aligner refuses are skipped. Validation sheets are generated apart from the
 training sheets (other seeds), so the figure printed at the end is on unseen sheets.
@@ -49,44 +53,102 @@ def _torch() -> Any:
 
 
 def _sheet(seed: int, split: str, i: int) -> tuple[Any, ...] | None:
-    """Crops, context, labels and kind names of one generated sheet, or None if refused."""
+    """Crops, context, labels and kind names of one generated sheet, or None if refused.
+
+    Splits ending in "photo" are photographed, the others scanned; splits starting with
+    "card" are cards printed as vendors print them (``tests/omr/cards.py``), read through
+    their OMRChecker template, the others this project's default sheet."""
     corpus = importlib.import_module("tests.omr.corpus")
-    from workers.omr.decode import decode_gray
-    from workers.omr.errors import OmrError
-    from workers.omr.learned.crops import context, crops
-    from workers.omr.reader import read_gray
-    from workers.omr.sample import sample
     from workers.omr.template import default_template
 
-    template = default_template()
     photo = split.endswith("photo")
     rng = random.Random(f"learned:{seed}:{split}:{i}")
+    if split.startswith("card"):
+        return _card_sheet(rng, photo)
+    template = default_template()
     page, truth = corpus.fill_sheet(template, rng)
     data = corpus.photograph(page, rng) if photo else corpus.degrade(page, rng)[0]
-    gray = decode_gray(data)
+    labels: dict[str, set[str]] = {f.label: {truth.student_id[j]} for j, f in enumerate(template.id_fields)}
+    kinds = dict.fromkeys(labels, "id")
+    for q in template.questions:
+        labels[q.label] = set(truth.answers[q.label])
+        kinds[q.label] = truth.kinds[q.label]
+    return _crops(data, template, photo, lambda f: [int(v in labels[f.label]) for v in f.values], kinds)
+
+
+#: the card designs trained on (tests/omr/cards.py), each read through its OMRChecker
+#: template: red/pink dropout ink, light-grey outlines, digits inside the bubbles, tall
+#: and wide ellipses, circles, rectangles, a bubble size per block, 200 questions.
+CARD_KINDS = ("red", "grey", "circle", "corner", "mixed", "q200", "red", "mixed")
+_CARD_TEMPLATES: dict[str, Any] = {}
+
+
+def _card_sheet(rng: random.Random, photo: bool) -> tuple[Any, ...] | None:
+    import tempfile
+
+    cards = importlib.import_module("tests.omr.cards")
+    corpus = importlib.import_module("tests.omr.corpus")
+    from workers.omr.omrchecker import load_omrchecker_template
+
+    card = cards.CARDS[rng.choice(CARD_KINDS)]
+    if card.name not in _CARD_TEMPLATES:
+        with tempfile.TemporaryDirectory() as folder:
+            path = cards.write_omrchecker(card, Path(folder))
+            _CARD_TEMPLATES[card.name] = load_omrchecker_template(path).template
+    template = _CARD_TEMPLATES[card.name]
+    sheet = cards.fill_card(card, rng)
+    # L-shaped corners turned upside down no longer match their picture: fed upright.
+    flip = False if card.marker == "corner" else None
+    data = corpus.photograph(sheet.page, rng) if photo else corpus.degrade(sheet.page, rng, upside_down=flip)[0]
+    truth = sheet.truth
+    # The card's label -> (block values, marked values); the template's values are in the
+    # same order as the card's printed ones (QTYPE_MCQ5's A..E are 1..5).
+    marked: dict[str, tuple[tuple[str, ...], set[str]]] = {}
+    for j, label in enumerate(card.id_block.labels):
+        marked[label] = (card.id_block.values, {truth.student_id[j]})
+    for block in card.question_blocks:
+        for label in block.labels:
+            marked[label] = (block.values, set(truth.answers[label]))
+    kinds = {label: truth.kinds.get(label, "id") for label in marked}
+
+    def labels(f: Any) -> list[int]:
+        values, picked = marked[f.label]
+        return [int(values[k] in picked) for k in range(len(f.values))]
+
+    return _crops(data, template, photo, labels, kinds)
+
+
+def _crops(data: bytes, template: Any, photo: bool, labels: Any, kinds: dict[str, str]) -> tuple[Any, ...] | None:
+    """Cut the sheet's bubbles as the reader does before it calls the classifier."""
+    import cv2
+
+    from workers.omr.align import as_gray
+    from workers.omr.decode import decode_image
+    from workers.omr.errors import OmrError
+    from workers.omr.learned.crops import context, crops
+    from workers.omr.reader import place, read_gray
+
+    image = decode_image(data)
     try:
         # The reader's own checks: a sheet it refuses (a wrong set of markers that makes
         # it past the aligner) never reaches the classifier, and would teach it noise.
-        reading = read_gray(gray, template, photo=photo, learned=False)
+        reading = read_gray(image, template, photo=photo, learned=False)
     except OmrError:
         return None
-    alignment, levels = reading.alignment, reading.levels
-    samples = sample(gray, template, alignment)
-    labels: list[int] = []
-    kinds: list[str] = []
-    for j, f in enumerate(template.id_fields):
-        for v in f.values:
-            labels.append(int(v == truth.student_id[j]))
-            kinds.append("id")
-    for q in template.questions:
-        for v in q.values:
-            labels.append(int(v in truth.answers[q.label]))
-            kinds.append(truth.kinds[q.label])
+    gray = as_gray(image)
+    placed, samples = place(image, gray, template, reading.alignment)
+    # The classifier sees the channel the reader read the fill on (dropout ink drops out).
+    marks = gray if samples.channel < 0 else np.asarray(cv2.extractChannel(image, samples.channel), np.uint8)
+    y: list[int] = []
+    k: list[str] = []
+    for f in placed.fields:
+        y += labels(f)
+        k += [kinds[f.label]] * len(f.values)
     return (
-        crops(gray, template, alignment),
-        context(samples.fill, samples.index, levels),
-        np.array(labels, np.float32),
-        np.array(kinds),
+        crops(marks, placed, reading.alignment),
+        context(samples.fill, samples.index, reading.levels),
+        np.array(y, np.float32),
+        np.array(k),
     )
 
 
@@ -261,30 +323,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--channels", default=",".join(map(str, CHANNELS)), help="conv channels of the three blocks")
+    parser.add_argument("--card-scans", type=int, default=60, help="training cards scanned (tests/omr/cards.py)")
+    parser.add_argument("--card-photos", type=int, default=30, help="training cards photographed")
+    parser.add_argument("--card-val", type=int, default=15, help="validation cards of each kind")
+    parser.add_argument(
+        "--baseline", type=Path, help="also score the validation sheets with this model (the one to replace)"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", type=Path, help="keep the generated crops here (.npz) for the next run")
     args = parser.parse_args(argv)
     torch = _torch()
 
     from workers.omr.classify import CLASSIFIER_SURE
-    from workers.omr.learned.model import scorer
+    from workers.omr.learned.model import reset, scorer
 
     torch.set_num_threads(args.jobs)
-    sizes = {"train-photo": args.photos, "train-scan": args.scans, "val-photo": args.val, "val-scan": args.val}
+    sizes = {
+        "train-photo": args.photos,
+        "train-scan": args.scans,
+        "val-photo": args.val,
+        "val-scan": args.val,
+        "card-train-scan": args.card_scans,
+        "card-train-photo": args.card_photos,
+        "card-val-scan": args.card_val,
+        "card-val-photo": args.card_val,
+    }
+    sizes = {k: v for k, v in sizes.items() if v > 0}
     data = dataset(args.seed, sizes, args.jobs, args.cache)
-    training = thin(_join([data["train-photo"], data["train-scan"]]), args.seed)
+    val_splits = [k for k in sizes if "val" in k]
+    # Scored before anything is written: --out may be the baseline's own file.
+    baseline = scorer("cpu", args.baseline) if args.baseline else None
+    if args.baseline and baseline is None:
+        raise SystemExit(f"the baseline model {args.baseline} does not load")
+    if baseline is not None:
+        for split in val_splits:
+            v = data[split]
+            report(f"baseline {split}", baseline(v["x"], v["c"]), v, CLASSIFIER_SURE)
+    training = thin(_join([data[k] for k in sizes if "train" in k]), args.seed)
     print(f"training on {len(training['y'])} bubbles ({int(training['y'].sum())} marked)", flush=True)
     channels = tuple(int(v) for v in args.channels.split(","))
     assert len(channels) == 3, "--channels takes three numbers"
     model = train(training, seed=args.seed, epochs=args.epochs, batch=args.batch, channels=channels)
-    for split in ("val-photo", "val-scan"):
+    for split in val_splits:
         report(split, predict(model, data[split]), data[split], CLASSIFIER_SURE)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     export(model, args.out)
-    # The exported file must score as the trained model does.
+    # The exported file must score as the trained model does (a fresh session: the
+    # baseline's may have been loaded from the same path).
+    reset()
     check = scorer("cpu", args.out)
     assert check is not None, "the exported model does not load"
-    v = data["val-photo"]
+    v = data[val_splits[0]]
     got = check(v["x"], v["c"])
     diff = float(np.max(np.abs(got - predict(model, v))))
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes); onnxruntime vs torch max |dp| {diff:.2e}")
