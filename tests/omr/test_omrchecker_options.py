@@ -133,6 +133,7 @@ def test_crop_on_markers_options_reach_the_marker_search() -> None:
     assert opts["apply_erode_subtract"] is False
     assert opts["sheetToMarkerWidthRatio"] == 17
     assert opts["relativePath"] == "omr_marker.png"
+    assert opts["cropPage"] == {"morphKernel": (10, 10)}  # the fixture crops to the page first
 
 
 def test_crop_on_markers_default_marker_file_is_omr_marker_jpg(tmp_path: Path) -> None:
@@ -213,10 +214,11 @@ def test_a_blur_is_scaled_from_the_processing_width_to_the_picture() -> None:
         ({"name": "GaussianBlur", "options": {"kSize": [4, 4]}}, "kSize[0]: must be an odd number"),
         ({"name": "MedianBlur", "options": {"kSize": 2}}, "MedianBlur).options.kSize"),
         ({"name": "CropPage", "options": {"morphKernel": [10]}}, "CropPage.options.morphKernel"),
+        ({"name": "CropPage", "options": {"kernel": [10, 10]}}, "CropPage.options.kernel"),
         ({"name": "FeatureBasedAlignment", "options": {}}, "FeatureBasedAlignment.options.reference"),
         ({"name": "Sharpen", "options": {}}, "'Sharpen' is not supported"),
     ],
-    ids=["levels", "gauss", "median", "morph", "reference", "unknown"],
+    ids=["levels", "gauss", "median", "morph", "page_option", "reference", "unknown"],
 )
 def test_a_bad_preprocessor_option_is_refused_naming_the_setting(step: dict[str, Any], message: str) -> None:
     with pytest.raises(OmrError) as info:

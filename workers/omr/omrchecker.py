@@ -360,19 +360,31 @@ def _steps(data: Mapping[str, Any], processing: Mapping[str, int]) -> _Steps:
             filters.append(parse_filter(str(name), options, f"{where} ({name})"))
         else:
             raise TemplateError(f"{where}: {name!r} is not supported")
+    page_kernel = _morph_kernel(found["CropPage"]) if "CropPage" in found else None
     if "CropOnMarkers" in found:
-        return _Steps("markers", _marker_passthrough(found["CropOnMarkers"]), tuple(filters))
+        options = _marker_passthrough(found["CropOnMarkers"])
+        if page_kernel is not None:
+            # OMRChecker crops to the page first and then looks for the markers in the
+            # page's quadrants: the marker search may do the same (page_align.find_page).
+            options["cropPage"] = {"morphKernel": page_kernel}
+        return _Steps("markers", options, tuple(filters))
     if "FeatureBasedAlignment" in found:
         return _Steps("reference", _reference_options(found["FeatureBasedAlignment"]), tuple(filters))
-    if "CropPage" in found:
-        options = found["CropPage"]
-        kernel = options.get("morphKernel", [10, 10])
-        if not isinstance(kernel, list) or len(kernel) != 2:
-            raise TemplateError("CropPage.options.morphKernel: must be [width, height]")
-        kx = _number(kernel[0], "CropPage.options.morphKernel[0]", 1, 200)
-        ky = _number(kernel[1], "CropPage.options.morphKernel[1]", 1, 200)
-        return _Steps("page", {"morphKernel": (round(kx), round(ky))}, tuple(filters))
+    if page_kernel is not None:
+        return _Steps("page", {"morphKernel": page_kernel}, tuple(filters))
     return _Steps("none", {}, tuple(filters))
+
+
+def _morph_kernel(options: Mapping[str, Any]) -> tuple[int, int]:
+    unknown = set(options) - {"morphKernel"}
+    if unknown:
+        raise TemplateError(f"CropPage.options.{sorted(unknown)[0]}: not one of its options")
+    kernel = options.get("morphKernel", [10, 10])
+    if not isinstance(kernel, list) or len(kernel) != 2:
+        raise TemplateError("CropPage.options.morphKernel: must be [width, height]")
+    kx = _number(kernel[0], "CropPage.options.morphKernel[0]", 1, 200)
+    ky = _number(kernel[1], "CropPage.options.morphKernel[1]", 1, 200)
+    return round(kx), round(ky)
 
 
 def _marker_passthrough(options: Mapping[str, Any]) -> dict[str, Any]:
