@@ -317,3 +317,44 @@ def test_an_exam_keeps_the_reference_picture_of_an_imported_template() -> None:
     kept = template_clean(stored)
     assert kept["reference_png"] == reference
     assert stored_template_load(kept).alignment.options["reference"] == base64.b64decode(reference)
+
+
+def _draw(sheet_fields: Any, marks: dict[str, list[str]], page: tuple[int, int]) -> np.ndarray:
+    """The template's page printed (ellipse outlines, a heading) and filled in, 2x size."""
+    img = np.full((page[1] * 2, page[0] * 2), 250, np.uint8)
+    cv2.putText(img, "UNIT TEST  ANSWER CARD", (80, 90), cv2.FONT_HERSHEY_SIMPLEX, 1.5, 30, 3)
+    for f in sheet_fields:
+        w, h = f.size
+        for value, (x, y) in zip(f.values, f.centres, strict=True):
+            centre, axes = (round(2 * x), round(2 * y)), (round(0.9 * w), round(0.9 * h))
+            cv2.ellipse(img, centre, axes, 0, 0, 360, 90, 2, cv2.LINE_AA)
+            if value in marks.get(f.label, []):
+                cv2.ellipse(img, centre, (axes[0] - 4, axes[1] - 4), 0, 0, 360, 30, -1, cv2.LINE_AA)
+    return img
+
+
+def test_the_command_line_reads_a_crop_page_sheet_photographed_on_a_desk(tmp_path: Path) -> None:
+    from workers.omr.cli import main
+
+    data = _plain({"name": "CropPage", "options": {"morphKernel": [10, 10]}})
+    (tmp_path / "template.json").write_text(json.dumps(data))
+    t = convert_template(data).template
+    marks = {"roll1": ["4"], "roll2": ["0"], "roll3": ["7"], "q1": ["B"], "q2": [], "q3": ["D"], "q4": ["A"]}
+    marks |= {"q5": ["C"], "agree": ["no"]}
+    page = _draw(t.fields, marks, (600, 800))
+    src = np.array([(0, 0), (1200, 0), (1200, 1600), (0, 1600)], np.float32)
+    dst = np.array([(1180, 1420), (260, 1500), (200, 260), (1110, 190)], np.float32)  # upside down, tilted
+    desk = np.full((1700, 1400), 70, np.uint8)
+    photo = cv2.warpPerspective(
+        page, cv2.getPerspectiveTransform(src, dst), (1400, 1700), dst=desk, borderMode=cv2.BORDER_TRANSPARENT
+    )
+    (tmp_path / "sheet.jpg").write_bytes(bytes(cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]))
+    out = tmp_path / "out.json"
+    assert (
+        main(["read", "--template", str(tmp_path / "template.json"), "--out", str(out), str(tmp_path / "sheet.jpg")])
+        == 0
+    )
+    entry = json.loads(out.read_text(encoding="utf-8"))["sheet.jpg"]
+    assert entry["student_id"] == "407"
+    assert entry["answers"] == {k: v for k, v in marks.items() if not k.startswith("roll")}
+    assert entry["review"] == []
