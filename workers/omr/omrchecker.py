@@ -113,7 +113,7 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
     data = read_json(path, "template")
     if not is_omrchecker_template(data):
         raise TemplateError(f"{path} is not an OMRChecker template (pageDimensions and fieldBlocks are required)")
-    steps = _steps(data, {})
+    steps = _steps(data)
     marker = reference = None
     if steps.kind == "markers":
         name = steps.options.get("relativePath", DEFAULT_MARKER)
@@ -162,7 +162,7 @@ def convert_template(
         raise TemplateError("not an OMRChecker template: pageDimensions and fieldBlocks are required")
     config = config or {}
     processing = _processing(config)
-    steps = _steps(data, {"processing_width": processing[0], "processing_height": processing[1]})
+    steps = _steps(data)
     page_w, page_h = _pair(data, "pageDimensions", 50, 20000)
     default_box = _pair(data, "bubbleDimensions", 2, 500)
     options: dict[str, Any] = dict(steps.options)
@@ -216,7 +216,7 @@ def convert_template(
         marker_image,
         alignment=AlignmentSpec(steps.kind, options),
     )
-    _check_geometry(tpl, data, marker_w, marker_h)
+    _check_geometry(tpl, marker_w, marker_h)
     return OmrCheckerTemplate(tpl, custom, roll_label, empty, output_columns)
 
 
@@ -339,7 +339,7 @@ def _processing(config: Mapping[str, Any]) -> tuple[int, int]:
     return round(width), round(height)
 
 
-def _steps(data: Mapping[str, Any], processing: Mapping[str, int]) -> _Steps:
+def _steps(data: Mapping[str, Any]) -> _Steps:
     """The preprocessors: which one finds the sheet (and its options), and the filters."""
     pre = data.get("preProcessors", [])
     if not isinstance(pre, list):
@@ -595,7 +595,7 @@ def _output_columns(
     return tuple(columns)
 
 
-def _check_geometry(tpl: Template, data: Mapping[str, Any], marker_w: float, marker_h: float) -> None:
+def _check_geometry(tpl: Template, marker_w: float, marker_h: float) -> None:
     if tpl.alignment.kind != "markers":
         return
     for f in tpl.fields:
