@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from workers.omr.layout import LayoutFit
     from workers.omr.sample import Samples
 
 WORK_SIDE: Final = 1000  # long side of the copy the markers are searched on
@@ -47,6 +48,9 @@ class Alignment:
     #: the bubbles measured through this alignment, when finding it took that already
     #: (photo mode tests each candidate's printed outlines); the reader then reuses them.
     samples: Samples | None = field(default=None, compare=False, repr=False)
+    #: the template's blocks found on the sheet through this alignment, when choosing it
+    #: took that already (workers/omr/layout.py); the reader then reuses it.
+    layout: LayoutFit | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,19 @@ if TYPE_CHECKING:
 #: normalised correlation a marker match needs in every quadrant.
 MIN_MATCH: Final = 0.45
 SCALE_STEPS: Final = 12
+#: sizes (shares of the size the search found) a marker is matched at, full resolution:
+#: the size found is within a step of the search; the centre of a symmetric marker
+#: matches at its place whatever the size.
+REFINE_SIZES: Final = (1.0,)
+#: long side of the copy a scan's markers are searched on (photos: align.WORK_SIDE) ...
+SCAN_SEARCH_SIDE: Final = 500
+#: ... over these sizes (shares of the size the template predicts) and steps: a scan
+#: shows the page at about its size, and a marker under 10 px matches paper noise.
+SCAN_SCALES: Final = (0.7, 1.45, 7)
+#: a scan shows the page at about its size: its corner markers lie within this share of
+#: the picture from its corners (a quarter: markers an eighth of the page in, and room
+#: for a page shifted or shrunk on the scanner bed).
+SCAN_REACH: Final = 0.3
 
 
 def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
@@ -45,13 +58,19 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     if info is None:  # pragma: no cover - align() only calls this with a marker image
         raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
     variants = _variants(info.data)
-    k = min(1.0, WORK_SIDE / max(gray.shape))
+    # A scan's markers are big on the page: a 500 px copy shows them at 10-20 px, plenty
+    # to match, at a quarter of the cost; a photo's may be far smaller.
+    k = min(1.0, (WORK_SIDE if photo else SCAN_SEARCH_SIDE) / max(gray.shape))
     small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
     small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
     # A scan shows most of the page, so the page is about as big as the image; a photo may
     # show it much smaller, hence the wider range there.
     page_scale = max(small.shape) / max(template.width, template.height)
-    found = _search(small, variants, info.width * page_scale, 0.3 if photo else 0.5)
+    found = (
+        _search(small, variants, info.width * page_scale, 0.3, 1.6, SCALE_STEPS)
+        if photo
+        else _search(small, variants, info.width * page_scale, *SCAN_SCALES, reach=SCAN_REACH)
+    )
     if found is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
     corners, size = found
@@ -133,16 +152,23 @@ def _variants(data: bytes) -> tuple[Floats, ...]:
 
 
 def _search(
-    small: Gray, variants: tuple[Floats, ...], expected: float, low: float
+    small: Gray,
+    variants: tuple[Floats, ...],
+    expected: float,
+    low: float,
+    high: float,
+    steps: int,
+    reach: float = 0.5,
 ) -> tuple[list[tuple[float, float]], float] | None:
-    """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale."""
+    """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
+    quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it)."""
     import cv2
     import numpy as np
 
     hs, ws = small.shape
     image = small.astype(np.float32)
     best: tuple[float, list[tuple[float, float]], float] | None = None
-    for factor in np.geomspace(low, 1.6, SCALE_STEPS):
+    for factor in np.geomspace(low, high, steps):
         width = expected * float(factor)
         if width < 7 or width > min(hs, ws) / 3:
             continue
@@ -155,16 +181,17 @@ def _search(
             if float(tpl.std()) < 1:
                 continue
             th, tw = tpl.shape
-            res = cv2.matchTemplate(image, tpl, cv2.TM_CCOEFF_NORMED)
-            # A match at (x, y) is a marker centred at (x + tw/2, y + th/2): split there.
-            xs, ys = max(1, round((ws - tw) / 2)), max(1, round((hs - th) / 2))
-            for q, (x0, y0) in enumerate(((0, 0), (xs, 0), (xs, ys), (0, ys))):
-                part = res[y0 : ys if y0 == 0 else None, x0 : xs if x0 == 0 else None]
-                if part.size == 0:
+            # Each quadrant (TL, TR, BR, BL) is searched on its own, out to ``reach`` of
+            # the picture from its corner: a marker centred in it lies wholly inside.
+            cw, ch = round(ws * reach + tw / 2), round(hs * reach + th / 2)
+            for q, (x0, y0) in enumerate(((0, 0), (ws - cw, 0), (ws - cw, hs - ch), (0, hs - ch))):
+                window = image[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
+                if window.shape[0] < th or window.shape[1] < tw:
                     continue
-                _, score, _, (px, py) = cv2.minMaxLoc(part)
+                res = cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED)
+                _, score, _, (px, py) = cv2.minMaxLoc(res)
                 if score > peaks[q][0]:
-                    peaks[q] = (float(score), x0 + px + tw / 2, y0 + py + th / 2)
+                    peaks[q] = (float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)
         if min(p[0] for p in peaks) < MIN_MATCH:
             continue
         total = sum(p[0] for p in peaks)
@@ -187,7 +214,7 @@ def _refine(
     best: tuple[float, float, float, Floats] | None = None
     score = -2.0
     for marker in variants:
-        for factor in (0.95, 1.0, 1.05):
+        for factor in REFINE_SIZES:
             zoom = width * factor / marker.shape[1]
             tw, th = max(3, round(marker.shape[1] * zoom)), max(3, round(marker.shape[0] * zoom))
             if tw >= roi.shape[1] or th >= roi.shape[0]:

@@ -146,7 +146,8 @@ def place(
     from workers.omr.layout import fit_layout
     from workers.omr.sample import sample
 
-    placed = fit_layout(gray, template, alignment).template
+    fit = alignment.layout if alignment.layout is not None else fit_layout(gray, template, alignment)
+    placed = fit.template
     samples = sample(image, placed, alignment)
     rings_check(samples, template)
     return placed, samples
