@@ -182,6 +182,16 @@ def test_a_turned_scan_is_aligned_to_a_reference_picture_of_the_blank_card(affin
     assert _read_answers(img, t) == marks
 
 
+def test_a_phone_photo_is_aligned_to_the_reference_in_perspective_even_when_the_template_says_2d() -> None:
+    probe = _template("none")
+    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
+    assert ok
+    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": True}))
+    img, truth = _photo(_page(t, _marks(t)), upside_down=False)
+    alignment = align(img, t, photo=True)
+    assert _max_error(t, alignment.homography, truth) < 0.3
+
+
 def test_a_sheet_that_shares_nothing_with_the_reference_is_not_found() -> None:
     probe = _template("none")
     ok, png = cv2.imencode(".png", _page(probe, _marks(probe)))

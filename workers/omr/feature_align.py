@@ -52,7 +52,8 @@ ECC_STEPS: Final = 60
 @aligner_register("reference")
 def align_by_reference(gray: Gray, template: Template, *, photo: bool = False) -> Alignment:
     """Aligner "reference". Options (``template.alignment.options``): ``reference`` (the
-    picture's bytes, required), ``maxFeatures``, ``goodMatchPercent``, ``2d``."""
+    picture's bytes, required), ``maxFeatures``, ``goodMatchPercent``, ``2d`` (an affine
+    fit, for scans; ignored in photo mode)."""
     options = template.alignment.options
     reference = options.get("reference")
     if not isinstance(reference, bytes):
@@ -63,7 +64,9 @@ def align_by_reference(gray: Gray, template: Template, *, photo: bool = False) -
         reference=reference,
         max_features=int(options.get("maxFeatures", DEFAULT_MAX_FEATURES)),
         good_match_percent=float(options.get("goodMatchPercent", DEFAULT_GOOD_MATCH_PERCENT)),
-        affine=bool(options.get("2d", False)),
+        # "2d" is meant for flatbed scans; a phone photo has perspective an affine map
+        # cannot follow, so photo mode always fits the full homography.
+        affine=bool(options.get("2d", False)) and not photo,
         photo=photo,
     )
 
