@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django_stubs_ext
@@ -223,7 +224,8 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "console" if DEBUG else "json").strip().lower()
 if LOG_FORMAT not in {"console", "json"}:
     raise RuntimeError(f"LOG_FORMAT must be 'console' or 'json', not {LOG_FORMAT!r}")
-LOGGING = {
+# Typed as Django declares the setting (a logging.config.dictConfig mapping).
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"job_context": {"()": "ai_tasks.logcontext.JobContextFilter"}},

@@ -62,8 +62,10 @@ def _produce(folder: str, count: int) -> None:
     fsbroker.register()
     options = {"data_folder_in": folder, "data_folder_out": folder, "processed_folder": folder}
     with Connection("filesystem://", transport_options=options) as conn:
+        channel = conn.default_channel
+        assert isinstance(channel, fsbroker.Channel)
         for n in range(count):
-            conn.default_channel._put("basic", {"body": "x" * 1_000_000, "n": n})
+            channel._put("basic", {"body": "x" * 1_000_000, "n": n})
 
 
 def test_a_consumer_in_another_process_reads_every_message_whole(channel: Any, tmp_path: Path) -> None:

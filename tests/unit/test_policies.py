@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import TypedDict
 
 import pytest
 
@@ -82,6 +83,12 @@ def test_processor_review_flag_raises_a_confident_premium_result_to_review() -> 
     assert resolution.status == "REVIEW_REQUIRED"
 
 
+class _FallbackArgs(TypedDict):
+    tier: str
+    failure: Failure
+    threshold: float
+
+
 @pytest.mark.parametrize(
     ("failure", "qualifies"),
     [
@@ -94,7 +101,7 @@ def test_processor_review_flag_raises_a_confident_premium_result_to_review() -> 
     ],
 )
 def test_gpu_fallback_qualification(failure: Failure, qualifies: bool) -> None:
-    args = {"tier": "basic", "failure": failure, "threshold": 0.5}
+    args: _FallbackArgs = {"tier": "basic", "failure": failure, "threshold": 0.5}
     assert policies.fallback_qualifies(has_premium=True, allow_gpu_fallback=True, **args) is qualifies
     assert policies.fallback_qualifies(has_premium=False, allow_gpu_fallback=True, **args) is False
     assert policies.fallback_qualifies(has_premium=True, allow_gpu_fallback=False, **args) is False

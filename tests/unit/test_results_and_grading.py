@@ -120,7 +120,8 @@ def test_bulk_grading_matches_one_by_one_and_counts_a_regrade(exam: Exam, django
         ({"1": ["A"], "3": ["C"]}, {"3"}, "20260003"),  # flagged: needs review
         ({"1": ["A"], "2": ["B"], "3": ["D"]}, set(), "2026?004"),  # unsure id digit
     ]
-    bulk, single = [], []
+    bulk: list[Submission] = []
+    single: list[Submission] = []
     for answers, flagged, student in sheets:
         for group in (bulk, single):
             submission = Submission.objects.create(

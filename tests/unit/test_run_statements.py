@@ -31,6 +31,7 @@ def test_a_claim_is_one_statement_and_brings_the_tenant_and_its_config(make_tena
     with CaptureQueriesContext(connection) as queries:
         job, token = job_services.job_claim(job_id=created.job_id, worker="w")
         assert job is not None
+        assert job.tenant is not None
         # Everything the lifecycle reads from the claimed job is already there.
         assert (job.tenant.slug, job.tenant.config.gpu_fallback_threshold) == (tenant.slug, 0.42)
     assert len(queries.captured_queries) == 1, [q["sql"] for q in queries.captured_queries]

@@ -43,7 +43,7 @@ def test_every_degraded_scan_the_reader_can_read_passes() -> None:
 
 def test_a_scan_blurred_past_reading_is_blur_or_shake() -> None:
     gray = gray_of(degraded_scans()[0])
-    assert code_of(jpeg(cv2.GaussianBlur(gray, (0, 0), 12))) == "BLUR_OR_SHAKE"
+    assert code_of(jpeg(np.asarray(cv2.GaussianBlur(gray, (0, 0), 12), np.uint8))) == "BLUR_OR_SHAKE"
 
 
 def test_a_dark_scan_is_too_dark() -> None:

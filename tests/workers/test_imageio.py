@@ -238,9 +238,9 @@ def test_a_bomb_of_every_kind_is_image_too_large_before_decoding(kind: str, no_d
     elif kind == "tiff":
         data = tiff_claiming(40_000, 40_000)
     elif kind == "bmp":
-        data = bytearray(encode(Image.new("L", (64, 64)), "BMP"))
-        data[18:26] = struct.pack("<ii", 20_000, 20_000)
-        data = bytes(data)
+        bmp = bytearray(encode(Image.new("L", (64, 64)), "BMP"))
+        bmp[18:26] = struct.pack("<ii", 20_000, 20_000)
+        data = bytes(bmp)
     else:
         bits = (16_000 - 1) | ((16_000 - 1) << 14)
         body = b"\x2f" + bits.to_bytes(4, "little")

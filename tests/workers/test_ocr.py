@@ -9,6 +9,7 @@ small stand-in scripts.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import stat
@@ -414,7 +415,7 @@ def test_missing_binary_is_backend_not_configured_and_probed_once(monkeypatch: p
 
 
 def test_missing_pytesseract_package_is_backend_not_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ocr.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # the module workers.ocr asks
     with pytest.raises(BadInput) as info:
         OcrProcessor(tesseract_cmd=fake_tesseract(tmp_path, "exit 1")).validate({})
     assert info.value.code == "BACKEND_NOT_CONFIGURED"

@@ -210,10 +210,12 @@ def test_artifacts_are_one_crop_per_question_and_a_layout() -> None:
     assert names == [f"q{i:02d}.png" for i in range(1, 7)] + ["layout.png"]
     for artifact, q in zip(result.artifacts, result.data["questions"], strict=False):
         crop = cv2.imdecode(np.frombuffer(artifact.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert crop is not None
         assert artifact.content_type == "image/png"
         assert abs(crop.shape[1] - q["box"][2]) <= 4
         assert abs(crop.shape[0] - q["box"][3]) <= 4
     layout = cv2.imdecode(np.frombuffer(result.artifacts[-1].data, np.uint8), cv2.IMREAD_COLOR)
+    assert layout is not None
     assert layout.shape == (PAGE_H, PAGE_W, 3)
     assert (layout[:, :, 2].astype(int) - layout[:, :, 1] > 100).any()  # boxes drawn in red
 
@@ -273,7 +275,9 @@ def test_unnumbered_blocks_are_split_at_large_gaps_for_review() -> None:
 def test_region_cap() -> None:
     page, _ = worksheet(columns=2, questions=10, seed=5, figure_rate=0.25)
     layout = segment(
-        cv2.imdecode(np.frombuffer(page, np.uint8), cv2.IMREAD_GRAYSCALE), read_numbers=False, max_regions=5
+        np.asarray(cv2.imdecode(np.frombuffer(page, np.uint8), cv2.IMREAD_GRAYSCALE), np.uint8),
+        read_numbers=False,
+        max_regions=5,
     )
     assert len(layout.questions) == 5
     assert layout.truncated
