@@ -84,7 +84,7 @@ def _to_card(template: Template, card: C.Card) -> Any:
     return lambda p: cv2.perspectiveTransform(np.array([[p]], np.float64), hom)[0, 0]
 
 
-@pytest.mark.parametrize("name", ["red", "grey", "project"])
+@pytest.mark.parametrize("name", ["red", "mixed", "project"])
 def test_every_bubble_of_a_blank_card_is_found_where_it_is_printed(name: str) -> None:
     card = C.CARDS[name]
     tpl = parse_template(_proposal(name).template)
@@ -113,7 +113,12 @@ def test_every_bubble_of_a_blank_card_is_found_where_it_is_printed(name: str) ->
     want_w, want_h = card.question_blocks[0].size
     assert abs(w * scale - want_w) <= 3
     assert abs(h * scale - want_h) <= 3
-    assert tpl.questions[0].shape == card.question_blocks[0].shape
+    for block in card.question_blocks:  # each block keeps its own size and shape
+        q = next(q for q in tpl.questions if q.label == block.labels[0][1:])
+        w, h = tpl.bubble_size(q)
+        assert abs(w * scale - block.size[0]) <= 3
+        assert abs(h * scale - block.size[1]) <= 3
+        assert q.shape == block.shape
 
 
 def test_a_red_ink_blank_with_four_identical_markers_says_so_in_its_alignment() -> None:
@@ -122,7 +127,7 @@ def test_a_red_ink_blank_with_four_identical_markers_says_so_in_its_alignment() 
     assert _proposal("project").template["alignment"] == {"kind": "markers"}
 
 
-@pytest.mark.parametrize("name", ["red", "grey"])
+@pytest.mark.parametrize("name", ["red", "timing"])
 def test_the_template_built_from_a_blank_reads_the_cards_filled_scans(name: str, tmp_path: Path) -> None:
     card = C.CARDS[name]
     blank = tmp_path / "blank.jpg"
@@ -165,6 +170,16 @@ def test_the_template_built_from_a_blank_reads_the_cards_filled_scans(name: str,
                 continue
             assert sorted(entry["answers"][number]) == sorted(truth), (s.name, number)
     assert flagged <= 0.02 * answers
+
+
+def test_a_card_without_corner_markers_is_aligned_by_its_timing_marks() -> None:
+    card = C.CARDS["timing"]
+    alignment = _proposal("timing").template["alignment"]
+    assert alignment["kind"] == "timing"
+    # One mark per bubble row down the left edge: the ten ID rows and the fifteen question
+    # rows are spaced differently, so they are two evenly spaced tracks.
+    assert sorted(t["count"] for t in alignment["tracks"]) == [10, 15]
+    assert len(card.timing_marks) == 25
 
 
 def test_counts_that_do_not_match_the_card_are_refused_with_what_was_found() -> None:

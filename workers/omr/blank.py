@@ -64,7 +64,7 @@ PHOTO_LONG_SIDE: Final = 2339
 PAPER_ASPECTS: Final = (math.sqrt(2), 11 / 8.5)
 PAPER_SNAP: Final = 0.07
 #: two bubbles are of one size when their widths and heights differ by at most this share.
-SIZE_TOL: Final = 0.18
+SIZE_TOL: Final = 0.1
 #: spacing along a run of bubbles may vary by this share of the first gap.
 GAP_TOL: Final = 0.2
 #: how much darker than its neighbourhood a pixel must be to count as print (0..255).
@@ -78,6 +78,9 @@ class Bubble:
     w: float  # printed outline's width and height, frame pixels
     h: float
     rect: bool  # a rectangle rather than an ellipse
+    #: no paper was seen inside it (a blurred outline with its digit, or a filled example
+    #: mark): it may complete a row of outlines, never make one.
+    filled: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,8 @@ class Frame:
     marker_inset: int = 0
     marker_shape: str | None = None
     marker_picture: Image | None = None
+    #: timing tracks found along the page's edges (alignment "timing"), template pixels.
+    tracks: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -399,8 +404,63 @@ def _page_frame(colour: Image, page: npt.NDArray[np.float64], *, photo: bool) ->
         width, height = _snap_paper(width, height, 0)
     tpl = np.array([(0, 0), (width, 0), (width, height), (0, height)], np.float64)
     hom = cv2.getPerspectiveTransform(page.astype(np.float32), tpl.astype(np.float32))
-    straight = cv2.warpPerspective(colour, hom, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    return Frame("page", np.asarray(straight, np.uint8), width, height, _dpi(width, height))
+    straight: Image = np.asarray(
+        cv2.warpPerspective(colour, hom, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255)),
+        np.uint8,
+    )
+    tracks = find_timing_tracks(straight)
+    kind = "timing" if tracks else "page"
+    return Frame(kind, straight, width, height, _dpi(width, height), tracks=tracks)
+
+
+#: a timing track has at least this many marks.
+MIN_TRACK: Final = 5
+MAX_TRACKS: Final = 4
+
+
+def find_timing_tracks(straight: Image) -> list[dict[str, Any]]:
+    """Tracks of evenly spaced solid bars along the page's edges, as the "timing" aligner
+    takes them (workers/omr/timing_align.py): first centre, step, count, size."""
+    import cv2
+    import numpy as np
+
+    gray = np.asarray(cv2.cvtColor(straight, cv2.COLOR_BGR2GRAY), np.uint8)
+    h, w = gray.shape
+    _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    edge = 0.12 * min(w, h)
+    bars: list[Bubble] = []
+    for contour in contours:
+        x, y, bw, bh = cv2.boundingRect(contour)
+        if not (min(bw, bh) >= 3 and max(bw, bh) <= 0.06 * min(w, h)) or max(bw, bh) < 1.5 * min(bw, bh):
+            continue
+        if cv2.contourArea(contour) < 0.8 * bw * bh:
+            continue  # a bar is solid and square-cornered
+        cx, cy = x + bw / 2, y + bh / 2
+        if min(cx, cy, w - cx, h - cy) > edge:
+            continue  # timing marks run along an edge
+        bars.append(Bubble(cx, cy, float(bw), float(bh), True))
+    tracks: list[list[Bubble]] = []
+    for across in (False, True):  # down a side edge, then along the top or bottom
+        for run in _runs(bars, across=across, min_len=MIN_TRACK):
+            tracks.append(run)
+    tracks.sort(key=len, reverse=True)
+    out: list[dict[str, Any]] = []
+    for run in tracks[:MAX_TRACKS]:
+        n = len(run)
+        step = ((run[-1].x - run[0].x) / (n - 1), (run[-1].y - run[0].y) / (n - 1))
+        out.append(
+            {
+                "first": [round(run[0].x, 1), round(run[0].y, 1)],
+                "step": [round(step[0], 2), round(step[1], 2)],
+                "count": n,
+                "size": [
+                    round(float(np.median([b.w for b in run])), 1),
+                    round(float(np.median([b.h for b in run])), 1),
+                ],
+            }
+        )
+    return out
 
 
 def _snap_paper(width: int, height: int, half: float) -> tuple[int, int]:
@@ -450,20 +510,27 @@ def find_bubbles(straight: Image) -> list[Bubble]:
     # outside shrunk by as much.
     inner = _regular_shapes(np.asarray(255 - ink, np.uint8), lo, hi, hollow=False)
     stroke = _stroke_width(ink, inner)
-    found = [(x, y, bw + stroke, bh + stroke, rect) for x, y, bw, bh, rect in inner]
-    found += [(x, y, bw - stroke, bh - stroke, r) for x, y, bw, bh, r in _regular_shapes(ink, lo, hi, hollow=True)]
+    found = [(x, y, bw + stroke, bh + stroke, rect, filled) for x, y, bw, bh, rect, filled in inner]
+    found += [
+        (x, y, bw - stroke, bh - stroke, r, f) for x, y, bw, bh, r, f in _regular_shapes(ink, lo, hi, hollow=True)
+    ]
     # One bubble found both ways, or a digit's counter ("0", "8") inside a bubble: the
-    # biggest shape around a centre stands for it.
+    # biggest shape around a centre stands for it, and it has paper inside when any of
+    # them showed paper.
     found.sort(key=lambda t: -t[2] * t[3])
-    kept: list[tuple[float, float, float, float, bool]] = []
+    kept: list[list[Any]] = []
     for cand in found:
-        if any(abs(cand[0] - k[0]) < k[2] / 2 and abs(cand[1] - k[1]) < k[3] / 2 for k in kept):
-            continue
-        kept.append(cand)
-    return [Bubble(x, y, bw, bh, rect) for x, y, bw, bh, rect in kept]
+        for k in kept:
+            if abs(cand[0] - k[0]) < k[2] / 2 and abs(cand[1] - k[1]) < k[3] / 2:
+                k[5] = k[5] and cand[5]
+                break
+        else:
+            kept.append(list(cand))
+    return [Bubble(x, y, bw, bh, rect, filled) for x, y, bw, bh, rect, filled in kept]
 
 
-Shape = tuple[float, float, float, float, bool]
+#: x, y, width, height, rectangle, filled
+Shape = tuple[float, float, float, float, bool, bool]
 
 
 def _regular_shapes(binary: Image, lo: float, hi: float, *, hollow: bool) -> list[Shape]:
@@ -496,23 +563,24 @@ def _regular_shapes(binary: Image, lo: float, hi: float, *, hollow: bool) -> lis
             while child != -1:
                 holes += cv2.contourArea(contours[child])
                 child = int(links[child][0])
-            if holes < 0.15 * area:
-                continue  # a filled blob (the legend's example mark), not an outline
+            filled = holes < 0.05 * area  # a filled blob, or an outline blurred shut
+        else:
+            filled = False
         # The centroid, not the box's middle: sub-pixel, as the reader measures markers.
         m = cv2.moments(contour)
         if m["m00"] <= 0:
             continue
-        found.append((m["m10"] / m["m00"], m["m01"] / m["m00"], float(bw), float(bh), extent > 0.9))
+        found.append((m["m10"] / m["m00"], m["m01"] / m["m00"], float(bw), float(bh), extent > 0.9, filled))
     return found
 
 
-def _stroke_width(ink: Image, inner: Sequence[tuple[float, float, float, float, bool]]) -> float:
+def _stroke_width(ink: Image, inner: Sequence[Shape]) -> float:
     """How thick the outlines are (as thresholded): median over a sample of the rings."""
     import numpy as np
 
     widths: list[float] = []
     h, w = ink.shape
-    for x, y, bw, bh, _ in inner[:: max(1, len(inner) // 200)]:
+    for x, y, bw, bh, _, _ in inner[:: max(1, len(inner) // 200)]:
         cx, cy = round(x), round(y)
         for dx, dy, start in ((1, 0, bw / 2), (-1, 0, bw / 2), (0, 1, bh / 2), (0, -1, bh / 2)):
             n = 0
@@ -529,7 +597,7 @@ def _stroke_width(ink: Image, inner: Sequence[tuple[float, float, float, float, 
 
 
 def _same_size(a: Bubble, b: Bubble) -> bool:
-    return abs(a.w - b.w) <= SIZE_TOL * max(a.w, b.w) + 1 and abs(a.h - b.h) <= SIZE_TOL * max(a.h, b.h) + 1
+    return abs(a.w - b.w) <= SIZE_TOL * max(a.w, b.w) + 1.5 and abs(a.h - b.h) <= SIZE_TOL * max(a.h, b.h) + 1.5
 
 
 def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bubble]]:
@@ -545,8 +613,8 @@ def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bub
     for b in sorted(bubbles, key=key):
         tol = 0.3 * (b.h if across else b.w)
         for line in lines:
-            ref = line[-1]
-            if abs(key(b) - key(ref)) <= tol and _same_size(b, ref):
+            # Compared with the line's first bubble, so that sizes cannot drift along it.
+            if abs(key(b) - key(line[-1])) <= tol and _same_size(b, line[0]):
                 line.append(b)
                 break
         else:
@@ -571,6 +639,11 @@ def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bub
         if len(run) >= min_len:
             runs.append(run)
     return runs
+
+
+def _outlined(run: Sequence[Bubble]) -> bool:
+    """Most of a run's bubbles showed paper inside: printed outlines, not a row of blobs."""
+    return 2 * sum(not b.filled for b in run) > len(run)
 
 
 def _grids(runs: list[list[Bubble]], *, across: bool) -> list[Grid]:
@@ -628,7 +701,7 @@ def find_id_block(bubbles: list[Bubble], digits: int) -> tuple[Grid | None, list
     is wrong with it ("" when it was found as expected)."""
     if digits == 0:
         return None, bubbles, ""
-    columns = [r for r in _runs(bubbles, across=False, min_len=10) if len(r) == 10]
+    columns = [r for r in _runs(bubbles, across=False, min_len=10) if len(r) == 10 and _outlined(r)]
     grids = [g for g in _grids(columns, across=False) if len(g.rows) >= 2]
     exact = [g for g in grids if len(g.rows) == digits]
     if len(exact) != 1:
@@ -650,7 +723,7 @@ def find_question_blocks(bubbles: list[Bubble], choices: int) -> tuple[list[Grid
     best: tuple[list[Grid], str] = ([], "across")
     best_rows = -1
     for across in (True, False):
-        runs = [r for r in _runs(bubbles, across=across, min_len=choices) if len(r) == choices]
+        runs = [r for r in _runs(bubbles, across=across, min_len=choices) if len(r) == choices and _outlined(r)]
         grids = _grids(runs, across=across)
         rows = sum(len(g.rows) for g in grids)
         if rows > best_rows:
@@ -788,6 +861,8 @@ def build_template(
         data["alignment"] = {"kind": "markers"}  # the hollow one tells which way is up
     elif frame.kind == "markers":
         data["alignment"] = {"kind": "markers", "identical": True, "shape": frame.marker_shape}
+    elif frame.kind == "timing":
+        data["alignment"] = {"kind": "timing", "tracks": frame.tracks}
     else:
         data["alignment"] = {"kind": "page"}
     return data
