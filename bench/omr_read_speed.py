@@ -47,7 +47,7 @@ def scan_bytes() -> bytes:
     page, _ = fill_sheet(template, random.Random(1))
     img = np.clip(page * 255, 0, 255).astype(np.uint8)
     m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), 1.2, 1.0)
-    img = cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderValue=255)
+    img = np.asarray(cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), borderValue=255), np.uint8)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return bytes(buf)
@@ -64,7 +64,9 @@ def main() -> None:
     arr = np.frombuffer(data, np.uint8)
     processor = OmrGradingProcessor()
     job = JobInput(params={"template": template_json}, data=data, filename="sheet.jpg")
-    h, w = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE).shape
+    gray = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
+    h, w = gray.shape
     load = os.getloadavg()[0]
     print(f"sheet: {w}x{h} JPEG, {len(data) / 1024:.0f} KiB; cv2 threads {cv2.getNumThreads()}, load {load:.2f}")
     steps: dict[str, Callable[[], object]] = {

@@ -20,8 +20,9 @@ from config.celery import app
 
 def _detach_pools() -> list[Any]:
     """Make the app look its pools up again; return the ones it was using."""
-    used = [app._pool]
-    app._pool = None
+    # Celery declares ``_pool`` on the class, but celery-types leaves private attributes out.
+    used = [app._pool]  # type: ignore[attr-defined]
+    app._pool = None  # type: ignore[attr-defined]
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         used.append(amqp._producer_pool)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from workers.omr.template import default_template
 
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]  # ships no type information
 
         print(f"onnxruntime {ort.__version__}, providers: {', '.join(ort.get_available_providers())}")
         if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -121,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     threshold_rate = ""
     rows: list[tuple[str, str, str, str]] = []
     for device in ("cpu", "cuda"):
-        score = model.scorer(device)  # type: ignore[arg-type]
+        score = model.scorer(device)
         if score is None:
-            why = model.unavailable(device)  # type: ignore[arg-type]
+            why = model.unavailable(device)
             rows.append((f"classifier, 1 sheet/call ({per_sheet} bubbles)", device, "no GPU", why or ""))
             rows.append((f"classifier, {args.stack} sheets/call", device, "no GPU", ""))
             rows.append(("photo read with classifier", device, "no GPU", ""))

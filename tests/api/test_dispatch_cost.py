@@ -190,6 +190,7 @@ def test_the_token_join_loads_what_select_related_loads(make_tenant: Any, django
             assert membership is None
             assert academy is None
             continue
+        assert membership is not None
         assert fields_of(membership) == fields_of(orm_membership)
         assert academy is not None
         assert fields_of(academy) == fields_of(orm_membership.tenant)

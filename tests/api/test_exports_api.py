@@ -38,7 +38,7 @@ def test_an_export_is_downloadable_by_its_signed_link_without_a_login(
     response = APIClient().get(result["download_url"])  # no credentials: the link is the credential
     assert response.status_code == 200
     assert result["filename"] in response["Content-Disposition"]
-    sheet = openpyxl.load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    sheet = openpyxl.load_workbook(io.BytesIO(response.getvalue())).active
     assert sheet is not None
     values = [cell for row in sheet.iter_rows(values_only=True) for cell in row if cell is not None]
     assert "김민준" in values

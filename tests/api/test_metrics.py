@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 from kombu import Connection
+from kombu.transport import memory
 from prometheus_client.parser import text_string_to_metric_families
 
 from academy import metrics
@@ -33,7 +34,11 @@ def value(samples: dict[tuple[str, Labels], float], name: str, **labels: str) ->
     return samples.get((name, frozenset(labels.items())))
 
 
-def basic(username: str, password: str) -> dict[str, str]:
+class BasicAuth(TypedDict):
+    HTTP_AUTHORIZATION: str
+
+
+def basic(username: str, password: str) -> BasicAuth:
     token = base64.b64encode(f"{username}:{password}".encode()).decode()
     return {"HTTP_AUTHORIZATION": f"Basic {token}"}
 
@@ -197,6 +202,7 @@ def test_processing_histogram_buckets_the_jobs_finished_in_the_last_hour(staff_c
 def test_other_transports_are_read_with_a_passive_declare_and_an_undeclared_queue_is_empty() -> None:
     with Connection(f"memory://metrics-{id(object())}") as connection:
         channel = connection.channel()
+        assert isinstance(channel, memory.Channel)
         channel.queue_declare(queue="lite")
         for _ in range(3):
             channel.basic_publish(channel.prepare_message("{}"), exchange="", routing_key="lite")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -311,7 +311,10 @@ def test_a_refused_sheet_and_readings_in_one_message_each_settle_their_way(exam:
     job_reject(job_id=ids[2], token=token, code="TEMPLATE_MISMATCH", detail="not this sheet")
 
     assert jobs_callback_apply(job_ids=ids) == ids
-    by_job = {str(s.job.job_id): s for s in Submission.objects.filter(batch=batch).select_related("job")}
+    by_job: dict[str, Submission] = {}
+    for s in Submission.objects.filter(batch=batch).select_related("job"):
+        assert s.job is not None
+        by_job[str(s.job.job_id)] = s
     assert [by_job[i].status for i in ids] == [SubmissionStatus.GRADED, SubmissionStatus.GRADED, "REJECTED"]
     assert by_job[ids[2]].rejection_code == "TEMPLATE_MISMATCH"
     assert OmrBatch.objects.get(pk=batch.pk).graded_at is not None
@@ -355,6 +358,7 @@ def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, 
     assert _finish_statements(queries) == 1
     for job in AIJob.objects.filter(job_id__in=ids).prefetch_related("artifacts"):
         assert (job.status, job.lease_token, job.finished_at is not None) == (JobStatus.DONE, "", True)
+        assert job.result.payload is not None
         assert job.result.payload["student_id"]
         assert job.result.payload["artifacts"]["overlay.png"]
         [overlay] = job.artifacts.all()
@@ -438,6 +442,7 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
 ) -> None:
     settings.AI_OMR_SHEETS_PER_MESSAGE = 4
     gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260000"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
     dark = cv2.imencode(".jpg", (gray * 0.2).astype(np.uint8))[1].tobytes()
     uploads = [Upload(f"s{i}.jpg", sheet_jpeg(f"2026{i:04d}")) for i in range(5)]
     uploads.insert(3, Upload("dark.jpg", dark))  # refused by the gate, inside the second group
@@ -449,7 +454,11 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
     # 6 sheets: the batch's first group of 2 (reading starts early), then one of 4.
     assert inserts.count('INSERT INTO "academy_submission"') == 2
     assert inserts.count('INSERT INTO "academy_aijob"') == 2
-    sheets = list(batch.submissions.order_by("pk").values_list("sheet_name", "status", "rejection_code", "job__tier"))
+    # django-stubs types job__tier as str; across the nullable job key a refused sheet's is None.
+    sheets = cast(
+        "list[tuple[str, str, str, str | None]]",
+        list(batch.submissions.order_by("pk").values_list("sheet_name", "status", "rejection_code", "job__tier")),
+    )
     assert sheets[3] == ("dark.jpg", SubmissionStatus.REJECTED, "TOO_DARK", None)
     assert [s[1] for s in sheets[:3] + sheets[4:]] == [SubmissionStatus.PROCESSING] * 5
     assert {s[3] for s in sheets[:3] + sheets[4:]} == {"basic"}
@@ -473,7 +482,12 @@ def test_a_message_checks_its_database_connection_once_not_once_per_job(
     wrapper = connections["default"]
     checks: list[bool] = []
     usable = wrapper.is_usable
-    monkeypatch.setattr(wrapper, "is_usable", lambda: checks.append(True) or usable())
+
+    def counted_is_usable() -> bool:
+        checks.append(True)
+        return usable()
+
+    monkeypatch.setattr(wrapper, "is_usable", counted_is_usable)
     monkeypatch.setattr(wrapper, "health_check_enabled", True)
 
     lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")

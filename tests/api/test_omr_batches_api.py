@@ -142,6 +142,7 @@ def test_a_zip_becomes_one_job_per_image_and_lists_what_it_skipped(eager: None, 
 
 def test_blurred_and_dark_scans_are_refused_with_the_original_codes(eager: None, teacher: Any, exam_id: int) -> None:
     gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260001"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
     blurred = cv2.imencode(".jpg", cv2.GaussianBlur(gray, (0, 0), 9))[1].tobytes()
     dark = cv2.imencode(".jpg", (gray * 0.2).astype(np.uint8))[1].tobytes()
     small = cv2.imencode(".png", cv2.resize(gray, (420, 594)))[1].tobytes()
@@ -263,6 +264,7 @@ def test_a_scan_basic_refuses_goes_to_the_gpu_pool_for_a_paying_tenant_and_is_gr
     answer_key = {"questions": {q: {"correct": [a], "points": 2} for q, a in KEY.items()}}
     exam = teacher.post("/api/v1/exams/", {"title": "t", "answer_key": answer_key}, format="json").json()
     gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260077"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
     dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
     body = batch_post(teacher, exam["exam_id"], upload("dark.jpg", dark)).json()
     [sheet] = body["sheets"]
@@ -276,6 +278,7 @@ def test_a_scan_basic_refuses_goes_to_the_gpu_pool_for_a_paying_tenant_and_is_gr
 
 def test_without_the_gpu_fallback_the_same_scan_is_refused(eager: None, teacher: Any, exam_id: int) -> None:
     gray = cv2.imdecode(np.frombuffer(sheet_jpeg("20260077"), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
     dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
     [sheet] = batch_post(teacher, exam_id, upload("dark.jpg", dark)).json()["sheets"]
     assert (sheet["status"], sheet["rejection_code"], sheet["job_id"]) == ("REJECTED", "TOO_DARK", None)

@@ -54,7 +54,7 @@ def fuzz_headers(make_tenant: Any, settings: Any) -> Iterator[dict[str, str]]:
 
 
 @pytest.mark.django_db(transaction=True)
-@schema.parametrize()
+@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis ships no types for it
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,

@@ -280,6 +280,7 @@ def test_excel_roster_import_runs_on_the_basic_pool(live: Any, make_tenant: Any)
     job = wait_terminal(dispatch(tenant, "excel_parsing", "basic", file_path=path))
     assert job.status == JobStatus.DONE
     result = AIResult.objects.get(job=job).payload
+    assert result is not None
     assert [row["phone"] for row in result["rows"]] == ["010-1234-5678"]
     assert result["errors"][0]["row"] == 3
     assert job.needs_review is True  # one row in two had an error: confidence 0.5

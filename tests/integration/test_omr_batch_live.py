@@ -84,6 +84,7 @@ def test_a_scan_too_dark_for_basic_is_read_on_the_premium_pool_and_graded_once(
     exam = teacher.post("/api/v1/exams/", {"title": "t", "answer_key": {"questions": key}}, format="json").json()
     jpeg = filled_sheet_jpeg(sheet, student_id="20269001", answers=key)
     gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert gray is not None
     dark = cv2.imencode(".jpg", (gray * 0.22).astype(np.uint8))[1].tobytes()
     response = teacher.post(
         f"/api/v1/exams/{exam['exam_id']}/omr-batches/",

@@ -81,7 +81,8 @@ def test_the_worker_token_is_compared_in_constant_time(db: Any, client: Any) -> 
     assert "compare_digest" in source
     assert "== expected" not in source
     assert "expected ==" not in source
-    with mock.patch.object(internal.hmac, "compare_digest", wraps=hmac.compare_digest) as compare:
+    # internal.py calls hmac.compare_digest through the hmac module, so patching it there counts its calls.
+    with mock.patch.object(hmac, "compare_digest", wraps=hmac.compare_digest) as compare:
         denied = client.get("/api/v1/internal/ai/job/next/", HTTP_X_WORKER_TOKEN="wrong")
         allowed = client.get("/api/v1/internal/ai/job/next/", HTTP_X_WORKER_TOKEN="correct-horse-battery-staple")
     assert (denied.status_code, allowed.status_code) == (401, 200)
@@ -167,6 +168,10 @@ def test_a_pickle_message_on_a_tier_queue_is_not_delivered(tier: str) -> None:
         refused.append(exc)
         message.ack()
 
+    def on_message(body: Any, message: Any) -> None:
+        delivered.append(body)
+        message.ack()
+
     with Connection("memory://") as conn:
         with conn.Producer() as producer:
             for serializer in ("pickle", "json"):
@@ -180,7 +185,7 @@ def test_a_pickle_message_on_a_tier_queue_is_not_delivered(tier: str) -> None:
         consumer = conn.Consumer(
             queue,
             accept=app.conf.accept_content,
-            callbacks=[lambda body, message: (delivered.append(body), message.ack())],
+            callbacks=[on_message],
             on_decode_error=on_decode_error,
         )
         with consumer:
