@@ -107,8 +107,8 @@ def test_dispatch_never_raises_on_an_unexpected_error(tenant: Any) -> None:
 
 
 def test_omr_photo_is_not_allowed_on_basic(tenant: Any) -> None:
+    from academy.jobs.prevalidation import _quality_gate
     from academy.rejections import Rejection
-    from ai_tasks.prevalidation import _quality_gate
 
     with pytest.raises(Rejection) as caught:
         _quality_gate(job_type="omr_grading", payload={"mode": "photo"}, max_mb=50)

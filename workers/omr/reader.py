@@ -221,24 +221,31 @@ def unexpected_rings(straight: npt.NDArray[np.uint8], template: Template, alignm
     if hierarchy is None:
         return 0
     links = hierarchy[0]
-    bw, bh = (float(v) for v in np.median(sizes, axis=0))
-    rows, cols = np.unique(np.round(centres[:, 1])), np.unique(np.round(centres[:, 0]))
+    # Each block's printed bubble size, and the rows and columns its bubbles lie on.
+    kinds = np.unique(np.round(sizes, 1), axis=0)
+    lines = []
+    for kind in kinds:
+        mine = np.all(np.round(sizes, 1) == kind, axis=1)
+        lines.append((np.unique(np.round(centres[mine, 1])), np.unique(np.round(centres[mine, 0]))))
     count = 0
     for i, link in enumerate(links):
         if link[3] != -1 or link[2] == -1:  # a hole itself, or a shape without one
             continue
         x, y, w, h = cv2.boundingRect(contours[i])
-        if not (0.7 * bw <= w <= 1.35 * bw and 0.7 * bh <= h <= 1.35 * bh):
-            continue
         if cv2.contourArea(contours[i]) > 0.9 * w * h:
             continue  # a box, not a bubble
+        # All its holes together: a digit printed inside a bubble splits its hole.
         hole, j = 0.0, int(link[2])
         while j != -1:
-            hole = max(hole, cv2.contourArea(contours[j]))
+            hole += cv2.contourArea(contours[j])
             j = int(links[j][0])
         if hole < 0.25 * w * h:
             continue
         cx, cy = x + w / 2, y + h / 2
-        on_grid = np.min(np.abs(rows - cy)) <= 0.35 * bh or np.min(np.abs(cols - cx)) <= 0.35 * bw
-        count += bool(on_grid)
+        for (bw, bh), (rows, cols) in zip(kinds, lines, strict=True):
+            if not (0.75 * bw <= w <= 1.3 * bw and 0.75 * bh <= h <= 1.3 * bh):
+                continue
+            if np.min(np.abs(rows - cy)) <= 0.35 * bh or np.min(np.abs(cols - cx)) <= 0.35 * bw:
+                count += 1
+                break
     return count
