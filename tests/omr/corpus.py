@@ -92,10 +92,10 @@ def _mark_mask(rng: random.Random, r: float, style: str) -> npt.NDArray[np.float
             cv2.circle(
                 cut, pt(cx + r * math.cos(ang), cy + r * math.sin(ang)), round(r * 16), 255, -1, cv2.LINE_AA, shift
             )
-            canvas = cv2.subtract(canvas, cut)
+            canvas = np.asarray(cv2.subtract(canvas, cut), np.uint8)
     mask = canvas.astype(np.float32) / 255
     grain = np.asarray(np.random.default_rng(rng.getrandbits(32)).uniform(0.75, 1.0, mask.shape), np.float32)
-    return cv2.GaussianBlur(mask * grain, (3, 3), 0.7)
+    return np.asarray(cv2.GaussianBlur(mask * grain, (3, 3), 0.7), np.float32)
 
 
 def _apply(page: Page, x: float, y: float, mask: npt.NDArray[np.float32], darkness: float) -> None:
@@ -106,7 +106,7 @@ def _apply(page: Page, x: float, y: float, mask: npt.NDArray[np.float32], darkne
 
 
 def fill_sheet(template: Template, rng: random.Random, *, blank: bool = False) -> tuple[Page, Truth]:
-    page = render_sheet(template).astype(np.float32) / 255
+    page = np.asarray(render_sheet(template).astype(np.float32) / 255, np.float32)
     r = template.bubble_radius
     # One pencil per student: most are dark, some students press lightly all along.
     base = rng.uniform(0.5, 0.65) if rng.random() < 0.12 else rng.uniform(0.78, 0.93)
@@ -119,7 +119,7 @@ def fill_sheet(template: Template, rng: random.Random, *, blank: bool = False) -
 
     def erase(x: float, y: float) -> None:
         mask = _mark_mask(rng, r, rng.choice(("solid", "scribble")))
-        smeared = cv2.GaussianBlur(mask, (0, 0), r / 5)
+        smeared = np.asarray(cv2.GaussianBlur(mask, (0, 0), r / 5), np.float32)
         _apply(page, x, y, smeared, base * rng.uniform(0.05, 0.25))
 
     student_id = "".join(rng.choice("0123456789") for _ in template.id_fields)
@@ -302,9 +302,9 @@ def _desk(rng: random.Random, fw: int, fh: int) -> npt.NDArray[np.float32]:
     centre = [(t * fw, 0.0), (fw, t * fh), (t * fw, fh), (0.0, t * fh)][edge]
     axes = (round(fw * rng.uniform(0.08, 0.16)), round(fh * rng.uniform(0.06, 0.12)))
     cv2.ellipse(blob, (round(centre[0]), round(centre[1])), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
-    blob = cv2.GaussianBlur(blob, (0, 0), max(axes) / 8)[..., None]
+    soft = np.asarray(cv2.GaussianBlur(blob, (0, 0), max(axes) / 8), np.float32)[..., None]
     skin = np.array([rng.uniform(0.5, 0.65), rng.uniform(0.6, 0.75), rng.uniform(0.8, 0.95)], np.float32)
-    return np.asarray(desk * (1 - blob) + skin * blob, np.float32)
+    return np.asarray(desk * (1 - soft) + skin * soft, np.float32)
 
 
 def photograph(
