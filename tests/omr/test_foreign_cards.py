@@ -96,11 +96,12 @@ def _card(
         cv2.line(page, (0, round(fold_at)), (tpl.width, round(fold_at)), (150, 150, 150), 5, cv2.LINE_AA)
     turn = cv2.getRotationMatrix2D((tpl.width / 2, tpl.height / 2), 0.8, 1.0)
     scan = cv2.warpAffine(page, turn, (tpl.width, tpl.height), borderValue=(250, 250, 250))
-    scan = cv2.GaussianBlur(scan, (3, 3), 0.8)
-    noisy = scan.astype(np.int16) + np.random.default_rng(seed).normal(0, 3, scan.shape).astype(np.int16)
+    scan = np.asarray(cv2.GaussianBlur(scan, (3, 3), 0.8), np.uint8)
+    noise = np.random.default_rng(seed).normal(0, 3, scan.shape)
+    noisy = scan.astype(np.int16) + np.asarray(noise, np.float64).astype(np.int16)
     ok, buf = cv2.imencode(".jpg", np.clip(noisy, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return np.asarray(cv2.imdecode(buf, cv2.IMREAD_COLOR), np.uint8)
 
 
 def _answers(seed: int) -> dict[str, str]:
