@@ -50,7 +50,7 @@ def _drawn_sheet(template: Template) -> tuple[np.ndarray, dict[str, int]]:
         x, y = q.centres[i]
         cv2.circle(mask, (round(x), round(y)), round(0.95 * r), 1.0, -1, cv2.LINE_AA)
         if blur:
-            mask = cv2.GaussianBlur(mask, (0, 0), blur)
+            mask = np.asarray(cv2.GaussianBlur(mask, (0, 0), blur), np.float32)
         page[:] = page * (1 - darkness * mask)
 
     disc(0, 0.9)  # a solid mark

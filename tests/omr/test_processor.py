@@ -45,6 +45,7 @@ def test_run_returns_answers_confidence_review_and_overlay(template: Template, t
     assert artifact.name == "overlay.png"
     assert artifact.content_type == "image/png"
     overlay = cv2.imdecode(np.frombuffer(artifact.data, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay is not None
     assert overlay.shape[:2] == (round(template.height / 2), round(template.width / 2))
     assert stages[-1] == "done"
 
@@ -54,6 +55,7 @@ def test_overlay_marks_read_bubbles_green(template: Template, template_dict: dic
     page, truth = fill_sheet(template, rng)
     result = OmrGradingProcessor().run(JobInput(params={"template": template_dict}, data=degrade(page, rng)[0]))
     overlay = cv2.imdecode(np.frombuffer(result.artifacts[0].data, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay is not None
     q = next(q for q in template.questions if len(truth.answers[q.label]) == 1 and q.label not in result.data["review"])
     x, y = q.centres[q.values.index(truth.answers[q.label][0])]
     b, g, r = overlay[round((y - template.bubble_radius) / 2) - 1, round(x / 2)].astype(int)

@@ -22,6 +22,7 @@ def test_rendered_sheet_has_page_size_and_solid_corner_markers(template: Templat
 
 def test_png_output_decodes_to_the_rendered_sheet(template: Template) -> None:
     decoded = cv2.imdecode(np.frombuffer(sheet_png(template), np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert decoded is not None
     assert np.array_equal(decoded, render_sheet(template))
 
 
