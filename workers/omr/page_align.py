@@ -48,6 +48,9 @@ AT_FRAME: Final = 0.02
 OPENINGS: Final = (0.01, 0.03, 0.06)
 #: ... until the bright region fills its four-cornered outline this well.
 MIN_RECTANGULAR: Final = 0.985
+#: the page's straight edges replace its simplified outline when the outline runs along
+#: at least this share of each of them.
+MIN_SUPPORT: Final = 0.6
 #: a bubble must be this many image pixels across its radius to be read.
 MIN_RADIUS_PX: Final = 2.5
 #: two orientations whose layout scores differ by less than this are a tie.
@@ -134,22 +137,38 @@ def find_page(
     _, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     bright = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (kx, ky)))
     # Opening cuts bright things that touch the page off it (a reflection, a hand, the
-    # edge of a white desk): thin links first, then wider ones until the outline is a
-    # clean four-sided shape.
+    # edge of a white desk): thin links first, then wider ones, until the outline is a
+    # clean four-sided shape. (A stricter threshold is no way out: on a shaded page it
+    # keeps only the page's brightest part, which can be four-sided too.)
     best: Quad | None = None
+    loosest: tuple[float, Quad, npt.NDArray[np.int32]] | None = None
+    found = None
     for share in OPENINGS:
         cut = max(3, round(min(sh, sw) * share)) | 1
-        opened = cv2.morphologyEx(bright, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (cut, cut)))
-        found = _outline(np.asarray(opened, np.uint8), sh * sw)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (cut, cut))
+        found = _outline(np.asarray(cv2.morphologyEx(bright, cv2.MORPH_OPEN, kernel), np.uint8), sh * sw)
         if found is None:
             continue
         corners, fill, contour = found
         if fill >= MIN_RECTANGULAR:
             best = corners
             break
-        if best is None:
-            # Something bright still overlaps the page: its four longest straight edges.
-            best = _straight_sides(contour, corners)
+        if loosest is None:
+            loosest = (fill, corners, contour)
+    if best is None and loosest is not None:
+        # Something bright still overlaps the page: its four longest straight edges.
+        sides = _straight_sides(loosest[2])
+        big = sides is not None and abs(_area(sides[0])) >= 0.5 * abs(_area(loosest[1]))
+        best = sides[0] if sides is not None and big else loosest[1]
+    elif best is not None and found is not None:
+        # Clean, but a hand or a pale patch lined up with an edge can still stretch a
+        # corner: when the outline's four longest straight edges, well supported, make
+        # another page, they are the page.
+        sides = _straight_sides(found[2])
+        if sides is not None and sides[1] >= MIN_SUPPORT:
+            diagonal = _dist(best[0], best[2])
+            if max(_dist(a, b) for a, b in zip(sides[0], best, strict=True)) > 0.01 * diagonal:
+                best = sides[0]
     if best is None:
         return None
     quad: Quad = np.asarray(best / k, np.float64)
@@ -182,23 +201,25 @@ def _outline(bright: npt.NDArray[np.uint8], area: int) -> tuple[Quad, float, npt
     return corners, fill, contour
 
 
-def _straight_sides(contour: npt.NDArray[np.int32], fallback: Quad) -> Quad:
-    """The quadrilateral of the outline's four longest straight runs (RANSAC lines), for a
-    page that something round or ragged overlaps; ``fallback`` when they make none."""
+def _straight_sides(contour: npt.NDArray[np.int32]) -> tuple[Quad, float] | None:
+    """The quadrilateral of the outline's four longest straight runs (RANSAC lines), and
+    how much of its sides the outline really runs along (the smallest share over the
+    four; 1.0 for a clean page): for a page that something round or ragged overlaps.
+    None when the runs make no quadrilateral."""
     import numpy as np
 
     pts = contour.reshape(-1, 2).astype(np.float64)
     n = len(pts)
     if n < 40:
-        return fallback
+        return None
     rng = np.random.default_rng(0)  # fixed: the same picture always gives the same page
     tol = max(1.5, 0.004 * float(np.ptp(pts, axis=0).max()))
     left = np.ones(n, bool)
-    lines: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]] = []
+    lines: list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], int]] = []
     for _ in range(4):
         idx = np.nonzero(left)[0]
         if len(idx) < 20:
-            return fallback
+            return None
         best: tuple[int, npt.NDArray[np.bool_]] | None = None
         for i in rng.choice(idx, size=min(150, len(idx)), replace=False):
             j = (i + max(5, n // 25)) % n  # a point a little further along the outline
@@ -213,11 +234,11 @@ def _straight_sides(contour: npt.NDArray[np.int32], fallback: Quad) -> Quad:
             if best is None or count > best[0]:
                 best = (count, near)
         if best is None or best[0] < max(20, n // 20):
-            return fallback
+            return None
         members = pts[best[1]]
         centre = members.mean(axis=0)
         _, _, vt = np.linalg.svd(members - centre)
-        lines.append((centre, vt[0], members))
+        lines.append((centre, vt[0], len(members)))
         left &= ~best[1]
     middle = np.mean([c for c, _, _ in lines], axis=0)
     lines.sort(key=lambda line: float(np.arctan2(line[0][1] - middle[1], line[0][0] - middle[0])))
@@ -226,13 +247,15 @@ def _straight_sides(contour: npt.NDArray[np.int32], fallback: Quad) -> Quad:
         (p, u, _), (q, v, _) = lines[i - 1], lines[i]
         den = u[0] * v[1] - u[1] * v[0]
         if abs(den) < 0.2:  # neighbours must cross, not run side by side
-            return fallback
+            return None
         t = ((q[0] - p[0]) * v[1] - (q[1] - p[1]) * v[0]) / den
         corners.append(p + t * u)
     quad = np.array(corners, np.float64)
-    if not _convex(quad) or abs(_area(quad)) < 0.5 * abs(_area(fallback)):
-        return fallback
-    return _clockwise(quad)
+    if not _convex(quad):
+        return None
+    # Line i runs from corner i to corner i + 1 (corner i is where lines i - 1 and i meet).
+    support = min(count / max(_dist(quad[i], quad[(i + 1) % 4]), 1.0) for i, (_, _, count) in enumerate(lines))
+    return _clockwise(quad), float(support)
 
 
 def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -> list[Alignment]:
