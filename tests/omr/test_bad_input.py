@@ -237,7 +237,7 @@ def test_photo_like_random_texture_is_no_sheet_found(template_dict: dict[str, An
         coarse = rng.uniform(0, 1, (1500 // cell + 2, 1100 // cell + 2)).astype(np.float32)
         photo += cv2.resize(coarse, (1100, 1500), interpolation=cv2.INTER_CUBIC) * cell / 415
     photo += np.linspace(0, 0.6, 1100, dtype=np.float32)[None, :]
-    photo = cv2.normalize(photo, None, 0, 255, cv2.NORM_MINMAX)
+    photo = np.asarray(cv2.normalize(photo, np.empty_like(photo), 0, 255, cv2.NORM_MINMAX), np.float32)
     assert _code(_jpeg(photo.astype(np.uint8)), template_dict) == "NO_SHEET_FOUND"
 
 
@@ -365,7 +365,7 @@ def test_pdf_page_with_a_huge_mediabox_is_drawn_smaller_not_at_full_size() -> No
 
 def test_pdf_page_of_a_sheet_reads_like_the_image(template: Template, template_dict: dict[str, Any]) -> None:
     page, truth = fill_sheet(template, random.Random(54))
-    gray = cv2.imdecode(np.frombuffer(clean(page), np.uint8), cv2.IMREAD_GRAYSCALE)
+    gray = np.asarray(cv2.imdecode(np.frombuffer(clean(page), np.uint8), cv2.IMREAD_GRAYSCALE), np.uint8)
     (drawn,) = pdf_pages(image_to_pdf(gray, template.dpi))
     result = OmrGradingProcessor().run(JobInput(params={"template": template_dict}, data=_png(drawn)))
     assert {k: tuple(v) for k, v in result.data["answers"].items()} == truth.answers

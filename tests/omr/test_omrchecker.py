@@ -235,7 +235,7 @@ def test_project_sheet_is_not_taken_for_an_omrchecker_sheet(sheet: OmrCheckerTem
 
 
 def test_custom_labels_are_joined_and_partial_ones_go_to_review(sheet: OmrCheckerTemplate) -> None:
-    entry = {
+    entry: dict[str, Any] = {
         "student_id": "12345678",
         "answers": {"Medium": ["E"], "q21_1": ["3"], "q21_2": ["7"], "q1": ["A"]},
         "confidence": {"Medium": 1.0, "q21_1": 0.9, "q21_2": 0.8, "q1": 1.0},
@@ -286,7 +286,7 @@ def test_cli_render_draws_the_marker_picture_and_reads_back_blank(sheet: OmrChec
 
     png = tmp_path / "blank.png"
     assert main(["render", "--template", str(SAMPLE), "--out", str(png)]) == 0
-    page = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    page = np.asarray(cv2.imread(str(png), cv2.IMREAD_GRAYSCALE), np.uint8)
     t = sheet.template
     assert page.shape == (t.height, t.width)
     assert page[round(t.marker_centres[0][1]), round(t.marker_centres[0][0])] < 50  # the marker's dark core

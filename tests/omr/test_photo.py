@@ -24,6 +24,7 @@ def test_photo_is_a_colour_jpeg_of_the_frame_asked_with_the_sheet_in_perspective
     data, corners = photograph_with_corners(page, rng, frame=(1200, 1600))
     assert data[:3] == b"\xff\xd8\xff"
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert img is not None
     assert img.shape == (1600, 1200, 3)
     # The sheet is inside the frame and not an axis-aligned rectangle: some corner lies
     # well off the bounding box's corners.
@@ -121,6 +122,7 @@ def _refusal(data: bytes, template: Template) -> str:
 def _shaken(data: bytes, length: float) -> bytes:
     """The photo taken with a shaking hand: a line blur of ``length`` px, diagonal."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
     n = math.ceil(length) | 1
     kernel = np.zeros((n, n), np.float32)
     cv2.line(kernel, (0, 0), (n - 1, n - 1), 1.0, 1, cv2.LINE_AA)
@@ -131,6 +133,7 @@ def _shaken(data: bytes, length: float) -> bytes:
 
 def _darkened(data: bytes, gain: float) -> bytes:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
     ok, buf = cv2.imencode(".jpg", np.clip(img * gain, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return bytes(buf)
