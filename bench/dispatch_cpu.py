@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -207,7 +208,7 @@ def stages_install(stages: Stages) -> None:
             stages.wrap(holder, "f", name)
             fget = holder.__dict__["f"]
             setattr(owner, attr, property(fget.__func__ if isinstance(fget, staticmethod) else fget))
-            stages._undo.append(lambda owner=owner, prop=prop: setattr(owner, "rendered_content", prop))
+            stages._undo.append(functools.partial(setattr, owner, "rendered_content", prop))
             continue
         if attr == "producer_or_acquire":  # a context manager: time entering and leaving it
             original = owner.__dict__[attr]
@@ -230,7 +231,7 @@ def stages_install(stages: Stages) -> None:
                 return cm()
 
             setattr(owner, attr, timed_cm)
-            stages._undo.append(lambda owner=owner, original=original: setattr(owner, "producer_or_acquire", original))
+            stages._undo.append(functools.partial(setattr, owner, "producer_or_acquire", original))
             continue
         stages.wrap(owner, attr, name, outside="task-sent event" if attr == "publish" else "")
 
@@ -272,7 +273,8 @@ def round_trips() -> Iterator[tuple[Counter[str], Counter[str]]]:
         sql[query.split(None, 1)[0].upper()] += 1
         return execute(query, params, many, context)
 
-    execute_command = redis.client.Redis.execute_command
+    # redis leaves execute_command unannotated: it takes and returns anything.
+    execute_command: Callable[..., Any] = redis.client.Redis.execute_command
     pipeline_execute = redis.client.Pipeline.execute
 
     def counted_command(self: Any, *args: Any, **options: Any) -> Any:
