@@ -260,8 +260,7 @@ def test_a_sheet_without_its_timing_marks_is_not_found() -> None:
     ids=["empty", "count", "touching", "off_page", "size"],
 )
 def test_a_malformed_timing_track_is_template_invalid_naming_the_setting(tracks: list[Any], message: str) -> None:
-    t = _template("timing", tracks=tracks)
     with pytest.raises(OmrError) as info:
-        align(np.full((1400, 1000), 250, np.uint8), t)
+        _template("timing", tracks=tracks)  # refused when the template is loaded
     assert info.value.code == "TEMPLATE_INVALID"
     assert message in info.value.message

@@ -199,6 +199,11 @@ def parse_template(data: Mapping[str, Any]) -> Template:
         alignment=_alignment(data),
     )
     _check_geometry(tpl, inset)
+    if tpl.alignment.kind == "timing":
+        # A timing track is checked now, not on the first sheet read with it.
+        from workers.omr.timing_align import parse_tracks
+
+        parse_tracks(tpl.alignment.options, tpl)
     return tpl
 
 
