@@ -148,7 +148,7 @@ def place(
 
     fit = alignment.layout if alignment.layout is not None else fit_layout(gray, template, alignment)
     placed = fit.template
-    samples = sample(image, placed, alignment)
+    samples = sample(image, placed, alignment, gray)
     rings_check(samples, template)
     return placed, samples
 

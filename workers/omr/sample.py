@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.align import Alignment
 from workers.omr.template import Template
@@ -34,6 +34,8 @@ PAPER_PERCENTILE: Final = 80
 DROPOUT_SHARE: Final = 0.5
 #: ... and the outlines show in grey at all (0 paper .. 1 ink).
 DROPOUT_MIN_PRINT: Final = 0.05
+#: ... judged on about this many bubbles of each size.
+DROPOUT_PROBES: Final = 40
 #: the middle of a bubble and the paper round it are sampled on a grid of about this many
 #: points across the bubble's shorter side (a mean over ~70 points is as good as over all).
 AREA_POINTS: Final = 12
@@ -185,67 +187,95 @@ def _probe(rx: float, ry: float, step: float, far_x: float, far_y: float) -> _Pr
     return _Probe(disk, row.astype(np.intp), col.astype(np.intp), len(ys), len(xs), k, beside_x, beside_y)
 
 
-def sample(image: npt.NDArray[np.uint8], template: Template, alignment: Alignment) -> Samples:
+def sample(
+    image: npt.NDArray[np.uint8],
+    template: Template,
+    alignment: Alignment,
+    gray: npt.NDArray[np.uint8] | None = None,
+) -> Samples:
     """Measure every bubble of ``template`` (its centres and sizes as they are printed).
 
-    ``image`` is greyscale or BGR. On a colour picture the outlines are measured on grey
-    (where print of any colour shows) and the fill on the channel where the printed
-    outlines are faintest, when that channel all but drops them: a sheet printed in red
-    or pink dropout ink is read on red, where the print vanishes and pencil, black and
-    blue pen stay dark.
+    ``image`` is greyscale or BGR (``gray``: its greyscale, when the caller has it). On a
+    colour picture the outlines are measured on grey (where print of any colour shows)
+    and the fill on the channel where the printed outlines are faintest, when that channel
+    all but drops them: a sheet printed in red or pink dropout ink is read on red, where
+    the print vanishes and pencil, black and blue pen stay dark.
     """
     import numpy as np
 
+    from workers.omr.align import as_gray
+
     layout = _layout(template)
     n = len(layout.centres)
+    grey_img = gray if gray is not None else as_gray(image)
     # Sample about once per image pixel, never much finer than one per template pixel.
     step = max(0.5, min(1.0, 1.0 / alignment.scale))
-    parts = []
+    specs = []
     for g in layout.groups:
         r = max(g.rx, g.ry)
         ring_w = max(1.0 / 12, 1.0 / min(g.rx, g.ry))
         outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
-        # Beside the bubble: out to BESIDE radii, or half way to the next bubble when closer.
         # Areas on a grid of about AREA_POINTS across the bubble (averages need no more);
-        # the thin outline at every pixel.
+        # the thin outline at every pixel. Beside the bubble: out to BESIDE radii, or half
+        # way to the next bubble when closer.
         area_step = round(max(step, min(g.rx, g.ry) * 2 / AREA_POINTS) * 4) / 4
         probe = _probe(g.rx, g.ry, area_step, min(BESIDE, g.nearest_x / 2), min(BESIDE, g.nearest_y / 2))
         ring = _offsets(g.rx, g.ry, 1 - ring_w, 1 + ring_w, step)
-        outer = _offsets(g.rx, g.ry, 1.28, outer_hi, area_step)
-        offs = np.concatenate([probe.disk, ring, outer, probe.beside_x, probe.beside_y])
-        values = _lookup(image, layout.centres[g.bubbles], offs, alignment.homography)
-        a = len(probe.disk)
-        b, c = a + len(ring), a + len(ring) + len(outer)
-        parts.append((g, probe, a, b, c, values))
+        around = np.concatenate([_offsets(g.rx, g.ry, 1.28, outer_hi, area_step), probe.beside_x, probe.beside_y])
+        specs.append((g, probe, ring, around))
+    channel = _dropout_channel(image, layout, specs, alignment) if image.ndim == 3 else -1
+    marks = grey_img if channel < 0 else _extract(image, channel)
     ink = alignment.ink
-    colour = image.ndim == 3
     ring_v = np.zeros(n, np.float64)
-    ring_by_channel = np.zeros((3, n), np.float64)
-    for g, _, a, b, _c, values in parts:
-        grey = _to_grey(values) if colour else values
-        ring_v[g.bubbles] = _level(grey[:, a:b], _paper(grey[:, b:], ink), ink)
-        if colour:
-            for k in range(3):
-                chan = np.ascontiguousarray(values[:, :, k])
-                ring_by_channel[k, g.bubbles] = _level(chan[:, a:b], _paper(chan[:, b:], ink), ink)
-    channel = -1
-    if colour:
-        print_grey = float(np.median(ring_v))
-        faint = np.median(ring_by_channel, axis=1)
-        best = int(np.argmin(faint))
-        if print_grey >= DROPOUT_MIN_PRINT and faint[best] <= DROPOUT_SHARE * print_grey:
-            channel = best
     fill = np.zeros(n, np.float64)
-    for g, probe, a, b, c, values in parts:
-        if colour:
-            chosen = np.ascontiguousarray(values[:, :, channel]) if channel >= 0 else _to_grey(values)
-        else:
-            chosen = values
-        paper = _paper(chosen[:, b:], ink)
+    for g, probe, ring, around in specs:
+        centres = layout.centres[g.bubbles]
+        a, b = len(probe.disk), len(probe.disk) + len(ring)
+        values = _lookup(grey_img, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
+        ring_v[g.bubbles] = _level(values[:, a:b], _paper(values[:, b:], ink), ink)
+        if marks is not grey_img:
+            values = _lookup(marks, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
+        paper = _paper(values[:, b:], ink)
         span = np.maximum(paper - ink, 1.0)
-        dark = (paper[:, None] - chosen.astype(np.float32)) / span[:, None]  # (bubbles, samples)
-        fill[g.bubbles] = dark[:, :a].mean(axis=1) - _line_through(dark[:, c:], probe)
+        dark = (paper[:, None] - values.astype(np.float32)) / span[:, None]  # (bubbles, samples)
+        beside = dark[:, len(dark[0]) - len(probe.beside_x) - len(probe.beside_y) :]
+        fill[g.bubbles] = dark[:, :a].mean(axis=1) - _line_through(beside, probe)
     return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index, channel)
+
+
+def _dropout_channel(
+    image: npt.NDArray[np.uint8], layout: _Layout, specs: list[tuple[_Group, _Probe, Any, Any]], alignment: Alignment
+) -> int:
+    """The colour channel the fill is read on (-1: grey), from the outlines of a few dozen
+    bubbles of each size: the one where they are faintest, when they are at most
+    DROPOUT_SHARE of their grey darkness there."""
+    import numpy as np
+
+    ink = alignment.ink
+    grey_rings: list[float] = []
+    by_channel: list[list[float]] = [[], [], []]
+    for g, _, ring, around in specs:
+        some = g.bubbles[:: max(1, len(g.bubbles) // DROPOUT_PROBES)]
+        values = _lookup(image, layout.centres[some], np.concatenate([ring, around]), alignment.homography)
+        k = len(ring)
+        grey = _to_grey(values)
+        grey_rings.extend(_level(grey[:, :k], _paper(grey[:, k:], ink), ink).tolist())
+        for c in range(3):
+            chan = np.ascontiguousarray(values[:, :, c])
+            by_channel[c].extend(_level(chan[:, :k], _paper(chan[:, k:], ink), ink).tolist())
+    print_grey = float(np.median(grey_rings))
+    faint = [float(np.median(v)) for v in by_channel]
+    best = int(np.argmin(faint))
+    if print_grey >= DROPOUT_MIN_PRINT and faint[best] <= DROPOUT_SHARE * print_grey:
+        return best
+    return -1
+
+
+def _extract(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.extractChannel(image, channel), dtype=np.uint8)
 
 
 def _line_through(beside: npt.NDArray[np.float64], probe: _Probe) -> npt.NDArray[np.float64]:
