@@ -128,6 +128,24 @@ def columns(entry: Mapping[str, Any], sheet: OmrCheckerTemplate) -> tuple[dict[s
     return out, flagged
 
 
+def alignment_note(image: Path, sheet: OmrCheckerTemplate, photo: bool) -> str:
+    """Where a refused sheet's refusal came from: was the sheet found, and are the
+    template's bubbles printed where the alignment puts them (page_align.layout_score)?"""
+    from workers.omr.align import align
+    from workers.omr.decode import decode_gray
+    from workers.omr.filters import template_filters
+    from workers.omr.page_align import layout_score
+
+    tpl = sheet.template
+    try:
+        gray = template_filters(decode_gray(image.read_bytes()), tpl)
+        found = align(gray, tpl, photo=photo)
+    except BadInput as exc:
+        return f"alignment ({tpl.alignment.kind}) failed: {exc.code}"
+    score = layout_score(gray, tpl, found.homography)
+    return f"aligned ({tpl.alignment.kind}, {found.rotation} deg): {score:.0%} of the bubbles printed where expected"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("samples", nargs="?", type=Path, default=DEFAULT_SAMPLES)
@@ -169,6 +187,8 @@ def main() -> int:
             total += len(expected)
             wrong += len(expected)
             print(f"{rel}: {status}")
+            if args.verbose and not isinstance(sheet, BadInput):
+                print(f"    {alignment_note(image, sheet, args.photo)}")
             continue
         got, review = columns(entry, sheet)
         if expected is None:
