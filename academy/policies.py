@@ -147,11 +147,16 @@ QUALITY_GATE_CODES: Final = frozenset({"BLUR_OR_SHAKE", "TOO_DARK", "RESOLUTION_
 
 @dataclass(frozen=True)
 class Failure:
-    """Why a basic run did not produce a result worth keeping."""
+    """Why a run produced no result worth keeping, and whether another attempt may help.
+
+    ``confidence``: a weak reading's, when the run did produce one (a basic reading at
+    or below the tenant's GPU-fallback threshold)."""
 
     kind: str  # "validation_failed" | "processing_failed"
     error_code: str = ""
     confidence: float | None = None
+    detail: str = ""
+    retryable: bool = False
 
 
 def fallback_qualifies(

@@ -1,18 +1,10 @@
-"""The job lifecycle: every policy a run is subject to, in one place.
+"""A run in a Celery pool: the adapter between a tier task and the job's transitions.
 
 A tier task calls :func:`execute`. It claims the row (or finds that a copy already ran),
-keeps the lease alive while the processor works, and turns whatever the processor did
-into one decision:
-
-    result ok ........................ status by confidence (tier bands, shadow mode)
-    result weak on basic ............. GPU fallback when the tenant pays, else as above
-    BadInput ......................... REJECTED_BAD_INPUT (or GPU fallback)
-    RetryableError, attempts left .... RETRYING, re-published with backoff
-    any other failure ................ GPU fallback, else DONE+review (lite/basic) / FAILED
-    attempts exhausted ............... DONE+review (lite/basic) / FAILED (premium)
-
-Processors never see any of this; the internal worker API feeds results from
-out-of-cluster workers through :func:`outcome_apply` so they get the same rules.
+keeps the lease alive while the processor works (one heartbeat thread per process), runs
+the processor, and hands what it did to :func:`academy.jobs.outcome.outcome_apply`,
+which decides the job's next state by the same rules as for an out-of-cluster worker's
+result (the internal worker API).
 """
 
 from __future__ import annotations
@@ -25,16 +17,17 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from academy import flags, policies, selectors, storage
-from academy.models import AIJob, AIResult, JobStatus
-from academy.rejections import Rejection, rejection_message
+from academy import selectors, storage
+from academy.jobs.outcome import Outcome, exhausted_finish, outcome_apply
+from academy.models import AIJob
+from academy.policies import Failure
+from academy.rejections import Rejection
 from academy.services import jobs as job_services
 from ai_tasks import routing
 from ai_tasks.logcontext import job_log_context
@@ -42,19 +35,6 @@ from workers import registry
 from workers.base import BadInput, JobInput, ProcessingError, ProcessorResult, RetryableError
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Failed:
-    """A run that produced no result: why, and whether another attempt may help."""
-
-    kind: str  # "validation_failed" | "processing_failed"
-    code: str
-    detail: str
-    retryable: bool = False
-
-
-Outcome = ProcessorResult | Failed
 
 
 class _Waiting:
@@ -197,7 +177,9 @@ _heartbeats = _Heartbeats()
 def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
     processor = registry.get(job.job_type)
     if processor is None:
-        return Failed("validation_failed", "JOB_TYPE_NOT_AVAILABLE", f"no processor for {job.job_type}")
+        return Failure(
+            "validation_failed", error_code="JOB_TYPE_NOT_AVAILABLE", detail=f"no processor for {job.job_type}"
+        )
     data: bytes | None = None
     filename = ""
     try:
@@ -212,176 +194,27 @@ def _run_processor(job: AIJob, lease: _Lease) -> Outcome:
             )
         )
     except storage.StorageRejection as exc:
-        return Failed("validation_failed", exc.code, str(exc))
+        return Failure("validation_failed", error_code=exc.code, detail=str(exc))
     except BadInput as exc:
-        return Failed("validation_failed", exc.code, exc.message)
+        return Failure("validation_failed", error_code=exc.code, detail=exc.message)
     except RetryableError as exc:
-        return Failed("processing_failed", exc.code, exc.message, retryable=True)
+        return Failure("processing_failed", error_code=exc.code, detail=exc.message, retryable=True)
     except SoftTimeLimitExceeded:
-        return Failed("processing_failed", "timeout", "soft time limit exceeded")
+        return Failure("processing_failed", error_code="timeout", detail="soft time limit exceeded")
     except ProcessingError as exc:
-        return Failed("processing_failed", exc.code, exc.message)
+        return Failure("processing_failed", error_code=exc.code, detail=exc.message)
     except Exception as exc:  # a processor bug: recorded as data, never crashes the worker
         logger.exception("ai_processor_error job_id=%s job_type=%s", job.job_id, job.job_type)
-        return Failed("processing_failed", "library_error", "".join(traceback.format_exception_only(exc)).strip())
+        return Failure(
+            "processing_failed",
+            error_code="library_error",
+            detail="".join(traceback.format_exception_only(exc)).strip(),
+        )
     if not isinstance(result, ProcessorResult):
-        return Failed("processing_failed", "library_error", f"processor returned {type(result).__name__}")
+        return Failure(
+            "processing_failed", error_code="library_error", detail=f"processor returned {type(result).__name__}"
+        )
     return result
-
-
-def _fallback_or_none(
-    job: AIJob,
-    token: str | None,
-    failure: policies.Failure,
-    basic_result: Any,
-    policy: selectors.TenantPolicy,
-    basic_outcome: dict[str, Any],
-) -> bool:
-    """Re-route a failed basic job to the premium pool if the tenant qualifies.
-
-    ``basic_outcome`` is how basic would close the job otherwise; the re-run keeps it,
-    so a premium run that fails ends no worse (:func:`_basic_kept`). The day's slot is
-    taken here, in one conditional UPDATE, right before the hand-over.
-    """
-    verdict = job_services.gpu_fallback_verdict(
-        tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy, take=True
-    )
-    if verdict == "capped":
-        job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
-    if verdict != "go":
-        return False
-    reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
-    job_services.job_fallback(
-        job_id=job.job_id, token=token, reason=reason, basic_result=basic_result, basic_outcome=basic_outcome
-    )
-    return True
-
-
-def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | None:
-    """The finish for a premium re-run of a basic job (GPU fallback) whose own run
-    failed or refused: what basic's policy would have written (its DONE-plus-review
-    result, or its refusal with the code), with the premium failure recorded under
-    ``premium_failed``. Paying for the GPU pool never leaves a job worse than basic
-    would have. None for any other job: its own outcome stands."""
-    basic = job.flags.get("basic_outcome") if job.tier == "premium" and job.fallback_from_id else None
-    if not isinstance(basic, dict):
-        return None
-    failed = {"code": code, "detail": detail[:500]}
-    message = f"the premium re-run failed ({code}: {detail[:300]}); basic's outcome stands"
-    if basic.get("status") == JobStatus.REJECTED_BAD_INPUT and basic.get("rejection_code"):
-        rejection = str(basic["rejection_code"])
-        return job_services.Finish(
-            status=JobStatus.REJECTED_BAD_INPUT,
-            flags={**job.flags, "premium_failed": failed, "rejection_detail": message[:1000]},
-            error_message=rejection_message(rejection),
-            rejection_code=rejection,
-        )
-    if basic.get("status") not in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED):
-        return None
-    stored = AIResult.objects.filter(job_id=job.fallback_from_id).values_list("payload", flat=True).first()
-    result = stored.get("basic_result") if isinstance(stored, dict) else None
-    given = basic.get("flags")
-    basic_flags: dict[str, Any] = given if isinstance(given, dict) else {"review_candidate": True}
-    return job_services.Finish(
-        status=str(basic["status"]),
-        flags={**job.flags, **basic_flags, "premium_failed": failed},
-        result=result if result is not None else {"error_code": code, "error": detail},
-        error_message=message[:2000],
-    )
-
-
-def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
-    """Decide the job's next state from one run's outcome and write it. Returns the decision."""
-    # Read with the job when it was claimed (selectors.job_get): no query of its own.
-    policy = selectors.tenant_policy_of(job.tenant)
-    if isinstance(outcome, Failed):
-        if outcome.retryable and job.attempt_count < job.max_attempts:
-            countdown = policies.retry_countdown(
-                job.attempt_count, base=settings.AI_RETRY_BACKOFF_BASE, cap=settings.AI_RETRY_BACKOFF_MAX
-            )
-            job_services.job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
-            return "retry"
-        failure = policies.Failure(outcome.kind, error_code=outcome.code)
-        basic_result = {"error_code": outcome.code, "error": outcome.detail}
-        resolution = policies.status_for_exception(job.tier, error_code=outcome.code)
-        if outcome.kind == "validation_failed":
-            basic_outcome: dict[str, Any] = {
-                "status": JobStatus.REJECTED_BAD_INPUT,
-                "rejection_code": outcome.code,
-                "detail": outcome.detail[:1000],
-            }
-        else:
-            basic_outcome = {"status": resolution.status, "flags": resolution.flags}
-        if _fallback_or_none(job, token, failure, basic_result, policy, basic_outcome):
-            return "fallback"
-        kept = _basic_kept(job, code=outcome.code, detail=outcome.detail)
-        if outcome.kind == "validation_failed":
-            if kept is not None and kept.status != JobStatus.REJECTED_BAD_INPUT:
-                job_services.job_finish(job_id=job.job_id, token=token, finish=kept)
-                return kept.status
-            job_services.job_reject(job_id=job.job_id, token=token, code=outcome.code, detail=outcome.detail)
-            return "rejected"
-        finish = job_services.Finish(
-            status=resolution.status,
-            flags={**job.flags, **resolution.flags},
-            result={"error_code": outcome.code, "error": outcome.detail},
-            error_message=outcome.detail[:2000] or outcome.code,
-        )
-        if resolution.status == JobStatus.FAILED and kept is not None:
-            finish = kept
-        job_services.job_finish(job_id=job.job_id, token=token, finish=finish)
-        return finish.status
-
-    resolution = policies.status_for_confidence(
-        tier=job.tier,
-        confidence=outcome.confidence,
-        processor_review=outcome.review or outcome.error_code is not None,
-        fail_below=policy.premium_fail_below,
-        review_below=policy.premium_review_below,
-        shadow_mode=flags.flag_enabled(flags.SHADOW_MODE, default=True),
-    )
-    extra = {"error_code": outcome.error_code} if outcome.error_code else {}
-    weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
-    if weak and job.tier == "basic":
-        failure = policies.Failure(
-            "processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence
-        )
-        basic_outcome = {"status": resolution.status, "flags": {**resolution.flags, **extra}}
-        if _fallback_or_none(job, token, failure, outcome.data, policy, basic_outcome):
-            return "fallback"
-    finish = job_services.Finish(
-        status=resolution.status,
-        flags={**job.flags, **resolution.flags, **extra},
-        result=outcome.data,
-        artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
-    )
-    if resolution.status == JobStatus.FAILED:  # premium, below its fail band: say so
-        code = outcome.error_code or "low_confidence"
-        detail = f"confidence {outcome.confidence:.2f} is below the premium fail band ({policy.premium_fail_below})"
-        finish.flags.setdefault("error_code", code)
-        finish.error_message = detail
-        finish = _basic_kept(job, code=code, detail=detail) or finish
-    job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=job)
-    return finish.status
-
-
-def exhausted_finish(job: AIJob) -> str:
-    """A job out of attempts (a poison message, or a worker killed each time)."""
-    resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
-    message = f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000]
-    finish = job_services.Finish(
-        status=resolution.status,
-        flags={**job.flags, **resolution.flags, "poison": True},
-        result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
-        error_message=message,
-    )
-    if resolution.status == JobStatus.FAILED:
-        kept = _basic_kept(job, code="max_attempts", detail=message)
-        if kept is not None:
-            finish = kept
-            finish.flags["poison"] = True
-    done = job_services.job_finish(job_id=job.job_id, token=None, finish=finish)
-    return finish.status if done else "skipped"
 
 
 _T = TypeVar("_T")

@@ -31,21 +31,21 @@ _soft, _hard = routing.time_limits("domain")
 
 def sweep_once(*, limit: int = 500) -> dict[str, int]:
     from academy import selectors
+    from academy.jobs.outcome import exhausted_finish
     from academy.services import jobs as job_services
     from academy.services.omr_batches import omr_batches_close_abandoned
-    from ai_tasks import lifecycle
 
     now = timezone.now()
     counts = {"republished": 0, "requeued": 0, "exhausted": 0, "callbacks": 0}
     older = now - timedelta(seconds=settings.AI_REPUBLISH_AFTER_SECONDS)
     for job in selectors.jobs_to_republish(older_than=older, limit=limit):
         if job.attempt_count >= job.max_attempts:
-            counts["exhausted"] += lifecycle.exhausted_finish(job) != "skipped"
+            counts["exhausted"] += exhausted_finish(job) != "skipped"
         else:
             counts["republished"] += job_services.job_republish(job=job)
     for job in selectors.jobs_with_expired_lease(now=now, limit=limit):
         if job.attempt_count >= job.max_attempts:
-            counts["exhausted"] += lifecycle.exhausted_finish(job) != "skipped"
+            counts["exhausted"] += exhausted_finish(job) != "skipped"
         else:
             counts["requeued"] += job_services.job_requeue_expired(job=job)
     counts["callbacks"] = _callbacks_resend(older_than=older, now=now, limit=limit)

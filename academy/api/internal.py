@@ -32,7 +32,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
+from academy.jobs.outcome import outcome_apply
 from academy.models import AIJob, AIResult, JobStatus
+from academy.policies import Failure
+from academy.selectors import job_get
+from academy.services import jobs as job_services
+from workers.base import ProcessorResult
 
 TIERS = ("lite", "basic", "premium")
 #: how deep a reported result may nest (checked without recursion)
@@ -210,7 +215,6 @@ class InternalJobNextView(APIView):
         denied = _worker_auth(request)
         if denied:
             return denied
-        from academy.services.jobs import job_claim
 
         tiers = [t.strip() for t in request.query_params.get("tier", "").split(",") if t.strip()]
         if any(t not in TIERS for t in tiers):
@@ -235,7 +239,7 @@ class InternalJobNextView(APIView):
             job_id = due.order_by("next_run_at").values_list("job_id", flat=True).first()
             if job_id is None:
                 return Response({"job": None})
-            job, token = job_claim(job_id=job_id, worker=worker)
+            job, token = job_services.job_claim(job_id=job_id, worker=worker)
         if job is None:
             return Response({"job": None})
         body: dict[str, Any] = {
@@ -264,8 +268,6 @@ class InternalJobHeartbeatView(APIView):
         denied = _worker_auth(request)
         if denied:
             return denied
-        from academy.selectors import job_get
-        from academy.services.jobs import job_heartbeat
 
         values, refused = _validated(HeartbeatSerializer, request.data)
         if refused is not None:
@@ -277,7 +279,7 @@ class InternalJobHeartbeatView(APIView):
         progress = None
         if values.get("progress"):
             progress = {**(job.progress or {}), **values["progress"]}
-        if not token or not job_heartbeat(job_id=job.job_id, token=token, progress=progress):
+        if not token or not job_services.job_heartbeat(job_id=job.job_id, token=token, progress=progress):
             return _superseded()
         return Response({"ok": True, "lease_seconds": settings.AI_LEASE_SECONDS})
 
@@ -292,9 +294,6 @@ class InternalJobResultView(APIView):
         denied = _worker_auth(request)
         if denied:
             return denied
-        from academy.selectors import job_get
-        from ai_tasks.lifecycle import Failed, outcome_apply
-        from workers.base import ProcessorResult
 
         values, refused = _validated(ResultSerializer, request.data)
         if refused is not None:
@@ -324,7 +323,7 @@ class InternalJobResultView(APIView):
                 )
             else:
                 code = str((result or {}).get("error_code") or "library_error")
-                outcome = Failed("processing_failed", code, str(values["error"] or "failed"))
+                outcome = Failure("processing_failed", error_code=code, detail=str(values["error"] or "failed"))
             decision = outcome_apply(job, token, outcome)
         return Response({"ok": True, "detail": decision})
 

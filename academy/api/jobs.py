@@ -19,6 +19,7 @@ from academy import selectors, storage
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
 from academy.api.fields import StrictBooleanField
 from academy.api.uploads import WholeFormParser, WholeMultiPartParser
+from academy.jobs.prevalidation import input_key_for
 from academy.models import AIJob, Tenant
 from academy.services.jobs import job_dispatch
 from academy.services.throttles import Throttled, force_rerun_slot
@@ -109,8 +110,6 @@ class JobListCreateView(APIView):
                 return error_response(
                     "FILE_TOO_LARGE", f"{upload.size} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
                 )
-            from ai_tasks.prevalidation import input_key_for
-
             key = input_key_for(values["job_type"])
             if key is None or not isinstance(payload, dict):
                 return field_error(

@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from academy import policies, selectors, sqlrows
+from academy.jobs.prevalidation import input_key_for, job_type_check, payload_check, prevalidate
 from academy.models import AIJob, AIResult, FallbackQuota, JobArtifact, JobStatus, Tenant, TenantConfig
 from academy.rejections import Rejection, rejection_message
 from academy.services import sources
@@ -71,8 +72,6 @@ def job_prepare(
     :func:`job_fallback`. A caller that saves many jobs at once (an OMR batch) uses this
     and writes them in bulk.
     """
-    from ai_tasks.prevalidation import job_type_check, payload_check, prevalidate
-
     job_type = job_type_check(job_type)
     payload = payload_check(payload, job_type=job_type)
     if policy is None:
@@ -235,8 +234,6 @@ def job_request_fingerprint(*, job: AIJob, tier: str | None) -> str:
     (an input file by its content, not by the path the upload was stored under), the
     tier asked for and the source. Kept with an idempotency key."""
     payload: Any = job.payload
-    from ai_tasks.prevalidation import input_key_for
-
     key = input_key_for(job.job_type)
     if key is not None and isinstance(payload, dict) and isinstance(payload.get(key), str):
         payload = {**payload, key: _file_digest(payload[key], tenant=job.tenant)}

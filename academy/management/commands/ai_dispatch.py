@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from academy import storage
+from academy.jobs.prevalidation import input_key_for
 from academy.models import Tenant
 from academy.services.jobs import job_dispatch
 
@@ -47,8 +48,6 @@ class Command(BaseCommand):
                 raise CommandError(f"no tenant {options['tenant']!r}")
         upload: Path | None = options["file"]
         if upload is not None:
-            from ai_tasks.prevalidation import input_key_for
-
             if tenant is None:
                 raise CommandError("--file needs --tenant: files are stored under the tenant's prefix")
             key = input_key_for(options["job_type"])
