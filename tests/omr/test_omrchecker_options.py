@@ -358,3 +358,31 @@ def test_the_command_line_reads_a_crop_page_sheet_photographed_on_a_desk(tmp_pat
     assert entry["student_id"] == "407"
     assert entry["answers"] == {k: v for k, v in marks.items() if not k.startswith("roll")}
     assert entry["review"] == []
+
+
+def test_a_small_scan_of_an_omrchecker_sheet_is_judged_by_its_bubbles_pixels_not_its_page() -> None:
+    from workers.omr.omrchecker_render import render_marker_sheet
+    from workers.omr.reader import read_gray
+
+    sheet = load_omrchecker_template(SAMPLE)
+    page = render_marker_sheet(sheet.template)
+    # 0.4 x: bubbles 12 px across on a page 540 px wide, about 65 dpi if it were A4.
+    small = np.asarray(cv2.resize(page, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA), np.uint8)
+    reading = read_gray(small, sheet.template)
+    assert all(v == [] for v in reading.answers.values())
+    tiny = np.asarray(cv2.resize(page, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA), np.uint8)
+    with pytest.raises(OmrError) as info:
+        read_gray(tiny, sheet.template)  # 6 px bubbles: too few pixels to judge
+    assert info.value.code == "RESOLUTION_TOO_LOW"
+
+
+def test_markers_a_few_per_cent_off_the_omrchecker_frame_are_stretched_onto_it() -> None:
+    from workers.omr.omrchecker_render import render_marker_sheet
+    from workers.omr.reader import read_gray
+
+    sheet = load_omrchecker_template(SAMPLE)
+    page = render_marker_sheet(sheet.template)
+    # Printed 8 % wider than the template's frame, as OMRChecker templates often are.
+    wide = np.asarray(cv2.resize(page, None, fx=1.08 * 0.6, fy=0.6, interpolation=cv2.INTER_AREA), np.uint8)
+    reading = read_gray(wide, sheet.template)
+    assert all(v == [] for v in reading.answers.values())

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from workers.omr.align import MIN_DPI
 from workers.omr.filters import NAMES as FILTER_NAMES
 from workers.omr.filters import Filter, parse_filter
 from workers.omr.template import AlignmentSpec, Field, MarkerImage, Point, Template, TemplateError
@@ -74,7 +75,8 @@ MARKER_OPTIONS: Final[Mapping[str, str]] = {
 }
 DEFAULT_MARKER: Final = "omr_marker.jpg"
 MAX_FIELDS: Final = 400
-A4_LONG_INCHES: Final = 11.69
+#: the smallest bubble half side, in image pixels, a sheet is read at (see convert_template).
+MIN_BUBBLE_RADIUS_PX: Final = 4.5
 _RANGE = re.compile(r"^(.*?\D)(\d+)\.{2,3}(\d+)$")
 _ROLL_NAME = re.compile(r"roll|student|regist|enrol|(^|[^a-z])id($|[^a-z])")
 
@@ -198,9 +200,12 @@ def convert_template(
     )
     # The smallest half side of any bubble: what size-blind measurements use.
     radius = min(min(f.size) / 2 if f.size else min(default_box) / 2 for f in fields)
-    # pageDimensions carry no DPI. Taking the page as A4's long side only matters for the
-    # reader's too-low-resolution check and the overlay's size.
-    dpi = max(50, min(1200, round(max(width, height) / A4_LONG_INCHES)))
+    # pageDimensions carry no DPI, and the page's size says little about how big its
+    # bubbles are (a 2550 px page may have 32 px bubbles). What the reader's resolution
+    # check (align.MIN_DPI) protects is a bubble's size in pixels, so the DPI is set for
+    # that check to mean MIN_BUBBLE_RADIUS_PX image pixels across the smallest bubble's
+    # half side, as OMRChecker reads such sheets.
+    dpi = max(50, min(1200, round(MIN_DPI * radius / MIN_BUBBLE_RADIUS_PX)))
     tpl = Template(
         name,
         "",

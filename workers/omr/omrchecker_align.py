@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 #: normalised correlation a marker match needs in every quadrant.
 MIN_MATCH: Final = 0.45
+#: how far (share) a scan's marker rectangle may be from an OMRChecker template's frame.
+OMRCHECKER_ASPECT_TOL: Final = 0.12
 SCALE_STEPS: Final = 12
 #: sizes (shares of the size the search found) a marker is matched at, full resolution:
 #: the size found is within a step of the search; the centre of a symmetric marker
@@ -102,6 +104,11 @@ def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: 
     tpl_pts = np.array(template.marker_centres, np.float64)
     tpl_aspect = (tpl_pts[1][0] - tpl_pts[0][0]) / (tpl_pts[3][1] - tpl_pts[0][1])
     tol = 0.2 if photo else 0.06
+    if not photo and "pageDimensions" in template.raw:
+        # An OMRChecker template: OMRChecker stretches the four marker centres onto
+        # pageDimensions whatever their shape, so its templates are written for a frame
+        # that may be a few per cent off the markers' own rectangle.
+        tol = OMRCHECKER_ASPECT_TOL
     out: list[Alignment] = []
     aspects = []
     for turn in range(4):  # template top-left lies at image corner `turn` (clockwise from top-left)
