@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
-from workers.omr.template import STUDENT_ID_LABEL, Template
+from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
 if TYPE_CHECKING:
     import numpy as np
@@ -111,7 +111,10 @@ def read_gray(
     alignment = align(gray, template, photo=photo)
     placed, samples = place(image, gray, template, alignment)
     straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
-    extra = unexpected_rings(straight, placed, alignment)
+    # A template in this project's format lists every bubble its sheet prints, so bubbles
+    # on its grid that it does not list mean another layout. An imported template (an
+    # OMRChecker template.json) lists the fields to read, often a part of the sheet.
+    extra = unexpected_rings(straight, placed, alignment) if template.raw.get("format") == FORMAT else 0
     if extra >= MAX_UNEXPECTED_RINGS:
         raise OmrError(
             TEMPLATE_MISMATCH,

@@ -5,7 +5,8 @@ bubbles are mapped into the scan and read there (nearest pixel; ``cv2.perspectiv
 and ``cv2.remap`` do the mapping and the gather in C). Per bubble it returns:
 
 - ``fill``: how dark the middle of the bubble is, 0 = paper, 1 = marker ink;
-- ``ring``: the same for a thin band on the printed outline (is a bubble there at all?).
+- ``ring``: the darkness of the darkest fifth of a band round the printed outline (is a
+  bubble printed there at all?).
 
 Paper is measured just outside each bubble, so a shadow or uneven scan lighting does
 not read as a mark.
@@ -36,6 +37,10 @@ DROPOUT_SHARE: Final = 0.5
 DROPOUT_MIN_PRINT: Final = 0.05
 #: ... judged on about this many bubbles of each size.
 DROPOUT_PROBES: Final = 40
+#: the printed outline is looked for within this share of the radii either side of it ...
+RING_BAND: Final = 0.2
+#: ... as the darkness of the darkest this share of that band.
+RING_SHARE: Final = 0.1
 #: the middle of a bubble and the paper round it are sampled on a grid of about this many
 #: points across the bubble's shorter side (a mean over ~70 points is as good as over all).
 AREA_POINTS: Final = 12
@@ -213,7 +218,9 @@ def sample(
     specs = []
     for g in layout.groups:
         r = max(g.rx, g.ry)
-        ring_w = max(1.0 / 12, 1.0 / min(g.rx, g.ry))
+        # The outline is looked for in a band round the measured size: a bubble printed a
+        # pixel bigger or off its block's grid still shows its outline there.
+        ring_w = max(RING_BAND, 1.5 / min(g.rx, g.ry))
         outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
         # Areas on a grid of about AREA_POINTS across the bubble (averages need no more);
         # the thin outline at every pixel. Beside the bubble: out to BESIDE radii, or half
@@ -232,7 +239,7 @@ def sample(
         centres = layout.centres[g.bubbles]
         a, b = len(probe.disk), len(probe.disk) + len(ring)
         values = _lookup(grey_img, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
-        ring_v[g.bubbles] = _level(values[:, a:b], _paper(values[:, b:], ink), ink)
+        ring_v[g.bubbles] = _dark_share(values[:, a:b], _paper(values[:, b:], ink), ink)
         if marks is not grey_img:
             values = _lookup(marks, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
         paper = _paper(values[:, b:], ink)
@@ -316,6 +323,16 @@ def _to_grey(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
 
     grey = values @ np.array([0.114, 0.587, 0.299], np.float32)
     result: npt.NDArray[np.uint8] = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
+    return result
+
+
+def _dark_share(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
+    """How dark the darkest RING_SHARE of each row of ``values`` is (0 paper, 1 ink): an
+    outline, thin or light, fills that much of the band it lies in."""
+    import numpy as np
+
+    span = np.maximum(paper - ink, 1.0)
+    result: npt.NDArray[np.float64] = (paper - _percentile_rows(values, 100 * RING_SHARE)) / span
     return result
 
 
