@@ -370,9 +370,9 @@ def test_a_small_scan_of_an_omrchecker_sheet_is_judged_by_its_bubbles_pixels_not
     small = np.asarray(cv2.resize(page, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA), np.uint8)
     reading = read_gray(small, sheet.template)
     assert all(v == [] for v in reading.answers.values())
-    tiny = np.asarray(cv2.resize(page, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA), np.uint8)
+    tiny = np.asarray(cv2.resize(page, None, fx=0.15, fy=0.15, interpolation=cv2.INTER_AREA), np.uint8)
     with pytest.raises(OmrError) as info:
-        read_gray(tiny, sheet.template)  # 6 px bubbles: too few pixels to judge
+        read_gray(tiny, sheet.template)  # 4.5 px bubbles: too few pixels to judge
     assert info.value.code == "RESOLUTION_TOO_LOW"
 
 

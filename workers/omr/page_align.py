@@ -7,14 +7,18 @@ Two aligners for sheets without corner markers:
   desk, a flatbed scan with the lid's dark border. Its outline is found on a small copy
   (bright region, holes closed with the template's ``morphKernel``), simplified to four
   corners, and each side is then fitted as a straight line through its own edge points
-  so a rounded or dog-eared corner does not pull it. When no page stands out from its
+  so a rounded or dog-eared corner does not pull it. Something bright that touches the
+  page (a hand, a pale patch of desk) is cut off by openings, or else the page is taken
+  as the outline's four longest straight edges. When no page stands out from its
   surroundings, the picture is taken to be cropped to the page already (a scanner that
   crops, a screenshot): the frame.
-- **frame** (no preprocessor): the picture's own edges are the page's.
+- **none** (no preprocessor): the picture's own edges are the page's.
 
 Orientation: the corners give the page's long side; of the two ways round that fit the
-template's aspect (upright and upside down), the one under which the template's bubble
-outlines are printed wins. A layout that looks the same either way reads upright.
+template's aspect (upright and upside down), the one under which more of the template's
+bubbles are printed wins (``layout_score``); both are returned, the likelier first, for
+the reader's own layout fit to confirm, unless one clearly wins. A layout that looks
+the same either way reads upright.
 """
 
 from __future__ import annotations
@@ -51,8 +55,9 @@ MIN_RECTANGULAR: Final = 0.985
 #: the page's straight edges replace its simplified outline when the outline runs along
 #: at least this share of each of them.
 MIN_SUPPORT: Final = 0.6
-#: a bubble must be this many image pixels across its radius to be read.
-MIN_RADIUS_PX: Final = 2.5
+#: a bubble's half side must be this many image pixels to be read (as for OMRChecker
+#: templates, omrchecker.MIN_BUBBLE_RADIUS_PX).
+MIN_RADIUS_PX: Final = 3.5
 #: two orientations whose layout scores differ by less than this are a tie.
 TIE: Final = 0.1
 #: layout_score looks at the sheet at a size where the smallest bubble is this many
