@@ -172,6 +172,26 @@ def test_the_template_built_from_a_blank_reads_the_cards_filled_scans(name: str,
     assert flagged <= 0.02 * answers
 
 
+@pytest.mark.parametrize("name", sorted(C.CARDS))
+def test_each_card_design_printed_blank_gives_its_counts_and_alignment(name: str) -> None:
+    """Red, pink, black and light-grey print; circles, tall and wide ellipses, rectangles;
+    45 and 200 questions; solid, hollow, round and L-shaped markers, timing marks, none."""
+    card = C.CARDS[name]
+    ok, png = cv2.imencode(".png", C.draw_card(card))
+    assert ok
+    counts = _counts(card)
+    proposal = propose_template(
+        bytes(png), questions=counts["questions"], choices=counts["choices"], id_digits=counts["id_digits"]
+    )
+    tpl = parse_template(proposal.template)
+    assert len(tpl.questions) == counts["questions"]
+    assert len(tpl.id_fields) == counts["id_digits"]
+    kind = "timing" if card.timing else "page" if card.marker == "none" else "markers"
+    assert proposal.template["alignment"]["kind"] == kind
+    if kind == "markers" and card.marker != "project":
+        assert proposal.template["alignment"]["shape"] == card.marker
+
+
 def test_a_card_without_corner_markers_is_aligned_by_its_timing_marks() -> None:
     card = C.CARDS["timing"]
     alignment = _proposal("timing").template["alignment"]

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import OmrError
@@ -63,12 +63,17 @@ PHOTO_LONG_SIDE: Final = 2339
 #: them (PAPER_SNAP) is taken to be it, since perspective alone cannot tell the aspect.
 PAPER_ASPECTS: Final = (math.sqrt(2), 11 / 8.5)
 PAPER_SNAP: Final = 0.07
-#: two bubbles are of one size when their widths and heights differ by at most this share.
-SIZE_TOL: Final = 0.1
+#: a bubble belongs to a size group when its width and height are within this share
+#: (as a log ratio) of the group's commonest size.
+SIZE_TOL: Final = 0.11
 #: spacing along a run of bubbles may vary by this share of the first gap.
 GAP_TOL: Final = 0.2
 #: how much darker than its neighbourhood a pixel must be to count as print (0..255).
 INK_C: Final = 6
+#: (ink_c, zoom) of each look for bubbles, tried in turn until the counts add up.
+DETECTION_PASSES: Final = ((INK_C, 1.0), (INK_C, 2.0), (4, 2.0))
+#: more bubble-like shapes than a 300-question card with its ID block could print.
+MAX_BUBBLES: Final = 6000
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,8 @@ class Bubble:
     #: no paper was seen inside it (a blurred outline with its digit, or a filled example
     #: mark): it may complete a row of outlines, never make one.
     filled: bool = False
+    #: bubbles of one printed size share a group (size_groups).
+    group: int = -1
 
 
 @dataclass(frozen=True)
@@ -138,11 +145,40 @@ def propose_template(
         image = decode_image(image)
     colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     frame = find_frame(colour, photo=photo)
-    bubbles = find_bubbles(frame.straight)
+    first_error: OmrError | None = None
+    # Faint or tiny print can hide a few outlines from the first look; a closer look
+    # (fainter print counted, the page enlarged) is taken only when the counts do not
+    # add up, and its result must add up exactly too.
+    for ink_c, zoom in DETECTION_PASSES:
+        try:
+            return _propose(frame, questions, choices, id_digits, name, numbering, ink_c, zoom)
+        except OmrError as exc:
+            if exc.code == BLANK_LAYOUT_UNSUPPORTED:
+                raise
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _propose(
+    frame: Frame,
+    questions: int,
+    choices: int,
+    id_digits: int,
+    name: str,
+    numbering: str,
+    ink_c: float,
+    zoom: float,
+) -> Proposal:
+    bubbles = find_bubbles(frame.straight, ink_c=ink_c, zoom=zoom)
     if len(bubbles) < choices:
         raise OmrError(
             NOT_A_BUBBLE_SHEET,
             f"no printed answer bubbles were found on this picture ({len(bubbles)} bubble-like shapes)",
+        )
+    if len(bubbles) > MAX_BUBBLES:
+        raise OmrError(
+            NOT_A_BUBBLE_SHEET, f"{len(bubbles)} bubble-like shapes: this picture is noise or not an answer sheet"
         )
     id_grid, rest, id_problem = find_id_block(bubbles, id_digits)
     question_grids, direction = find_question_blocks(rest, choices)
@@ -489,17 +525,23 @@ def print_channel(colour: Image) -> Image:
     return np.asarray(colour.min(axis=2), np.uint8)
 
 
-def find_bubbles(straight: Image) -> list[Bubble]:
-    """Every printed bubble outline on the straightened blank."""
+def find_bubbles(straight: Image, *, ink_c: float = INK_C, zoom: float = 1.0) -> list[Bubble]:
+    """Every printed bubble outline on the straightened blank.
+
+    ``ink_c``: how much darker than its neighbourhood print is (lower finds fainter
+    outlines); ``zoom``: work on a copy this many times larger (small bubbles whose digit
+    nearly fills them keep their paper inside apart from the digit)."""
     import cv2
     import numpy as np
 
     ink_src = print_channel(straight)
+    if zoom != 1.0:
+        ink_src = np.asarray(cv2.resize(ink_src, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC), np.uint8)
     ink_src = np.asarray(cv2.medianBlur(ink_src, 3), np.uint8)
     h, w = ink_src.shape
     block = int(max(15, min(h, w) / 40)) | 1
     ink = np.asarray(
-        cv2.adaptiveThreshold(ink_src, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, INK_C), np.uint8
+        cv2.adaptiveThreshold(ink_src, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, ink_c), np.uint8
     )
     lo, hi = max(5.0, min(h, w) / 300), min(h, w) / 12
     # The paper an outline encloses (a digit inside is an island in it), grown by the
@@ -526,7 +568,34 @@ def find_bubbles(straight: Image) -> list[Bubble]:
                 break
         else:
             kept.append(list(cand))
-    return [Bubble(x, y, bw, bh, rect, filled) for x, y, bw, bh, rect, filled in kept]
+    z = 1 / zoom
+    kept = [k for k in kept if min(k[2], k[3]) >= 3]
+    return size_groups([Bubble(x * z, y * z, bw * z, bh * z, rect, f) for x, y, bw, bh, rect, f in kept])
+
+
+def size_groups(bubbles: list[Bubble]) -> list[Bubble]:
+    """The bubbles, each with the group of its printed size.
+
+    Measured sizes scatter by a pixel or two, and two blocks may differ by little more
+    (26 and 30 px circles), so a fixed tolerance between two bubbles either splits a
+    block or merges two. Instead the commonest size is taken as a group's centre and
+    every bubble near it joins, then the commonest of the rest, and so on.
+    """
+    import numpy as np
+
+    if not bubbles:
+        return []
+    sizes = np.log(np.array([(b.w, b.h) for b in bubbles], np.float64))
+    near = np.max(np.abs(sizes[:, None, :] - sizes[None, :, :]), axis=2) <= SIZE_TOL
+    group = np.full(len(bubbles), -1)
+    n = 0
+    while (group < 0).any():
+        free = group < 0
+        density = (near & free[None, :]).sum(axis=1) * free
+        centre = int(np.argmax(density))
+        group[free & near[centre]] = n
+        n += 1
+    return [replace(b, group=int(g)) for b, g in zip(bubbles, group, strict=True)]
 
 
 #: x, y, width, height, rectangle, filled
@@ -597,7 +666,7 @@ def _stroke_width(ink: Image, inner: Sequence[Shape]) -> float:
 
 
 def _same_size(a: Bubble, b: Bubble) -> bool:
-    return abs(a.w - b.w) <= SIZE_TOL * max(a.w, b.w) + 1.5 and abs(a.h - b.h) <= SIZE_TOL * max(a.h, b.h) + 1.5
+    return a.group == b.group
 
 
 def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bubble]]:
@@ -612,11 +681,11 @@ def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bub
 
     for b in sorted(bubbles, key=key):
         tol = 0.3 * (b.h if across else b.w)
-        for line in lines:
-            # Compared with the line's first bubble, so that sizes cannot drift along it.
-            if abs(key(b) - key(line[-1])) <= tol and _same_size(b, line[0]):
-                line.append(b)
-                break
+        # The nearest line of bubbles of this size (compared with the line's first bubble,
+        # so that sizes cannot drift along it).
+        near = [line for line in lines if abs(key(b) - key(line[-1])) <= tol and _same_size(b, line[0])]
+        if near:
+            min(near, key=lambda line: abs(key(b) - key(line[-1]))).append(b)
         else:
             lines.append([b])
     runs: list[list[Bubble]] = []
