@@ -164,6 +164,20 @@ def test_a_picture_already_cropped_to_the_page_reads_upside_down_too() -> None:
     assert _read_answers(flipped, t) == marks
 
 
+def test_a_scan_cropped_off_the_template_frame_is_put_back_on_its_printed_bubbles() -> None:
+    # The scanner cropped 12 px more on the left and 10 px more at the top than the
+    # template assumes: every bubble is that far off where the picture's edges put it.
+    t = _template("none")
+    marks = _marks(t)
+    page = _page(t, marks)
+    shifted = np.full_like(page, 250)
+    shifted[:-10, :-12] = page[10:, 12:]
+    truth = np.array([[1.0, 0, -12], [0, 1.0, -10], [0, 0, 1]])
+    alignment = align(shifted, t)
+    assert _max_error(t, alignment.homography, truth) < 0.25
+    assert _read_answers(shifted, t) == marks
+
+
 # --- a reference picture of the blank card (OMRChecker FeatureBasedAlignment) ---------------------
 
 

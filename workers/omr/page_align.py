@@ -60,6 +60,9 @@ MIN_SUPPORT: Final = 0.6
 MIN_RADIUS_PX: Final = 3.5
 #: two orientations whose layout scores differ by less than this are a tie.
 TIE: Final = 0.1
+#: a block's shift to its print counts (refine_by_print) when this share of its bubbles
+#: agree on it.
+MIN_AGREE: Final = 0.25
 #: layout_score looks at the sheet at a size where the smallest bubble is this many
 #: pixels across (and the page at most SCORE_MAX_SIDE).
 BUBBLE_PX: Final = 16
@@ -313,8 +316,69 @@ def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -
         )
     # A clear winner is the answer; otherwise both go to the reader's own layout fit.
     if found[0][0] >= MIN_LAYOUT and found[1][0] <= found[0][0] - DECISIVE:
-        return [found[0][1]]
-    return [a for _, a in found]
+        return [refine_by_print(gray, template, found[0][1])]
+    return [refine_by_print(gray, template, a) for _, a in found]
+
+
+def refine_by_print(gray: Gray, template: Template, alignment: Alignment) -> Alignment:
+    """``alignment`` corrected so the template's blocks sit on their printed bubbles.
+
+    A page's edges (or a picture's) place the template only as well as the paper was
+    cut and scanned: a scanner that crops a few millimetres more, a page trimmed off
+    square, move every bubble by the same few pixels. Each block's shift to its print
+    (block_shifts) is measured, and a correction of the whole template (an affine map
+    from three blocks on, a shift from one or two) fitted to the blocks whose bubbles
+    agree on it. It is kept only when the blocks then sit closer to their print and no
+    fewer bubbles agree; what is left per block is the reader's layout fit's to find
+    (workers/omr/layout.py).
+    """
+    import cv2
+    import numpy as np
+
+    geo = _geometry(template)
+    if not len(geo.centres):
+        return alignment
+    shifts = block_shifts(gray, template, alignment.homography)
+    src, dst, weight = [], [], []
+    for name, idx in zip(geo.names, geo.blocks, strict=True):
+        if name not in shifts:
+            continue
+        dx, dy, agree = shifts[name]
+        if agree < max(3, MIN_AGREE * len(idx)):
+            continue  # too few of its bubbles agree: the shift may be noise
+        centre = geo.centres[idx].mean(axis=0)
+        src.append(centre)
+        dst.append(centre + np.array([dx, dy]))
+        weight.append(agree)
+    if not src:
+        return alignment
+    a, b = np.array(src, np.float64), np.array(dst, np.float64)
+    if len(src) >= 3:
+        m, _ = cv2.estimateAffine2D(
+            a.astype(np.float32), b.astype(np.float32), method=cv2.RANSAC, ransacReprojThreshold=geo.smallest / 3
+        )
+        if m is None:
+            return alignment
+        fix = np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+    else:
+        move = np.average(b - a, axis=0, weights=np.array(weight, np.float64))
+        fix = np.array([[1.0, 0.0, move[0]], [0.0, 1.0, move[1]], [0.0, 0.0, 1.0]])
+    # A correction is a few pixels and a per cent of scale, never a new page.
+    if np.max(np.abs(fix[:2, :2] - np.eye(2))) > 0.05:
+        return alignment
+    homography = alignment.homography @ fix
+    before = sum(w * float(np.hypot(*(q - p))) for p, q, w in zip(a, b, weight, strict=True))
+    after_shifts = block_shifts(gray, template, homography)
+    after = 0.0
+    for name, idx in zip(geo.names, geo.blocks, strict=True):
+        if name in after_shifts and after_shifts[name][2] >= max(3, MIN_AGREE * len(idx)):
+            dx, dy, agree = after_shifts[name]
+            after += agree * float(np.hypot(dx, dy))
+    # Kept when the blocks then sit closer to their print, and no fewer bubbles agree.
+    agreeing = sum(v[2] for v in after_shifts.values())
+    if after >= before or agreeing < sum(v[2] for v in shifts.values()):
+        return alignment
+    return Alignment(homography, alignment.rotation, alignment.scale, alignment.ink, alignment.paper)
 
 
 def layout_score(gray: Gray, template: Template, homography: npt.NDArray[np.float64]) -> float:
@@ -331,13 +395,64 @@ def layout_score(gray: Gray, template: Template, homography: npt.NDArray[np.floa
     the gaps between rows, and their shifts scatter; a layout that is the same either way
     round scores the same (a tie).
     """
-    import cv2
-    import numpy as np
-
     geo = _geometry(template)
     if not len(geo.centres):
         return 0.0
+    return sum(n for _, _, n in block_shifts(gray, template, homography).values()) / len(geo.centres)
+
+
+def block_shifts(
+    gray: Gray, template: Template, homography: npt.NDArray[np.float64]
+) -> dict[str, tuple[float, float, int]]:
+    """Where each block of the template is printed relative to where ``homography`` puts
+    it: block name -> (dx, dy, bubbles that agree), template pixels.
+
+    The shift is the median, over the block's bubbles, of the way from a bubble to the
+    nearest printed bubble-like shape (see layout_score); the count is how many bubbles
+    have their print within a third of a bubble of that shift. A block none of whose
+    bubbles has print nearby is left out.
+    """
+    import numpy as np
+
+    geo = _geometry(template)
+    out: dict[str, tuple[float, float, int]] = {}
+    if not len(geo.centres):
+        return out
     k = min(BUBBLE_PX / geo.smallest, SCORE_MAX_SIDE / max(template.width, template.height))
+    blobs = _printed_shapes(gray, geo, k, homography)
+    if not len(blobs):
+        return out
+    x0, y0 = geo.box[0], geo.box[1]
+    centres = (geo.centres - (x0, y0)) * k
+    reach = geo.reach * k
+    shift = np.full(centres.shape, np.nan)
+    for start in range(0, len(centres), 256):
+        part = centres[start : start + 256]
+        d = np.hypot(part[:, None, 0] - blobs[None, :, 0], part[:, None, 1] - blobs[None, :, 1])
+        near = d.argmin(axis=1)
+        close = d[np.arange(len(part)), near] <= reach[start : start + 256]
+        shift[start : start + 256][close] = blobs[near[close]] - part[close]
+    # A block printed off its template is off as a whole: a bubble counts when its print
+    # lies where its block's typical shift puts it. Turned the wrong way, the shifts
+    # scatter and few bubbles agree.
+    for name, idx in zip(geo.names, geo.blocks, strict=True):
+        found = shift[idx]
+        found = found[~np.isnan(found[:, 0])]
+        if not len(found):
+            continue
+        typical = np.median(found, axis=0)
+        agree = int(np.count_nonzero(np.hypot(*(found - typical).T) <= geo.agree[idx[0]] * k))
+        out[name] = (float(typical[0]) / k, float(typical[1]) / k, agree)
+    return out
+
+
+def _printed_shapes(
+    gray: Gray, geo: _Geometry, k: float, homography: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Centres (copy pixels) of the closed bubble-sized shapes in the bubbles' region."""
+    import cv2
+    import numpy as np
+
     x0, y0, x1, y1 = geo.box
     size = (max(8, round((x1 - x0) * k)), max(8, round((y1 - y0) * k)))
     # copy pixel -> template pixel -> image pixel
@@ -357,30 +472,7 @@ def layout_score(gray: Gray, template: Template, homography: npt.NDArray[np.floa
     ok = (w >= lo) & (w <= hi) & (h >= lo) & (h <= hi)
     ok &= np.maximum(w, h) <= 2.5 * np.minimum(w, h)
     ok &= area >= 0.5 * w * h  # round or square, not a line or a letter
-    if not ok.any():
-        return 0.0
-    blobs = where[ok].astype(np.float64)
-    centres = (geo.centres - (x0, y0)) * k
-    reach = geo.reach * k
-    shift = np.full(centres.shape, np.nan)
-    for start in range(0, len(centres), 256):
-        part = centres[start : start + 256]
-        d = np.hypot(part[:, None, 0] - blobs[None, :, 0], part[:, None, 1] - blobs[None, :, 1])
-        near = d.argmin(axis=1)
-        close = d[np.arange(len(part)), near] <= reach[start : start + 256]
-        shift[start : start + 256][close] = blobs[near[close]] - part[close]
-    # A block printed off its template is off as a whole: a bubble counts when its print
-    # lies where its block's typical shift puts it. Turned the wrong way, the shifts
-    # scatter and few bubbles agree.
-    hits = 0
-    for idx in geo.blocks:
-        found = shift[idx]
-        found = found[~np.isnan(found[:, 0])]
-        if not len(found):
-            continue
-        typical = np.median(found, axis=0)
-        hits += int(np.count_nonzero(np.hypot(*(found - typical).T) <= geo.agree[idx[0]] * k))
-    return hits / len(centres)
+    return np.asarray(where[ok], np.float64).reshape(-1, 2)
 
 
 @dataclass(frozen=True)
@@ -393,8 +485,9 @@ class _Geometry:
     largest: float
     #: (x0, y0, x1, y1): the bubbles' region with room for a template a bubble off.
     box: tuple[float, float, float, float]
-    #: the bubble indices (into ``centres``) of each block.
+    #: the bubble indices (into ``centres``) of each block, and the blocks' names.
     blocks: tuple[npt.NDArray[np.intp], ...]
+    names: tuple[str, ...]
     #: how far a bubble's print may lie from its block's typical shift, per bubble.
     agree: npt.NDArray[np.float64]
 
@@ -429,11 +522,11 @@ def _geometry(template: Template) -> _Geometry:
         for i, name in enumerate(names):
             order.setdefault(name, []).append(i)
         blocks = tuple(np.array(v, np.intp) for v in order.values())
-        agree = 0.3 * np.min(sizes, axis=1)
+        agree = np.min(sizes, axis=1) / 3
         small, typical, large = float(np.min(sizes)), float(np.median(sizes)), float(np.max(sizes))
-        geo = _Geometry(centres, reach, small, typical, large, box, blocks, agree)
+        geo = _Geometry(centres, reach, small, typical, large, box, blocks, tuple(order), agree)
     else:
-        geo = _Geometry(centres, np.zeros(0), 1.0, 1.0, 1.0, (0.0, 0.0, 1.0, 1.0), (), np.zeros(0))
+        geo = _Geometry(centres, np.zeros(0), 1.0, 1.0, 1.0, (0.0, 0.0, 1.0, 1.0), (), (), np.zeros(0))
     if len(_GEOMETRY) >= 16:
         _GEOMETRY.pop(next(iter(_GEOMETRY)))
     _GEOMETRY[id(template)] = (template, geo)
