@@ -2,7 +2,8 @@
 
 There is no global darkness threshold. Each sheet gives two levels:
 
-- *empty*: the median fill of all its bubbles (most bubbles on any sheet are empty);
+- *empty*: the median fill of its bubbles other than each field's darkest (those are
+  empty on any sheet but a few multiple marks), and its noise from their spread;
 - *mark*: the median, over the fields whose darkest bubble stands clear of the empty
   level's noise, of that darkest bubble's fill - what this student's pencil does to a
   bubble on this scan.
@@ -89,9 +90,17 @@ class FieldReading:
 def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:
     import numpy as np
 
-    empty = float(np.median(fill))
-    noise = max(float(1.4826 * np.median(np.abs(fill - empty))), 0.004)
     tops = np.array([fill[list(idx)].max() for idx in index])
+    # The empty level and its noise from the bubbles that are not their field's darkest:
+    # on a short sheet (five questions) the marks are a fifth of all bubbles and would
+    # widen the spread the marks are then measured against.
+    rest = np.ones(len(fill), bool)
+    for idx in index:
+        if len(idx) > 1:
+            rest[idx[int(np.argmax(fill[list(idx)]))]] = False
+    pool = fill[rest] if rest.any() else fill
+    empty = float(np.median(pool))
+    noise = max(float(1.4826 * np.median(np.abs(pool - empty))), 0.004)
     refs = tops[tops > empty + NOISE_SIGMAS * noise]
     mark = float(np.median(refs)) if refs.size else empty
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))

@@ -103,12 +103,15 @@ def read_gray(
     if max(h, w) > MAX_ASPECT * min(h, w):
         raise OmrError(NO_SHEET_FOUND, f"a {w}x{h} picture is far too long and thin to show an answer sheet")
     gray = as_gray(image)
+    seen = gray
     if template.alignment.options.get("filters"):
-        # An OMRChecker template's Levels / blurs: it reads the filtered grey picture.
+        # An OMRChecker template's Levels / blurs clean the picture its sheet is found on.
+        # The bubbles are measured on the picture itself: every bubble is set against its
+        # own paper and the sheet's ink, and a blur would wash out thin printed outlines.
         from workers.omr.filters import template_filters
 
-        gray = image = template_filters(gray, template)
-    alignment = align(gray, template, photo=photo)
+        seen = template_filters(gray, template)
+    alignment = align(seen, template, photo=photo)
     placed, samples = place(image, gray, template, alignment)
     straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
     # A template in this project's format lists every bubble its sheet prints, so bubbles
