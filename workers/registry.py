@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "problem_generation": "workers.backends:ProblemGenerationProcessor",
     "homework_photo_analysis": "workers.backends:HomeworkPhotoAnalysisProcessor",
     "omr_grading": "workers.omr.processor:OmrGradingProcessor",
+    "omr_template": "workers.omr.template_processor:OmrTemplateProcessor",
 }
 
 _registry: dict[str, Processor] = {}
