@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.align import MIN_DPI, WORK_SIDE, Alignment, _convex, _dist, _quad_size
+from workers.omr.align import MIN_DPI, Alignment, _convex, _dist, _quad_size
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_INVALID, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import Template
 
@@ -36,12 +36,17 @@ if TYPE_CHECKING:
 MIN_MATCH: Final = 0.45
 #: how far (share) a scan's marker rectangle may be from an OMRChecker template's frame.
 OMRCHECKER_ASPECT_TOL: Final = 0.12
-SCALE_STEPS: Final = 12
 #: sizes (shares of the size the search found) a marker is matched at, full resolution:
 #: the size found is within a step of the search; the centre of a symmetric marker
 #: matches at its place whatever the size.
 REFINE_SIZES: Final = (1.0,)
-#: long side of the copy a scan's markers are searched on (photos: align.WORK_SIDE) ...
+#: a photo's markers are searched on a copy with this long side, over these sizes and
+#: steps (a photo may show the page much smaller than the frame), and matched at full
+#: size within a step of the size found (a foreshortened marker is no longer symmetric).
+PHOTO_SEARCH_SIDE: Final = 700
+PHOTO_SCALES: Final = (0.3, 1.6, 9)
+PHOTO_REFINE_SIZES: Final = (0.88, 1.0, 1.13)
+#: long side of the copy a scan's markers are searched on ...
 SCAN_SEARCH_SIDE: Final = 500
 #: ... over these sizes (shares of the size the template predicts) and steps: a scan
 #: shows the page at about its size, and a marker under 10 px matches paper noise.
@@ -62,21 +67,22 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     variants = _variants(info.data)
     # A scan's markers are big on the page: a 500 px copy shows them at 10-20 px, plenty
     # to match, at a quarter of the cost; a photo's may be far smaller.
-    k = min(1.0, (WORK_SIDE if photo else SCAN_SEARCH_SIDE) / max(gray.shape))
+    k = min(1.0, (PHOTO_SEARCH_SIDE if photo else SCAN_SEARCH_SIDE) / max(gray.shape))
     small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
     small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
     # A scan shows most of the page, so the page is about as big as the image; a photo may
     # show it much smaller, hence the wider range there.
     page_scale = max(small.shape) / max(template.width, template.height)
     found = (
-        _search(small, variants, info.width * page_scale, 0.3, 1.6, SCALE_STEPS)
+        _search(small, variants, info.width * page_scale, *PHOTO_SCALES)
         if photo
         else _search(small, variants, info.width * page_scale, *SCAN_SCALES, reach=SCAN_REACH)
     )
     if found is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
     corners, size = found
-    refined = [_refine(gray, variants, x / k, y / k, size / k) for x, y in corners]
+    sizes = PHOTO_REFINE_SIZES if photo else REFINE_SIZES
+    refined = [_refine(gray, variants, x / k, y / k, size / k, sizes) for x, y in corners]
     pts = np.array([(r[0], r[1]) for r in refined], np.float64)
     ink = float(np.median([r[2] for r in refined]))
     paper = float(np.median([r[3] for r in refined]))
@@ -208,7 +214,7 @@ def _search(
 
 
 def _refine(
-    gray: Gray, variants: tuple[Floats, ...], x: float, y: float, width: float
+    gray: Gray, variants: tuple[Floats, ...], x: float, y: float, width: float, sizes: tuple[float, ...]
 ) -> tuple[float, float, float, float]:
     """Full-resolution centre, ink grey and paper grey of one marker."""
     import cv2
@@ -221,7 +227,7 @@ def _refine(
     best: tuple[float, float, float, Floats] | None = None
     score = -2.0
     for marker in variants:
-        for factor in REFINE_SIZES:
+        for factor in sizes:
             zoom = width * factor / marker.shape[1]
             tw, th = max(3, round(marker.shape[1] * zoom)), max(3, round(marker.shape[0] * zoom))
             if tw >= roi.shape[1] or th >= roi.shape[0]:
