@@ -21,8 +21,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from academy.jobs.sending import DOMAIN_QUEUE
 from academy.models import AIJob, JobStatus
-from ai_tasks import routing
+from academy.states import TIERS
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _declared_depths(connection: Any, queues: Sequence[str]) -> dict[str, int]:
     return depths
 
 
-def queue_depths(*, queues: Sequence[str] = (*routing.TIERS, routing.DOMAIN_QUEUE)) -> dict[str, int]:
+def queue_depths(*, queues: Sequence[str] = (*TIERS, DOMAIN_QUEUE)) -> dict[str, int]:
     """Messages waiting in each queue, read from the broker. Raises on a broker error.
 
     A queue nobody declared yet reads as 0, so every tier is reported even while no worker
@@ -107,7 +108,7 @@ def oldest_pending_ages(*, now: datetime | None = None) -> dict[str, float]:
         .order_by()
         .values_list("tier", "oldest")
     )
-    return {tier: max(0.0, (now - oldest[tier]).total_seconds()) if tier in oldest else 0.0 for tier in routing.TIERS}
+    return {tier: max(0.0, (now - oldest[tier]).total_seconds()) if tier in oldest else 0.0 for tier in TIERS}
 
 
 def job_counts() -> list[tuple[str, str, str, int]]:

@@ -12,11 +12,10 @@ from typing import Any, Final
 
 from celery.utils.time import get_exponential_backoff_interval
 
-from academy.states import JobStatus, Tier
+from academy.states import NO_FAIL_TIERS, TIERS, JobStatus
 
 logger = logging.getLogger(__name__)
 
-TIERS: Final = (Tier.LITE.value, Tier.BASIC.value, Tier.PREMIUM.value)
 ALL_TIERS: Final = frozenset(TIERS)
 
 
@@ -31,7 +30,7 @@ class JobTypeSpec:
 
 
 EXPORT_PAYLOAD_BYTES: Final = 8 * 1024 * 1024  # ~25,000 attendance rows
-_LITE_UP = frozenset({"lite", "basic", "premium"})
+_LITE_UP = ALL_TIERS
 _BASIC_UP = frozenset({"basic", "premium"})
 _PREMIUM = frozenset({"premium"})
 
@@ -40,7 +39,6 @@ JOB_TYPES: Final[dict[str, JobTypeSpec]] = {
     "ping": JobTypeSpec("basic", _LITE_UP),  # the platform's probe runs on every pool
     "ocr": JobTypeSpec("basic", _LITE_UP),
     "omr_grading": JobTypeSpec("basic", _BASIC_UP),
-    "omr_template": JobTypeSpec("basic", _BASIC_UP),
     "homework_video_analysis": JobTypeSpec("basic", _BASIC_UP, max_file_mb=500),
     "excel_parsing": JobTypeSpec("basic", _BASIC_UP),
     "attendance_excel_export": JobTypeSpec("basic", _BASIC_UP, max_payload_bytes=EXPORT_PAYLOAD_BYTES),
@@ -107,7 +105,7 @@ class Resolution:
 
 def status_for_exception(tier: str, *, error_code: str) -> Resolution:
     """Lite and basic never fail: an error is DONE with a review flag. Premium fails."""
-    if tier in ("lite", "basic"):
+    if tier in NO_FAIL_TIERS:
         return Resolution(JobStatus.DONE, {"review_candidate": True, "from_exception": True, "error_code": error_code})
     return Resolution(JobStatus.FAILED, {"error_code": error_code})
 
@@ -129,7 +127,7 @@ def status_for_confidence(
     flag its own result for review (an unsure OMR bubble) at any confidence.
     """
     flags: dict[str, Any] = {"confidence": round(confidence, 4)}
-    if tier in ("lite", "basic"):
+    if tier in NO_FAIL_TIERS:
         return Resolution(JobStatus.DONE, {**flags, "review_candidate": processor_review or confidence < review_below})
     if confidence < fail_below:
         return Resolution(JobStatus.FAILED, flags)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from django.db import models
 
 
@@ -9,6 +11,13 @@ class Tier(models.TextChoices):
     LITE = "lite", "Lite"
     BASIC = "basic", "Basic"
     PREMIUM = "premium", "Premium"
+
+
+#: every tier, cheapest first: each has its own queue and worker pool
+TIERS: Final = (Tier.LITE.value, Tier.BASIC.value, Tier.PREMIUM.value)
+#: the tiers that never fail a job (an error is DONE with a review flag) and whose
+#: quality gate refuses what they cannot read
+NO_FAIL_TIERS: Final = frozenset({Tier.LITE.value, Tier.BASIC.value})
 
 
 class JobStatus(models.TextChoices):
@@ -37,4 +46,8 @@ TERMINAL_STATUSES = frozenset(
 # The domain hears of every end but a hand-over to the GPU pool: the premium re-run
 # carries the same source and reports for both.
 CALLBACK_STATUSES = TERMINAL_STATUSES - {JobStatus.FALLBACK_TO_GPU}
+# A run may claim a job in one of these states (with attempts left); a RUNNING job
+# only once its lease has expired.
 CLAIMABLE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})
+# A run holds the job in these states; its lease says until when.
+HELD_STATUSES = frozenset({JobStatus.RUNNING, JobStatus.VALIDATING})

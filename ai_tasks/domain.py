@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from academy.services.callbacks import job_callback_apply, jobs_callback_apply
 from ai_tasks import routing
 from config.celery import app
 
@@ -29,8 +30,6 @@ _OPTIONS: dict[str, Any] = {
 
 @app.task(name=routing.CALLBACK_TASK, **_OPTIONS)
 def job_callback(job_id: str) -> dict[str, Any]:
-    from academy.services.callbacks import job_callback_apply
-
     return {"job_id": job_id, "applied": job_callback_apply(job_id=str(job_id))}
 
 
@@ -38,7 +37,5 @@ def job_callback(job_id: str) -> dict[str, Any]:
 def job_callbacks(job_ids: list[str]) -> dict[str, Any]:
     """The callbacks of jobs one worker message ran together (an OMR batch's sheets).
     The result names the jobs applied by this run, for the admin and the chaos probes."""
-    from academy.services.callbacks import jobs_callback_apply
-
     ids = [str(j) for j in job_ids]
     return {"job_ids": ids, "applied": jobs_callback_apply(job_ids=ids)}

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from academy import selectors, storage
-from academy.jobs.outcome import Outcome, exhausted_finish, outcome_apply
+from academy.jobs.outcome import Outcome, exhausted_finish, finish_or_hold, outcome_apply
 from academy.models import AIJob
 from academy.policies import Failure
 from academy.rejections import Rejection
@@ -252,18 +252,27 @@ def _execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
     return {"job_id": job_id, "decision": _run(job, why, tier=tier, worker=worker)}
 
 
-def _unclaimed(job_id: str, why: str) -> str:
+def _unclaimed(job_id: str, why: str, *, held_callbacks: list[str] | None = None) -> str:
     """The decision for a delivery whose job was not claimable."""
     if why == "exhausted":
         stale = selectors.job_get(job_id)
         if stale is not None:
-            return exhausted_finish(stale)
+            return exhausted_finish(stale, held_callbacks=held_callbacks)
     logger.info("ai_claim_skipped job_id=%s why=%s", job_id, why)
     return f"skipped:{why}"
 
 
-def _run(job: AIJob, token: str, *, tier: str, worker: str, waiting: _Waiting | None = None) -> str:
-    """One claimed run: the processor under a lease, then the outcome's decision."""
+def _run(
+    job: AIJob,
+    token: str,
+    *,
+    tier: str,
+    worker: str,
+    waiting: _Waiting | None = None,
+    batch: job_services.FinishBatch | None = None,
+) -> str:
+    """One claimed run: the processor under a lease, then the outcome's decision.
+    ``batch``: where a message of several jobs holds their finishes (see :func:`execute_many`)."""
     job_id = job.job_id
     # Every log line of this run, from any module, carries the job's identity.
     with job_log_context(job):
@@ -276,9 +285,10 @@ def _run(job: AIJob, token: str, *, tier: str, worker: str, waiting: _Waiting | 
             logger.warning("ai_lease_lost job_id=%s worker=%s", job_id, worker)
             return "lease_lost"
         try:
-            decision = _reconnecting(lambda: outcome_apply(job, token, outcome))
+            decision = _reconnecting(lambda: outcome_apply(job, token, outcome, batch=batch))
         except Rejection as exc:  # e.g. a storage check raised while saving artifacts
-            job_services.job_reject(job_id=job_id, token=token, code=exc.code, detail=exc.detail)
+            rejected = job_services.rejection_finish(code=exc.code, detail=exc.detail)
+            finish_or_hold(job=job, token=token, finish=rejected, batch=batch)
             decision = "rejected"
         logger.info(
             "ai_job_decided job_id=%s tier=%s job_type=%s attempt=%s decision=%s",
@@ -302,7 +312,7 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     lease, attempt, fencing and result), so a redelivered message re-runs only what was
     not finished. What the jobs share is the broker's per-message cost, the statement
     that claims them (``jobs_claim``, at the message's start), the statement that writes
-    their finishes (``finishes_gathered``, at its end), and their domain callbacks, which
+    their finishes (a ``FinishBatch``, written at its end), and their domain callbacks, which
     go out as one message after it. A claimed job's lease is renewed by the heartbeat of
     whichever job is running. A worker killed before the finishes' write leaves the
     message's jobs RUNNING: their leases run out and the sweeper sends each out again as
@@ -315,8 +325,6 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     own. That also holds when the soft limit fires outside a processor (during a claim or
     a write).
     """
-    from ai_tasks.publish import callbacks_held
-
     soft, _ = routing.time_limits(tier)
     started = _clock()
     decisions: dict[str, str] = {}
@@ -324,27 +332,32 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     index, claimed = 0, False
     running: str | None = None  # the job whose run holds its own lease now
     waiting = _Waiting({})
-    # Callbacks are held until the finishes are written (the inner block ends first).
-    with callbacks_held(), job_services.finishes_gathered() as finishes:
+    # The message's finishes are held here and written together; the callbacks of the jobs
+    # they close are held too, and sent as one message once the finishes are written.
+    batch = job_services.FinishBatch(held_callbacks=[])
+    try:
         try:
             claims = _reconnecting(lambda: job_services.jobs_claim(job_ids=job_ids, worker=worker))
             waiting = _Waiting({job_id: token for job_id, (_, token) in claims.taken.items()})
             claimed = True
             for index, job_id in enumerate(job_ids):
-                if finishes.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
+                if batch.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
                     # Held finishes have no heartbeat: written well before their leases end
                     # (the write makes its own second attempt on a dropped connection).
-                    finishes.write()
+                    batch.write()
                 if _clock() - started >= soft / 4:
                     decisions.update(_send_back(job_ids[index:], tier=tier, waiting=waiting))
                     break
                 token = waiting.take(job_id)
                 if token is not None:
                     running = job_id
-                    decisions[job_id] = _run(claims.taken[job_id][0], token, tier=tier, worker=worker, waiting=waiting)
+                    decisions[job_id] = _run(
+                        claims.taken[job_id][0], token, tier=tier, worker=worker, waiting=waiting, batch=batch
+                    )
                     running = None
                 elif job_id not in decisions:  # a job listed twice runs once
-                    decisions[job_id] = _unclaimed(job_id, claims.refused.get(job_id, "not_claimable"))
+                    why = claims.refused.get(job_id, "not_claimable")
+                    decisions[job_id] = _unclaimed(job_id, why, held_callbacks=batch.held_callbacks)
         except SoftTimeLimitExceeded:
             logger.warning("ai_message_out_of_time at=%s left=%s", index, len(job_ids) - index - 1)
             # Every job from here on goes out again, the one at ``index`` too when the
@@ -360,6 +373,10 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
             with contextlib.suppress(Exception):
                 job_services.jobs_release(leases=waiting.take_all())
             raise
+        finally:
+            batch.write()
+    finally:
+        job_services.callbacks_publish(job_ids=batch.held_callbacks or [])
     return {"job_ids": job_ids, "decisions": decisions}
 
 
@@ -369,7 +386,7 @@ def _send_back(job_ids: list[str], *, tier: str, waiting: _Waiting) -> dict[str,
     twice: its claim takes nothing."""
     job_services.jobs_release(leases=waiting.take_all())
     for job_id in job_ids:
-        job_services.job_publish_or_fail(job_id=job_id, tier=tier, fail=False)
+        job_services.job_publish(job_id=job_id, tier=tier, fail=False)
     return dict.fromkeys(job_ids, "sent_back")
 
 

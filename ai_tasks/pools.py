@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from celery import Task
 
-from ai_tasks import routing
+from ai_tasks import lifecycle, routing
 from config.celery import app
 
 # The canonical result is our own write-once job row, so a success is not written a
@@ -31,8 +31,6 @@ def define_run_task(tier: str) -> Task[..., Any]:
 
     @app.task(name=routing.RUN_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
     def run_job(self: Task[..., Any], job_id: str) -> dict[str, Any]:
-        from ai_tasks import lifecycle
-
         return lifecycle.execute(job_id=str(job_id), tier=tier, worker=lifecycle.worker_name(self.request.hostname))
 
     return cast(Task[..., Any], run_job)
@@ -49,8 +47,6 @@ def define_run_many_task(tier: str) -> Task[..., Any]:
 
     @app.task(name=routing.RUN_MANY_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
     def run_jobs(self: Task[..., Any], job_ids: list[str]) -> dict[str, Any]:
-        from ai_tasks import lifecycle
-
         return lifecycle.execute_many(
             job_ids=[str(j) for j in job_ids], tier=tier, worker=lifecycle.worker_name(self.request.hostname)
         )

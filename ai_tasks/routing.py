@@ -13,14 +13,24 @@ from typing import Final
 from django.conf import settings
 from kombu import Exchange, Queue
 
-TIERS: Final = ("lite", "basic", "premium")
-DOMAIN_QUEUE: Final = "domain"
+# The names academy sends by (its side of the contract) and the tiers, each queue's name.
+from academy.jobs.sending import CALLBACK_TASK, CALLBACKS_TASK, DOMAIN_QUEUE, RUN_MANY_TASK, RUN_TASK
+from academy.states import TIERS
 
-RUN_TASK: Final = {tier: f"ai_tasks.{tier}.run_job" for tier in TIERS}
-#: several jobs of one tier in one message (an OMR batch's sheets)
-RUN_MANY_TASK: Final = {tier: f"ai_tasks.{tier}.run_jobs" for tier in TIERS}
-CALLBACK_TASK: Final = "ai_tasks.domain.job_callback"
-CALLBACKS_TASK: Final = "ai_tasks.domain.job_callbacks"
+__all__ = [
+    "CALLBACKS_TASK",
+    "CALLBACK_TASK",
+    "DOMAIN_QUEUE",
+    "QUEUES",
+    "ROUTES",
+    "RUN_MANY_TASK",
+    "RUN_TASK",
+    "SWEEP_TASK",
+    "TIERS",
+    "longest_hard_limit",
+    "time_limits",
+]
+
 SWEEP_TASK: Final = "ai_tasks.sweeper.sweep"
 
 EXCHANGE_NAME: Final = "academy-ai"

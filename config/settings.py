@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_celery_results",
     "academy",
+    # The Celery adapter: loads its task modules when the apps are ready (ai_tasks.apps).
+    "ai_tasks",
 ]
 
 MIDDLEWARE = [

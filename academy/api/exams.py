@@ -28,6 +28,7 @@ from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create
 from academy.services.grading import submission_correct
 from academy.services.omr_batches import Upload, omr_batch_create
+from academy.states import TIERS
 
 
 def _rejected(rejection: Rejection, http: int = status.HTTP_400_BAD_REQUEST) -> Response:
@@ -110,7 +111,7 @@ class OmrBatchListCreateView(APIView):
                 "properties": {
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
                     "mode": {"type": "string", "enum": ["scan", "photo"]},
-                    "tier": {"type": "string", "enum": ["lite", "basic", "premium"]},
+                    "tier": {"type": "string", "enum": list(TIERS)},
                     "idempotency_key": {"type": "string"},
                 },
             }
@@ -127,7 +128,7 @@ class OmrBatchListCreateView(APIView):
         if total > settings.MAX_UPLOAD_BYTES:
             return error_response("FILE_TOO_LARGE", f"{total} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
         tier = request.data.get("tier") or None
-        if tier is not None and tier not in ("lite", "basic", "premium"):
+        if tier is not None and tier not in TIERS:
             return field_error(
                 "tier", "tier must be lite, basic or premium", "lite, basic, premium 중 하나로 보내 주세요."
             )

@@ -37,9 +37,9 @@ from academy.models import AIJob, AIResult, JobStatus
 from academy.policies import Failure
 from academy.selectors import job_get
 from academy.services import jobs as job_services
+from academy.states import TIERS
 from workers.base import ProcessorResult
 
-TIERS = ("lite", "basic", "premium")
 #: how deep a reported result may nest (checked without recursion)
 MAX_RESULT_DEPTH = 64
 #: integers in a result beyond a 64-bit integer are refused: no count or score is that

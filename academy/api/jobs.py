@@ -23,6 +23,7 @@ from academy.jobs.prevalidation import input_key_for
 from academy.models import AIJob, Tenant
 from academy.services.jobs import job_dispatch
 from academy.services.throttles import Throttled, force_rerun_slot
+from academy.states import TIERS
 
 
 def request_tenant(request: Request) -> Tenant:
@@ -35,7 +36,7 @@ def request_tenant(request: Request) -> Tenant:
 class DispatchSerializer(serializers.Serializer[Any]):
     job_type = serializers.CharField(max_length=64)
     payload = serializers.JSONField(required=False, default=dict)
-    tier = serializers.ChoiceField(choices=["lite", "basic", "premium"], required=False, allow_null=True)
+    tier = serializers.ChoiceField(choices=list(TIERS), required=False, allow_null=True)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_blank=True)
     force_rerun = StrictBooleanField(required=False, default=False)
     rerun_reason = serializers.CharField(required=False, allow_blank=True, default="")

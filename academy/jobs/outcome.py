@@ -90,8 +90,14 @@ def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | 
     )
 
 
-def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
-    """Decide the job's next state from one run's outcome and write it. Returns the decision."""
+def outcome_apply(
+    job: AIJob, token: str | None, outcome: Outcome, *, batch: job_services.FinishBatch | None = None
+) -> str:
+    """Decide the job's next state from one run's outcome and write it. Returns the decision.
+
+    ``batch``: the worker's message holds its finishes there, to write them together
+    (and their callbacks, to send as one message); None writes and publishes at once.
+    """
     # Read with the job when it was claimed (selectors.job_get): no query of its own.
     policy = selectors.tenant_policy_of(job.tenant)
     if isinstance(outcome, Failure):
@@ -117,9 +123,10 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         kept = _basic_kept(job, code=outcome.error_code, detail=outcome.detail)
         if outcome.kind == "validation_failed":
             if kept is not None and kept.status != JobStatus.REJECTED_BAD_INPUT:
-                job_services.job_finish(job_id=job.job_id, token=token, finish=kept)
+                finish_or_hold(job=job, token=token, finish=kept, batch=batch)
                 return kept.status
-            job_services.job_reject(job_id=job.job_id, token=token, code=outcome.error_code, detail=outcome.detail)
+            rejected = job_services.rejection_finish(code=outcome.error_code, detail=outcome.detail)
+            finish_or_hold(job=job, token=token, finish=rejected, batch=batch)
             return "rejected"
         finish = job_services.Finish(
             status=resolution.status,
@@ -129,7 +136,7 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         )
         if resolution.status == JobStatus.FAILED and kept is not None:
             finish = kept
-        job_services.job_finish(job_id=job.job_id, token=token, finish=finish)
+        finish_or_hold(job=job, token=token, finish=finish, batch=batch)
         return finish.status
 
     resolution = policies.status_for_confidence(
@@ -151,7 +158,7 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         status=resolution.status,
         flags={**job.flags, **resolution.flags, **extra},
         result=outcome.data,
-        artifacts=[job_services.StoredArtifact(a.name, a.data, a.content_type) for a in outcome.artifacts],
+        artifacts=list(outcome.artifacts),
     )
     if resolution.status == JobStatus.FAILED:  # premium, below its fail band: say so
         code = outcome.error_code or "low_confidence"
@@ -159,12 +166,31 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome) -> str:
         finish.flags.setdefault("error_code", code)
         finish.error_message = detail
         finish = _basic_kept(job, code=code, detail=detail) or finish
-    job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=job)
+    finish_or_hold(job=job, token=token, finish=finish, batch=batch, claimed=job)
     return finish.status
 
 
-def exhausted_finish(job: AIJob) -> str:
-    """A job out of attempts (a poison message, or a worker killed each time)."""
+def finish_or_hold(
+    *,
+    job: AIJob,
+    token: str | None,
+    finish: job_services.Finish,
+    batch: job_services.FinishBatch | None,
+    claimed: AIJob | None = None,
+) -> None:
+    """Write the finish (:func:`~academy.services.jobs.job_finish`), or hold it in
+    ``batch`` when the batch can write it; either way its callback goes to the batch's
+    held callbacks when there is a batch."""
+    if batch is not None and token is not None and batch.takes(token=token, finish=finish, claimed=claimed):
+        batch.add(job_id=job.job_id, token=token, finish=finish, claimed=claimed)
+        return
+    held = batch.held_callbacks if batch is not None else None
+    job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=claimed, held_callbacks=held)
+
+
+def exhausted_finish(job: AIJob, *, held_callbacks: list[str] | None = None) -> str:
+    """A job out of attempts (a poison message, or a worker killed each time).
+    ``held_callbacks``: as for :func:`~academy.services.jobs.job_finish`."""
     resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
     message = f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000]
     finish = job_services.Finish(
@@ -178,5 +204,5 @@ def exhausted_finish(job: AIJob) -> str:
         if kept is not None:
             finish = kept
             finish.flags["poison"] = True
-    done = job_services.job_finish(job_id=job.job_id, token=None, finish=finish)
+    done = job_services.job_finish(job_id=job.job_id, token=None, finish=finish, held_callbacks=held_callbacks)
     return finish.status if done else "skipped"

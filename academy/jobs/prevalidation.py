@@ -21,6 +21,7 @@ from django.conf import settings
 from academy import policies, storage
 from academy.models import Tenant
 from academy.rejections import Rejection
+from academy.states import NO_FAIL_TIERS
 from workers import registry
 from workers.base import BadInput
 
@@ -117,7 +118,7 @@ def input_file_check(
 def prevalidate(*, job_type: str, tier: str, payload: dict[str, Any], tenant: Tenant | None) -> None:
     """Raise :class:`Rejection` for input no pool should get. ``job_type`` is checked."""
     spec = policies.JOB_TYPES[job_type]
-    if tier in ("lite", "basic"):
+    if tier in NO_FAIL_TIERS:
         _quality_gate(job_type=job_type, payload=payload, max_mb=spec.max_file_mb)
     processor = registry.get(job_type)
     assert processor is not None
@@ -128,7 +129,7 @@ def prevalidate(*, job_type: str, tier: str, payload: dict[str, Any], tenant: Te
     stored = input_file_check(job_type=job_type, payload=payload, tenant=tenant, max_mb=spec.max_file_mb)
     if stored is None:
         return
-    if tier in ("lite", "basic") and getattr(processor, "quality_gate", False) and _is_image(stored):
+    if tier in NO_FAIL_TIERS and getattr(processor, "quality_gate", False) and _is_image(stored):
         # The gate decodes the image through the guarded decoder, whose header,
         # format and truncation checks are the content check's: one read, not two.
         image_quality_check(stored)

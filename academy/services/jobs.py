@@ -8,31 +8,32 @@ finish: its writes match no row. That fencing is what makes at-least-once delive
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Case, F, JSONField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from academy import policies, selectors, sqlrows
+from academy import policies, selectors, sqlrows, storage
+from academy.jobs import sending
 from academy.jobs.prevalidation import input_key_for, job_type_check, payload_check, prevalidate
 from academy.models import AIJob, AIResult, FallbackQuota, JobArtifact, JobStatus, Tenant, TenantConfig
 from academy.rejections import Rejection, rejection_message
 from academy.services import sources
-from academy.states import CALLBACK_STATUSES
+from academy.states import CALLBACK_STATUSES, CLAIMABLE_STATUSES, HELD_STATUSES
+from workers.base import Artifact
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ def job_dispatch(
                 # trips), and publishing right after it is what on_commit would do.
                 job.save(force_insert=True)
                 if publish:
-                    _publish_new(job)
+                    job_publish(job_id=job.job_id, tier=job.tier, into=job)
                 return _accepted(job, created=True)
             with transaction.atomic():
                 job.save(force_insert=True)
@@ -179,7 +180,7 @@ def job_dispatch(
                     sources.source_link(job=job)
                 if gate_failure is None:
                     if publish:
-                        transaction.on_commit(lambda: _publish_new(job))
+                        transaction.on_commit(lambda: job_publish(job_id=job.job_id, tier=job.tier, into=job))
                 else:
                     cap = (policy or selectors.tenant_policy(job.tenant_id)).daily_fallback_cap
                     if job.tenant_id is None or not fallback_slot_take(tenant_id=job.tenant_id, cap=cap):
@@ -217,7 +218,7 @@ def job_dispatch(
             return _accepted(existing, created=False)
         if gate_failure is not None:  # job_fallback changed the row
             job.refresh_from_db(fields=["status", "error_message"])
-        # Otherwise ``job`` holds the row as the publish left it (_publish_new), or as it
+        # Otherwise ``job`` holds the row as the publish left it (job_publish), or as it
         # was inserted when the publish waits for an outer transaction's commit.
         return _accepted(job, created=True)
     except Exception as exc:  # the caller is a view or a task: never break it
@@ -257,10 +258,6 @@ def job_request_fingerprint(*, job: AIJob, tier: str | None) -> str:
 def _file_digest(path: str, *, tenant: Tenant | None) -> str:
     """The SHA-256 of a stored input file, or the path itself when it cannot be read
     (pre-validation has refused such a payload already)."""
-    from django.core.files.storage import default_storage
-
-    from academy import storage
-
     try:
         stored = storage.file_check(path, tenant=tenant)
         digest = hashlib.sha256()
@@ -344,41 +341,34 @@ def _accepted(job: AIJob, *, created: bool) -> dict[str, Any]:
     }
 
 
-def _publish_new(job: AIJob) -> None:
-    """After commit: publish a new job and put the row's status and error as they stand
-    after the publish on ``job``, for the response. In eager mode the job has already
-    run inside the publish, and a fast worker may have claimed it: read back, never
-    assumed."""
-    if not _publish(job_id=job.job_id, tier=job.tier, countdown=None, fail=True, into=job):
-        job.refresh_from_db(fields=["status", "error_message"])  # what the failure left
+def job_publish(
+    *, job_id: str, tier: str, countdown: float | None = None, fail: bool = True, into: AIJob | None = None
+) -> bool:
+    """Send the job to its tier's queue and record the send on its row. False when the
+    broker refused it.
 
+    A broker error marks the job FAILED with the error (a new job nobody will ever run
+    must say so). ``fail=False`` is for re-sends (a retry, the sweeper's re-publish): the
+    job already exists and is due, so during a broker outage it stays PENDING/RETRYING and
+    the next sweep sends it again, instead of a healthy job ending FAILED.
 
-def job_publish_or_fail(*, job_id: str, tier: str, countdown: float | None = None, fail: bool = True) -> bool:
-    """Publish; on a broker error mark the job FAILED with the error (the original rule).
-
-    ``fail=False`` is for re-sends (a retry, the sweeper's re-publish): the job already
-    exists and is due, so during a broker outage it stays PENDING/RETRYING and the next
-    sweep sends it again, instead of a healthy job ending FAILED (found by tests/chaos).
+    ``into``: the dispatched job, for the response: its status and error are set to the
+    row's as they stand after the send. In eager mode the job has already run inside the
+    send, and a fast worker may have claimed it: read back, never assumed.
     """
-    return _publish(job_id=job_id, tier=tier, countdown=countdown, fail=fail)
-
-
-def _publish(*, job_id: str, tier: str, countdown: float | None, fail: bool, into: AIJob | None = None) -> bool:
-    """:func:`job_publish_or_fail`; with ``into``, the row's status and error message after
-    the publish is recorded are put on that object."""
-    from ai_tasks.publish import job_publish
-
     try:
-        task_id = job_publish(job_id=job_id, tier=tier, countdown=countdown)
+        task_id = sending.job_send(job_id=job_id, tier=tier, countdown=countdown)
     except Exception as exc:
         logger.exception("ai_publish_failed job_id=%s", job_id)
         if fail:
-            AIJob.objects.filter(job_id=job_id, status__in=[JobStatus.PENDING, JobStatus.RETRYING]).update(
+            AIJob.objects.filter(job_id=job_id, status__in=CLAIMABLE_STATUSES).update(
                 status=JobStatus.FAILED,
                 error_message=f"publish failed: {exc}",
                 last_error=repr(exc),
                 finished_at=timezone.now(),
             )
+        if into is not None:
+            into.refresh_from_db(fields=["status", "error_message"])  # what the failure left
         return False
     row = _published_returning(job_id, task_id)
     if into is not None and row is not None:
@@ -392,12 +382,10 @@ def jobs_publish(*, job_ids: list[str], tier: str) -> bool:
     On a broker error they stay PENDING, and the sweeper sends each again once it has
     waited ``AI_REPUBLISH_AFTER_SECONDS``: a batch loses no sheet to a broker outage.
     """
-    from ai_tasks.publish import jobs_publish as send
-
     if not job_ids:
         return True
     try:
-        task_id = send(job_ids=job_ids, tier=tier)
+        task_id = sending.jobs_send(job_ids=job_ids, tier=tier)
     except Exception:
         logger.exception("ai_publish_failed job_ids=%s", job_ids)
         return False
@@ -479,9 +467,7 @@ def jobs_claim(*, job_ids: Sequence[str], worker: str) -> Claims:
 
 def _claim_one(*, job_id: str, token: str, worker: str, now: Any) -> AIJob | None:
     """:func:`jobs_claim` for one job through the ORM (databases other than PostgreSQL)."""
-    claimable = Q(status__in=[JobStatus.PENDING, JobStatus.RETRYING]) | Q(
-        status__in=[JobStatus.RUNNING, JobStatus.VALIDATING], lease_expires_at__lt=now
-    )
+    claimable = Q(status__in=CLAIMABLE_STATUSES) | Q(status__in=HELD_STATUSES, lease_expires_at__lt=now)
     updated = AIJob.objects.filter(claimable, job_id=job_id, attempt_count__lt=F("max_attempts")).update(
         status=JobStatus.RUNNING,
         attempt_count=F("attempt_count") + 1,
@@ -542,10 +528,8 @@ def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[A
         now,
         now,
         json.dumps(_STARTED),
-        JobStatus.PENDING,
-        JobStatus.RETRYING,
-        JobStatus.RUNNING,
-        JobStatus.VALIDATING,
+        *sorted(CLAIMABLE_STATUSES),
+        *sorted(HELD_STATUSES),
         now,
     ]
     with sqlrows.prepared_cursor(connection) as cursor:
@@ -586,11 +570,9 @@ def jobs_release(*, leases: Mapping[str, str]) -> int:
 def _is_exhausted(job: AIJob, now: Any) -> bool:
     if job.attempt_count < job.max_attempts:
         return False
-    if job.status in (JobStatus.PENDING, JobStatus.RETRYING):
+    if job.status in CLAIMABLE_STATUSES:
         return True
-    return job.status in (JobStatus.RUNNING, JobStatus.VALIDATING) and bool(
-        job.lease_expires_at and job.lease_expires_at < now
-    )
+    return job.status in HELD_STATUSES and bool(job.lease_expires_at and job.lease_expires_at < now)
 
 
 def job_heartbeat(*, job_id: str, token: str, progress: dict[str, Any] | None = None) -> bool:
@@ -613,7 +595,7 @@ def _locked_run(job_id: str, token: str | None) -> AIJob | None:
         return None
     if token is not None:
         return job if job.lease_token == token and job.status == JobStatus.RUNNING else None
-    if job.status in (JobStatus.PENDING, JobStatus.RETRYING):
+    if job.status in CLAIMABLE_STATUSES:
         return job
     expired = job.lease_expires_at is None or job.lease_expires_at < timezone.now()
     return job if expired else None
@@ -627,13 +609,6 @@ def _close(job: AIJob, **fields: Any) -> None:
     job.save(update_fields=[*fields, "updated_at"])
 
 
-@dataclass(frozen=True)
-class StoredArtifact:
-    name: str
-    data: bytes
-    content_type: str
-
-
 @dataclass
 class Finish:
     status: str
@@ -641,7 +616,7 @@ class Finish:
     result: Any = None
     error_message: str = ""
     rejection_code: str = ""
-    artifacts: list[StoredArtifact] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)  # the processor's files, to store
 
     @property
     def stores_result(self) -> bool:
@@ -650,21 +625,28 @@ class Finish:
         return self.result is not None and self.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
 
 
-def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob | None = None) -> bool:
+def job_finish(
+    *,
+    job_id: str,
+    token: str | None,
+    finish: Finish,
+    claimed: AIJob | None = None,
+    held_callbacks: list[str] | None = None,
+) -> bool:
     """Write the result once and close the job. False when this run no longer owns it.
 
     A result that already exists is kept and the new one dropped (write-once). The
-    domain callback is published after commit, for jobs that came from a domain.
-    ``claimed``: the job as this run claimed it, when the caller has it (its tenant names
-    the files' folder, so a finish with files needs no read of its own).
+    domain callback is published after commit, for jobs that came from a domain; with
+    ``held_callbacks``, the job's id is added to that list instead, for the caller to
+    send with others (:func:`callbacks_publish`). ``claimed``: the job as this run
+    claimed it, when the caller has it (its tenant names the files' folder, so a finish
+    with files needs no read of its own).
     """
-
-    if token is not None and connection.vendor == "postgresql" and (claimed is not None or not finish.artifacts):
-        gathering = _gathering.get()
-        if gathering is not None:
-            gathering.add(job_id=job_id, token=token, finish=finish, claimed=claimed)
-            return True  # not known until the gathering's write: its fence decides
-        return _finish_in_one_statement(job_id=job_id, token=token, finish=finish, claimed=claimed)
+    if FinishBatch.takes(token=token, finish=finish, claimed=claimed):
+        assert token is not None
+        alone = FinishBatch(held_callbacks=held_callbacks)
+        alone.add(job_id=job_id, token=token, finish=finish, claimed=claimed)
+        return job_id in alone.write()
     with transaction.atomic():
         job = _locked_run(job_id, token)
         if job is None:
@@ -697,15 +679,13 @@ def job_finish(*, job_id: str, token: str | None, finish: Finish, claimed: AIJob
             progress={**(job.progress or {}), "percent": 100, "stage": finish.status.lower()},
         )
         if job.source_domain and finish.status in CALLBACK_STATUSES:
-            transaction.on_commit(lambda: callback_publish_safely(job.job_id))
+            transaction.on_commit(functools.partial(callback_publish, job_id=job.job_id, held=held_callbacks))
     return True
 
 
 def _files_save(finish: Finish, *, tenant: Tenant | None, job_id: str, run: str = "") -> tuple[dict[str, str], Any]:
     """Store the finish's files: (their paths by name, the result with those paths added
     under ``artifacts`` when it is an object)."""
-    from academy import storage
-
     stored = {
         a.name: storage.artifact_save(tenant=tenant, job_id=job_id, name=a.name, data=a.data, run=run)
         for a in finish.artifacts
@@ -715,10 +695,27 @@ def _files_save(finish: Finish, *, tenant: Tenant | None, job_id: str, run: str 
     return stored, finish.result
 
 
-def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed: AIJob | None) -> bool:
-    """:func:`job_finish` for a run holding its lease, on PostgreSQL: one round trip
-    instead of five (BEGIN, the locking SELECT, the writes, COMMIT). It is the statement
-    a message's held finishes share (:func:`finishes_gathered`), for one row.
+@dataclass(frozen=True)
+class _Held:
+    job_id: str
+    status: str
+    stored: dict[str, str]  # this run's files, by name
+
+
+class FinishBatch:
+    """Finishes held to be written in one statement (PostgreSQL), for runs that hold
+    their leases: :func:`job_finish` writes one through a batch of its own, and a worker
+    that runs the jobs of one message holds theirs in one and writes them together
+    (``ai_tasks.lifecycle.execute_many``).
+
+    :meth:`add` stores the finish's files at once and holds the rest; :meth:`write`
+    writes what is held, and the fence, write-once result, file clean-up and callback
+    are as in :func:`job_finish`. A held finish has no heartbeat: its holder writes it
+    well before the lease ends (see :meth:`age`); if a lease runs out anyway, the fence
+    drops that finish and the job's next run writes it.
+
+    ``held_callbacks``: where the domain callbacks of the jobs it closes go (a list the
+    holder sends as one message); None publishes each after commit.
 
     ``needs_review`` is decided from ``finish.flags``, which the lifecycle builds on the
     flags of the row it claimed; only the run that holds the lease writes them meanwhile.
@@ -726,49 +723,22 @@ def _finish_in_one_statement(*, job_id: str, token: str, finish: Finish, claimed
     turns out to have lost its lease has touched no file another run wrote; it removes
     its own, and a run that replaces an earlier run's files removes those.
     """
-    alone = _Gathering()
-    alone.add(job_id=job_id, token=token, finish=finish, claimed=claimed)
-    return job_id in alone.write()
 
-
-@dataclass(frozen=True)
-class _Gathered:
-    job_id: str
-    status: str
-    stored: dict[str, str]  # this run's files, by name
-
-
-def _finished_after(
-    closed: dict[str, tuple[str, list[str]]], finishes: list[_Gathered], *, delete_fenced: bool = True
-) -> None:
-    """What follows a one-statement finish. ``closed``: (source domain, paths its earlier
-    files had) of each job the statement closed. A run fenced out removes its own files;
-    a closed job's files that an earlier run wrote are removed after commit, and its
-    domain callback is published."""
-    from academy import storage
-
-    for done in finishes:
-        if done.job_id not in closed:
-            if delete_fenced:
-                storage.artifacts_delete(list(done.stored.values()))  # nothing points at them
-            continue
-        source_domain, earlier = closed[done.job_id]
-        replaced = [p for p in earlier if p not in done.stored.values()]
-        if replaced:
-            transaction.on_commit(functools.partial(storage.artifacts_delete, replaced))
-        if source_domain and done.status in CALLBACK_STATUSES:
-            transaction.on_commit(functools.partial(callback_publish_safely, done.job_id))
-
-
-class _Gathering:
-    """Finishes held for one statement (see :func:`finishes_gathered`)."""
-
-    def __init__(self) -> None:
+    def __init__(self, *, held_callbacks: list[str] | None = None) -> None:
+        self.held_callbacks = held_callbacks
+        #: the finishes held, as rows of the statement that writes them
         self.rows: list[dict[str, Any]] = []
-        self.finishes: list[_Gathered] = []
-        self.oldest: float | None = None
+        self._held: list[_Held] = []
+        self._oldest: float | None = None
+
+    @staticmethod
+    def takes(*, token: str | None, finish: Finish, claimed: AIJob | None) -> bool:
+        """Whether a finish can be written by a batch: a run holding its lease, on
+        PostgreSQL, whose files (if any) have their folder named by the claimed job."""
+        return token is not None and connection.vendor == "postgresql" and (claimed is not None or not finish.artifacts)
 
     def add(self, *, job_id: str, token: str, finish: Finish, claimed: AIJob | None) -> None:
+        """Hold a finish (one :meth:`takes`) until :meth:`write`; its files are stored now."""
         stored, result = _files_save(finish, tenant=claimed.tenant if claimed else None, job_id=job_id, run=token)
         self.rows.append(
             {
@@ -788,20 +758,21 @@ class _Gathering:
                 ],
             }
         )
-        self.finishes.append(_Gathered(job_id, finish.status, stored))
-        if self.oldest is None:
-            self.oldest = time.monotonic()
+        self._held.append(_Held(job_id, finish.status, stored))
+        if self._oldest is None:
+            self._oldest = time.monotonic()
 
     def age(self) -> float:
-        return 0.0 if self.oldest is None else time.monotonic() - self.oldest
+        """Seconds since the oldest finish held was added (0 when none is)."""
+        return 0.0 if self._oldest is None else time.monotonic() - self._oldest
 
     def write(self) -> set[str]:
         """One statement for every finish held; then empty. Returns the ids of the jobs
         it closed (the rest were fenced out)."""
         if not self.rows:
             return set()
-        rows, finishes = self.rows, self.finishes
-        self.rows, self.finishes, self.oldest = [], [], None
+        rows, held = self.rows, self._held
+        self.rows, self._held, self._oldest = [], [], None
         first_try = True
         try:
             closed = _finish_many(rows)
@@ -812,29 +783,25 @@ class _Gathering:
             logger.warning("ai_db_reconnect finishes=%s", len(rows))
             connection.close()
             closed, first_try = _finish_many(rows), False
-        _finished_after(closed, finishes, delete_fenced=first_try)
+        self._after(closed, held, delete_fenced=first_try)
         return set(closed)
 
-
-_gathering: contextvars.ContextVar[_Gathering | None] = contextvars.ContextVar("finishes_gathered", default=None)
-
-
-@contextlib.contextmanager
-def finishes_gathered() -> Iterator[_Gathering]:
-    """Inside the block, a finish that would be one statement (a run holding its lease,
-    on PostgreSQL) is held and written with the others in one statement: at the block's
-    end, or when the holder calls ``write()`` (a worker does when the oldest has waited
-    a while, so no lease runs out meanwhile; if one does, the fence drops that finish
-    and the job's next run writes it). Everything else a finish does still happens per
-    job: its files are stored at once, and the fence, write-once result, file clean-up
-    and callback are as in :func:`job_finish`. Also written when the block raises."""
-    gathering = _Gathering()
-    reset = _gathering.set(gathering)
-    try:
-        yield gathering
-    finally:
-        _gathering.reset(reset)
-        gathering.write()
+    def _after(self, closed: dict[str, tuple[str, list[str]]], held: list[_Held], *, delete_fenced: bool) -> None:
+        """What follows the statement. ``closed``: (source domain, paths its earlier files
+        had) of each job it closed. A run fenced out removes its own files; a closed job's
+        files that an earlier run wrote are removed after commit, and its domain callback
+        is published (or held)."""
+        for done in held:
+            if done.job_id not in closed:
+                if delete_fenced:
+                    storage.artifacts_delete(list(done.stored.values()))  # nothing points at them
+                continue
+            source_domain, earlier = closed[done.job_id]
+            replaced = [p for p in earlier if p not in done.stored.values()]
+            if replaced:
+                transaction.on_commit(functools.partial(storage.artifacts_delete, replaced))
+            if source_domain and done.status in CALLBACK_STATUSES:
+                transaction.on_commit(functools.partial(callback_publish, job_id=done.job_id, held=self.held_callbacks))
 
 
 def _finish_many(rows: list[dict[str, Any]]) -> dict[str, tuple[str, list[str]]]:
@@ -878,13 +845,22 @@ def _finish_many_sql() -> str:
     )
 
 
-def callback_publish_safely(job_id: str) -> None:
-    from ai_tasks.publish import callback_publish
+def callback_publish(*, job_id: str, held: list[str] | None = None) -> None:
+    """After commit: send the finished job's domain callback, or add it to ``held`` for
+    the caller to send with others (:func:`callbacks_publish`)."""
+    if held is not None:
+        held.append(job_id)
+        return
+    callbacks_publish(job_ids=[job_id])
 
+
+def callbacks_publish(*, job_ids: list[str]) -> None:
+    """Send the domain callbacks of finished jobs as one message. A broker error is
+    logged, not raised: the sweeper finds finished jobs whose callback never ran."""
     try:
-        callback_publish(job_id=job_id)
-    except Exception:  # the sweeper finds finished jobs whose callback never ran
-        logger.exception("ai_callback_publish_failed job_id=%s", job_id)
+        sending.callbacks_send(job_ids=job_ids)
+    except Exception:
+        logger.exception("ai_callback_publish_failed job_ids=%s", job_ids)
 
 
 def job_retry(*, job_id: str, token: str, error: str, countdown: float) -> bool:
@@ -895,9 +871,7 @@ def job_retry(*, job_id: str, token: str, error: str, countdown: float) -> bool:
         if job is None:
             return False
         _close(job, status=JobStatus.RETRYING, next_run_at=due, last_error=error[:5000], finished_at=None)
-        transaction.on_commit(
-            lambda: job_publish_or_fail(job_id=job_id, tier=job.tier, countdown=countdown, fail=False)
-        )
+        transaction.on_commit(lambda: job_publish(job_id=job_id, tier=job.tier, countdown=countdown, fail=False))
     return True
 
 
@@ -945,21 +919,27 @@ def job_fallback(
             error_message=reason,
         )
         if created:
-            transaction.on_commit(lambda: job_publish_or_fail(job_id=rerun.job_id, tier="premium"))
+            transaction.on_commit(lambda: job_publish(job_id=rerun.job_id, tier="premium"))
     return rerun.job_id
 
 
-def job_reject(*, job_id: str, token: str | None, code: str, detail: str) -> bool:
-    """The worker found the input bad: REJECTED_BAD_INPUT with the code and its message."""
+def rejection_finish(*, code: str, detail: str) -> Finish:
+    """The finish for input the worker found bad: REJECTED_BAD_INPUT with the code and
+    its message."""
+    return Finish(
+        status=JobStatus.REJECTED_BAD_INPUT,
+        flags={"rejection_detail": detail[:1000]},
+        error_message=rejection_message(code),
+        rejection_code=code,
+    )
+
+
+def job_reject(
+    *, job_id: str, token: str | None, code: str, detail: str, held_callbacks: list[str] | None = None
+) -> bool:
+    """The worker found the input bad: :func:`job_finish` with :func:`rejection_finish`."""
     return job_finish(
-        job_id=job_id,
-        token=token,
-        finish=Finish(
-            status=JobStatus.REJECTED_BAD_INPUT,
-            flags={"rejection_detail": detail[:1000]},
-            error_message=rejection_message(code),
-            rejection_code=code,
-        ),
+        job_id=job_id, token=token, finish=rejection_finish(code=code, detail=detail), held_callbacks=held_callbacks
     )
 
 
@@ -969,7 +949,7 @@ def job_republish(*, job: AIJob) -> bool:
     moved = AIJob.objects.filter(pk=job.pk, status=job.status, next_run_at=job.next_run_at).update(
         next_run_at=timezone.now() + timedelta(seconds=backoff)
     )
-    return moved == 1 and job_publish_or_fail(job_id=job.job_id, tier=job.tier, fail=False)
+    return moved == 1 and job_publish(job_id=job.job_id, tier=job.tier, fail=False)
 
 
 def job_requeue_expired(*, job: AIJob) -> bool:
@@ -989,5 +969,5 @@ def job_requeue_expired(*, job: AIJob) -> bool:
             last_error=f"lease expired on {locked.locked_by} (attempt {locked.attempt_count})",
             finished_at=None,
         )
-        transaction.on_commit(lambda: job_publish_or_fail(job_id=locked.job_id, tier=locked.tier, fail=False))
+        transaction.on_commit(lambda: job_publish(job_id=locked.job_id, tier=locked.tier, fail=False))
     return True

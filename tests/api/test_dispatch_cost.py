@@ -33,7 +33,7 @@ def test_api_dispatch_is_three_statements(make_tenant: Any, api_for: Any) -> Non
     _, token = make_tenant()
     api = api_for(token)
     with (
-        mock.patch("ai_tasks.publish.job_publish", return_value="task-x") as publish,
+        mock.patch("academy.jobs.sending.job_send", return_value="task-x") as publish,
         CaptureQueriesContext(connection) as queries,
     ):
         response = api.post("/api/v1/jobs/", PING, format="json")
@@ -64,7 +64,7 @@ def test_the_response_status_is_read_after_the_publish(make_tenant: Any, api_for
         AIJob.objects.filter(job_id=job_id).update(status=JobStatus.RUNNING, error_message="claimed")
         return "task-fast"
 
-    with mock.patch("ai_tasks.publish.job_publish", side_effect=fast_worker):
+    with mock.patch("academy.jobs.sending.job_send", side_effect=fast_worker):
         body = api_for(token).post("/api/v1/jobs/", PING, format="json").json()
     assert body["status"] == JobStatus.RUNNING
     assert body["error"] == "claimed"
@@ -75,7 +75,7 @@ def test_the_response_status_is_read_after_the_publish(make_tenant: Any, api_for
 @pytest.mark.django_db(transaction=True)
 def test_a_publish_failure_is_still_failed_and_reported(make_tenant: Any, api_for: Any) -> None:
     _, token = make_tenant()
-    with mock.patch("ai_tasks.publish.job_publish", side_effect=ConnectionError("broker down")):
+    with mock.patch("academy.jobs.sending.job_send", side_effect=ConnectionError("broker down")):
         response = api_for(token).post("/api/v1/jobs/", PING, format="json")
     assert response.status_code == 503
     body = response.json()
@@ -90,7 +90,7 @@ def test_a_publish_failure_is_still_failed_and_reported(make_tenant: Any, api_fo
 def test_idempotent_dispatch_still_answers_the_first_job(make_tenant: Any, api_for: Any) -> None:
     _, token = make_tenant()
     api = api_for(token)
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-1") as publish:
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-1") as publish:
         first = api.post("/api/v1/jobs/", {**PING, "idempotency_key": "k-1"}, format="json")
         again = api.post("/api/v1/jobs/", {**PING, "idempotency_key": "k-1"}, format="json")
     assert (first.status_code, again.status_code) == (202, 200)
@@ -105,7 +105,7 @@ def test_a_config_change_reaches_the_next_request(make_tenant: Any, api_for: Any
     tenant, token = make_tenant(premium=True)
     api = api_for(token)
     premium = {**PING, "tier": "premium"}
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x"):
         assert api.post("/api/v1/jobs/", premium, format="json").json()["tier"] == "premium"
         TenantConfig.objects.filter(tenant=tenant).update(has_premium_subscription=False)
         assert api.post("/api/v1/jobs/", premium, format="json").json()["tier"] == "basic"
@@ -131,7 +131,7 @@ def test_who_gets_in_is_unchanged(make_tenant: Any, api_for: Any, client: Any) -
 def test_the_caller_sees_only_its_own_academy(make_tenant: Any, api_for: Any) -> None:
     tenant_a, token_a = make_tenant()
     tenant_b, _ = make_tenant()
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x"):
         body = api_for(token_a).post("/api/v1/jobs/", PING, format="json").json()
     assert AIJob.objects.get(job_id=body["job_id"]).tenant_id == tenant_a.pk != tenant_b.pk
 

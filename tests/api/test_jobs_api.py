@@ -14,7 +14,7 @@ from academy.models import AIJob, JobStatus
 
 @pytest.fixture
 def no_broker() -> Any:
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x") as publish:
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x") as publish:
         yield publish
 
 

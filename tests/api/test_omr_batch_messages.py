@@ -22,13 +22,14 @@ from django.core.files.storage import default_storage
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
+from academy.jobs import sending
 from academy.models import AIJob, AIResult, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
 from academy.services import callbacks
 from academy.services import jobs as job_services
 from academy.services.callbacks import jobs_callback_apply
 from academy.services.jobs import Finish, job_claim, job_finish, job_reject
 from academy.services.omr_batches import FIRST_MESSAGE_SHEETS, Upload, omr_batch_create
-from ai_tasks import lifecycle, publish, routing
+from ai_tasks import lifecycle, routing
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template
 
@@ -59,7 +60,7 @@ class Broker:
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     recorder = Broker()
-    monkeypatch.setattr(publish, "_send", recorder.send)
+    monkeypatch.setattr(sending, "_send", recorder.send)
     return recorder
 
 
@@ -131,7 +132,7 @@ def test_sheets_whose_message_the_broker_refused_stay_pending_and_the_sweeper_se
 
     from django.utils import timezone
 
-    from ai_tasks.sweeper import sweep_once
+    from academy.jobs.sweep import sweep_once
 
     broker.down = True
     batch = batch_of(exam, 3)
@@ -180,13 +181,13 @@ def test_a_message_claims_its_jobs_in_one_statement_each_with_a_token_of_its_own
 ) -> None:
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
     tokens: dict[str, str] = {}
-    finish = job_services.job_finish
+    add = job_services.FinishBatch.add  # where the message holds each run's finish
 
-    def seen(**kwargs: Any) -> Any:
+    def seen(self: job_services.FinishBatch, **kwargs: Any) -> None:
         tokens[kwargs["job_id"]] = kwargs["token"]
-        return finish(**kwargs)
+        add(self, **kwargs)
 
-    monkeypatch.setattr(job_services, "job_finish", seen)
+    monkeypatch.setattr(job_services.FinishBatch, "add", seen)
     with CaptureQueriesContext(connection) as queries:
         outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
@@ -230,7 +231,7 @@ def test_a_message_whose_worker_died_leaves_its_jobs_to_the_sweeper_one_message_
 
     from django.utils import timezone
 
-    from ai_tasks.sweeper import sweep_once
+    from academy.jobs.sweep import sweep_once
 
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
     claims = job_services.jobs_claim(job_ids=ids, worker="killed")  # then the child was killed
@@ -373,7 +374,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = one_message_of(exam, 2, broker=broker, settings=settings)
-    written = job_services._Gathering.write
+    written = job_services.FinishBatch.write
 
     def taken_before_the_write(gathering: Any) -> None:
         # The first job's lease ran out and another run claimed it meanwhile.
@@ -382,7 +383,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
         written(gathering)
 
     files: list[str] = []
-    monkeypatch.setattr(job_services._Gathering, "write", taken_before_the_write)
+    monkeypatch.setattr(job_services.FinishBatch, "write", taken_before_the_write)
     lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
     first, second = (AIJob.objects.get(job_id=job_id) for job_id in ids)
@@ -418,10 +419,10 @@ def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_p
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
     apply = lifecycle.outcome_apply
 
-    def out_of_time_at_the_second(job: AIJob, token: str | None, outcome: Any) -> str:
+    def out_of_time_at_the_second(job: AIJob, token: str | None, outcome: Any, **options: Any) -> str:
         if job.job_id == ids[1]:
             raise SoftTimeLimitExceeded()
-        return apply(job, token, outcome)
+        return apply(job, token, outcome, **options)
 
     monkeypatch.setattr(lifecycle, "outcome_apply", out_of_time_at_the_second)
     with pytest.raises(SoftTimeLimitExceeded):

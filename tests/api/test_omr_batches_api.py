@@ -290,8 +290,8 @@ def test_a_batch_whose_upload_died_is_marked_interrupted_by_the_sweeper_and_neve
 
     from django.utils import timezone
 
+    from academy.jobs.sweep import sweep_once
     from academy.services.omr_batches import omr_batch_settle, omr_batches_close_abandoned
-    from ai_tasks.sweeper import sweep_once
 
     exam = Exam.objects.get(pk=exam_id)
     batch = OmrBatch.objects.create(tenant=exam.tenant, exam=exam)  # never sealed: the request died

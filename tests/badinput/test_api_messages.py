@@ -28,7 +28,7 @@ def media(settings: Any, tmp_path: Any) -> Any:
 @pytest.fixture
 def api(make_tenant: Any, api_for: Any) -> Any:
     _, token = make_tenant()
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x"):
         yield api_for(token)
 
 
@@ -201,7 +201,7 @@ def test_forced_reruns_are_limited_per_tenant_per_hour(make_tenant: Any, api_for
     _, token = make_tenant()
     _, other_token = make_tenant()
     rerun = {"job_type": "ping", "force_rerun": True, "idempotency_key": "same"}
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x"):
         api = api_for(token)
         assert [api.post("/api/v1/jobs/", rerun, format="json").status_code for _ in range(3)] == [202] * 3
 
@@ -234,7 +234,7 @@ def test_concurrent_forced_reruns_do_not_pass_the_limit_together(make_tenant: An
         finally:
             connections.close_all()
 
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-x"), ThreadPoolExecutor(6) as pool:
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x"), ThreadPoolExecutor(6) as pool:
         codes = sorted(pool.map(send, range(6)))
     assert codes == [202, 202, 429, 429, 429, 429]
     assert AIJob.objects.filter(force_rerun=True).count() == 2

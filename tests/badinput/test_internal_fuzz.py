@@ -48,7 +48,7 @@ def _keep_the_test_connection() -> Iterator[None]:
 def fuzz_tenant(make_tenant: Any, settings: Any) -> Iterator[Any]:
     settings.INTERNAL_WORKER_TOKEN = WORKER_TOKEN
     tenant, _ = make_tenant(premium=True, fallback=True)
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-fuzz"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-fuzz"):
         yield tenant
 
 

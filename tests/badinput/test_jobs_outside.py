@@ -20,12 +20,13 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from academy import selectors
+from academy.jobs import sending
+from academy.jobs.sweep import sweep_once
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
 from academy.services import callbacks
 from academy.services import jobs as job_services
 from academy.services.callbacks import job_callback_apply
-from ai_tasks import lifecycle, publish, routing
-from ai_tasks.sweeper import sweep_once
+from ai_tasks import lifecycle, routing
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template
 
@@ -54,7 +55,7 @@ class Broker:
 @pytest.fixture
 def broker(monkeypatch: pytest.MonkeyPatch) -> Broker:
     recorder = Broker()
-    monkeypatch.setattr(publish, "_send", recorder.send)
+    monkeypatch.setattr(sending, "_send", recorder.send)
     return recorder
 
 
@@ -353,12 +354,12 @@ def test_a_resend_the_broker_refused_is_not_counted(
     def down(name: str, args: tuple[Any, ...], **options: Any) -> None:
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(publish, "_send", down)
+    monkeypatch.setattr(sending, "_send", down)
     for _ in range(3):  # an outage spends none of the job's sends
         assert sweep_once()["callbacks"] == 0
     job.refresh_from_db()
     assert (job.callback_sends, job.callback_next_at, job.callback_failed_at) == (0, None, None)
-    monkeypatch.setattr(publish, "_send", broker.send)
+    monkeypatch.setattr(sending, "_send", broker.send)
     assert sweep_once()["callbacks"] == 1
     assert broker.sent == [(routing.CALLBACK_TASK, (job.job_id,))]
 
@@ -541,7 +542,7 @@ def test_a_soft_limit_in_the_finishes_write_sends_the_job_it_released_back_out(
         ]
         for _ in range(3)
     ]
-    write = job_services._Gathering.write
+    write = job_services.FinishBatch.write
     calls = {"n": 0}
 
     def out_of_time_on_the_second_write(self: Any) -> set[str]:
@@ -550,7 +551,7 @@ def test_a_soft_limit_in_the_finishes_write_sends_the_job_it_released_back_out(
             raise SoftTimeLimitExceeded()
         return write(self)
 
-    monkeypatch.setattr(job_services._Gathering, "write", out_of_time_on_the_second_write)
+    monkeypatch.setattr(job_services.FinishBatch, "write", out_of_time_on_the_second_write)
     with pytest.raises(SoftTimeLimitExceeded):
         lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 

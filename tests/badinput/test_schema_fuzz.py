@@ -49,7 +49,7 @@ def fuzz_headers(make_tenant: Any, settings: Any) -> Iterator[dict[str, str]]:
     settings.INTERNAL_WORKER_TOKEN = WORKER_TOKEN
     _, token = make_tenant()
     # Nothing generated should reach a broker: a dispatch that passes checks is only recorded.
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-fuzz"):
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-fuzz"):
         yield {"Authorization": f"Token {token}", "X-Worker-Token": WORKER_TOKEN, "X-Worker-Id": "fuzz"}
 
 

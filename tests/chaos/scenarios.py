@@ -299,7 +299,7 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         from django.db import connection
 
-        from ai_tasks.sweeper import sweep_once
+        from academy.jobs.sweep import sweep_once
 
         try:
             while not self.halt.wait(self.every):

@@ -12,9 +12,9 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from academy.jobs.sending import callbacks_send
+from academy.jobs.sweep import sweep_once
 from academy.models import AIJob, JobStatus
-from ai_tasks.publish import callback_publish
-from ai_tasks.sweeper import sweep_once
 from tests.integration.conftest import pool_log, wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -28,7 +28,7 @@ def test_a_callback_that_cannot_succeed_runs_once_on_the_domain_pool_and_is_give
     job = AIJob.objects.create(job_type="ping", tenant=tenant, status=JobStatus.DONE, source_domain="submission",
                                source_id="abc", finished_at=old)  # fmt: skip
 
-    callback_publish(job_id=job.job_id)
+    callbacks_send(job_ids=[job.job_id])
 
     def given_up() -> AIJob | None:
         connection.close_if_unusable_or_obsolete()

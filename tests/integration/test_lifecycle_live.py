@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from django_celery_results.models import TaskResult
 
+from academy.jobs.sending import job_send, jobs_send
 from academy.models import AIJob, AIResult, JobStatus, RuntimeFlag
 from academy.services.jobs import job_dispatch
-from ai_tasks.publish import job_publish, jobs_publish
 from ai_tasks.sweeper import sweep
 from tests.integration.conftest import pool_log, wait_for, wait_terminal
 
@@ -186,9 +186,9 @@ def test_a_duplicate_delivery_runs_the_processor_once(live: Any, make_tenant: An
     job_id = dispatch(tenant, "probe_record", "basic", log=str(log), sleep=1.5)
     wait_for(lambda: runs(log))
     # The same message again, twice, while the first run holds the lease; and once after.
-    copies = [job_publish(job_id=job_id, tier="basic") for _ in range(2)]
+    copies = [job_send(job_id=job_id, tier="basic") for _ in range(2)]
     wait_terminal(job_id)
-    copies.append(job_publish(job_id=job_id, tier="basic"))
+    copies.append(job_send(job_id=job_id, tier="basic"))
 
     # run_job stores no result row (the job row is the result): the worker's log says what
     # became of each copy.
@@ -254,7 +254,7 @@ def test_a_job_that_kills_its_worker_costs_the_other_jobs_of_its_message_one_att
         return str(outcome["job_id"])
 
     ids = [make("first", "probe_record"), make("poison", "probe_kill", max_attempts=2), make("last", "probe_record")]
-    jobs_publish(job_ids=ids, tier="basic")  # one message, claimed in one statement
+    jobs_send(job_ids=ids, tier="basic")  # one message, claimed in one statement
 
     def finished() -> list[AIJob] | None:
         sweep.delay()
@@ -287,9 +287,9 @@ def test_excel_roster_import_runs_on_the_basic_pool(live: Any, make_tenant: Any)
 
 
 def test_omr_sheet_is_read_on_the_basic_pool_and_graded_exactly_once(live: Any, make_tenant: Any) -> None:
+    from academy.jobs.sending import callbacks_send
     from academy.models import AnswerKey, Exam, Grade, Submission, SubmissionStatus
     from academy.storage import upload_save
-    from ai_tasks.publish import callback_publish
     from workers.omr.render import filled_sheet_jpeg
     from workers.omr.template import default_template
 
@@ -317,8 +317,8 @@ def test_omr_sheet_is_read_on_the_basic_pool_and_graded_exactly_once(live: Any, 
 
     grade = wait_for(lambda: Grade.objects.filter(submission=submission).first())
     assert (grade.score, grade.max_score) == (2 * (len(key) - 2), 2 * len(key))
-    callback_publish(job_id=job.job_id)  # a duplicate callback message
-    callback_publish(job_id=job.job_id)
+    callbacks_send(job_ids=[job.job_id])  # a duplicate callback message
+    callbacks_send(job_ids=[job.job_id])
     wait_for(lambda: TaskResult.objects.filter(task_name="ai_tasks.domain.job_callback").count() == 3)
     grade.refresh_from_db()
     assert grade.times_graded == 1

@@ -12,8 +12,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django_celery_results.models import TaskResult
 
+from academy.jobs.sending import callbacks_send
 from academy.models import AIJob, Grade, OmrBatch
-from ai_tasks.publish import callback_publish
 from tests.integration.conftest import wait_for
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template
@@ -64,7 +64,7 @@ def test_a_batch_upload_is_read_by_the_basic_pool_and_each_sheet_graded_exactly_
     assert TaskResult.objects.filter(task_name="ai_tasks.domain.job_callbacks").count() == 2
     # Redelivered callbacks for every sheet, one message each, change nothing.
     for job_id in jobs:
-        callback_publish(job_id=job_id)
+        callbacks_send(job_ids=[job_id])
     callbacks = TaskResult.objects.filter(task_name="ai_tasks.domain.job_callback")
     wait_for(lambda: callbacks.count() == len(jobs))
     grades = Grade.objects.filter(submission__batch__batch_id=batch_id)

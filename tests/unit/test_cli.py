@@ -12,9 +12,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from academy.jobs.sending import job_send
 from academy.models import AIJob, AIResult, JobStatus, OmrBatch
 from academy.services.exams import exam_create
-from ai_tasks.publish import job_publish
 from tests.broker_isolation import isolated_broker
 
 
@@ -122,7 +122,7 @@ def test_ai_queues_prints_depth_and_oldest_waiting_age_per_tier() -> None:
     AIJob.objects.create(job_type="ping", tier="premium", created_at=timezone.now() - timedelta(seconds=90))
     with isolated_broker():
         for _ in range(2):
-            job_publish(job_id="no-such-job", tier="premium")
+            job_send(job_id="no-such-job", tier="premium")
         rows = table(run("ai_queues"))
     assert rows["premium"][0] == "2"
     assert float(rows["premium"][1]) >= 90

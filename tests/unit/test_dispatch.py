@@ -81,7 +81,7 @@ def test_oversized_real_file_is_rejected(tenant: Any, settings: Any) -> None:
 def test_publish_waits_for_the_outer_transaction_to_commit(
     tenant: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    with mock.patch("ai_tasks.publish.job_publish", return_value="task-1") as publish:
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-1") as publish:
         with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
             outcome = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="lite")
             assert outcome["status"] == JobStatus.PENDING
@@ -92,7 +92,7 @@ def test_publish_waits_for_the_outer_transaction_to_commit(
 
 @pytest.mark.django_db(transaction=True)  # autocommit: the publish runs inside job_dispatch
 def test_publish_failure_marks_the_job_failed_and_is_reported(tenant: Any) -> None:
-    with mock.patch("ai_tasks.publish.job_publish", side_effect=ConnectionError("broker down")):
+    with mock.patch("academy.jobs.sending.job_send", side_effect=ConnectionError("broker down")):
         outcome = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="basic")
     assert outcome["ok"] is False
     job = AIJob.objects.get(job_id=outcome["job_id"])

@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 
 from academy.models import AIJob, AIResult, JobArtifact, JobStatus
 from academy.services import jobs as job_services
+from workers.base import Artifact
 
 pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement paths are PostgreSQL's")
 
@@ -115,8 +116,8 @@ def test_a_rejected_or_retried_finish_stores_no_result(make_tenant: Any) -> None
     assert not AIResult.objects.filter(job=job).exists()
 
 
-def _overlay(data: bytes = b"\x89PNG overlay") -> list[job_services.StoredArtifact]:
-    return [job_services.StoredArtifact("overlay.png", data, "image/png")]
+def _overlay(data: bytes = b"\x89PNG overlay") -> list[Artifact]:
+    return [Artifact("overlay.png", data, "image/png")]
 
 
 def test_a_finish_with_a_file_is_one_statement_and_records_where_the_file_is(make_tenant: Any) -> None:

@@ -12,6 +12,7 @@ from academy import storage
 from academy.jobs.prevalidation import input_key_for
 from academy.models import Tenant
 from academy.services.jobs import job_dispatch
+from academy.states import TIERS
 
 
 def _payload(raw: str) -> Any:
@@ -31,7 +32,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job_type")
-        parser.add_argument("--tier", choices=["lite", "basic", "premium"], help="default: the type's tier rules")
+        parser.add_argument("--tier", choices=list(TIERS), help="default: the type's tier rules")
         parser.add_argument("--payload", default="{}", help="JSON text, or @path to a JSON file")
         parser.add_argument("--file", type=Path, help="upload this file as the job's input (needs --tenant)")
         parser.add_argument("--tenant", help="tenant slug")

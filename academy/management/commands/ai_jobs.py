@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 
 from academy import selectors
 from academy.models import AIJob, JobStatus
+from academy.states import TIERS
 
 COLUMNS = ("job_id", "job_type", "tier", "status", "review", "tenant", "attempts", "created_at")
 
@@ -37,7 +38,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("job_id", nargs="?", help="show this job instead of a list")
         parser.add_argument("--status", choices=[s.lower() for s in JobStatus.values] + list(JobStatus.values))
-        parser.add_argument("--tier", choices=["lite", "basic", "premium"])
+        parser.add_argument("--tier", choices=list(TIERS))
         parser.add_argument("--tenant", help="tenant slug")
         parser.add_argument("--review", action="store_true", help="only jobs flagged for review")
         parser.add_argument("--type", dest="job_type", help="only this job type")

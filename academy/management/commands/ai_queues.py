@@ -7,7 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from academy import metrics
-from ai_tasks import routing
+from academy.jobs.sending import DOMAIN_QUEUE
+from academy.states import TIERS
 
 
 class Command(BaseCommand):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
             depths = {}
         ages = metrics.oldest_pending_ages()
         self.stdout.write(f"{'queue':10}{'depth':>8}{'oldest waiting':>18}")
-        for queue in (*routing.TIERS, routing.DOMAIN_QUEUE):
+        for queue in (*TIERS, DOMAIN_QUEUE):
             depth = str(depths[queue]) if queue in depths else "?"
             age = f"{ages[queue]:.1f} s" if queue in ages else "-"
             self.stdout.write(f"{queue:10}{depth:>8}{age:>18}")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from ai_tasks.sweeper import sweep_once
+from academy.jobs.sweep import sweep_once
 
 
 class Command(BaseCommand):
