@@ -39,6 +39,7 @@ JOB_TYPES: Final[dict[str, JobTypeSpec]] = {
     "ping": JobTypeSpec("basic", _LITE_UP),  # the platform's probe runs on every pool
     "ocr": JobTypeSpec("basic", _LITE_UP),
     "omr_grading": JobTypeSpec("basic", _BASIC_UP),
+    "omr_template": JobTypeSpec("basic", _BASIC_UP),
     "homework_video_analysis": JobTypeSpec("basic", _BASIC_UP, max_file_mb=500),
     "excel_parsing": JobTypeSpec("basic", _BASIC_UP),
     "attendance_excel_export": JobTypeSpec("basic", _BASIC_UP, max_payload_bytes=EXPORT_PAYLOAD_BYTES),
