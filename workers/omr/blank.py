@@ -1004,9 +1004,10 @@ def proposal_picture(proposal: Proposal) -> bytes:
         w, _ = tpl.bubble_size(q)
         text = q.label
         (tw, th), _ = cv2.getTextSize(text, font, 0.5, 1)
-        cv2.putText(
-            pic, text, (round((x - w) * k) - tw, round(y * k) + th // 2), font, 0.5, LABEL_COLOUR, 1, cv2.LINE_AA
-        )
+        org = (round((x - w) * k) - tw, round(y * k) + th // 2)
+        # On a white patch: the card prints its own numbers about here.
+        cv2.rectangle(pic, (org[0] - 2, org[1] - th - 2), (org[0] + tw + 2, org[1] + 3), (255, 255, 255), -1)
+        cv2.putText(pic, text, org, font, 0.5, LABEL_COLOUR, 1, cv2.LINE_AA)
     for i, f in enumerate(tpl.id_fields):
         x, y = f.centres[0]
         _, h = tpl.bubble_size(f)
