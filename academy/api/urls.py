@@ -1,6 +1,6 @@
 from django.urls import path
 
-from academy.api import exams, internal, jobs
+from academy.api import exams, internal, jobs, omr_templates
 
 urlpatterns = [
     path("jobs/", jobs.JobListCreateView.as_view(), name="jobs"),
@@ -9,6 +9,11 @@ urlpatterns = [
     path("files/<str:token>/", exams.DownloadView.as_view(), name="download"),
     path("exams/", exams.ExamListCreateView.as_view(), name="exams"),
     path("exams/<int:exam_id>/", exams.ExamDetailView.as_view(), name="exam"),
+    path(
+        "exams/<int:exam_id>/template-proposal/",
+        omr_templates.ExamTemplateProposalView.as_view(),
+        name="exam-template-proposal",
+    ),
     path("exams/<int:exam_id>/answer-key/", exams.AnswerKeyView.as_view(), name="exam-answer-key"),
     path("exams/<int:exam_id>/omr-batches/", exams.OmrBatchListCreateView.as_view(), name="omr-batches"),
     path(

@@ -31,6 +31,14 @@ def _blank() -> bytes:
 
 
 @pytest.fixture
+def no_broker() -> Any:
+    from unittest import mock
+
+    with mock.patch("academy.jobs.sending.job_send", return_value="task-x") as publish:
+        yield publish
+
+
+@pytest.fixture
 def teacher(make_tenant: Any, api_for: Any) -> Any:
     _tenant, token = make_tenant()
     return api_for(token)
@@ -112,3 +120,62 @@ def test_bad_counts_are_refused_before_a_job_runs(teacher: Any) -> None:
     )
     assert response.status_code == 400, response.json()
     assert response.json()["rejection_code"] == "INVALID_PAYLOAD"
+
+
+def test_the_teacher_confirms_a_proposal_row_wise_and_the_exams_batches_read_with_it(
+    eager: None, teacher: Any, make_tenant: Any, api_for: Any
+) -> None:
+    job = _propose(teacher, COUNTS)
+    created = teacher.post("/api/v1/exams/", {"title": "4월 월례평가"}, format="json")
+    exam_id = created.json()["exam_id"]
+    url = f"/api/v1/exams/{exam_id}/template-proposal/"
+
+    # Another academy can neither see the exam nor use the proposal.
+    stranger = api_for(make_tenant()[1])
+    assert stranger.post(url, {"job_id": job["job_id"]}, format="json").status_code == 404
+    own = stranger.post("/api/v1/exams/", {"title": "x"}, format="json").json()["exam_id"]
+    refused = stranger.post(f"/api/v1/exams/{own}/template-proposal/", {"job_id": job["job_id"]}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["rejection_code"] == "INVALID_SOURCE"
+
+    confirmed = teacher.post(url, {"job_id": job["job_id"], "numbering": "rows"}, format="json")
+    assert confirmed.status_code == 200, confirmed.json()
+    blocks = confirmed.json()["template"]["question_blocks"]
+    # Three blocks side by side, numbered across: 1, 2, 3 on the first row, 4 under 1.
+    assert [(b["first"], b["step"]) for b in blocks] == [(1, 3), (2, 3), (3, 3)]
+
+    sheet = next(iter(C.make_cards(CARD, 1, "rows", upside_down=[False])))
+    # The card prints its questions down each column: its question 16 is row-wise 2.
+    by_column = {int(q.removeprefix("q")): v for q, v in sheet.truth.answers.items()}
+    row_wise = {1 + (n - 1) // 15 + 3 * ((n - 1) % 15): v for n, v in by_column.items()}
+    key = {str(n): {"correct": list(v) or ["1"], "points": 1} for n, v in row_wise.items()}
+    assert teacher.put(f"/api/v1/exams/{exam_id}/answer-key/", {"questions": key}, format="json").status_code == 200
+    batch = teacher.post(
+        f"/api/v1/exams/{exam_id}/omr-batches/",
+        {"files": [SimpleUploadedFile(sheet.name, sheet.data)]},
+        format="multipart",
+    )
+    assert batch.status_code == 201, batch.json()
+    body = teacher.get(f"/api/v1/exams/{exam_id}/omr-batches/{batch.json()['batch_id']}/").json()
+    read = body["sheets"][0]
+    assert read["student_id"] == sheet.truth.student_id
+    submission = teacher.get(f"/api/v1/submissions/{read['submission_id']}/").json()
+    answers = {a["question"]: a for a in submission["answers"]}
+    assert len(answers) == 45
+    for number, truth in row_wise.items():
+        answer = answers[str(number)]
+        assert answer["flagged"] or sorted(answer["detected"]) == sorted(truth), (number, answer, truth)
+    assert sum(a["flagged"] for a in answers.values()) <= 2
+
+    # Once sheets are read with it, the exam keeps its template.
+    again = teacher.post(url, {"job_id": job["job_id"]}, format="json")
+    assert again.status_code == 400
+    assert again.json()["rejection_code"] == "INVALID_PAYLOAD"
+
+
+def test_a_job_that_is_not_a_template_proposal_cannot_be_confirmed(teacher: Any, no_broker: Any) -> None:
+    ping = teacher.post("/api/v1/jobs/", {"job_type": "ping"}, format="json").json()["job_id"]
+    exam_id = teacher.post("/api/v1/exams/", {"title": "x"}, format="json").json()["exam_id"]
+    response = teacher.post(f"/api/v1/exams/{exam_id}/template-proposal/", {"job_id": ping}, format="json")
+    assert response.status_code == 400
+    assert response.json()["rejection_code"] == "INVALID_SOURCE"

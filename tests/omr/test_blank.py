@@ -304,3 +304,14 @@ def test_the_dev_cards_blank_scan_gives_its_three_columns_and_eight_digits() -> 
     assert [b["count"] for b in data["question_blocks"]] == [15, 15, 15]
     assert data["student_id"]["digits"] == 8
     assert data["alignment"]["kind"] == "markers"
+
+
+def test_a_proposal_numbered_again_row_wise_and_back_is_unchanged() -> None:
+    from workers.omr.blank import template_renumber
+
+    proposal = _proposal("red").template
+    rows = template_renumber(proposal, "rows")
+    assert [(b["first"], b["step"]) for b in rows["question_blocks"]] == [(1, 3), (2, 3), (3, 3)]
+    labels = {q.label: q.centres[0] for q in parse_template(rows).questions}
+    assert sorted(map(int, labels)) == list(range(1, 46))
+    assert template_renumber(rows, "columns") == proposal

@@ -32,7 +32,7 @@ The module is pure (bytes or arrays in, a dict out): no Django, no Celery.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -1107,3 +1107,39 @@ def _omrchecker_labels(first: int, count: int, step: int) -> list[str]:
     if step != 1:
         return [f"q{first + i * step}" for i in range(count)]
     return [f"q{first}..{first + count - 1}" if count > 1 else f"q{first}"]
+
+
+def template_renumber(template: Mapping[str, Any], numbering: str) -> dict[str, Any]:
+    """A proposed template with its questions numbered again: "columns" (down each column
+    of blocks, then left to right) or "rows" (across the blocks side by side, row by row),
+    as :func:`order_blocks` numbers them. The blocks and their bubbles stay where they are.
+    Raises OmrError: INVALID_PAYLOAD for another numbering, BLANK_LAYOUT_UNSUPPORTED when
+    the blocks side by side differ in length (see order_blocks)."""
+    import copy
+
+    if numbering not in ("columns", "rows"):
+        raise OmrError("INVALID_PAYLOAD", "numbering: must be 'columns' or 'rows'")
+    out: dict[str, Any] = copy.deepcopy(dict(template))
+    blocks = out.get("question_blocks")
+    if not isinstance(blocks, list) or not blocks:
+        raise OmrError("TEMPLATE_INVALID", "question_blocks: the template has no question blocks")
+    grids = []
+    for block in blocks:
+        (x, y), count = block["origin"], int(block["count"])
+        size = block.get("bubble") or out.get("bubble") or {}
+        w = float(size.get("width", 2 * size.get("radius", 10)))
+        h = float(size.get("height", 2 * size.get("radius", 10)))
+        # Stand-in grids: only their first bubble and their length matter to order_blocks.
+        first = Bubble(float(x), float(y), w, h, False)
+        grids.append(Grid(tuple((first,) for _ in range(count))))
+    by_grid = {id(g): b for g, b in zip(grids, blocks, strict=True)}
+    renumbered = []
+    for numbered in order_blocks(grids, numbering):
+        block = dict(by_grid[id(numbered.grid)])
+        block["first"] = numbered.first
+        block.pop("step", None)
+        if numbered.step != 1:
+            block["step"] = numbered.step
+        renumbered.append(block)
+    out["question_blocks"] = renumbered
+    return out
