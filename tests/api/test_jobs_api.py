@@ -100,7 +100,7 @@ def test_internal_api_rejects_a_wrong_token(db: Any, client: Any) -> None:
 
 @override_settings(INTERNAL_WORKER_TOKEN="s3cret")
 def test_external_worker_claims_and_reports_once(make_tenant: Any, client: Any, no_broker: Any) -> None:
-    from academy.services.jobs import job_dispatch
+    from academy.jobs.dispatch import job_dispatch
 
     tenant, _ = make_tenant()
     job_id = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="basic")["job_id"]
@@ -121,7 +121,7 @@ def test_external_worker_claims_and_reports_once(make_tenant: Any, client: Any, 
 
 @override_settings(INTERNAL_WORKER_TOKEN="s3cret")
 def test_external_failure_on_basic_is_done_with_review(make_tenant: Any, client: Any, no_broker: Any) -> None:
-    from academy.services.jobs import job_dispatch
+    from academy.jobs.dispatch import job_dispatch
 
     tenant, _ = make_tenant()
     job_id = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="basic")["job_id"]

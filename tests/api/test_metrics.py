@@ -15,8 +15,8 @@ from kombu.transport import memory
 from prometheus_client.parser import text_string_to_metric_families
 
 from academy import metrics
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, JobStatus
-from academy.services.jobs import job_dispatch
 from tests.broker_isolation import isolated_broker
 
 Labels = frozenset[tuple[str, str]]

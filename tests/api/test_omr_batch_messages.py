@@ -23,11 +23,11 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from academy.jobs import sending
+from academy.jobs.claims import job_claim, jobs_claim
+from academy.jobs.finish import Finish, FinishBatch, job_finish, job_reject
 from academy.models import AIJob, AIResult, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
 from academy.services import callbacks
-from academy.services import jobs as job_services
 from academy.services.callbacks import jobs_callback_apply
-from academy.services.jobs import Finish, job_claim, job_finish, job_reject
 from academy.services.omr_batches import FIRST_MESSAGE_SHEETS, Upload, omr_batch_create
 from ai_tasks import lifecycle, routing
 from workers.omr.render import filled_sheet_jpeg
@@ -181,13 +181,13 @@ def test_a_message_claims_its_jobs_in_one_statement_each_with_a_token_of_its_own
 ) -> None:
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
     tokens: dict[str, str] = {}
-    add = job_services.FinishBatch.add  # where the message holds each run's finish
+    add = FinishBatch.add  # where the message holds each run's finish
 
-    def seen(self: job_services.FinishBatch, **kwargs: Any) -> None:
+    def seen(self: FinishBatch, **kwargs: Any) -> None:
         tokens[kwargs["job_id"]] = kwargs["token"]
         add(self, **kwargs)
 
-    monkeypatch.setattr(job_services.FinishBatch, "add", seen)
+    monkeypatch.setattr(FinishBatch, "add", seen)
     with CaptureQueriesContext(connection) as queries:
         outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
@@ -234,7 +234,7 @@ def test_a_message_whose_worker_died_leaves_its_jobs_to_the_sweeper_one_message_
     from academy.jobs.sweep import sweep_once
 
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
-    claims = job_services.jobs_claim(job_ids=ids, worker="killed")  # then the child was killed
+    claims = jobs_claim(job_ids=ids, worker="killed")  # then the child was killed
     assert sorted(claims.taken) == sorted(ids)
 
     # A redelivered copy finds every job under a live lease and runs none of them.
@@ -374,7 +374,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = one_message_of(exam, 2, broker=broker, settings=settings)
-    written = job_services.FinishBatch.write
+    written = FinishBatch.write
 
     def taken_before_the_write(gathering: Any) -> None:
         # The first job's lease ran out and another run claimed it meanwhile.
@@ -383,7 +383,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
         written(gathering)
 
     files: list[str] = []
-    monkeypatch.setattr(job_services.FinishBatch, "write", taken_before_the_write)
+    monkeypatch.setattr(FinishBatch, "write", taken_before_the_write)
     lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
     first, second = (AIJob.objects.get(job_id=job_id) for job_id in ids)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
+from academy.jobs.claims import job_claim
+from academy.jobs.finish import Finish, job_finish
 from academy.models import AIJob, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
 from academy.services.callbacks import job_callback_apply
-from academy.services.jobs import Finish, job_claim, job_finish
 from academy.services.omr_batches import Upload, omr_batch_create
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template

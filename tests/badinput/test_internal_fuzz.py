@@ -53,7 +53,8 @@ def fuzz_tenant(make_tenant: Any, settings: Any) -> Iterator[Any]:
 
 
 def _aimed_at_a_claimed_job(body: dict[str, Any], tenant: Any) -> dict[str, Any]:
-    from academy.services.jobs import job_claim, job_dispatch
+    from academy.jobs.claims import job_claim
+    from academy.jobs.dispatch import job_dispatch
 
     job_id = job_dispatch(job_type="ping", payload={}, tenant=tenant, tier="basic")["job_id"]
     job, token = job_claim(job_id=job_id, worker=f"external:{WORKER_ID}")

@@ -21,10 +21,11 @@ from django.utils import timezone
 
 from academy import selectors
 from academy.jobs import sending
+from academy.jobs.dispatch import job_dispatch
+from academy.jobs.finish import FinishBatch
 from academy.jobs.sweep import sweep_once
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
 from academy.services import callbacks
-from academy.services import jobs as job_services
 from academy.services.callbacks import job_callback_apply
 from ai_tasks import lifecycle, routing
 from workers.omr.render import filled_sheet_jpeg
@@ -221,7 +222,7 @@ def test_the_job_made_for_a_sheet_still_applies_and_grades_it(eager: None, acade
 
     path = upload_save(tenant=tenant, name="s.jpg", data=sheet_jpeg("20260005"))
     submission = Submission.objects.create(tenant=tenant, exam=exam, source_file=path)
-    outcome = job_services.job_dispatch(
+    outcome = job_dispatch(
         job_type="omr_grading",
         payload={"image_path": path, "template": SHEET.to_dict()},
         tenant=tenant,
@@ -234,7 +235,7 @@ def test_the_job_made_for_a_sheet_still_applies_and_grades_it(eager: None, acade
     assert submission.job.job_id == outcome["job_id"]
     assert (submission.status, submission.student_id) == (SubmissionStatus.GRADED, "20260005")
     assert Grade.objects.get(submission=submission).times_graded == 1
-    second = job_services.job_dispatch(
+    second = job_dispatch(
         job_type="omr_grading",
         payload={"image_path": path, "template": SHEET.to_dict()},
         tenant=tenant,
@@ -447,7 +448,7 @@ def test_a_failed_premium_fallback_leaves_basics_done_with_review_and_its_codes(
 def test_a_processor_failure_on_both_tiers_ends_as_basic_alone_would(eager: None, make_tenant: Any) -> None:
     tenant, _ = make_tenant(premium=True, fallback=True)
     failing = {"raise": "processing", "code": "low_quality"}
-    outcome = job_services.job_dispatch(job_type="probe_fail", payload=failing, tenant=tenant, tier="basic")
+    outcome = job_dispatch(job_type="probe_fail", payload=failing, tenant=tenant, tier="basic")
     basic = AIJob.objects.get(job_id=outcome["job_id"])
     assert basic.status == JobStatus.FALLBACK_TO_GPU
     premium = AIJob.objects.get(fallback_from=basic)
@@ -478,9 +479,7 @@ def test_a_premium_fallback_out_of_attempts_keeps_basics_result(make_tenant: Any
 
 def test_a_premium_job_that_fails_on_its_own_says_why(eager: None, make_tenant: Any) -> None:
     tenant, _ = make_tenant(premium=True)
-    outcome = job_services.job_dispatch(
-        job_type="probe_record", payload={"confidence": 0.2}, tenant=tenant, tier="premium"
-    )
+    outcome = job_dispatch(job_type="probe_record", payload={"confidence": 0.2}, tenant=tenant, tier="premium")
     job = AIJob.objects.get(job_id=outcome["job_id"])
     assert job.status == JobStatus.FAILED
     assert job.error_message or job.rejection_code
@@ -495,9 +494,7 @@ def test_concurrent_fallbacks_cannot_pass_the_daily_cap(
 ) -> None:
     tenant, _ = make_tenant(premium=True, fallback=True, daily_fallback_cap=2)
     ids = [
-        job_services.job_dispatch(job_type="probe_record", payload={"confidence": 0.1}, tenant=tenant, tier="basic")[
-            "job_id"
-        ]
+        job_dispatch(job_type="probe_record", payload={"confidence": 0.1}, tenant=tenant, tier="basic")["job_id"]
         for _ in range(6)
     ]
     read = selectors.fallbacks_today
@@ -537,12 +534,10 @@ def test_a_soft_limit_in_the_finishes_write_sends_the_job_it_released_back_out(
     settings.AI_HEARTBEAT_SECONDS = 0  # held finishes are written before every next job
     tenant, _ = make_tenant()
     ids = [
-        job_services.job_dispatch(job_type="probe_record", payload={}, tenant=tenant, tier="basic", publish=False)[
-            "job_id"
-        ]
+        job_dispatch(job_type="probe_record", payload={}, tenant=tenant, tier="basic", publish=False)["job_id"]
         for _ in range(3)
     ]
-    write = job_services.FinishBatch.write
+    write = FinishBatch.write
     calls = {"n": 0}
 
     def out_of_time_on_the_second_write(self: Any) -> set[str]:
@@ -551,7 +546,7 @@ def test_a_soft_limit_in_the_finishes_write_sends_the_job_it_released_back_out(
             raise SoftTimeLimitExceeded()
         return write(self)
 
-    monkeypatch.setattr(job_services.FinishBatch, "write", out_of_time_on_the_second_write)
+    monkeypatch.setattr(FinishBatch, "write", out_of_time_on_the_second_write)
     with pytest.raises(SoftTimeLimitExceeded):
         lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 

@@ -414,7 +414,7 @@ class Sizes:
 def dispatch(
     chaos: Chaos, job_type: str, tier: str, payload: dict[str, Any], *, max_attempts: int | None = None
 ) -> str:
-    from academy.services.jobs import job_dispatch
+    from academy.jobs.dispatch import job_dispatch
 
     reply = job_dispatch(job_type=job_type, payload=payload, tenant=chaos.tenant, tier=tier, max_attempts=max_attempts)
     if not reply["ok"] or reply["tier"] != tier:

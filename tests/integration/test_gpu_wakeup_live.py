@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from academy.jobs.dispatch import job_dispatch
 from academy.models import JobStatus
-from academy.services.jobs import job_dispatch
 from ai_tasks import gpu_wakeup
 from tests.integration.conftest import LOG_DIR, Pools, _worker_env, wait_for, wait_terminal
 

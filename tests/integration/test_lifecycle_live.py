@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from django_celery_results.models import TaskResult
 
+from academy.jobs.dispatch import job_dispatch
 from academy.jobs.sending import job_send, jobs_send
 from academy.models import AIJob, AIResult, JobStatus, RuntimeFlag
-from academy.services.jobs import job_dispatch
 from ai_tasks.sweeper import sweep
 from tests.integration.conftest import pool_log, wait_for, wait_terminal
 

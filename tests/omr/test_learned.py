@@ -260,7 +260,7 @@ def test_the_runtime_does_not_import_torch() -> None:
         "from workers.omr.template import default_template\n"
         "t = default_template(); rng = random.Random(3); page, _ = fill_sheet(t, rng)\n"
         "r = read_sheet(photograph(page, rng, frame=(1500, 2000)), t, photo=True)\n"
-        "assert r.classifier == 'marks-v1', r.classifier\n"
+        "assert r.classifier == 'marks-v2', r.classifier\n"
         "assert 'onnxruntime' in sys.modules\n"
         "print('torch' in sys.modules)\n"
     )

@@ -53,7 +53,7 @@ def _exam_and_sheets(tenant: Any, sheets: int) -> tuple[Any, list[Any]]:
 
 def _dispatch(ctx: Scaleout, n: int) -> list[str]:
     """n jobs round-robin over the tiers: every fourth a ``ping``, the rest a short ``probe_record``."""
-    from academy.services.jobs import job_dispatch
+    from academy.jobs.dispatch import job_dispatch
 
     ids = []
     for i in range(n):

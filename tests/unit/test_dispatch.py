@@ -10,8 +10,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, JobStatus
-from academy.services.jobs import job_dispatch
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, AIResult, JobStatus
-from academy.services.jobs import job_dispatch
 from academy.storage import upload_save
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.db import connection
 
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, JobStatus
-from academy.services.jobs import job_dispatch
 from ai_tasks import lifecycle
 
 pytestmark = pytest.mark.django_db(transaction=True)

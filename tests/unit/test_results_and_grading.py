@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from academy import flags
+from academy.jobs.claims import job_claim
+from academy.jobs.finish import Finish, job_finish
 from academy.models import (
     AIJob,
     AIResult,
@@ -20,7 +22,6 @@ from academy.models import (
     SubmissionStatus,
     WriteOnceError,
 )
-from academy.services import jobs as job_services
 from academy.services.callbacks import job_callback_apply
 from academy.services.grading import submission_correct, submission_grade, submissions_grade
 
@@ -45,7 +46,7 @@ def running_job(exam: Exam, submission: Submission) -> tuple[AIJob, str]:
     job = AIJob.objects.create(
         job_type="omr_grading", tenant=exam.tenant, source_domain="submission", source_id=str(submission.pk)
     )
-    claimed, token = job_services.job_claim(job_id=job.job_id, worker="test")
+    claimed, token = job_claim(job_id=job.job_id, worker="test")
     assert claimed is not None
     return claimed, token
 
@@ -61,10 +62,10 @@ def test_result_rows_are_write_once(exam: Exam) -> None:
 def test_a_run_that_lost_its_lease_cannot_finish(exam: Exam) -> None:
     submission = Submission.objects.create(tenant=exam.tenant, exam=exam)
     job, token = running_job(exam, submission)
-    finish = job_services.Finish(status=JobStatus.DONE, result={"answers": {}})
-    assert job_services.job_finish(job_id=job.job_id, token="someone-else", finish=finish) is False
-    assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish) is True
-    assert job_services.job_finish(job_id=job.job_id, token=token, finish=finish) is False  # already closed
+    finish = Finish(status=JobStatus.DONE, result={"answers": {}})
+    assert job_finish(job_id=job.job_id, token="someone-else", finish=finish) is False
+    assert job_finish(job_id=job.job_id, token=token, finish=finish) is True
+    assert job_finish(job_id=job.job_id, token=token, finish=finish) is False  # already closed
     assert AIResult.objects.filter(job=job).count() == 1
 
 
@@ -73,9 +74,7 @@ def test_callback_applies_answers_and_grades_exactly_once(exam: Exam, django_cap
     job, token = running_job(exam, submission)
     reading = {"student_id": "20260001", "answers": {"1": ["A"], "2": ["C"], "3": []}, "review": []}
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        job_services.job_finish(
-            job_id=job.job_id, token=token, finish=job_services.Finish(JobStatus.DONE, result=reading)
-        )
+        job_finish(job_id=job.job_id, token=token, finish=Finish(JobStatus.DONE, result=reading))
     assert len(callbacks) == 1  # the domain callback is published after commit
 
     assert job_callback_apply(job_id=job.job_id) is True

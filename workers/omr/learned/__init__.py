@@ -1,4 +1,4 @@
-"""The learned mark classifier of the photo (premium) reader: ``marks-v1``.
+"""The learned mark classifier of the photo (premium) reader: ``marks-v2``.
 
 The threshold reader (``workers.omr.classify``) judges a bubble by one number, how dark
 its middle is against the sheet's levels. Light pencil, erasures and shadows put some

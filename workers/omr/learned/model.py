@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME: Final = "marks-v1"
+MODEL_NAME: Final = "marks-v2"
 MODEL_PATH: Final = Path(__file__).with_name("marks.onnx")
 Device = Literal["auto", "cpu", "cuda"]
 
