@@ -151,7 +151,7 @@ def job_lineage(job: AIJob) -> list[AIJob]:
 
 
 def fallbacks_today(tenant_id: int) -> int:
-    """GPU fallbacks the tenant has taken today (services.jobs.fallback_slot_take counts them)."""
+    """GPU fallbacks the tenant has taken today (academy.jobs.transitions.fallback_slot_take counts them)."""
     used = FallbackQuota.objects.filter(tenant_id=tenant_id, day=timezone.localdate()).values_list("used", flat=True)
     return int(used.first() or 0)
 

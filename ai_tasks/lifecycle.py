@@ -24,11 +24,13 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from academy import selectors, storage
+from academy.jobs.claims import job_claim, job_heartbeat, jobs_claim, jobs_release
+from academy.jobs.finish import FinishBatch, rejection_finish
 from academy.jobs.outcome import Outcome, exhausted_finish, finish_or_hold, outcome_apply
+from academy.jobs.publish import callbacks_publish, job_publish
 from academy.models import AIJob
 from academy.policies import Failure
 from academy.rejections import Rejection
-from academy.services import jobs as job_services
 from ai_tasks import routing
 from ai_tasks.logcontext import job_log_context
 from workers import registry
@@ -92,7 +94,7 @@ class _Lease:
 
     def _beat(self) -> None:
         self._written_at = time.monotonic()
-        if not job_services.job_heartbeat(job_id=self.job_id, token=self.token, progress=self._progress):
+        if not job_heartbeat(job_id=self.job_id, token=self.token, progress=self._progress):
             self.lost = True
 
     def beat(self) -> None:
@@ -101,7 +103,7 @@ class _Lease:
         if self.waiting is not None and (leases := self.waiting.leases()):
             # One whose lease another run took is only run to be fenced out at its finish.
             for job_id, token in leases.items():
-                if not job_services.job_heartbeat(job_id=job_id, token=token):
+                if not job_heartbeat(job_id=job_id, token=token):
                     logger.warning("ai_waiting_lease_lost job_id=%s", job_id)
 
 
@@ -246,7 +248,7 @@ def _execute(*, job_id: str, tier: str, worker: str) -> dict[str, Any]:
     """:func:`execute` on the connection as it stands. Django's connection check is for
     a task's start: with health checks on, each one costs the next statement a
     ``SELECT 1`` round trip, which a message of several jobs needs once, not per job."""
-    job, why = _reconnecting(lambda: job_services.job_claim(job_id=job_id, worker=worker))
+    job, why = _reconnecting(lambda: job_claim(job_id=job_id, worker=worker))
     if job is None:
         return {"job_id": job_id, "decision": _unclaimed(job_id, why)}
     return {"job_id": job_id, "decision": _run(job, why, tier=tier, worker=worker)}
@@ -269,7 +271,7 @@ def _run(
     tier: str,
     worker: str,
     waiting: _Waiting | None = None,
-    batch: job_services.FinishBatch | None = None,
+    batch: FinishBatch | None = None,
 ) -> str:
     """One claimed run: the processor under a lease, then the outcome's decision.
     ``batch``: where a message of several jobs holds their finishes (see :func:`execute_many`)."""
@@ -287,7 +289,7 @@ def _run(
         try:
             decision = _reconnecting(lambda: outcome_apply(job, token, outcome, batch=batch))
         except Rejection as exc:  # e.g. a storage check raised while saving artifacts
-            rejected = job_services.rejection_finish(code=exc.code, detail=exc.detail)
+            rejected = rejection_finish(code=exc.code, detail=exc.detail)
             finish_or_hold(job=job, token=token, finish=rejected, batch=batch)
             decision = "rejected"
         logger.info(
@@ -334,10 +336,10 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     waiting = _Waiting({})
     # The message's finishes are held here and written together; the callbacks of the jobs
     # they close are held too, and sent as one message once the finishes are written.
-    batch = job_services.FinishBatch(held_callbacks=[])
+    batch = FinishBatch(held_callbacks=[])
     try:
         try:
-            claims = _reconnecting(lambda: job_services.jobs_claim(job_ids=job_ids, worker=worker))
+            claims = _reconnecting(lambda: jobs_claim(job_ids=job_ids, worker=worker))
             waiting = _Waiting({job_id: token for job_id, (_, token) in claims.taken.items()})
             claimed = True
             for index, job_id in enumerate(job_ids):
@@ -371,12 +373,12 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
             # The task fails and its message is acked: the jobs it claimed but never
             # started go back as they were, for the sweeper to publish again.
             with contextlib.suppress(Exception):
-                job_services.jobs_release(leases=waiting.take_all())
+                jobs_release(leases=waiting.take_all())
             raise
         finally:
             batch.write()
     finally:
-        job_services.callbacks_publish(job_ids=batch.held_callbacks or [])
+        callbacks_publish(job_ids=batch.held_callbacks or [])
     return {"job_ids": job_ids, "decisions": decisions}
 
 
@@ -384,9 +386,9 @@ def _send_back(job_ids: list[str], *, tier: str, waiting: _Waiting) -> dict[str,
     """Publish jobs of a message that will not run them, one message each, after
     releasing the claims it held on them. A job another delivery already ran is not run
     twice: its claim takes nothing."""
-    job_services.jobs_release(leases=waiting.take_all())
+    jobs_release(leases=waiting.take_all())
     for job_id in job_ids:
-        job_services.job_publish(job_id=job_id, tier=tier, fail=False)
+        job_publish(job_id=job_id, tier=tier, fail=False)
     return dict.fromkeys(job_ids, "sent_back")
 
 

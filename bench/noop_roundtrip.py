@@ -224,8 +224,8 @@ def bare_route() -> Route:
 
 
 def platform_route(tenant: Any) -> Route:
+    from academy.jobs.dispatch import job_dispatch
     from academy.models import TERMINAL_STATUSES, AIJob, JobStatus
-    from academy.services.jobs import job_dispatch
 
     def submit(i: int) -> str:
         reply = job_dispatch(job_type="ping", payload={"echo": f"bench-{i}"}, tenant=tenant, tier=QUEUE)
@@ -365,8 +365,8 @@ def query_profile(tenant: Any) -> dict[str, list[str]]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from academy.jobs.dispatch import job_dispatch
     from academy.models import AIJob
-    from academy.services.jobs import job_dispatch
     from ai_tasks import lifecycle
 
     with CaptureQueriesContext(connection) as dispatch:

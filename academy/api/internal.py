@@ -32,11 +32,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
+from academy.jobs import claims
 from academy.jobs.outcome import outcome_apply
 from academy.models import AIJob, AIResult, JobStatus
 from academy.policies import Failure
 from academy.selectors import job_get
-from academy.services import jobs as job_services
 from academy.states import TIERS
 from workers.base import ProcessorResult
 
@@ -239,7 +239,7 @@ class InternalJobNextView(APIView):
             job_id = due.order_by("next_run_at").values_list("job_id", flat=True).first()
             if job_id is None:
                 return Response({"job": None})
-            job, token = job_services.job_claim(job_id=job_id, worker=worker)
+            job, token = claims.job_claim(job_id=job_id, worker=worker)
         if job is None:
             return Response({"job": None})
         body: dict[str, Any] = {
@@ -279,7 +279,7 @@ class InternalJobHeartbeatView(APIView):
         progress = None
         if values.get("progress"):
             progress = {**(job.progress or {}), **values["progress"]}
-        if not token or not job_services.job_heartbeat(job_id=job.job_id, token=token, progress=progress):
+        if not token or not claims.job_heartbeat(job_id=job.job_id, token=token, progress=progress):
             return _superseded()
         return Response({"ok": True, "lease_seconds": settings.AI_LEASE_SECONDS})
 

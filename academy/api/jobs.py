@@ -19,9 +19,9 @@ from academy import selectors, storage
 from academy.api.errors import SafeJSONParser, error_response, field_error, invalid_payload
 from academy.api.fields import StrictBooleanField
 from academy.api.uploads import WholeFormParser, WholeMultiPartParser
+from academy.jobs.dispatch import job_dispatch
 from academy.jobs.prevalidation import input_key_for
 from academy.models import AIJob, Tenant
-from academy.services.jobs import job_dispatch
 from academy.services.throttles import Throttled, force_rerun_slot
 from academy.states import TIERS
 

@@ -19,10 +19,11 @@ from typing import Any
 from django.conf import settings
 
 from academy import flags, policies, selectors
+from academy.jobs.finish import Finish, FinishBatch, job_finish, rejection_finish
+from academy.jobs.transitions import gpu_fallback_verdict, job_fallback, job_retry
 from academy.models import AIJob, AIResult, JobStatus
 from academy.policies import Failure
 from academy.rejections import rejection_message
-from academy.services import jobs as job_services
 from workers.base import ProcessorResult
 
 #: what a run came to: the processor's result, or why there is none
@@ -43,21 +44,17 @@ def _fallback_or_none(
     so a premium run that fails ends no worse (:func:`_basic_kept`). The day's slot is
     taken here, in one conditional UPDATE, right before the hand-over.
     """
-    verdict = job_services.gpu_fallback_verdict(
-        tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy, take=True
-    )
+    verdict = gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy, take=True)
     if verdict == "capped":
         job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
     if verdict != "go":
         return False
     reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
-    job_services.job_fallback(
-        job_id=job.job_id, token=token, reason=reason, basic_result=basic_result, basic_outcome=basic_outcome
-    )
+    job_fallback(job_id=job.job_id, token=token, reason=reason, basic_result=basic_result, basic_outcome=basic_outcome)
     return True
 
 
-def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | None:
+def _basic_kept(job: AIJob, *, code: str, detail: str) -> Finish | None:
     """The finish for a premium re-run of a basic job (GPU fallback) whose own run
     failed or refused: what basic's policy would have written (its DONE-plus-review
     result, or its refusal with the code), with the premium failure recorded under
@@ -70,7 +67,7 @@ def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | 
     message = f"the premium re-run failed ({code}: {detail[:300]}); basic's outcome stands"
     if basic.get("status") == JobStatus.REJECTED_BAD_INPUT and basic.get("rejection_code"):
         rejection = str(basic["rejection_code"])
-        return job_services.Finish(
+        return Finish(
             status=JobStatus.REJECTED_BAD_INPUT,
             flags={**job.flags, "premium_failed": failed, "rejection_detail": message[:1000]},
             error_message=rejection_message(rejection),
@@ -82,7 +79,7 @@ def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | 
     result = stored.get("basic_result") if isinstance(stored, dict) else None
     given = basic.get("flags")
     basic_flags: dict[str, Any] = given if isinstance(given, dict) else {"review_candidate": True}
-    return job_services.Finish(
+    return Finish(
         status=str(basic["status"]),
         flags={**job.flags, **basic_flags, "premium_failed": failed},
         result=result if result is not None else {"error_code": code, "error": detail},
@@ -90,9 +87,7 @@ def _basic_kept(job: AIJob, *, code: str, detail: str) -> job_services.Finish | 
     )
 
 
-def outcome_apply(
-    job: AIJob, token: str | None, outcome: Outcome, *, batch: job_services.FinishBatch | None = None
-) -> str:
+def outcome_apply(job: AIJob, token: str | None, outcome: Outcome, *, batch: FinishBatch | None = None) -> str:
     """Decide the job's next state from one run's outcome and write it. Returns the decision.
 
     ``batch``: the worker's message holds its finishes there, to write them together
@@ -105,7 +100,7 @@ def outcome_apply(
             countdown = policies.retry_countdown(
                 job.attempt_count, base=settings.AI_RETRY_BACKOFF_BASE, cap=settings.AI_RETRY_BACKOFF_MAX
             )
-            job_services.job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
+            job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
             return "retry"
         failure = outcome
         basic_result = {"error_code": outcome.error_code, "error": outcome.detail}
@@ -125,10 +120,10 @@ def outcome_apply(
             if kept is not None and kept.status != JobStatus.REJECTED_BAD_INPUT:
                 finish_or_hold(job=job, token=token, finish=kept, batch=batch)
                 return kept.status
-            rejected = job_services.rejection_finish(code=outcome.error_code, detail=outcome.detail)
+            rejected = rejection_finish(code=outcome.error_code, detail=outcome.detail)
             finish_or_hold(job=job, token=token, finish=rejected, batch=batch)
             return "rejected"
-        finish = job_services.Finish(
+        finish = Finish(
             status=resolution.status,
             flags={**job.flags, **resolution.flags},
             result={"error_code": outcome.error_code, "error": outcome.detail},
@@ -154,7 +149,7 @@ def outcome_apply(
         basic_outcome = {"status": resolution.status, "flags": {**resolution.flags, **extra}}
         if _fallback_or_none(job, token, failure, outcome.data, policy, basic_outcome):
             return "fallback"
-    finish = job_services.Finish(
+    finish = Finish(
         status=resolution.status,
         flags={**job.flags, **resolution.flags, **extra},
         result=outcome.data,
@@ -174,26 +169,26 @@ def finish_or_hold(
     *,
     job: AIJob,
     token: str | None,
-    finish: job_services.Finish,
-    batch: job_services.FinishBatch | None,
+    finish: Finish,
+    batch: FinishBatch | None,
     claimed: AIJob | None = None,
 ) -> None:
-    """Write the finish (:func:`~academy.services.jobs.job_finish`), or hold it in
+    """Write the finish (:func:`~academy.jobs.finish.job_finish`), or hold it in
     ``batch`` when the batch can write it; either way its callback goes to the batch's
     held callbacks when there is a batch."""
     if batch is not None and token is not None and batch.takes(token=token, finish=finish, claimed=claimed):
         batch.add(job_id=job.job_id, token=token, finish=finish, claimed=claimed)
         return
     held = batch.held_callbacks if batch is not None else None
-    job_services.job_finish(job_id=job.job_id, token=token, finish=finish, claimed=claimed, held_callbacks=held)
+    job_finish(job_id=job.job_id, token=token, finish=finish, claimed=claimed, held_callbacks=held)
 
 
 def exhausted_finish(job: AIJob, *, held_callbacks: list[str] | None = None) -> str:
     """A job out of attempts (a poison message, or a worker killed each time).
-    ``held_callbacks``: as for :func:`~academy.services.jobs.job_finish`."""
+    ``held_callbacks``: as for :func:`~academy.jobs.finish.job_finish`."""
     resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
     message = f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000]
-    finish = job_services.Finish(
+    finish = Finish(
         status=resolution.status,
         flags={**job.flags, **resolution.flags, "poison": True},
         result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
@@ -204,5 +199,5 @@ def exhausted_finish(job: AIJob, *, held_callbacks: list[str] | None = None) -> 
         if kept is not None:
             finish = kept
             finish.flags["poison"] = True
-    done = job_services.job_finish(job_id=job.job_id, token=None, finish=finish, held_callbacks=held_callbacks)
+    done = job_finish(job_id=job.job_id, token=None, finish=finish, held_callbacks=held_callbacks)
     return finish.status if done else "skipped"

@@ -25,8 +25,8 @@ from django.utils import timezone
 from academy import selectors
 from academy.jobs.outcome import exhausted_finish
 from academy.jobs.sending import callbacks_send
+from academy.jobs.transitions import job_republish, job_requeue_expired
 from academy.models import AIJob
-from academy.services import jobs as job_services
 from academy.services.omr_batches import omr_batches_close_abandoned
 from academy.states import CALLBACK_STATUSES
 
@@ -41,12 +41,12 @@ def sweep_once(*, limit: int = 500) -> dict[str, int]:
         if job.attempt_count >= job.max_attempts:
             counts["exhausted"] += exhausted_finish(job) != "skipped"
         else:
-            counts["republished"] += job_services.job_republish(job=job)
+            counts["republished"] += job_republish(job=job)
     for job in selectors.jobs_with_expired_lease(now=now, limit=limit):
         if job.attempt_count >= job.max_attempts:
             counts["exhausted"] += exhausted_finish(job) != "skipped"
         else:
-            counts["requeued"] += job_services.job_requeue_expired(job=job)
+            counts["requeued"] += job_requeue_expired(job=job)
     counts["callbacks"] = _callbacks_resend(older_than=older, now=now, limit=limit)
     abandoned = now - timedelta(seconds=settings.AI_BATCH_SEAL_AFTER_SECONDS)
     counts["batches_interrupted"] = omr_batches_close_abandoned(older_than=abandoned)

@@ -13,8 +13,8 @@ from typing import Final
 
 from django.db import transaction
 
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, JobStatus
-from academy.services.jobs import job_dispatch
 
 #: Statuses the plain "retry" action accepts; "force rerun" accepts any finished job.
 RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.REJECTED_BAD_INPUT})

@@ -32,6 +32,8 @@ from django.db.models import Subquery
 from django.utils import timezone
 
 from academy import selectors, storage
+from academy.jobs.dispatch import job_dispatch, job_idempotency_key, job_prepare
+from academy.jobs.publish import jobs_publish
 from academy.models import (
     SUBMISSION_SETTLED,
     AIJob,
@@ -44,7 +46,6 @@ from academy.models import (
 )
 from academy.rejections import Rejection, rejection_message
 from academy.services.grading import submissions_grade
-from academy.services.jobs import job_dispatch, job_idempotency_key, job_prepare, jobs_publish
 
 logger = logging.getLogger(__name__)
 

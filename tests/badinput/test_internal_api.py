@@ -40,7 +40,7 @@ def no_broker() -> Any:
 
 @pytest.fixture
 def dispatched(make_tenant: Any, no_broker: Any) -> Any:
-    from academy.services.jobs import job_dispatch
+    from academy.jobs.dispatch import job_dispatch
 
     tenant, _ = make_tenant()
 
@@ -63,7 +63,7 @@ def _claim(client: Any, **headers: Any) -> dict[str, Any]:
 
 def _lose_the_lease(job_id: str) -> str:
     """The worker went quiet past its lease and a pool took the job: returns the pool's token."""
-    from academy.services.jobs import job_claim
+    from academy.jobs.claims import job_claim
 
     AIJob.objects.filter(job_id=job_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     job, token = job_claim(job_id=job_id, worker="basic@pool-host:1")
@@ -92,7 +92,7 @@ def test_a_heartbeat_renews_the_lease_and_records_progress(client: Any, dispatch
 def test_an_outside_job_longer_than_its_lease_is_not_run_again_while_it_heartbeats(
     client: Any, dispatched: Any
 ) -> None:
-    from academy.services.jobs import job_claim
+    from academy.jobs.claims import job_claim
 
     job_id = dispatched()
     claimed = _claim(client)
@@ -165,12 +165,12 @@ def test_next_refuses_an_unknown_tier_with_a_code(client: Any, dispatched: Any) 
 def test_next_holds_the_row_lock_through_the_claim(client: Any, dispatched: Any) -> None:
     """Another poller must not be able to take the row between the pick and the claim:
     while the claim runs, the row is locked by the transaction that picked it."""
-    from academy.services import jobs
+    from academy.jobs import claims
 
     job_id = dispatched()
     params = connection.get_connection_params()
     seen: dict[str, Any] = {}
-    real_claim = jobs.job_claim
+    real_claim = claims.job_claim
 
     def claim_while_probing(*, job_id: str, worker: str) -> Any:
         params_ = {k: v for k, v in params.items() if k in ("host", "port", "user", "password", "dbname")}
@@ -182,7 +182,7 @@ def test_next_holds_the_row_lock_through_the_claim(client: Any, dispatched: Any)
                 seen["locked"] = True
         return real_claim(job_id=job_id, worker=worker)
 
-    with mock.patch.object(jobs, "job_claim", claim_while_probing):
+    with mock.patch.object(claims, "job_claim", claim_while_probing):
         claimed = client.get(NEXT, **HEADERS).json()["job"]
 
     assert claimed["id"] == job_id
@@ -193,7 +193,7 @@ def test_next_holds_the_row_lock_through_the_claim(client: Any, dispatched: Any)
 
 
 def test_a_late_result_from_a_worker_that_lost_its_lease_is_409_superseded(client: Any, dispatched: Any) -> None:
-    from academy.services.jobs import Finish, job_finish
+    from academy.jobs.finish import Finish, job_finish
 
     job_id = dispatched()
     claimed = _claim(client)

@@ -19,8 +19,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from academy import selectors, storage
+from academy.jobs.dispatch import job_dispatch
 from academy.models import Exam, JobArtifact, Submission
-from academy.services.jobs import job_dispatch
 from academy.services.omr_batches import Upload, omr_batch_create
 
 

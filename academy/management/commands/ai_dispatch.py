@@ -9,9 +9,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from academy import storage
+from academy.jobs.dispatch import job_dispatch
 from academy.jobs.prevalidation import input_key_for
 from academy.models import Tenant
-from academy.services.jobs import job_dispatch
 from academy.states import TIERS
 
 

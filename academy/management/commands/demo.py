@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from academy import selectors
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIJob, OmrBatch
 from academy.services.exams import exam_create
-from academy.services.jobs import job_dispatch
 from academy.services.omr_batches import Upload, omr_batch_create
 from academy.services.tenants import tenant_create
 from academy.storage import upload_save
