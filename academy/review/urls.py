@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from academy.review import views
+from academy.review import proposals, views
 
 app_name = "review"
 
@@ -22,4 +22,7 @@ urlpatterns = [
     path("exams/<int:exam_id>/", views.exam_review, name="exam"),
     path("exams/<int:exam_id>/correct/", views.answer_correct, name="correct"),
     path("crops/<int:submission_id>/<str:question>.png", views.answer_crop, name="crop"),
+    path("exams/<int:exam_id>/proposals/<str:job_id>/", proposals.proposal_show, name="proposal"),
+    path("exams/<int:exam_id>/proposals/<str:job_id>/decide/", proposals.proposal_decide, name="proposal-decide"),
+    path("proposals/<str:job_id>/picture.png", proposals.proposal_picture, name="proposal-picture"),
 ]
