@@ -577,12 +577,16 @@ def _frame(card: Card, crop: str) -> tuple[Point, tuple[int, int]]:
     return (0.0, 0.0), (card.width, card.height)
 
 
-def omrchecker_template(card: Card, *, crop: str = "markers", values: str = "mcq5") -> dict[str, Any]:
+def omrchecker_template(
+    card: Card, *, crop: str = "markers", values: str = "mcq5", off_by: tuple[float, float] = (0, 0)
+) -> dict[str, Any]:
     """The card's OMRChecker v1 template.json.
 
     ``crop``: "markers" (CropOnMarkers with ``omr_marker.png``), "page" (CropPage: the
     page's edges), "none" (the picture is the page). ``values``: "mcq5" (QTYPE_MCQ5, read
-    as A..E) or "digits" (custom ``bubbleValues`` 1..5 as printed)."""
+    as A..E) or "digits" (custom ``bubbleValues`` 1..5 as printed). ``off_by`` moves every
+    block's origin by (dx, dy) template pixels: a template written by hand, a little off
+    the print."""
     (fx, fy), dims = _frame(card, crop)
     blocks: dict[str, Any] = {}
     default = card.question_blocks[0].size
@@ -591,7 +595,7 @@ def omrchecker_template(card: Card, *, crop: str = "markers", values: str = "mcq
         ox, oy = block.origin
         entry: dict[str, Any] = {
             "fieldLabels": [f"{block.labels[0]}..{block.labels[-1].lstrip('qid')}"],
-            "origin": [round(ox - w / 2 - fx), round(oy - h / 2 - fy)],
+            "origin": [round(ox - w / 2 - fx + off_by[0]), round(oy - h / 2 - fy + off_by[1])],
             "bubblesGap": block.bubbles_gap,
             "labelsGap": block.labels_gap,
         }
@@ -640,10 +644,13 @@ def omrchecker_config(card: Card) -> dict[str, Any]:
     }
 
 
-def write_omrchecker(card: Card, folder: Path, *, crop: str = "markers", values: str = "mcq5") -> Path:
+def write_omrchecker(
+    card: Card, folder: Path, *, crop: str = "markers", values: str = "mcq5", off_by: tuple[float, float] = (0, 0)
+) -> Path:
     """Write template.json, config.json and (for markers) omr_marker.png; returns the template path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "template.json").write_text(json.dumps(omrchecker_template(card, crop=crop, values=values), indent=2))
+    data = omrchecker_template(card, crop=crop, values=values, off_by=off_by)
+    (folder / "template.json").write_text(json.dumps(data, indent=2))
     (folder / "config.json").write_text(json.dumps(omrchecker_config(card), indent=2))
     if crop == "markers":
         ok, buf = cv2.imencode(".png", marker_picture(card.marker, card.marker_size))

@@ -139,6 +139,16 @@ def test_a_scan_already_cropped_to_the_page_reads_without_a_preprocessor(tmp_pat
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path, crop="none"), sheets, tmp_path)))
 
 
+def test_a_hand_written_template_a_third_of_a_bubble_off_the_print_still_reads_exactly(tmp_path: Path) -> None:
+    # Every block's origin 13 px low and 5 px right of the print (the bubbles are 38 px
+    # high, 76 px apart): reading the template's boxes blindly would read the marks half
+    # on their edge; the reader must find the blocks where they are printed.
+    card = C.CARDS["red"]
+    sheets = list(C.make_cards(card, 2, "off", upside_down=FLIPS))
+    template = C.write_omrchecker(card, tmp_path / "omrchecker", off_by=(5, 13))
+    _assert_exact(_tally(sheets, _read(template, sheets, tmp_path)))
+
+
 # --- scans through this project's template format ------------------------------------------
 
 
