@@ -59,7 +59,7 @@ def test_the_teacher_sees_the_proposal_and_confirms_it_numbered_across(eager: No
     assert "문항 <b>45</b>개 (보기 5개), 수험번호 <b>8</b>자리" in html
     picture = client.get(f"/review/proposals/{job_id}/picture.png")
     assert picture.status_code == 200
-    assert b"".join(picture.streaming_content).startswith(b"\x89PNG")
+    assert picture.getvalue().startswith(b"\x89PNG")
 
     done = client.post(f"/review/exams/{exam.pk}/proposals/{job_id}/decide/", {"decision": "rows"})
     assert (done.status_code, done["Location"]) == (302, f"/review/exams/{exam.pk}/")
