@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -315,3 +316,39 @@ def test_a_proposal_numbered_again_row_wise_and_back_is_unchanged() -> None:
     labels = {q.label: q.centres[0] for q in parse_template(rows).questions}
     assert sorted(map(int, labels)) == list(range(1, 46))
     assert template_renumber(rows, "columns") == proposal
+
+
+def _down_card() -> C.Card:
+    """Four blocks of ten questions whose five choices run down a column, two bands of two."""
+    blocks = tuple(
+        C.Block(
+            f"Q{k}",
+            tuple(f"q{1 + k * 10 + i}" for i in range(10)),
+            C.CHOICES,
+            (300 + 600.0 * (k % 2), 1000 + 500.0 * (k // 2)),
+            48,
+            52,
+            (34, 26),
+            vertical=True,
+        )
+        for k in range(4)
+    )
+    return replace(C.red_card(), name="down", question_blocks=blocks, legend=False)
+
+
+def test_a_card_whose_choices_run_down_a_column_is_read_with_its_built_template() -> None:
+    card = _down_card()
+    proposal = propose_template(_blank_scan(card), questions=40, choices=5, id_digits=8)
+    blocks = proposal.template["question_blocks"]
+    # Numbered left to right in each block, the blocks band by band.
+    assert [(b["first"], b["count"], b["direction"]) for b in blocks] == [(i * 10 + 1, 10, "down") for i in range(4)]
+    tpl = parse_template(proposal.template)
+    from workers.omr.decode import decode_image
+    from workers.omr.reader import read_gray
+
+    for sheet in C.make_cards(card, 2, "down", upside_down=[False, True]):
+        reading = read_gray(decode_image(sheet.data), tpl, photo=False).to_dict()
+        assert reading["student_id"] == sheet.truth.student_id
+        for label, truth in sheet.truth.answers.items():
+            number = label.removeprefix("q")
+            assert number in reading["review"] or sorted(reading["answers"][number]) == sorted(truth), number

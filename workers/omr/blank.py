@@ -193,7 +193,22 @@ def _propose(
         raise OmrError(BLANK_COUNTS_MISMATCH, id_problem)
     if rows != questions:
         raise OmrError(BLANK_COUNTS_MISMATCH, _questions_message(rows, questions, choices, rest, direction))
-    ordered = order_blocks(question_grids, numbering)
+    if direction == "down":
+        # Each question is a column of choices, the questions side by side: a block is
+        # read left to right, and the blocks band by band down the page.
+        if numbering != "columns":
+            raise OmrError(
+                BLANK_LAYOUT_UNSUPPORTED, "questions whose choices run down a column are numbered left to right only"
+            )
+        bands: list[list[Grid]] = []
+        for g in sorted(question_grids, key=lambda g: g.first.y):
+            if bands and abs(bands[-1][0].first.y - g.first.y) <= g.first.h:
+                bands[-1].append(g)
+            else:
+                bands.append([g])
+        ordered = _sequential([Numbered(g, 0, 1) for band in bands for g in sorted(band, key=lambda g: g.first.x)])
+    else:
+        ordered = order_blocks(question_grids, numbering)
     template = build_template(
         name=name,
         frame=frame,
@@ -809,6 +824,15 @@ class Numbered:
     step: int
 
 
+def _sequential(blocks: list[Numbered]) -> list[Numbered]:
+    """The same blocks in the same order, each numbered on from the last, step 1."""
+    out, first = [], 1
+    for b in blocks:
+        out.append(Numbered(b.grid, first, 1))
+        first += len(b.grid.rows)
+    return out
+
+
 def order_blocks(grids: list[Grid], numbering: str) -> list[Numbered]:
     """The blocks with the numbers their questions get.
 
@@ -883,14 +907,6 @@ def _bubble_spec(grid: Grid) -> dict[str, Any]:
 def build_template(
     *, name: str, frame: Frame, id_grid: Grid | None, blocks: list[Numbered], choices: int, direction: str
 ) -> dict[str, Any]:
-    if direction != "across":
-        # The project format lays each question's choices across a row; a card whose
-        # choices run down a column needs that direction in the format first.
-        raise OmrError(
-            BLANK_LAYOUT_UNSUPPORTED,
-            f"found {sum(len(b.grid.rows) for b in blocks)} questions whose choices run down a column; "
-            "only cards with choices across a row can be set up from a blank yet",
-        )
     qblocks: list[dict[str, Any]] = []
     for block in blocks:
         x0, y0, cgap, rgap, _, h = _fit(block.grid)
@@ -905,6 +921,8 @@ def build_template(
         }
         if block.step != 1:
             entry["step"] = block.step
+        if direction == "down":
+            entry["direction"] = "down"
         qblocks.append(entry)
     default = qblocks[0]["bubble"]
     data: dict[str, Any] = {
@@ -1064,7 +1082,7 @@ def omrchecker_files(proposal: Proposal) -> dict[str, bytes]:
         x0, y0 = block["origin"]
         entry: dict[str, Any] = {
             "bubbleValues": list(data["choices"]),
-            "direction": "horizontal",
+            "direction": "vertical" if block.get("direction") == "down" else "horizontal",
             "fieldLabels": _omrchecker_labels(first, count, int(block.get("step", 1))),
             "origin": [round(x0 - w / 2 - fx), round(y0 - h / 2 - fy)],
             "bubblesGap": block["choice_gap"],
@@ -1123,6 +1141,12 @@ def template_renumber(template: Mapping[str, Any], numbering: str) -> dict[str, 
     blocks = out.get("question_blocks")
     if not isinstance(blocks, list) or not blocks:
         raise OmrError("TEMPLATE_INVALID", "question_blocks: the template has no question blocks")
+    if any(b.get("direction") == "down" for b in blocks):
+        if numbering == "columns":
+            return out  # questions whose choices run down are numbered left to right as found
+        raise OmrError(
+            BLANK_LAYOUT_UNSUPPORTED, "questions whose choices run down a column are numbered left to right only"
+        )
     grids = []
     for block in blocks:
         (x, y), count = block["origin"], int(block["count"])

@@ -298,13 +298,20 @@ def _questions(data: Mapping[str, Any], choices: tuple[str, ...], bubble: _Bubbl
         # "step": how far the number goes up from one row to the next (1: down the block;
         # 3: a card numbered across three blocks side by side, row by row).
         step = _int(block, "step", 1, 40, where) if "step" in block else 1
+        # "direction": "down" lays each question's choices down a column (choice_gap
+        # downwards) and the questions side by side (row_gap to the right).
+        direction = block.get("direction", "across")
+        if direction not in ("across", "down"):
+            raise TemplateError(f"{where}direction: must be 'across' or 'down'")
         for q in range(count):
             label = str(first + q * step)
             if label in seen:
                 raise TemplateError(f"{where}first: question {label} is numbered twice")
             seen.add(label)
-            y = y0 + q * rgap
-            centres = tuple((x0 + c * cgap, y) for c in range(len(choices)))
+            if direction == "down":
+                centres = tuple((x0 + q * rgap, y0 + c * cgap) for c in range(len(choices)))
+            else:
+                centres = tuple((x0 + c * cgap, y0 + q * rgap) for c in range(len(choices)))
             out.append(Field(label, choices, centres, own.size, own.shape, f"questions[{i}]"))
     if len(out) > 300:
         raise TemplateError("question_blocks: at most 300 questions")
