@@ -129,13 +129,13 @@ def test_a_different_bubble_size_in_each_block_with_custom_bubble_values_reads_e
 def test_a_card_without_corner_markers_reads_from_the_page_edges(tmp_path: Path) -> None:
     # OMRChecker CropPage: the sheet on a dark scanner bed, its edges the only frame.
     card = C.CARDS["bare"]
-    sheets = list(C.make_cards(card, 2, "darkbed", upside_down=FLIPS))
+    sheets = list(C.make_cards(card, 2, "darkbed", how="darkbed", upside_down=FLIPS))
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path, crop="page"), sheets, tmp_path)))
 
 
 def test_a_scan_already_cropped_to_the_page_reads_without_a_preprocessor(tmp_path: Path) -> None:
     card = C.CARDS["bare"]
-    sheets = list(C.make_cards(card, 2, "cropped"))
+    sheets = list(C.make_cards(card, 2, "cropped", how="cropped"))
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path, crop="none"), sheets, tmp_path)))
 
 
@@ -195,6 +195,6 @@ def test_a_200_question_card_read_with_a_45_question_template_is_refused_not_mis
 @pytest.mark.parametrize(("name", "crop"), [("red", "markers"), ("bare", "page")])
 def test_phone_photos_of_a_vendor_card_read_exactly_in_photo_mode(name: str, crop: str, tmp_path: Path) -> None:
     card = C.CARDS[name]
-    sheets = list(C.make_cards(card, 2, "photo"))
+    sheets = list(C.make_cards(card, 2, "photo", how="photo"))
     result = _read(_omrchecker(card, tmp_path, crop=crop), sheets, tmp_path, photo=True)
     _assert_exact(_tally(sheets, result))
