@@ -41,6 +41,8 @@ from django.db import close_old_connections
 from django.db.models import Min
 from django.utils import timezone
 
+from academy.models import AIJob, RuntimeFlag
+from academy.states import CLAIMABLE_STATUSES
 from ai_tasks import routing
 from config.celery import app
 
@@ -86,11 +88,9 @@ def parse_starter(raw: str) -> Starter | None:
 
 def premium_waiting_since(now: datetime) -> datetime | None:
     """When the longest-waiting due premium job became due, or None when none waits."""
-    from academy.models import AIJob, JobStatus
-
-    oldest = AIJob.objects.filter(
-        tier=PREMIUM_QUEUE, status__in=[JobStatus.PENDING, JobStatus.RETRYING], next_run_at__lte=now
-    ).aggregate(oldest=Min("next_run_at"))["oldest"]
+    oldest = AIJob.objects.filter(tier=PREMIUM_QUEUE, status__in=CLAIMABLE_STATUSES, next_run_at__lte=now).aggregate(
+        oldest=Min("next_run_at")
+    )["oldest"]
     return cast("datetime | None", oldest)
 
 
@@ -116,8 +116,6 @@ def _last_start(value: str) -> datetime | None:
 
 
 def cooling_down(now: datetime, cooldown: float) -> bool:
-    from academy.models import RuntimeFlag
-
     value = RuntimeFlag.objects.filter(key=STARTED_FLAG).values_list("value", flat=True).first()
     last = _last_start(value or "")
     return last is not None and now - last < timedelta(seconds=cooldown)
@@ -125,8 +123,6 @@ def cooling_down(now: datetime, cooldown: float) -> bool:
 
 def claim_start(now: datetime, cooldown: float) -> bool:
     """Take the right to start, once per cool-down across every process (a conditional UPDATE)."""
-    from academy.models import RuntimeFlag
-
     row, _ = RuntimeFlag.objects.get_or_create(key=STARTED_FLAG, defaults={"value": ""})
     last = _last_start(row.value)
     if last is not None and now - last < timedelta(seconds=cooldown):
