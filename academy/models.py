@@ -1,7 +1,7 @@
 """The platform's tables. The AIJob row is the single source of truth for a job.
 
 Celery messages only carry a job id; whatever a message says, a worker re-reads the row
-and acts on what the row allows (see ai_tasks/lifecycle.py).
+and acts on what the row allows (see academy/jobs/claims.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Business rules as pure functions: tiers, status resolution, GPU fallback, backoff.
 
-No I/O here; the lifecycle (ai_tasks/lifecycle.py) reads the rows and the flags, calls
-these and writes what they decide.
+No I/O here; the outcome decision (academy/jobs/outcome.py) and dispatch read the rows
+and the flags, call these and write what they decide.
 """
 
 from __future__ import annotations
