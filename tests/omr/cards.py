@@ -743,12 +743,19 @@ class CardScan:
 
 
 def make_cards(
-    card: Card, count: int, seed: str, *, how: str = "scan", upside_down: Sequence[bool] | None = None
+    card: Card,
+    count: int,
+    seed: str,
+    *,
+    how: str = "scan",
+    upside_down: Sequence[bool] | None = None,
+    frame: tuple[int, int] | None = None,
 ) -> Iterator[CardScan]:
     """``count`` filled cards: ``how`` is "scan" (``corpus.degrade``: up to 3 degrees, a
     fifth upside down unless ``upside_down`` says so sheet by sheet), "photo"
     (``corpus.photograph``), "cropped" (:func:`scan_cropped`) or "darkbed" (a scan on a
-    dark bed, so the page's edges show)."""
+    dark bed, so the page's edges show). ``frame``: the photos' (width, height), by default
+    a phone's."""
     from tests.omr.corpus import degrade, photograph
 
     for i in range(count):
@@ -756,7 +763,7 @@ def make_cards(
         sheet = fill_card(card, rng)
         truth = sheet.truth
         if how == "photo":
-            data = photograph(sheet.page, rng)
+            data = photograph(sheet.page, rng, frame=frame)
         elif how == "cropped":
             data = scan_cropped(sheet.page, rng)
         elif how in ("scan", "darkbed"):
