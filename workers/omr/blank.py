@@ -71,7 +71,10 @@ GAP_TOL: Final = 0.2
 #: how much darker than its neighbourhood a pixel must be to count as print (0..255).
 INK_C: Final = 6
 #: (ink_c, zoom) of each look for bubbles, tried in turn until the counts add up.
-DETECTION_PASSES: Final = ((INK_C, 1.0), (INK_C, 2.0), (4, 2.0))
+DETECTION_PASSES: Final = ((INK_C, 1.0), (INK_C, 2.0), (4, 2.0), (INK_C, 3.0))
+#: seconds the looks for bubbles may take together (building a template is meant to take
+#: under 5 s on a 200-dpi A4 scan, decoding and straightening included).
+TIME_BUDGET: Final = 3.8
 #: more bubble-like shapes than a 300-question card with its ID block could print.
 MAX_BUBBLES: Final = 6000
 
@@ -149,13 +152,24 @@ def propose_template(
     # Faint or tiny print can hide a few outlines from the first look; a closer look
     # (fainter print counted, the page enlarged) is taken only when the counts do not
     # add up, and its result must add up exactly too.
+    # A look costs about the first one's time times the enlargement (measured: the
+    # contours, not the pixels, take most of it); one that would end past TIME_BUDGET is
+    # not taken.
+    import time
+
+    start = time.perf_counter()
+    first_look = 0.0
     for ink_c, zoom in DETECTION_PASSES:
+        spent = time.perf_counter() - start
+        if first_error is not None and spent + first_look * zoom > TIME_BUDGET:
+            continue
         try:
             return _propose(frame, questions, choices, id_digits, name, numbering, ink_c, zoom)
         except OmrError as exc:
             if exc.code == BLANK_LAYOUT_UNSUPPORTED:
                 raise
             first_error = first_error or exc
+            first_look = first_look or time.perf_counter() - start
     assert first_error is not None
     raise first_error
 
