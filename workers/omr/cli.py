@@ -121,7 +121,7 @@ def _files(inputs: Sequence[Path]) -> Iterator[Path]:
 def _read_all(
     template: Template, inputs: Sequence[Path], photo: bool, finish: Finish
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    from workers.omr.decode import check_gray, decode_image, sniff
+    from workers.omr.decode import check_gray, decode_for, sniff
     from workers.omr.pdf import pdf_pages
     from workers.omr.reader import read_gray
 
@@ -136,7 +136,8 @@ def _read_all(
             continue
         if sniff(data) != "pdf":
             try:
-                yield key, finish(read_gray(decode_image(data), template, photo=photo).to_dict())
+                image, by = decode_for(data, template, photo=photo)
+                yield key, finish(read_gray(image, by, photo=photo).to_dict())
             except BadInput as exc:
                 yield key, _error(exc)
             continue

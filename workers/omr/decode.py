@@ -9,7 +9,9 @@ Everything is raised as :class:`OmrError`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final, TypeVar
 
 from workers import imageio
@@ -21,10 +23,31 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["KINDS", "MAX_PIXELS", "MIN_SIDE", "check_gray", "decode_gray", "decode_image", "image_size", "sniff"]
+    from workers.omr.template import Template
+
+__all__ = [
+    "KINDS",
+    "MAX_PIXELS",
+    "MIN_REDUCED_RADIUS_PX",
+    "MIN_SIDE",
+    "check_gray",
+    "decode_for",
+    "decode_gray",
+    "decode_image",
+    "image_size",
+    "reading_reduction",
+    "sniff",
+]
 
 MAX_PIXELS: Final = 60_000_000
 MIN_SIDE: Final = 200
+#: a scan is decoded at half size when the template's smallest bubble still measures this
+#: many pixels across its half side there (a 200 dpi scan of a card with 26 px bubbles:
+#: 6.5). A JPEG decoded at half size skips most of its inverse DCT, and every later stage
+#: then works on a quarter of the pixels. At 5 px the reader is as right and flags as
+#: little as on the whole scan, a sheet shrunk by 15 % on the scanner included; at 4.7 px
+#: (the omr-dev card's 18 px wide ID boxes) it flagged a question more per 40 bad scans.
+MIN_REDUCED_RADIUS_PX: Final = 5.0
 #: the image kinds the reader takes (a PDF goes through workers.omr.pdf instead).
 KINDS: Final = frozenset({"png", "jpeg", "tiff", "bmp"})
 
@@ -51,14 +74,17 @@ def decode_gray(data: bytes) -> npt.NDArray[np.uint8]:
     return _as_omr(lambda: imageio.decode(data, kinds=KINDS, max_pixels=MAX_PIXELS, min_side=MIN_SIDE))
 
 
-def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
+def decode_image(data: bytes, *, reduce: int = 1) -> npt.NDArray[np.uint8]:
     """Decode keeping colour (3-channel BGR, whatever the file holds), or raise OmrError.
 
     The reader reads marks past dropout-ink print on a colour channel (workers/omr/sample.py),
-    so a colour scan keeps its colour until then.
+    so a colour scan keeps its colour until then. ``reduce`` (1 or 2) decodes at that
+    fraction of the size (see ``decode_for``).
     """
     image = _as_omr(
-        lambda: imageio.decode(data, kinds=KINDS, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, grayscale=False)
+        lambda: imageio.decode(
+            data, kinds=KINDS, max_pixels=MAX_PIXELS, min_side=MIN_SIDE, grayscale=False, reduce=reduce
+        )
     )
     if image.ndim == 3 and image.shape[2] == 4:
         import cv2
@@ -66,6 +92,43 @@ def decode_image(data: bytes) -> npt.NDArray[np.uint8]:
 
         return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), dtype=np.uint8)
     return image
+
+
+def reading_reduction(width: int, height: int, template: Template, *, photo: bool) -> int:
+    """2 when a ``width`` x ``height`` scan read with ``template`` keeps enough pixels per
+    bubble at half size (MIN_REDUCED_RADIUS_PX), else 1.
+
+    Decided from the template and the image size alone, never from what one sheet shows,
+    so every sheet of a batch is read alike. A scan shows about the whole page, so the
+    page's scale is the image's over the template frame's (the smaller of the two sides).
+    A phone photo shows the page at any size, so it is always read whole.
+    """
+    if photo or not template.fields:
+        return 1
+    page_scale = min(width / template.width, height / template.height)
+    smallest = min(min(template.bubble_size(f)) for f in template.fields) / 2
+    return 2 if smallest * page_scale / 2 >= MIN_REDUCED_RADIUS_PX else 1
+
+
+def decode_for(data: bytes, template: Template, *, photo: bool) -> tuple[npt.NDArray[np.uint8], Template]:
+    """Decode a sheet for reading with ``template``: at half size when its bubbles stay
+    big enough (``reading_reduction``), with the template to read it by.
+
+    A picture decoded at 1/n of its size holds 1/n of the pixels per template pixel, so
+    its resolution checks (align.MIN_DPI) hold the template's DPI n times higher: they
+    judge the scan as it was made, and the bubbles stay above the floor by construction.
+    """
+    w, h = image_size(data)
+    # Only a JPEG decodes faster at half size; other kinds are read whole.
+    reduce = reading_reduction(w, h, template, photo=photo) if sniff(data) == "jpeg" else 1
+    image = decode_image(data, reduce=reduce)
+    return image, _reduced(template, reduce)
+
+
+@functools.lru_cache(maxsize=8)
+def _reduced(template: Template, reduce: int) -> Template:
+    # One template object per (template, reduction): the reader caches work per template.
+    return template if reduce == 1 else replace(template, dpi=template.dpi * reduce)
 
 
 def check_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -67,7 +67,7 @@ class OmrGradingProcessor:
         if not job.data:
             raise BadInput("the file is empty", code=EMPTY_FILE)
         from workers.omr.align import as_gray
-        from workers.omr.decode import check_gray, decode_image, sniff
+        from workers.omr.decode import check_gray, decode_for, sniff
         from workers.omr.overlay import overlay_png
         from workers.omr.pdf import pdf_page
         from workers.omr.reader import read_gray
@@ -78,7 +78,9 @@ class OmrGradingProcessor:
             # A batch's PDF is shared by its pages' jobs: each draws only its own page.
             gray = check_gray(pdf_page(job.data, page or 1))
         else:
-            gray = decode_image(job.data)  # colour kept: dropout-ink print is read past on a channel
+            # Colour kept (dropout-ink print is read past on a channel), at half size when
+            # the template's bubbles stay big enough there (decode.decode_for).
+            gray, template = decode_for(job.data, template, photo=photo)
         job.progress("read", 40)
         reading = read_gray(gray, template, photo=photo)
         job.progress("overlay", 80)

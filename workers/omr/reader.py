@@ -84,9 +84,10 @@ class SheetReading:
 
 def read_sheet(image: bytes, template: Template, *, photo: bool = False, learned: bool | None = None) -> SheetReading:
     """Read one sheet from encoded image bytes. Raises OmrError (a BadInput)."""
-    from workers.omr.decode import decode_image
+    from workers.omr.decode import decode_for
 
-    return read_gray(decode_image(image), template, photo=photo, learned=learned)
+    decoded, by = decode_for(image, template, photo=photo)
+    return read_gray(decoded, by, photo=photo, learned=learned)
 
 
 def read_gray(
