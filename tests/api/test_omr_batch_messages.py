@@ -211,7 +211,11 @@ def test_the_running_jobs_heartbeat_renews_the_leases_of_the_jobs_waiting_behind
             waiting = AIJob.objects.filter(job_id__in=ids[1:]).order_by("job_id")
             leases.append(list(waiting.values_list("lease_expires_at", flat=True)))
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and list(waiting.values_list("lease_expires_at", flat=True)) == leases[0]:
+            # The heartbeat renews the waiting leases one statement each: wait for all of them.
+            while time.monotonic() < deadline and any(
+                now == then
+                for now, then in zip(waiting.values_list("lease_expires_at", flat=True), leases[0], strict=True)
+            ):
                 time.sleep(0.02)
             leases.append(list(waiting.values_list("lease_expires_at", flat=True)))
         return run(job, lease)
