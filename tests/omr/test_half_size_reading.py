@@ -5,6 +5,7 @@ the scan as it was made, not the half-size copy."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from tests.omr.corpus import clean, fill_sheet
 from workers.omr.decode import decode_for, decode_image, reading_reduction
 from workers.omr.reader import read_sheet
-from workers.omr.template import Template
+from workers.omr.template import AlignmentSpec, Template
 
 
 def _scan(
@@ -58,6 +59,9 @@ def test_small_bubbles_photos_and_lossless_files_are_read_whole(template: Templa
     assert reading_reduction(template.width, template.height, template, photo=False) == 2
     # A photo shows the page at any size: always whole.
     assert reading_reduction(template.width * 2, template.height * 2, template, photo=True) == 1
+    # So may a page found by its edges (a scan of the whole bed): whole too.
+    by_edges = replace(template, alignment=AlignmentSpec("page"))
+    assert reading_reduction(template.width, template.height, by_edges, photo=False) == 1
     page, _ = fill_sheet(template, random.Random(9))
     png = clean(page)
     image, by = decode_for(png, template, photo=False)

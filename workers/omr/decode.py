@@ -101,9 +101,12 @@ def reading_reduction(width: int, height: int, template: Template, *, photo: boo
     Decided from the template and the image size alone, never from what one sheet shows,
     so every sheet of a batch is read alike. A scan shows about the whole page, so the
     page's scale is the image's over the template frame's (the smaller of the two sides).
-    A phone photo shows the page at any size, so it is always read whole.
+    A phone photo shows the page at any size, so it is always read whole; so is a sheet
+    found by anything but its corner markers (the page's edges, a reference picture, a
+    timing track): such a page may lie in a much bigger picture (a scan of the whole bed),
+    and those aligners judge the bubbles' size in the picture's own pixels.
     """
-    if photo or not template.fields:
+    if photo or not template.fields or template.alignment.kind != "markers":
         return 1
     page_scale = min(width / template.width, height / template.height)
     smallest = min(min(template.bubble_size(f)) for f in template.fields) / 2
