@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -109,11 +109,26 @@ def test_scans_of_a_vendor_card_read_exactly_through_its_omrchecker_template(nam
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
 
 
-def test_l_shaped_corner_markers_and_rectangular_bubbles_read_exactly(tmp_path: Path) -> None:
+def _shaped(card: C.Card, shape: str) -> C.Card:
+    """The card with every bubble drawn as ``shape``."""
+    blocks = tuple(replace(b, shape=shape) for b in card.question_blocks)
+    return replace(
+        card, name=f"{card.name}-{shape}", id_block=replace(card.id_block, shape=shape), question_blocks=blocks
+    )
+
+
+def test_l_shaped_corner_markers_read_exactly(tmp_path: Path) -> None:
     # Four identical L's: upside down they would no longer look like the template's
     # picture, so these go through the scanner the right way up.
-    card = C.CARDS["corner"]
+    card = _shaped(C.CARDS["corner"], "ellipse")
     sheets = list(C.make_cards(card, 2, "scan", upside_down=(False, False)))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
+
+
+def test_rectangular_bubbles_read_exactly(tmp_path: Path) -> None:
+    # Boxes in black outline with a grey digit inside; four identical hollow squares.
+    card = C.with_marker(C.CARDS["corner"], "hollow")
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
 
 
