@@ -24,7 +24,7 @@ def test_processor_declares_the_contract() -> None:
     assert p.job_type == "omr_grading"
     assert p.input_key == "image_path"
     assert p.wants_gpu is True  # the photo classifier; warmed in a premium child
-    assert p.extensions == {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"}
+    assert p.extensions == {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".pdf"}
     assert p.quality_gate is True
 
 

@@ -20,7 +20,7 @@ from workers.omr.errors import FILE_NOT_FOUND, OmrError
 from workers.omr.omrchecker import is_omrchecker_template, join_custom_labels, load_omrchecker_template
 from workers.omr.template import Template, load_template
 
-IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 PDF_SUFFIX: Final = ".pdf"
 
 

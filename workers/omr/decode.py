@@ -49,7 +49,7 @@ MIN_SIDE: Final = 200
 #: (the omr-dev card's 18 px wide ID boxes) it flagged a question more per 40 bad scans.
 MIN_REDUCED_RADIUS_PX: Final = 5.0
 #: the image kinds the reader takes (a PDF goes through workers.omr.pdf instead).
-KINDS: Final = frozenset({"png", "jpeg", "tiff", "bmp"})
+KINDS: Final = frozenset({"png", "jpeg", "tiff", "bmp", "webp"})
 
 _T = TypeVar("_T")
 

@@ -14,7 +14,12 @@ sheet itself:
    (its outline, the digit in it) or a mark scores high; paper, a line or text low.
 3. The block's score at an offset is the detector's mean over the block's bubble centres
    moved by that offset. The best offset within 0.45 of the bubble spacing (a whole
-   spacing would land on the neighbouring row) is where the block is printed.
+   spacing would land on the neighbouring row) is where the block is printed. A block
+   printed a few per cent wider or taller than the template lays it out (a hand-written
+   bubble gap) is fitted in scale too: each template column and row is found on its own,
+   and the line through their offsets gives the block's stretch (STRETCH_RANGE). A block
+   where no outline stands out is read where the alignment puts it, and its fields go to
+   review (``LayoutFit.unfound``).
 4. The bubbles' printed size is measured on the block's mean bubble: the distance from
    its centre to the dark outline along each axis. Marks and digits sit in the middle and
    do not move it; when no outline stands out (a sheet that prints none), the template's
@@ -59,6 +64,16 @@ MIN_OUTLINE: Final = 0.06
 NEAR_PRIOR: Final = 0.05
 #: ... and the measured size within these shares of the template's.
 SIZE_RANGE: Final = (0.6, 1.8)
+#: a block's print may be this much narrower .. wider (or shorter .. taller) than the
+#: template lays it out (a hand-written bubble gap a few per cent short); a fit outside
+#: is noise and the template's spacing is kept.
+STRETCH_RANGE: Final = (0.9, 1.12)
+#: ... a smaller stretch than this is no stretch (not worth a second look).
+MIN_STRETCH: Final = 0.004
+#: ... and its outline this much stronger than the unstretched one, where that one stood out.
+STRETCH_GAIN: Final = 1.15
+#: the stretch along an axis is fitted on at least this many template columns (rows).
+MIN_STRETCH_LINES: Final = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,12 @@ class BlockFit:
     radii: tuple[float, float]
     #: the bubble detector's mean over the block's bubbles (darkness units).
     score: float
+    #: how much wider and taller than the template the block is printed (about its
+    #: bubbles' mean centre).
+    stretch: tuple[float, float] = (1.0, 1.0)
+    #: False when no printed bubble outline stood out: the block is read where the
+    #: alignment puts the template, and its fields go to review.
+    found: bool = True
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,14 @@ class LayoutFit:
         """The bubble detector's mean over all blocks, weighted by their bubbles."""
         total = sum(b.score * n for b, n in zip(self.blocks, self._counts(), strict=True))
         return total / max(1, sum(self._counts()))
+
+    @property
+    def unfound(self) -> frozenset[str]:
+        """Labels of the fields whose block showed no printed bubble outline."""
+        lost = {b.name for b in self.blocks if not b.found}
+        if not lost:
+            return frozenset()
+        return frozenset(f.label for f in self.template.fields if (f.block or f"field:{f.label}") in lost)
 
     def _counts(self) -> list[int]:
         sizes: dict[str, int] = {}
@@ -130,9 +159,13 @@ def fit_layout(
         fit = _fit_block(gray, template, alignment, name, block, measure, scale)
         fits.append(fit)
         dx, dy = fit.offset
+        kx, ky = fit.stretch
         size = (2 * fit.radii[0], 2 * fit.radii[1])
+        all_centres = [c for f in block for c in f.centres]
+        mx = sum(c[0] for c in all_centres) / len(all_centres)
+        my = sum(c[1] for c in all_centres) / len(all_centres)
         for i, f in zip(idx, block, strict=True):
-            moved = tuple((x + dx, y + dy) for x, y in f.centres)
+            moved = tuple((mx + (x - mx) * kx + dx, my + (y - my) * ky + dy) for x, y in f.centres)
             fields[i] = replace(f, centres=moved, size=size if measure else f.size)
     n_id = len(template.id_fields)
     radius = template.bubble_radius
@@ -209,12 +242,89 @@ def _fit_block(
     mean = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
     # Beside the bubble: up to half a spacing from its centre, less the search's reach.
     side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
-    found = _outline(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side)
+    look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side)
+    found = _outline(mean, hx, hy, *look)
+    stretch = (1.0, 1.0)
+    if measure:
+        # Each template column (row) found on its own: a bubble gap a few per cent off
+        # the print smears the block's mean bubble so that no outline stands out.
+        stacked = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx))
+        stretch = (_stretch(stacked, centres, 0, hx, hy, s, look), _stretch(stacked, centres, 1, hx, hy, s, look))
+    if stretch != (1.0, 1.0):
+        # The block printed wider or taller than the template: its bubbles are
+        # averaged again where the fitted spacing puts them, for the offset and size.
+        mid = centres.mean(axis=0)
+        sx = (mid[0] + (centres[:, 0] - mid[0]) * stretch[0] - x0) * s
+        sy = (mid[1] + (centres[:, 1] - mid[1]) * stretch[1] - y0) * s
+        map_x = np.broadcast_to(sx.astype(np.float32)[:, None, None] + gx[None, None, :], (n, len(gy), len(gx)))
+        map_y = np.broadcast_to(sy.astype(np.float32)[:, None, None] + gy[None, :, None], (n, len(gy), len(gx)))
+        again = cv2.remap(
+            dark,
+            np.ascontiguousarray(map_x).reshape(n * len(gy), len(gx)),
+            np.ascontiguousarray(map_y).reshape(n * len(gy), len(gx)),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        refit = _outline(np.asarray(again, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0), hx, hy, *look)
+        # Where the template's spacing already shows an outline, the stretched one must
+        # stand out clearly more: on a block of few bubbles, mostly marked, the marks'
+        # own edges can pull each column a little and fake a stretch.
+        if refit is not None and (found is None or refit[2] >= STRETCH_GAIN * found[2]):
+            found = refit
+        else:
+            stretch = (1.0, 1.0)
     if found is None:
-        return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0)
+        return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False)
     (ox, oy), (mrx, mry), strength = found
     radii = (mrx / s, mry / s) if measure else (rx, ry)
-    return BlockFit(name, (ox / s, oy / s), radii, strength)
+    return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)
+
+
+def _stretch(
+    patches: npt.NDArray[np.float32],
+    centres: npt.NDArray[np.float64],
+    axis: int,
+    hx: int,
+    hy: int,
+    s: float,
+    look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]],
+) -> float:
+    """How much wider (axis 0) or taller (axis 1) the block is printed than the template
+    lays it out: 1.0 when it cannot tell or the print matches.
+
+    The bubbles in each template column (axis 0) or row (axis 1) are averaged on their
+    own and their outline found; the line through those offsets against the column's
+    place gives the scale. A template whose bubble gap is a few per cent short of the
+    print reads its last columns most of a bubble off, though the block's mean still
+    fits at the middle.
+    """
+    import numpy as np
+
+    keys = np.round(centres[:, axis], 1)
+    lines = np.unique(keys)
+    if lines.size < MIN_STRETCH_LINES:
+        return 1.0
+    places, offsets, weights = [], [], []
+    for value in lines:
+        got = _outline(patches[keys == value].mean(axis=0), hx, hy, *look)
+        if got is None:
+            continue
+        places.append(float(value))
+        offsets.append(got[0][axis])
+        weights.append(got[2])
+    if len(places) < MIN_STRETCH_LINES:
+        return 1.0
+    x = np.array(places) - float(np.average(places, weights=weights))
+    y = np.array(offsets)
+    wts = np.array(weights)
+    den = float(np.sum(wts * x * x))
+    if den <= 0:
+        return 1.0
+    # The offsets are region pixels, the places template pixels.
+    slope = float(np.sum(wts * x * (y - np.average(y, weights=wts))) / den) / s
+    if abs(slope) < MIN_STRETCH or not STRETCH_RANGE[0] <= 1 + slope <= STRETCH_RANGE[1]:
+        return 1.0
+    return 1 + slope
 
 
 def _outline(

@@ -7,7 +7,9 @@ print one marker image in every corner. So:
    copy of the scan at a dozen scales around the size the template predicts; for each
    scale the best match in each quadrant is kept, and the scale whose four matches are
    jointly best wins. Rotated copies of the marker are tried too when the picture is not
-   symmetric, so a sideways or upside-down scan still matches.
+   symmetric, so a sideways or upside-down scan still matches. Where no marker shows
+   about that size, the search looks again over the template's ``marker_rescale_range``
+   (OMRChecker's 35-100 % by default), at its ``min_matching_threshold`` when it sets one.
 2. **Refine** - each centre is matched again at full resolution in a small window.
 3. **Orient** - identical markers cannot tell up from down. Every corner assignment whose
    rectangle has the template's aspect (for a portrait sheet: 0 and 180 degrees) is
@@ -19,7 +21,8 @@ print one marker image in every corner. So:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Final
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.align import MIN_DPI, Alignment, _convex, _dist, _quad_size
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_INVALID, TEMPLATE_MISMATCH, OmrError
@@ -34,6 +37,9 @@ if TYPE_CHECKING:
 
 #: normalised correlation a marker match needs in every quadrant.
 MIN_MATCH: Final = 0.45
+#: the marker sizes OMRChecker's CropOnMarkers searches by default, in per cent of the size
+#: its ``sheetToMarkerWidthRatio`` predicts (its ``marker_rescale_range``).
+OMRCHECKER_RESCALE_RANGE: Final = (35, 100)
 #: how far (share) a scan's marker rectangle may be from an OMRChecker template's frame.
 OMRCHECKER_ASPECT_TOL: Final = 0.12
 #: sizes (shares of the size the search found) a marker is matched at, full resolution:
@@ -73,11 +79,18 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     # A scan shows most of the page, so the page is about as big as the image; a photo may
     # show it much smaller, hence the wider range there.
     page_scale = max(small.shape) / max(template.width, template.height)
-    found = (
-        _search(small, variants, info.width * page_scale, *PHOTO_SCALES)
-        if photo
-        else _search(small, variants, info.width * page_scale, *SCAN_SCALES, reach=SCAN_REACH)
-    )
+    options = dict(template.alignment.options)
+    if "pageDimensions" in template.raw:  # an OMRChecker template: its defaults hold
+        options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
+    threshold = float(options.get("min_matching_threshold", MIN_MATCH))
+    own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
+    found = _search(small, variants, info.width * page_scale, *own, threshold, reach)
+    wide = search_scales(own, options)
+    if found is None and wide != own:
+        # Only where no marker shows about the predicted size: a smaller match inside a
+        # marker (the corner of an L, the hole of a hollow square) can outscore the
+        # marker itself, so the template's wider range is a second look, not the first.
+        found = _search(small, variants, info.width * page_scale, *wide, threshold, reach)
     if found is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
     corners, size = found
@@ -100,6 +113,27 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     if min(left, right) < tol * max(left, right):
         raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
     return _turns(template, pts, ink, paper, photo)
+
+
+def search_scales(own: tuple[float, float, int], options: Mapping[str, Any]) -> tuple[float, float, int]:
+    """The marker sizes searched (low, high share of the size the template predicts, and
+    steps): this reader's own range, widened to the template's ``marker_rescale_range``.
+
+    OMRChecker's CropOnMarkers searches its marker from 35 % to 100 % of the size
+    ``sheetToMarkerWidthRatio`` predicts unless the template says otherwise, in
+    ``marker_rescale_steps`` steps: sheets whose markers print at half that size (a
+    template whose ratio was measured on another print) are read by it, so here too. The
+    steps keep at least this reader's density (a step of about an eighth in size)."""
+    import math
+
+    low, high, steps = own
+    if "marker_rescale_range" not in options:
+        return own
+    lo_pct, hi_pct = options["marker_rescale_range"]
+    wide_low, wide_high = min(low, lo_pct / 100), max(high, hi_pct / 100)
+    density = (steps - 1) / math.log(high / low)
+    wanted = max(round(density * math.log(wide_high / wide_low)) + 1, int(options.get("marker_rescale_steps", 0)) + 1)
+    return wide_low, wide_high, wanted
 
 
 def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: float, photo: bool) -> list[Alignment]:
@@ -171,6 +205,7 @@ def _search(
     low: float,
     high: float,
     steps: int,
+    threshold: float = MIN_MATCH,
     reach: float = 0.5,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
@@ -205,7 +240,7 @@ def _search(
                 _, score, _, (px, py) = cv2.minMaxLoc(res)
                 if score > peaks[q][0]:
                     peaks[q] = (float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)
-        if min(p[0] for p in peaks) < MIN_MATCH:
+        if min(p[0] for p in peaks) < threshold:
             continue
         total = sum(p[0] for p in peaks)
         if best is None or total > best[0]:

@@ -35,7 +35,7 @@ _CACHE_SIZE: Final = 16
 class OmrGradingProcessor:
     job_type: ClassVar[str] = "omr_grading"
     input_key: ClassVar[str | None] = "image_path"
-    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf"})
+    extensions: ClassVar[frozenset[str]] = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".pdf"})
     #: The photo reader's mark classifier runs on the premium child's GPU when it has one
     #: (workers.omr.learned.model); :meth:`warm` loads it there when the child starts.
     #: Scoring a sheet's bubbles takes about 6 ms of a CPU thread and 0.4 ms of an H100,

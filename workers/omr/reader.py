@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from workers.omr.align import Alignment
+    from workers.omr.layout import LayoutFit
     from workers.omr.sample import Samples
 
 #: a printed outline must be this far from paper towards ink to count as present.
@@ -113,7 +114,7 @@ def read_gray(
 
         seen = template_filters(gray, template)
     alignment = align(seen, template, photo=photo)
-    placed, samples = place(image, gray, template, alignment)
+    fit, placed, samples = place_fit(image, gray, template, alignment)
     straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
     # A template in this project's format lists every bubble its sheet prints, so bubbles
     # on its grid that it does not list mean another layout. An imported template (an
@@ -137,6 +138,11 @@ def read_gray(
 
         marks = gray if samples.channel < 0 else _channel(image, samples.channel)
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields)
+    unfound = fit.unfound
+    if unfound:
+        # No printed bubble outline stood out in these fields' block: they were read where
+        # the alignment puts the template, unchecked against the print, so a person looks.
+        fields = [replace(r, review=True) if r.label in unfound else r for r in fields]
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
     return SheetReading(
@@ -150,6 +156,14 @@ def place(
     """Find the template's blocks where they are printed (workers/omr/layout.py), measure
     every bubble there, and refuse the sheet unless the bubbles are printed (or marked)
     where the template has them: TEMPLATE_MISMATCH."""
+    _, placed, samples = place_fit(image, gray, template, alignment)
+    return placed, samples
+
+
+def place_fit(
+    image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment
+) -> tuple[LayoutFit, Template, Samples]:
+    """``place``, with the layout fit it used (which blocks were found on the print)."""
     from workers.omr.layout import fit_layout
     from workers.omr.sample import sample
 
@@ -157,7 +171,7 @@ def place(
     placed = fit.template
     samples = sample(image, placed, alignment, gray)
     rings_check(samples, template)
-    return placed, samples
+    return fit, placed, samples
 
 
 def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:

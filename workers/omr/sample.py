@@ -5,8 +5,9 @@ bubbles are mapped into the scan and read there (nearest pixel; ``cv2.perspectiv
 and ``cv2.remap`` do the mapping and the gather in C). Per bubble it returns:
 
 - ``fill``: how dark the middle of the bubble is, 0 = paper, 1 = marker ink;
-- ``ring``: the darkness of the darkest fifth of a band round the printed outline (is a
-  bubble printed there at all?).
+- ``ring``: the darkness of the darkest tenth of a band round the printed outline, or of
+  the bubble's middle, whichever is darker (is a bubble printed there at all? an outline,
+  or only the value printed where the bubble is).
 
 Paper is measured just outside each bubble, so a shadow or uneven scan lighting does
 not read as a mark.
@@ -239,7 +240,12 @@ def sample(
         centres = layout.centres[g.bubbles]
         a, b = len(probe.disk), len(probe.disk) + len(ring)
         values = _lookup(grey_img, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
-        ring_v[g.bubbles] = _dark_share(values[:, a:b], _paper(values[:, b:], ink), ink)
+        grey_paper = _paper(values[:, b:], ink)
+        # Print anywhere in the bubble's place: its outline, or what is printed inside it
+        # (a digit or letter, on a card that prints no outline at all, only the value).
+        ring_v[g.bubbles] = np.maximum(
+            _dark_share(values[:, a:b], grey_paper, ink), _dark_share(values[:, :a], grey_paper, ink)
+        )
         if marks is not grey_img:
             values = _lookup(marks, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
         paper = _paper(values[:, b:], ink)

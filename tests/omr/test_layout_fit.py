@@ -1,0 +1,43 @@
+"""The template's blocks fitted to the print: a hand-written bubble gap a few per cent off
+the print, and a block with no print where the template puts it.
+
+The card is the vendor card of test_foreign_cards (drawn here with cv2), read through a
+template that differs from its print in exactly the way each test names.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.omr.test_foreign_cards import CARD, _answers, _card, _expected, _read
+
+
+@pytest.mark.parametrize("stretch", [1.07, 0.94])
+def test_a_block_printed_wider_or_narrower_than_its_template_still_reads_each_column(stretch: float) -> None:
+    # The template's bubble gap is the printed one divided by ``stretch``: its last column
+    # sits most of a bubble off the print (55 px print, 51.4 px template: 14 px at column
+    # five, 0.7 of a bubble), so the block's print must be fitted in scale, not only moved.
+    answers = _answers(8)
+    card = _card(CARD, answers, "3141", seed=8)
+    narrow = copy.deepcopy(CARD)
+    for block in narrow["question_blocks"]:
+        block["choice_gap"] = block["choice_gap"] / stretch
+    got, sid, _, review = _read(card, narrow)
+    assert got == _expected(answers)
+    assert sid == "3141"
+    assert set(review) <= {"13"}  # the two-mark answer may be looked at; nothing else
+
+
+def test_a_block_with_no_print_where_the_template_puts_it_is_flagged_not_read_blindly() -> None:
+    # The template lists one more question than the card prints: there is nothing at its
+    # place, so no outline is found there and its (blank) reading cannot be trusted.
+    answers = _answers(9)
+    card = _card(CARD, answers, "2718", seed=9)
+    more = copy.deepcopy(CARD)
+    more["question_blocks"].append({"first": 21, "count": 1, "origin": [760, 1560], "choice_gap": 55, "row_gap": 62})
+    got, sid, _, review = _read(card, more)
+    assert "21" in review
+    assert {q: v for q, v in got.items() if q != "21"} == _expected(answers)
+    assert sid == "2718"

@@ -1,0 +1,57 @@
+"""The corner-marker search of an OMRChecker template honours its CropOnMarkers options:
+markers printed smaller than ``sheetToMarkerWidthRatio`` says are searched down to the
+``marker_rescale_range`` OMRChecker searches (35 % to 100 % of that size by default)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from tests.omr import cards as C
+from workers.omr.errors import OmrError
+from workers.omr.omrchecker import load_omrchecker_template
+from workers.omr.reader import read_sheet
+
+
+def _template(card: C.Card, folder: Path, *, ratio_times: float, options: dict[str, object]) -> Path:
+    """The card's template with its marker predicted ``1 / ratio_times`` of its printed size."""
+    path = C.write_omrchecker(card, folder, values="digits")
+    data = json.loads(path.read_text())
+    for step in data["preProcessors"]:
+        if step["name"] == "CropOnMarkers":
+            step["options"]["sheetToMarkerWidthRatio"] = round(card.width / card.marker_size * ratio_times, 2)
+            step["options"].update(options)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _scan(card: C.Card, seed: str) -> bytes:
+    sheet = C.fill_card(card, random.Random(seed))
+    return C.scan_cropped(sheet.page, random.Random(seed))
+
+
+def test_markers_printed_at_half_the_size_the_template_predicts_are_found(tmp_path: Path) -> None:
+    card = C.red_card()
+    scan = _scan(card, "half-size markers")
+    right = read_sheet(
+        scan, load_omrchecker_template(_template(card, tmp_path / "a", ratio_times=1, options={})).template
+    )
+    # The template says the marker is twice as wide as it prints (ratio halved).
+    half = load_omrchecker_template(_template(card, tmp_path / "b", ratio_times=0.5, options={})).template
+    got = read_sheet(scan, half)
+    assert got.answers == right.answers
+    assert got.student_id == right.student_id
+
+
+def test_a_rescale_range_that_excludes_the_printed_size_is_honoured(tmp_path: Path) -> None:
+    # The same template with OMRChecker's range narrowed to 90-100 %: a marker printed at
+    # half the predicted size is outside what the template allows this reader to look for
+    # beyond its own range, so the sheet is refused rather than found at a guessed size.
+    card = C.red_card()
+    scan = _scan(card, "half-size markers")
+    narrow = _template(card, tmp_path, ratio_times=0.5, options={"marker_rescale_range": [90, 100]})
+    with pytest.raises(OmrError):
+        read_sheet(scan, load_omrchecker_template(narrow).template)
