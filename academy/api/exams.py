@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -28,6 +29,7 @@ from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create
 from academy.services.grading import submission_correct
 from academy.services.omr_batches import Upload, omr_batch_create
+from academy.services.omr_templates import exam_create_from_blank
 from academy.states import TIERS
 
 
@@ -59,13 +61,45 @@ class ExamSerializer(serializers.Serializer[Any]):
     answer_key = serializers.JSONField(required=False, allow_null=True, default=None)
 
 
+class BlankCardSerializer(serializers.Serializer[Any]):
+    """The three counts a teacher knows about their card, sent with ``blank_sheet``."""
+
+    questions = serializers.IntegerField(min_value=1, max_value=300)
+    choices = serializers.IntegerField(min_value=2, max_value=10)
+    id_digits = serializers.IntegerField(min_value=0, max_value=12, default=0)
+    mode = serializers.ChoiceField(choices=("scan", "photo"), default="scan")
+
+
 class ExamListCreateView(APIView):
-    @extend_schema(request=ExamSerializer, responses={201: dict, 400: dict})
+    @extend_schema(
+        request={
+            "application/json": ExamSerializer,
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string"},
+                    "template": {"type": "string", "description": "JSON"},
+                    "answer_key": {"type": "string", "description": "JSON"},
+                    "blank_sheet": {"type": "string", "format": "binary"},
+                    "questions": {"type": "integer"},
+                    "choices": {"type": "integer"},
+                    "id_digits": {"type": "integer"},
+                    "mode": {"type": "string", "enum": ["scan", "photo"]},
+                },
+            },
+        },
+        responses={201: dict, 400: dict, 413: dict},
+    )
     def post(self, request: Request) -> Response:
+        """Create an exam. With ``blank_sheet`` (multipart) and the card's counts, also
+        propose its template from that blank card: the response's ``template_job``."""
         serializer = ExamSerializer(data=request.data)
         if not serializer.is_valid():
             return invalid_payload(serializer.errors, serializer)
         values = serializer.validated_data
+        blanks = request.FILES.getlist("blank_sheet") if hasattr(request, "FILES") else []
+        if blanks:
+            return self._create_from_blank(request, values, blanks)
         try:
             exam = exam_create(
                 tenant=request_tenant(request),
@@ -76,6 +110,39 @@ class ExamListCreateView(APIView):
         except Rejection as rejection:
             return _rejected(rejection)
         return Response(exam_body(exam), status=status.HTTP_201_CREATED)
+
+    def _create_from_blank(self, request: Request, values: dict[str, Any], blanks: list[Any]) -> Response:
+        if len(blanks) > 1:
+            return field_error("blank_sheet", "send one blank card", "빈 답안지는 한 장만 보내 주세요.")
+        blank = blanks[0]
+        if (blank.size or 0) > settings.MAX_UPLOAD_BYTES:
+            return error_response("FILE_TOO_LARGE", f"{blank.size} bytes", status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        counts = BlankCardSerializer(data=request.data)
+        if not counts.is_valid():
+            return invalid_payload(counts.errors, counts)
+        card = counts.validated_data
+        try:
+            exam, job = exam_create_from_blank(
+                tenant=request_tenant(request),
+                title=values["title"],
+                blank_name=blank.name or "blank",
+                blank=blank.read(),
+                questions=card["questions"],
+                choices=card["choices"],
+                id_digits=card["id_digits"],
+                mode=card["mode"],
+                template=values["template"],
+                answer_key=values["answer_key"],
+            )
+        except Rejection as rejection:
+            return _rejected(rejection)
+        body = exam_body(exam)
+        body["template_job"] = {
+            "job_id": job["job_id"],
+            "status": job.get("status"),
+            "proposal_url": reverse("review:proposal", kwargs={"exam_id": exam.pk, "job_id": job["job_id"]}),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="exams_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:

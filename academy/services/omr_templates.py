@@ -5,6 +5,11 @@ the proposal from the job's stored result, numbered as the teacher chose ("colum
 each column of blocks; "rows": across the blocks side by side), checks it as any exam
 template is checked (``template_clean``) and makes it the exam's template. An exam whose
 sheets have already been uploaded keeps its template: those sheets were read with it.
+
+An exam created from a blank card (``exam_create_from_blank``) waits for that
+confirmation: it is made without a template, so no batch can be read with the wrong card,
+unless the teacher also gave a template, which it reads with until the proposal is
+confirmed.
 """
 
 from __future__ import annotations
@@ -13,13 +18,61 @@ from typing import Any, Final
 
 from django.db import transaction
 
-from academy import selectors
+from academy import selectors, storage
+from academy.jobs.dispatch import job_dispatch
 from academy.models import AIResult, Exam, JobStatus, Tenant
 from academy.rejections import Rejection
-from academy.services.exams import template_clean
+from academy.services.exams import answer_key_set, exam_create, template_clean
 
 PROPOSAL_JOB_TYPE: Final = "omr_template"
 NUMBERINGS: Final = ("columns", "rows")
+
+
+@transaction.atomic
+def exam_create_from_blank(
+    *,
+    tenant: Tenant,
+    title: str,
+    blank_name: str,
+    blank: bytes,
+    questions: int,
+    choices: int,
+    id_digits: int = 0,
+    mode: str = "scan",
+    template: Any = None,
+    answer_key: Any = None,
+) -> tuple[Exam, dict[str, Any]]:
+    """Create the exam and dispatch the ``omr_template`` job that proposes its template
+    from one blank card. Returns (exam, the dispatch's outcome: ``job_id``, ``status``).
+
+    Without ``template`` the exam has none until the proposal is confirmed: a batch
+    uploaded meanwhile is refused rather than read with the shipped 40-question sheet,
+    which would misread every sheet of the teacher's own card. The job runs once this
+    transaction commits; a bad template or answer key leaves no exam and no job.
+    """
+    if template is None:
+        exam = Exam.objects.create(tenant=tenant, title=title[:200], sheet_template={})
+        if answer_key is not None:
+            answer_key_set(exam=exam, answer_key=answer_key)
+    else:
+        exam = exam_create(tenant=tenant, title=title, template=template, answer_key=answer_key)
+    path = storage.upload_save(tenant=tenant, name=blank_name, data=blank)
+    outcome = job_dispatch(
+        job_type=PROPOSAL_JOB_TYPE,
+        payload={
+            "image_path": path,
+            "questions": questions,
+            "choices": choices,
+            "id_digits": id_digits,
+            "mode": mode,
+            "name": title[:80],
+        },
+        tenant=tenant,
+        tier="basic",
+        source_domain="exam",
+        source_id=str(exam.pk),
+    )
+    return exam, outcome
 
 
 @transaction.atomic
