@@ -84,7 +84,15 @@ def omr_batch_create(
     from workers.omr.bundle import Document, expand_upload
 
     if not exam.sheet_template:
-        raise Rejection("TEMPLATE_INVALID", "this exam has no sheet template yet")
+        # An exam created from a blank card waits for its proposal to be confirmed.
+        raise Rejection(
+            "TEMPLATE_INVALID",
+            "this exam has no sheet template yet: confirm the proposal from its blank card, or set one",
+            message=(
+                "이 시험의 답안지 양식이 아직 없습니다. "
+                "빈 답안지로 만든 양식 제안을 확정하거나 양식을 지정한 뒤 올려 주세요."
+            ),
+        )
     if mode not in MODES:
         raise Rejection("INVALID_PAYLOAD", f"mode must be one of {sorted(MODES)}")
     key = f"{tenant.pk}:{idempotency_key}" if idempotency_key else None

@@ -57,6 +57,7 @@ def test_an_exam_created_with_its_blank_card_waits_for_the_confirmed_proposal(ea
     waiting = teacher.post(url, {"files": [SimpleUploadedFile(sheet.name, sheet.data)]}, format="multipart")
     assert waiting.status_code == 400
     assert waiting.json()["rejection_code"] == "TEMPLATE_INVALID"
+    assert "양식 제안을 확정" in waiting.json()["error"]
 
     confirmed = teacher.post(f"/api/v1/exams/{exam_id}/template-proposal/", {"job_id": job_id}, format="json")
     assert confirmed.status_code == 200, confirmed.json()
