@@ -11,7 +11,7 @@ import functools
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -19,29 +19,13 @@ from django.utils import timezone
 
 from academy import policies, sqlrows, storage
 from academy.jobs.claims import locked_run, run_close
+from academy.jobs.decision import Finish as Finish
+from academy.jobs.decision import rejection_finish as rejection_finish
 from academy.jobs.publish import callback_publish
 from academy.models import AIJob, AIResult, JobArtifact, JobStatus, Tenant
-from academy.rejections import rejection_message
 from academy.states import CALLBACK_STATUSES
-from workers.base import Artifact
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Finish:
-    status: str
-    flags: dict[str, Any] = field(default_factory=dict)
-    result: Any = None
-    error_message: str = ""
-    rejection_code: str = ""
-    artifacts: list[Artifact] = field(default_factory=list)  # the processor's files, to store
-
-    @property
-    def stores_result(self) -> bool:
-        """Whether this close writes ``result`` (once): a finished run's outcome, not a
-        rejection, a retry or a hand-over."""
-        return self.result is not None and self.status in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED, JobStatus.FAILED)
 
 
 def job_finish(
@@ -261,17 +245,6 @@ def _finish_many_sql() -> str:
         " SET path = EXCLUDED.path, content_type = EXCLUDED.content_type, size = EXCLUDED.size)"
         " SELECT closed.job_id, closed.source_domain,"
         " ARRAY(SELECT path FROM replaced WHERE replaced.job_id = closed.id) FROM closed"
-    )
-
-
-def rejection_finish(*, code: str, detail: str) -> Finish:
-    """The finish for input the worker found bad: REJECTED_BAD_INPUT with the code and
-    its message."""
-    return Finish(
-        status=JobStatus.REJECTED_BAD_INPUT,
-        flags={"rejection_detail": detail[:1000]},
-        error_message=rejection_message(code),
-        rejection_code=code,
     )
 
 

@@ -1,89 +1,46 @@
-"""What one run's outcome makes of its job: the policy every run is subject to.
+"""Writing what one run's outcome makes of its job.
 
-    result ok ........................ status by confidence (tier bands, shadow mode)
-    result weak on basic ............. GPU fallback when the tenant pays, else as above
-    bad input ........................ REJECTED_BAD_INPUT (or GPU fallback)
-    retryable failure, attempts left . RETRYING, re-published with backoff
-    any other failure ................ GPU fallback, else DONE+review (lite/basic) / FAILED
-    attempts exhausted ............... DONE+review (lite/basic) / FAILED (premium)
-
-The Celery pools (``ai_tasks.lifecycle``) and the internal worker API for
-out-of-cluster workers both hand an outcome to :func:`outcome_apply`, so both follow
-the same rules. Processors never see any of this.
+The rules live in :mod:`academy.jobs.decision`, as pure code that returns a transition;
+this module reads what they need (the tenant's policy, the shadow-mode flag, the
+backoff settings), writes the transition and, for a GPU fallback, takes the day's slot
+right before the hand-over. The Celery pools (``ai_tasks.lifecycle``) and the internal
+worker API for out-of-cluster workers both hand an outcome to :func:`outcome_apply`, so
+both follow the same rules. Processors never see any of this.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from django.conf import settings
 
-from academy import flags, policies, selectors
-from academy.jobs.finish import Finish, FinishBatch, job_finish, rejection_finish
-from academy.jobs.transitions import gpu_fallback_verdict, job_fallback, job_retry
-from academy.models import AIJob, AIResult, JobStatus
+from academy import flags, selectors
+from academy.jobs.decision import (
+    Close,
+    Fallback,
+    Finish,
+    JobFacts,
+    Retry,
+    Transition,
+    exhausted_decide,
+    outcome_decide,
+)
+from academy.jobs.decision import Outcome as Outcome
+from academy.jobs.finish import FinishBatch, job_finish
+from academy.jobs.transitions import fallback_slot_take, job_fallback, job_retry
+from academy.models import AIJob, AIResult
 from academy.policies import Failure
-from academy.rejections import rejection_message
-from workers.base import ProcessorResult
-
-#: what a run came to: the processor's result, or why there is none
-Outcome = ProcessorResult | Failure
 
 
-def _fallback_or_none(
-    job: AIJob,
-    token: str | None,
-    failure: Failure,
-    basic_result: Any,
-    policy: selectors.TenantPolicy,
-    basic_outcome: dict[str, Any],
-) -> bool:
-    """Re-route a failed basic job to the premium pool if the tenant qualifies.
-
-    ``basic_outcome`` is how basic would close the job otherwise; the re-run keeps it,
-    so a premium run that fails ends no worse (:func:`_basic_kept`). The day's slot is
-    taken here, in one conditional UPDATE, right before the hand-over.
-    """
-    verdict = gpu_fallback_verdict(tier=job.tier, tenant_id=job.tenant_id, failure=failure, policy=policy, take=True)
-    if verdict == "capped":
-        job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
-    if verdict != "go":
-        return False
-    reason = f"{failure.kind}:{failure.error_code or 'low_confidence'}"
-    job_fallback(job_id=job.job_id, token=token, reason=reason, basic_result=basic_result, basic_outcome=basic_outcome)
-    return True
-
-
-def _basic_kept(job: AIJob, *, code: str, detail: str) -> Finish | None:
-    """The finish for a premium re-run of a basic job (GPU fallback) whose own run
-    failed or refused: what basic's policy would have written (its DONE-plus-review
-    result, or its refusal with the code), with the premium failure recorded under
-    ``premium_failed``. Paying for the GPU pool never leaves a job worse than basic
-    would have. None for any other job: its own outcome stands."""
-    basic = job.flags.get("basic_outcome") if job.tier == "premium" and job.fallback_from_id else None
-    if not isinstance(basic, dict):
-        return None
-    failed = {"code": code, "detail": detail[:500]}
-    message = f"the premium re-run failed ({code}: {detail[:300]}); basic's outcome stands"
-    if basic.get("status") == JobStatus.REJECTED_BAD_INPUT and basic.get("rejection_code"):
-        rejection = str(basic["rejection_code"])
-        return Finish(
-            status=JobStatus.REJECTED_BAD_INPUT,
-            flags={**job.flags, "premium_failed": failed, "rejection_detail": message[:1000]},
-            error_message=rejection_message(rejection),
-            rejection_code=rejection,
-        )
-    if basic.get("status") not in (JobStatus.DONE, JobStatus.REVIEW_REQUIRED):
-        return None
-    stored = AIResult.objects.filter(job_id=job.fallback_from_id).values_list("payload", flat=True).first()
-    result = stored.get("basic_result") if isinstance(stored, dict) else None
-    given = basic.get("flags")
-    basic_flags: dict[str, Any] = given if isinstance(given, dict) else {"review_candidate": True}
-    return Finish(
-        status=str(basic["status"]),
-        flags={**job.flags, **basic_flags, "premium_failed": failed},
-        result=result if result is not None else {"error_code": code, "error": detail},
-        error_message=message[:2000],
+def job_facts(job: AIJob) -> JobFacts:
+    """What :func:`~academy.jobs.decision.outcome_decide` reads of the claimed job."""
+    return JobFacts(
+        tier=job.tier,
+        tenant_id=job.tenant_id,
+        attempt_count=job.attempt_count,
+        max_attempts=job.max_attempts,
+        flags=job.flags,
+        fallback_from_id=job.fallback_from_id,
     )
 
 
@@ -95,74 +52,51 @@ def outcome_apply(job: AIJob, token: str | None, outcome: Outcome, *, batch: Fin
     """
     # Read with the job when it was claimed (selectors.job_get): no query of its own.
     policy = selectors.tenant_policy_of(job.tenant)
-    if isinstance(outcome, Failure):
-        if outcome.retryable and job.attempt_count < job.max_attempts:
-            countdown = policies.retry_countdown(
-                job.attempt_count, base=settings.AI_RETRY_BACKOFF_BASE, cap=settings.AI_RETRY_BACKOFF_MAX
-            )
-            job_retry(job_id=job.job_id, token=token or "", error=outcome.detail, countdown=countdown)
-            return "retry"
-        failure = outcome
-        basic_result = {"error_code": outcome.error_code, "error": outcome.detail}
-        resolution = policies.status_for_exception(job.tier, error_code=outcome.error_code)
-        if outcome.kind == "validation_failed":
-            basic_outcome: dict[str, Any] = {
-                "status": JobStatus.REJECTED_BAD_INPUT,
-                "rejection_code": outcome.error_code,
-                "detail": outcome.detail[:1000],
-            }
-        else:
-            basic_outcome = {"status": resolution.status, "flags": resolution.flags}
-        if _fallback_or_none(job, token, failure, basic_result, policy, basic_outcome):
-            return "fallback"
-        kept = _basic_kept(job, code=outcome.error_code, detail=outcome.detail)
-        if outcome.kind == "validation_failed":
-            if kept is not None and kept.status != JobStatus.REJECTED_BAD_INPUT:
-                finish_or_hold(job=job, token=token, finish=kept, batch=batch)
-                return kept.status
-            rejected = rejection_finish(code=outcome.error_code, detail=outcome.detail)
-            finish_or_hold(job=job, token=token, finish=rejected, batch=batch)
-            return "rejected"
-        finish = Finish(
-            status=resolution.status,
-            flags={**job.flags, **resolution.flags},
-            result={"error_code": outcome.error_code, "error": outcome.detail},
-            error_message=outcome.detail[:2000] or outcome.error_code,
-        )
-        if resolution.status == JobStatus.FAILED and kept is not None:
-            finish = kept
-        finish_or_hold(job=job, token=token, finish=finish, batch=batch)
-        return finish.status
+    # Only a result's confidence band looks at shadow mode: a failure does not read it.
+    shadow = True if isinstance(outcome, Failure) else flags.flag_enabled(flags.SHADOW_MODE, default=True)
+    transition = outcome_decide(
+        job_facts(job),
+        outcome,
+        policy=policy,
+        shadow_mode=shadow,
+        backoff_base=settings.AI_RETRY_BACKOFF_BASE,
+        backoff_max=settings.AI_RETRY_BACKOFF_MAX,
+    )
+    return transition_apply(job, token, transition, batch=batch)
 
-    resolution = policies.status_for_confidence(
-        tier=job.tier,
-        confidence=outcome.confidence,
-        processor_review=outcome.review or outcome.error_code is not None,
-        fail_below=policy.premium_fail_below,
-        review_below=policy.premium_review_below,
-        shadow_mode=flags.flag_enabled(flags.SHADOW_MODE, default=True),
-    )
-    extra = {"error_code": outcome.error_code} if outcome.error_code else {}
-    weak = outcome.error_code is not None or outcome.confidence <= policy.gpu_fallback_threshold
-    if weak and job.tier == "basic":
-        failure = Failure("processing_failed", error_code=outcome.error_code or "", confidence=outcome.confidence)
-        basic_outcome = {"status": resolution.status, "flags": {**resolution.flags, **extra}}
-        if _fallback_or_none(job, token, failure, outcome.data, policy, basic_outcome):
+
+def transition_apply(job: AIJob, token: str | None, transition: Transition, *, batch: FinishBatch | None) -> str:
+    """Write ``transition`` for the run holding ``token``. Returns what
+    :func:`outcome_apply` returns: "retry", "fallback", "rejected" or the status."""
+    if isinstance(transition, Retry):
+        job_retry(job_id=job.job_id, token=token or "", error=transition.error, countdown=transition.countdown)
+        return "retry"
+    if isinstance(transition, Fallback):
+        # The day's slot is taken in one conditional UPDATE, right before the hand-over.
+        if job.tenant_id is not None and fallback_slot_take(tenant_id=job.tenant_id, cap=transition.cap):
+            job_fallback(
+                job_id=job.job_id,
+                token=token,
+                reason=transition.reason,
+                basic_result=transition.basic_result,
+                basic_outcome=transition.basic_outcome,
+            )
             return "fallback"
-    finish = Finish(
-        status=resolution.status,
-        flags={**job.flags, **resolution.flags, **extra},
-        result=outcome.data,
-        artifacts=list(outcome.artifacts),
-    )
-    if resolution.status == JobStatus.FAILED:  # premium, below its fail band: say so
-        code = outcome.error_code or "low_confidence"
-        detail = f"confidence {outcome.confidence:.2f} is below the premium fail band ({policy.premium_fail_below})"
-        finish.flags.setdefault("error_code", code)
-        finish.error_message = detail
-        finish = _basic_kept(job, code=code, detail=detail) or finish
-    finish_or_hold(job=job, token=token, finish=finish, batch=batch, claimed=job)
-    return finish.status
+        job.flags = {**job.flags, "fallback_skipped": "daily_cap_reached"}
+        return transition_apply(job, token, transition.capped, batch=batch)
+    finish = _with_basic_result(transition)
+    finish_or_hold(job=job, token=token, finish=finish, batch=batch, claimed=job if transition.claimed else None)
+    return transition.answer
+
+
+def _with_basic_result(close: Close) -> Finish:
+    """The close's finish, with basic's stored result in place when it keeps basic's
+    outcome (a premium re-run that failed) and basic stored one."""
+    if close.basic_result_of is None:
+        return close.finish
+    stored = AIResult.objects.filter(job_id=close.basic_result_of).values_list("payload", flat=True).first()
+    result = stored.get("basic_result") if isinstance(stored, dict) else None
+    return close.finish if result is None else replace(close.finish, result=result)
 
 
 def finish_or_hold(
@@ -186,18 +120,6 @@ def finish_or_hold(
 def exhausted_finish(job: AIJob, *, held_callbacks: list[str] | None = None) -> str:
     """A job out of attempts (a poison message, or a worker killed each time).
     ``held_callbacks``: as for :func:`~academy.jobs.finish.job_finish`."""
-    resolution = policies.status_for_exception(job.tier, error_code="max_attempts")
-    message = f"gave up after {job.attempt_count} attempts: {job.last_error}"[:2000]
-    finish = Finish(
-        status=resolution.status,
-        flags={**job.flags, **resolution.flags, "poison": True},
-        result={"error_code": "max_attempts", "error": job.last_error or "attempts exhausted"},
-        error_message=message,
-    )
-    if resolution.status == JobStatus.FAILED:
-        kept = _basic_kept(job, code="max_attempts", detail=message)
-        if kept is not None:
-            finish = kept
-            finish.flags["poison"] = True
+    finish = _with_basic_result(exhausted_decide(job_facts(job), last_error=job.last_error))
     done = job_finish(job_id=job.job_id, token=None, finish=finish, held_callbacks=held_callbacks)
     return finish.status if done else "skipped"

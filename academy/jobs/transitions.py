@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from academy import policies, selectors
 from academy.jobs.claims import locked_run, run_close
+from academy.jobs.decision import fallback_wanted
 from academy.jobs.publish import job_publish
 from academy.models import AIJob, AIResult, FallbackQuota, JobStatus
 
@@ -46,29 +47,18 @@ def gpu_fallback_verdict(
     tenant_id: int | None,
     failure: policies.Failure,
     policy: selectors.TenantPolicy,
-    take: bool = False,
 ) -> str:
     """Whether a basic failure goes to the GPU pool: "go", "no" (the tenant does not pay
     for it, or the failure does not qualify) or "capped" (today's fallbacks are spent).
 
-    The one place both the lifecycle (a run's failure) and dispatch (the quality gate)
-    ask, so the two cannot disagree about the rules or the daily cap. ``policy`` is the
-    tenant's as the caller read it (with the claimed job, or once per request).
-    ``take``: "go" also takes the day's slot (:func:`fallback_slot_take`), for a caller
-    that hands the job over right after; without it the cap is only read.
+    For a caller that only asks (dispatch's quality gate): the cap is read, not taken.
+    A run's outcome takes the day's slot as it hands the job over
+    (:func:`~academy.jobs.outcome.outcome_apply`); both go by
+    :func:`~academy.jobs.decision.fallback_wanted`, so they cannot disagree about the
+    rules. ``policy`` is the tenant's as the caller read it.
     """
-    if tenant_id is None:
+    if tenant_id is None or not fallback_wanted(tier=tier, tenant_id=tenant_id, failure=failure, policy=policy):
         return "no"
-    if not policies.fallback_qualifies(
-        tier=tier,
-        failure=failure,
-        has_premium=policy.has_premium_subscription,
-        allow_gpu_fallback=policy.allow_gpu_fallback,
-        threshold=policy.gpu_fallback_threshold,
-    ):
-        return "no"
-    if take:
-        return "go" if fallback_slot_take(tenant_id=tenant_id, cap=policy.daily_fallback_cap) else "capped"
     return "go" if selectors.fallbacks_today(tenant_id) < policy.daily_fallback_cap else "capped"
 
 
