@@ -386,6 +386,19 @@ def _check_shape(
         )
 
 
+def quad_plausible(pts: npt.NDArray[np.float64]) -> bool:
+    """Four corners that can be a sheet: convex, and opposite sides within a factor 1.5.
+    A fit that folds or stretches the page that much is a wrong fit, whatever found it."""
+    signs = set()
+    for i in range(4):
+        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
+        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
+    if len(signs) != 1:
+        return False
+    side = [math.dist(pts[i], pts[(i + 1) % 4]) for i in range(4)]
+    return min(side[0], side[2]) * 1.5 >= max(side[0], side[2]) and min(side[1], side[3]) * 1.5 >= max(side[1], side[3])
+
+
 def _clockwise(blobs: list[_Blob]) -> list[_Blob]:
     cx = sum(b.x for b in blobs) / len(blobs)
     cy = sum(b.y for b in blobs) / len(blobs)

@@ -19,7 +19,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.align import Alignment
+from workers.omr.align import Alignment, quad_plausible
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_INVALID, OmrError
 from workers.omr.template import Template
@@ -127,7 +127,7 @@ def align_reference(
     mapped = np.asarray(
         cv2.perspectiveTransform(corners.reshape(-1, 1, 2).astype(np.float64), full).reshape(-1, 2), np.float64
     )
-    if not _sane(mapped):
+    if not quad_plausible(mapped):
         raise OmrError(NO_SHEET_FOUND, "the features matched map the reference picture onto no plausible page")
     scale = math.sqrt(abs(_area(mapped)) / (template.width * template.height))
     dx, dy = mapped[1] - mapped[0]
@@ -221,19 +221,6 @@ def _decoded(data: bytes) -> Gray:
     if img is None:
         raise OmrError(TEMPLATE_INVALID, "FeatureBasedAlignment.options.reference: the picture cannot be decoded")
     return np.asarray(img, np.uint8)
-
-
-def _sane(pts: npt.NDArray[np.float64]) -> bool:
-    """Convex, and opposite sides within a factor 1.5 (a homography that folds or
-    stretches the page is a wrong fit)."""
-    signs = set()
-    for i in range(4):
-        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
-        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
-    if len(signs) != 1:
-        return False
-    side = [math.dist(pts[i], pts[(i + 1) % 4]) for i in range(4)]
-    return min(side[0], side[2]) * 1.5 >= max(side[0], side[2]) and min(side[1], side[3]) * 1.5 >= max(side[1], side[3])
 
 
 def _area(pts: npt.NDArray[np.float64]) -> float:

@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.align import Alignment
+from workers.omr.align import Alignment, quad_plausible
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_INVALID, OmrError
 from workers.omr.template import Template
@@ -336,7 +336,7 @@ def _fits(
             if residual > MAX_RESIDUAL:
                 continue
             full = np.diag([1 / k, 1 / k, 1.0]) @ hom
-            if not _plausible(_page(full, template)):
+            if not quad_plausible(_page(full, template)):
                 continue
             out.append((residual, full))
     return out
@@ -357,18 +357,6 @@ def _page(hom: npt.NDArray[np.float64], template: Template) -> Points:
 
     corners = np.array([(0, 0), (template.width, 0), (template.width, template.height), (0, template.height)])
     return np.asarray(cv2.perspectiveTransform(corners.reshape(-1, 1, 2).astype(np.float64), hom).reshape(-1, 2))
-
-
-def _plausible(pts: Points) -> bool:
-    """Convex, and opposite sides within a factor 1.5: not a folded or stretched page."""
-    signs = set()
-    for i in range(4):
-        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
-        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
-    if len(signs) != 1:
-        return False
-    side = [math.dist(pts[i], pts[(i + 1) % 4]) for i in range(4)]
-    return min(side[0], side[2]) * 1.5 >= max(side[0], side[2]) and min(side[1], side[3]) * 1.5 >= max(side[1], side[3])
 
 
 def _area(pts: Points) -> float:
