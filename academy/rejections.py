@@ -2,8 +2,9 @@
 
 The first seven codes and their messages are a fixed contract: front ends map them to
 their own copy, so neither the codes nor the messages change. The rest name the other
-bad inputs the platform refuses, at dispatch or in the worker. A processor raises ``BadInput(code=...)`` with one of these codes;
-the platform adds the message, so the wording lives in this one table.
+bad inputs the platform refuses, at dispatch or in the worker. A processor raises
+``BadInput(code=...)`` with one of these codes; the platform adds the message, so the
+wording lives in this one table.
 """
 
 from __future__ import annotations

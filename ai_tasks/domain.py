@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from academy.jobs import sending
 from academy.services.callbacks import job_callback_apply, jobs_callback_apply
 from ai_tasks import routing
 from config.celery import app
@@ -28,12 +29,12 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-@app.task(name=routing.CALLBACK_TASK, **_OPTIONS)
+@app.task(name=sending.CALLBACK_TASK, **_OPTIONS)
 def job_callback(job_id: str) -> dict[str, Any]:
     return {"job_id": job_id, "applied": job_callback_apply(job_id=str(job_id))}
 
 
-@app.task(name=routing.CALLBACKS_TASK, **_OPTIONS)
+@app.task(name=sending.CALLBACKS_TASK, **_OPTIONS)
 def job_callbacks(job_ids: list[str]) -> dict[str, Any]:
     """The callbacks of jobs one worker message ran together (an OMR batch's sheets).
     The result names the jobs applied by this run, for the admin and the chaos probes."""

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from celery import Task
 
+from academy.jobs import sending
 from ai_tasks import lifecycle, routing
 from config.celery import app
 
@@ -29,7 +30,7 @@ _RUN_OPTIONS: dict[str, Any] = {
 def define_run_task(tier: str) -> Task[..., Any]:
     soft, hard = routing.time_limits(tier)
 
-    @app.task(name=routing.RUN_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
+    @app.task(name=sending.RUN_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
     def run_job(self: Task[..., Any], job_id: str) -> dict[str, Any]:
         return lifecycle.execute(job_id=str(job_id), tier=tier, worker=lifecycle.worker_name(self.request.hostname))
 
@@ -45,7 +46,7 @@ def define_run_many_task(tier: str) -> Task[..., Any]:
     """
     soft, hard = routing.time_limits(tier)
 
-    @app.task(name=routing.RUN_MANY_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
+    @app.task(name=sending.RUN_MANY_TASK[tier], bind=True, soft_time_limit=soft, time_limit=hard, **_RUN_OPTIONS)
     def run_jobs(self: Task[..., Any], job_ids: list[str]) -> dict[str, Any]:
         return lifecycle.execute_many(
             job_ids=[str(j) for j in job_ids], tier=tier, worker=lifecycle.worker_name(self.request.hostname)

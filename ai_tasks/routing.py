@@ -13,23 +13,10 @@ from typing import Final
 from django.conf import settings
 from kombu import Exchange, Queue
 
-# The names academy sends by (its side of the contract) and the tiers, each queue's name.
+# The task names academy sends by are its side of the contract (academy.jobs.sending);
+# each tier is a queue of the same name.
 from academy.jobs.sending import CALLBACK_TASK, CALLBACKS_TASK, DOMAIN_QUEUE, RUN_MANY_TASK, RUN_TASK
 from academy.states import TIERS
-
-__all__ = [
-    "CALLBACKS_TASK",
-    "CALLBACK_TASK",
-    "DOMAIN_QUEUE",
-    "QUEUES",
-    "ROUTES",
-    "RUN_MANY_TASK",
-    "RUN_TASK",
-    "SWEEP_TASK",
-    "TIERS",
-    "longest_hard_limit",
-    "time_limits",
-]
 
 SWEEP_TASK: Final = "ai_tasks.sweeper.sweep"
 

@@ -12,6 +12,7 @@ import os
 
 from django.conf import settings
 
+from academy.jobs import sending
 from ai_tasks import routing
 from config.env import env_int
 
@@ -30,9 +31,9 @@ result_accept_content = ["json"]
 
 task_queues = routing.QUEUES
 task_routes = routing.ROUTES
-task_default_queue = routing.DOMAIN_QUEUE
+task_default_queue = sending.DOMAIN_QUEUE
 task_default_exchange = routing.EXCHANGE_NAME
-task_default_routing_key = routing.DOMAIN_QUEUE
+task_default_routing_key = sending.DOMAIN_QUEUE
 task_create_missing_queues = False
 
 # At-least-once: ack after the task ran; requeue when the child is killed mid-task.

@@ -25,6 +25,7 @@ from django.test.utils import CaptureQueriesContext
 from academy.jobs import sending
 from academy.jobs.claims import job_claim, jobs_claim
 from academy.jobs.finish import Finish, FinishBatch, job_finish, job_reject
+from academy.jobs.outcome import outcome_apply
 from academy.models import AIJob, AIResult, AnswerKey, Exam, Grade, JobStatus, OmrBatch, Submission, SubmissionStatus
 from academy.services import callbacks
 from academy.services.callbacks import jobs_callback_apply
@@ -106,9 +107,9 @@ def test_a_batch_sends_its_sheets_a_few_jobs_per_message(
     batch = batch_of(exam, 5)
     ids = job_ids_of(batch)
     assert broker.sent == [
-        (routing.RUN_MANY_TASK["basic"], (ids[0:2],)),
-        (routing.RUN_MANY_TASK["basic"], (ids[2:4],)),
-        (routing.RUN_TASK["basic"], (ids[4],)),  # the last one alone: a plain message
+        (sending.RUN_MANY_TASK["basic"], (ids[0:2],)),
+        (sending.RUN_MANY_TASK["basic"], (ids[2:4],)),
+        (sending.RUN_TASK["basic"], (ids[4],)),  # the last one alone: a plain message
     ]
     rows = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "celery_task_id"))
     assert rows[ids[0]] == rows[ids[1]] != rows[ids[2]] == rows[ids[3]]
@@ -120,7 +121,7 @@ def test_a_batchs_messages_start_at_two_sheets_and_double_up_to_the_setting(
 ) -> None:
     settings.AI_OMR_SHEETS_PER_MESSAGE = 8
     ids = job_ids_of(batch_of(exam, 21))
-    messages = [list(args[0]) for name, args in broker.sent if name == routing.RUN_MANY_TASK["basic"]]
+    messages = [list(args[0]) for name, args in broker.sent if name == sending.RUN_MANY_TASK["basic"]]
     assert [len(jobs) for jobs in messages] == [2, 4, 8, 7]
     assert [job for jobs in messages for job in jobs] == ids  # in order, each sheet once
 
@@ -145,7 +146,7 @@ def test_sheets_whose_message_the_broker_refused_stay_pending_and_the_sweeper_se
     broker.down = False
     AIJob.objects.filter(job_id__in=ids).update(next_run_at=timezone.now() - timedelta(hours=1))
     assert sweep_once()["republished"] == 3
-    assert sorted(args[0] for name, args in broker.sent if name == routing.RUN_TASK["basic"]) == sorted(ids)
+    assert sorted(args[0] for name, args in broker.sent if name == sending.RUN_TASK["basic"]) == sorted(ids)
 
 
 def test_the_jobs_of_one_message_each_run_once_and_their_callbacks_go_back_in_one(
@@ -158,7 +159,7 @@ def test_the_jobs_of_one_message_each_run_once_and_their_callbacks_go_back_in_on
 
     outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
     assert outcome["decisions"] == dict.fromkeys(ids, JobStatus.DONE)
-    assert broker.sent == [(routing.CALLBACKS_TASK, (ids,))]
+    assert broker.sent == [(sending.CALLBACKS_TASK, (ids,))]
     assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
 
     # A redelivered copy of the message runs nothing and sends nothing.
@@ -247,7 +248,7 @@ def test_a_message_whose_worker_died_leaves_its_jobs_to_the_sweeper_one_message_
 
     AIJob.objects.filter(job_id__in=ids).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
     assert sweep_once()["requeued"] == 3
-    assert sorted(args[0] for name, args in broker.sent if name == routing.RUN_TASK["basic"]) == sorted(ids)
+    assert sorted(args[0] for name, args in broker.sent if name == sending.RUN_TASK["basic"]) == sorted(ids)
     # The dead run cost each job one attempt, no more.
     assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
 
@@ -263,9 +264,9 @@ def test_a_message_past_a_quarter_of_its_time_sends_the_jobs_it_did_not_start_ba
     outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
 
     assert outcome["decisions"] == {ids[0]: JobStatus.DONE, ids[1]: "sent_back", ids[2]: "sent_back"}
-    assert [s for s in broker.sent if s[0] == routing.RUN_TASK["basic"]] == [
-        (routing.RUN_TASK["basic"], (ids[1],)),
-        (routing.RUN_TASK["basic"], (ids[2],)),
+    assert [s for s in broker.sent if s[0] == sending.RUN_TASK["basic"]] == [
+        (sending.RUN_TASK["basic"], (ids[1],)),
+        (sending.RUN_TASK["basic"], (ids[2],)),
     ]
     statuses = dict(AIJob.objects.filter(job_id__in=ids).values_list("job_id", "status"))
     assert (statuses[ids[1]], statuses[ids[2]]) == (JobStatus.PENDING, JobStatus.PENDING)  # no attempt spent
@@ -368,7 +369,7 @@ def test_a_message_writes_the_finishes_of_its_jobs_in_one_statement(exam: Exam, 
         assert job.result.payload["artifacts"]["overlay.png"]
         [overlay] = job.artifacts.all()
         assert default_storage.exists(overlay.path)
-    assert broker.sent == [(routing.CALLBACKS_TASK, (ids,))]  # after the write, as one message
+    assert broker.sent == [(sending.CALLBACKS_TASK, (ids,))]  # after the write, as one message
 
 
 @pytest.mark.postgres_only(
@@ -399,7 +400,7 @@ def test_a_held_finish_whose_lease_another_run_took_is_dropped_with_its_file(
     assert second.status == JobStatus.DONE
     assert AIResult.objects.filter(job=second).exists()
     assert [default_storage.exists(path) for path in files] == [False, True]  # the fenced run's file is gone
-    assert broker.sent == [(routing.CALLBACK_TASK, (ids[1],))]
+    assert broker.sent == [(sending.CALLBACK_TASK, (ids[1],))]
 
 
 @pytest.mark.postgres_only(reason="finishes are held for one statement on PostgreSQL only")
@@ -421,7 +422,7 @@ def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_p
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = one_message_of(exam, 3, broker=broker, settings=settings)
-    apply = lifecycle.outcome_apply
+    apply = outcome_apply
 
     def out_of_time_at_the_second(job: AIJob, token: str | None, outcome: Any, **options: Any) -> str:
         if job.job_id == ids[1]:
@@ -438,8 +439,8 @@ def test_held_finishes_are_written_when_the_message_runs_out_of_time_outside_a_p
     # started is handed back with its attempt and goes out as a message of its own.
     assert [jobs[job_id].attempt_count for job_id in ids] == [1, 1, 0]
     assert (jobs[ids[2]].lease_token, jobs[ids[2]].started_at) == ("", None)
-    assert (routing.RUN_TASK["basic"], (ids[2],)) in broker.sent
-    assert (routing.CALLBACK_TASK, (ids[0],)) in broker.sent
+    assert (sending.RUN_TASK["basic"], (ids[2],)) in broker.sent
+    assert (sending.CALLBACK_TASK, (ids[0],)) in broker.sent
 
 
 def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
@@ -471,8 +472,8 @@ def test_a_batch_saves_a_message_worth_of_sheets_in_one_statement_per_table(
     assert (
         broker.sent
         == [  # the jobs still go out a message's worth at a time
-            (routing.RUN_MANY_TASK["basic"], (jobs[:FIRST_MESSAGE_SHEETS],)),
-            (routing.RUN_MANY_TASK["basic"], (jobs[FIRST_MESSAGE_SHEETS:],)),
+            (sending.RUN_MANY_TASK["basic"], (jobs[:FIRST_MESSAGE_SHEETS],)),
+            (sending.RUN_MANY_TASK["basic"], (jobs[FIRST_MESSAGE_SHEETS:],)),
         ]
     )
 

@@ -23,11 +23,12 @@ from academy import selectors
 from academy.jobs import sending
 from academy.jobs.dispatch import job_dispatch
 from academy.jobs.finish import FinishBatch
+from academy.jobs.outcome import exhausted_finish
 from academy.jobs.sweep import sweep_once
 from academy.models import AIJob, AIResult, JobStatus, Submission, SubmissionStatus
 from academy.services import callbacks
 from academy.services.callbacks import job_callback_apply
-from ai_tasks import lifecycle, routing
+from ai_tasks import lifecycle
 from workers.omr.render import filled_sheet_jpeg
 from workers.omr.template import default_template
 
@@ -339,7 +340,7 @@ def test_the_sweeper_resends_a_lost_callback_with_doubling_waits_and_a_cap(
     job.refresh_from_db()
     assert job.callback_failed_at is not None
     assert "after 3 re-sends" in job.callback_error
-    assert broker.sent == [(routing.CALLBACK_TASK, (job.job_id,))] * 3
+    assert broker.sent == [(sending.CALLBACK_TASK, (job.job_id,))] * 3
 
 
 def test_a_resend_the_broker_refused_is_not_counted(
@@ -362,7 +363,7 @@ def test_a_resend_the_broker_refused_is_not_counted(
     assert (job.callback_sends, job.callback_next_at, job.callback_failed_at) == (0, None, None)
     monkeypatch.setattr(sending, "_send", broker.send)
     assert sweep_once()["callbacks"] == 1
-    assert broker.sent == [(routing.CALLBACK_TASK, (job.job_id,))]
+    assert broker.sent == [(sending.CALLBACK_TASK, (job.job_id,))]
 
 
 # --- idempotency keys ---------------------------------------------------------------------
@@ -470,7 +471,7 @@ def test_a_premium_fallback_out_of_attempts_keeps_basics_result(make_tenant: Any
                                    fallback_from=basic, attempt_count=5, max_attempts=5,
                                    flags={"basic_outcome": kept}, last_error="killed its worker")  # fmt: skip
 
-    assert lifecycle.exhausted_finish(premium) == JobStatus.DONE  # was FAILED
+    assert exhausted_finish(premium) == JobStatus.DONE  # was FAILED
     premium.refresh_from_db()
     assert (premium.needs_review, premium.flags["poison"]) == (True, True)
     assert premium.flags["premium_failed"]["code"] == "max_attempts"
@@ -553,7 +554,7 @@ def test_a_soft_limit_in_the_finishes_write_sends_the_job_it_released_back_out(
     jobs = {job.job_id: job for job in AIJob.objects.filter(job_id__in=ids)}
     assert jobs[ids[1]].status == JobStatus.PENDING  # released, its attempt returned
     assert jobs[ids[1]].attempt_count == 0
-    sent = [args for name, args in broker.sent if name == routing.RUN_TASK["basic"]]
+    sent = [args for name, args in broker.sent if name == sending.RUN_TASK["basic"]]
     assert (ids[1],) in sent  # and sent back out, not left for the sweeper
     assert (ids[2],) in sent
     assert jobs[ids[0]].status == JobStatus.DONE  # its held finish was written at the end
