@@ -202,11 +202,16 @@ class ResultSerializer(serializers.Serializer[Any]):
         return value
 
 
-class InternalJobNextView(APIView):
+class _WorkerView(APIView):
+    """A view of the worker contract: no user session or token; each method checks the
+    worker's own token first (``_worker_auth``)."""
+
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
     parser_classes = [SafeJSONParser]  # the contract is JSON
 
+
+class InternalJobNextView(_WorkerView):
     @extend_schema(
         parameters=[OpenApiParameter("tier", str, description="comma-separated tiers to take jobs from")],
         responses=OpenApiTypes.OBJECT,
@@ -257,11 +262,7 @@ class InternalJobNextView(APIView):
         return Response({"job": body})
 
 
-class InternalJobHeartbeatView(APIView):
-    authentication_classes: list[type] = []
-    permission_classes = [AllowAny]
-    parser_classes = [SafeJSONParser]  # the contract is JSON
-
+class InternalJobHeartbeatView(_WorkerView):
     @extend_schema(request=HeartbeatSerializer, responses={200: OpenApiTypes.OBJECT, 400: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
         """Renew the lease of a job this worker runs, and record its progress (stage, percent)."""
@@ -284,11 +285,7 @@ class InternalJobHeartbeatView(APIView):
         return Response({"ok": True, "lease_seconds": settings.AI_LEASE_SECONDS})
 
 
-class InternalJobResultView(APIView):
-    authentication_classes: list[type] = []
-    permission_classes = [AllowAny]
-    parser_classes = [SafeJSONParser]  # the contract is JSON
-
+class InternalJobResultView(_WorkerView):
     @extend_schema(request=ResultSerializer, responses={200: OpenApiTypes.OBJECT, 400: dict, 404: dict, 409: dict})
     def post(self, request: Request) -> Response:
         denied = _worker_auth(request)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core import signals
+from django.db import close_old_connections
 from rest_framework.test import APIClient
 
 from academy.models import Exam, Tenant
@@ -74,3 +77,13 @@ def world(make_tenant: Any, api_for: Any, settings: Any, tmp_path: Path) -> Worl
     link.parent.mkdir(parents=True)
     link.symlink_to(outside)
     return World(tenant, other, api, exam_id, template, media)
+
+
+@pytest.fixture
+def keep_the_test_connection() -> Iterator[None]:
+    """For tests that call the WSGI app directly (the schemathesis fuzz tests): as Django's
+    test client does, keep the handler from closing the test's database connection after
+    each request."""
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_finished.connect(close_old_connections)

@@ -15,33 +15,16 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import schemathesis
-from django.core import signals
-from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
+from tests.badinput.fuzzing import WORKER_TOKEN, wsgi_schema
+
 MAX_EXAMPLES = 80
-WORKER_TOKEN = "fuzz-worker-token"
 WORKER_ID = "fuzz"
 
-
-def _load_schema() -> Any:
-    from config.wsgi import application
-
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application).include(
-        path_regex=r"^/api/v1/internal/"
-    )
-
-
-schema = _load_schema()
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_test_connection() -> Iterator[None]:
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_finished.connect(close_old_connections)
+schema = wsgi_schema(path_regex=r"^/api/v1/internal/")
+pytestmark = pytest.mark.usefixtures("keep_the_test_connection")
 
 
 @pytest.fixture

@@ -13,35 +13,15 @@ from typing import Any
 from unittest import mock
 
 import pytest
-import schemathesis
-from django.core import signals
-from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
+from tests.badinput.fuzzing import WORKER_TOKEN, wsgi_schema
+
 MAX_EXAMPLES = 25
-WORKER_TOKEN = "fuzz-worker-token"
 
-
-def _load_schema() -> Any:
-    from config.wsgi import application
-
-    # Loaded at collection (pytest-django has set Django up by then) rather than through
-    # schemathesis.pytest.from_fixture, whose lazy loader touches ``Function._nodeid``,
-    # which pytest 9 no longer has.
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
-
-
-schema = _load_schema()
-
-
-@pytest.fixture(autouse=True)
-def _keep_the_test_connection() -> Iterator[None]:
-    # As Django's test client does: the WSGI handler would close the database connection
-    # after each request.
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_finished.connect(close_old_connections)
+schema = wsgi_schema()
+pytestmark = pytest.mark.usefixtures("keep_the_test_connection")
 
 
 @pytest.fixture
