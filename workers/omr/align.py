@@ -301,7 +301,7 @@ def ranked_quads(blobs: list[_Blob], template: Template, photo: bool, *, limit: 
             continue
         quad = _clockwise(list(combo))
         pts = [(b.x, b.y) for b in quad]
-        area = _polygon_area(pts)
+        area = polygon_area(pts)
         if area <= 0 or not _convex(pts):
             continue
         a, b = _dist(pts[0], pts[1]), _dist(pts[3], pts[2])
@@ -406,10 +406,15 @@ def _clockwise(blobs: list[_Blob]) -> list[_Blob]:
     return sorted(blobs, key=lambda b: math.atan2(b.y - cy, b.x - cx))
 
 
-def _polygon_area(pts: list[tuple[float, float]]) -> float:
+def polygon_area(pts: Any) -> float:
+    """Signed area of a polygon given as (x, y) pairs (a list or an (n, 2) array); positive
+    when the corners run clockwise on screen. Every aligner measures its quads with this one."""
     s = 0.0
-    for (x1, y1), (x2, y2) in zip(pts, pts[1:] + pts[:1], strict=True):
-        s += x1 * y2 - x2 * y1
+    n = len(pts)
+    for i in range(n):
+        x1, y1 = pts[i]
+        x2, y2 = pts[(i + 1) % n]
+        s += float(x1) * float(y2) - float(x2) * float(y1)
     return s / 2
 
 
@@ -423,7 +428,7 @@ def _convex(pts: list[tuple[float, float]]) -> bool:
 
 
 def _quad_size(pts: npt.NDArray[np.float64]) -> float:
-    return math.sqrt(abs(_polygon_area([(float(p[0]), float(p[1])) for p in pts])))
+    return math.sqrt(abs(polygon_area(pts)))
 
 
 def _dist(a: tuple[float, float] | npt.NDArray[np.float64], b: tuple[float, float] | npt.NDArray[np.float64]) -> float:

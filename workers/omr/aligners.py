@@ -76,7 +76,3 @@ def aligner_get(kind: str) -> Aligner:
     if fn is None:
         raise OmrError(TEMPLATE_INVALID, f"alignment.kind {kind!r}: this reader has no aligner for it")
     return fn
-
-
-def aligner_kinds() -> list[str]:
-    return sorted(set(_REGISTRY) | set(ALIGNER_MODULES))

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
+from workers.omr.align import _dist, polygon_area
 from workers.omr.errors import OmrError
 
 if TYPE_CHECKING:
@@ -328,7 +329,7 @@ def _find_markers(gray: Image, page: npt.NDArray[np.float64], *, photo: bool) ->
     import cv2
     import numpy as np
 
-    side = math.sqrt(abs(_area(page)))
+    side = math.sqrt(abs(polygon_area(page)))
     if photo:
         block = int(side / 12) | 1
         binary = cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV, block, 25)
@@ -970,20 +971,6 @@ def build_template(
 
 
 # --- geometry -----------------------------------------------------------------------------
-
-
-def _dist(a: Any, b: Any) -> float:
-    return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))
-
-
-def _area(pts: Any) -> float:
-    s = 0.0
-    n = len(pts)
-    for i in range(n):
-        x1, y1 = pts[i]
-        x2, y2 = pts[(i + 1) % n]
-        s += float(x1) * float(y2) - float(x2) * float(y1)
-    return s / 2
 
 
 def _dist_to_segment(p: Any, a: Any, b: Any) -> float:

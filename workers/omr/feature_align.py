@@ -19,7 +19,7 @@ import functools
 import math
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.align import Alignment, quad_plausible
+from workers.omr.align import Alignment, polygon_area, quad_plausible
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_INVALID, OmrError
 from workers.omr.template import Template
@@ -129,7 +129,7 @@ def align_reference(
     )
     if not quad_plausible(mapped):
         raise OmrError(NO_SHEET_FOUND, "the features matched map the reference picture onto no plausible page")
-    scale = math.sqrt(abs(_area(mapped)) / (template.width * template.height))
+    scale = math.sqrt(abs(polygon_area(mapped)) / (template.width * template.height))
     dx, dy = mapped[1] - mapped[0]
     rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
     ink, paper = _levels(gray, mapped)
@@ -221,14 +221,6 @@ def _decoded(data: bytes) -> Gray:
     if img is None:
         raise OmrError(TEMPLATE_INVALID, "FeatureBasedAlignment.options.reference: the picture cannot be decoded")
     return np.asarray(img, np.uint8)
-
-
-def _area(pts: npt.NDArray[np.float64]) -> float:
-    s = 0.0
-    for i in range(4):
-        (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % 4]
-        s += x1 * y2 - x2 * y1
-    return s / 2
 
 
 def _levels(gray: Gray, quad: npt.NDArray[np.float64]) -> tuple[float, float]:

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.align import Alignment
+from workers.omr.align import Alignment, _dist, polygon_area
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, OmrError
 from workers.omr.template import Template
@@ -166,7 +166,7 @@ def find_page(
     if best is None and loosest is not None:
         # Something bright still overlaps the page: its four longest straight edges.
         sides = _straight_sides(loosest[2])
-        big = sides is not None and abs(_area(sides[0])) >= 0.5 * abs(_area(loosest[1]))
+        big = sides is not None and abs(polygon_area(sides[0])) >= 0.5 * abs(polygon_area(loosest[1]))
         best = sides[0] if sides is not None and big else loosest[1]
     elif best is not None and found is not None:
         # Clean, but a hand or a pale patch lined up with an edge can still stretch a
@@ -204,7 +204,7 @@ def _outline(bright: npt.NDArray[np.uint8], area: int) -> tuple[Quad, float, npt
     corners = _fit_sides(contour, corners)
     if corners is None:
         return None
-    quad_area = abs(_area(corners))
+    quad_area = abs(polygon_area(corners))
     fill = min(inside, quad_area) / max(inside, quad_area, 1.0)
     return corners, fill, contour
 
@@ -304,7 +304,7 @@ def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -
     for turn in (first, first + 2):
         pts = turned[turn]
         hom = cv2.getPerspectiveTransform(tpl.astype(np.float32), pts.astype(np.float32)).astype(np.float64)
-        scale = math.sqrt(abs(_area(pts)) / (template.width * template.height))
+        scale = math.sqrt(abs(polygon_area(pts)) / (template.width * template.height))
         found.append((layout_score(gray, template, hom), Alignment(hom, turn * 90, scale, ink, paper)))
     (up, upright), (down, _) = found
     if down >= up + TIE and down >= MIN_LAYOUT:
@@ -649,15 +649,3 @@ def _convex(pts: Quad) -> bool:
         (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
         signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
     return len(signs) == 1
-
-
-def _area(pts: Quad) -> float:
-    s = 0.0
-    for i in range(4):
-        (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % 4]
-        s += x1 * y2 - x2 * y1
-    return s / 2
-
-
-def _dist(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
-    return math.hypot(float(a[0]) - float(b[0]), float(a[1]) - float(b[1]))

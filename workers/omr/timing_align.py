@@ -42,7 +42,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.align import Alignment, quad_plausible
+from workers.omr.align import Alignment, polygon_area, quad_plausible
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_INVALID, OmrError
 from workers.omr.template import Template
@@ -169,7 +169,7 @@ def _align_tracks(gray: Gray, template: Template, *, photo: bool) -> list[Alignm
     scored = []
     for residual, hom in fits:
         corners = _page(hom, template)
-        scale = math.sqrt(abs(_area(corners)) / (template.width * template.height))
+        scale = math.sqrt(abs(polygon_area(corners)) / (template.width * template.height))
         dx, dy = corners[1] - corners[0]
         rotation = round(math.degrees(math.atan2(dy, dx)) / 90) % 4 * 90
         alignment = Alignment(hom, rotation, scale, ink, paper)
@@ -357,14 +357,6 @@ def _page(hom: npt.NDArray[np.float64], template: Template) -> Points:
 
     corners = np.array([(0, 0), (template.width, 0), (template.width, template.height), (0, template.height)])
     return np.asarray(cv2.perspectiveTransform(corners.reshape(-1, 1, 2).astype(np.float64), hom).reshape(-1, 2))
-
-
-def _area(pts: Points) -> float:
-    s = 0.0
-    for i in range(4):
-        (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % 4]
-        s += x1 * y2 - x2 * y1
-    return s / 2
 
 
 def _pair(data: Mapping[str, Any], key: str, where: str, lo: float, hi: float) -> tuple[float, float]:
