@@ -418,7 +418,8 @@ def polygon_area(pts: Any) -> float:
     return s / 2
 
 
-def _convex(pts: list[tuple[float, float]]) -> bool:
+def _convex(pts: Any) -> bool:
+    """Whether the polygon of (x, y) pairs (a list or an (n, 2) array) turns one way only."""
     signs = set()
     n = len(pts)
     for i in range(n):

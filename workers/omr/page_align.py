@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from workers.omr.align import Alignment, _dist, polygon_area
+from workers.omr.align import Alignment, _convex, _dist, polygon_area
 from workers.omr.aligners import aligner_register
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, OmrError
 from workers.omr.template import Template
@@ -641,11 +641,3 @@ def _clockwise(pts: Quad) -> Quad:
     # Start at the corner nearest the picture's top-left.
     first = int(np.argmin(ring.sum(axis=1)))
     return np.roll(ring, -first, axis=0)
-
-
-def _convex(pts: Quad) -> bool:
-    signs = set()
-    for i in range(4):
-        (x1, y1), (x2, y2), (x3, y3) = pts[i], pts[(i + 1) % 4], pts[(i + 2) % 4]
-        signs.add((x2 - x1) * (y3 - y2) - (y2 - y1) * (x3 - x2) > 0)
-    return len(signs) == 1
