@@ -15,10 +15,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.badinput.fuzzing import WORKER_TOKEN, wsgi_schema
+from tests.badinput.fuzzing import WORKER_TOKEN, fuzz_settings, wsgi_schema
 
 MAX_EXAMPLES = 80
 WORKER_ID = "fuzz"
@@ -52,13 +51,7 @@ def _aimed_at_a_claimed_job(body: dict[str, Any], tenant: Any) -> dict[str, Any]
 
 @pytest.mark.django_db(transaction=True)
 @schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis ships no types for it
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(max_examples=MAX_EXAMPLES)
 def test_no_internal_worker_request_answers_a_server_error(case: Any, fuzz_tenant: Any) -> None:
     if isinstance(case.body, dict):
         case.body = _aimed_at_a_claimed_job(case.body, fuzz_tenant)

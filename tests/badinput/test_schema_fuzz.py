@@ -13,10 +13,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.badinput.fuzzing import WORKER_TOKEN, wsgi_schema
+from tests.badinput.fuzzing import WORKER_TOKEN, fuzz_settings, wsgi_schema
 
 MAX_EXAMPLES = 25
 
@@ -35,12 +34,6 @@ def fuzz_headers(make_tenant: Any, settings: Any) -> Iterator[dict[str, str]]:
 
 @pytest.mark.django_db(transaction=True)
 @schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis ships no types for it
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    database=None,
-    phases=[Phase.explicit, Phase.generate],
-    suppress_health_check=list(HealthCheck),
-)
+@fuzz_settings(max_examples=MAX_EXAMPLES)
 def test_no_operation_answers_a_server_error(case: Any, fuzz_headers: dict[str, str]) -> None:
     case.call_and_validate(headers=fuzz_headers, checks=[not_a_server_error])
