@@ -1,6 +1,7 @@
 """The corner-marker search of an OMRChecker template honours its CropOnMarkers options:
 markers printed smaller than ``sheetToMarkerWidthRatio`` says are searched down to the
-``marker_rescale_range`` OMRChecker searches (35 % to 100 % of that size by default)."""
+``marker_rescale_range`` OMRChecker searches (35 % to 100 % of that size by default); and
+a marker is ink on paper, never a flat patch whose noise happens to correlate."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.omr import cards as C
+from workers.omr import omrchecker_align as oa
 from workers.omr.errors import OmrError
 from workers.omr.omrchecker import load_omrchecker_template
 from workers.omr.reader import read_sheet
@@ -55,3 +58,34 @@ def test_a_rescale_range_that_excludes_the_printed_size_is_honoured(tmp_path: Pa
     narrow = _template(card, tmp_path, ratio_times=0.5, options={"marker_rescale_range": [90, 100]})
     with pytest.raises(OmrError):
         read_sheet(scan, load_omrchecker_template(narrow).template)
+
+
+def _hollow_marker(size: int) -> np.ndarray:
+    marker = np.full((size, size), 255, np.uint8)
+    marker[size // 8 : size - size // 8, size // 8 : size - size // 8] = 0
+    marker[size * 3 // 8 : size - size * 3 // 8, size * 3 // 8 : size - size * 3 // 8] = 255
+    return marker
+
+
+def test_a_marker_seen_at_a_slant_beats_a_faint_ghost_on_the_desk() -> None:
+    # Normalised correlation stretches a flat patch's faint structure to full range, so on
+    # a photo a ghost of a marker three grey levels deep on the desk (show-through, a
+    # shadow, JPEG blocks) correlates better than the real marker seen at a slant. Three
+    # markers sit square; the fourth is foreshortened to half its width, and the ghost
+    # lies in its quadrant.
+    import cv2
+
+    marker = _hollow_marker(24)
+    rng = np.random.default_rng(7)
+    picture = np.clip(rng.normal(125, 0.4, (700, 520)), 0, 255).astype(np.float32)
+    picture[60:560, 50:470] = 235  # the page
+    for x, y in ((80, 90), (420, 90), (420, 530)):
+        picture[y - 12 : y + 12, x - 12 : x + 12] = marker
+    picture[518:542, 74:86] = cv2.resize(marker, (12, 24), interpolation=cv2.INTER_AREA)
+    picture[618:642, 88:112] += (marker.astype(np.float32) - 255) * (3 / 255)
+    variants = oa._variants(cv2.imencode(".png", marker)[1].tobytes())
+    found = oa._search(np.clip(picture, 0, 255).astype(np.uint8), variants, 24.0, 0.8, 1.25, 5)
+    assert found is not None
+    bottom_left = found[0][3]
+    assert abs(bottom_left[0] - 80) < 6, found
+    assert abs(bottom_left[1] - 530) < 6, found

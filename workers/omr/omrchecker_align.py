@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 #: normalised correlation a marker match needs in every quadrant.
 MIN_MATCH: Final = 0.45
+#: the grey-level spread (standard deviation, 0-255) a patch needs to be a marker: ink
+#: on paper at least 20 apart (what align_by_image demands of the markers it returns)
+#: spreads about 10 over a marker's patch; bare paper or a desk spreads a few.
+MIN_MARKER_CONTRAST: Final = 8.0
 #: the marker sizes OMRChecker's CropOnMarkers searches by default, in per cent of the size
 #: its ``sheetToMarkerWidthRatio`` predicts (its ``marker_rescale_range``).
 OMRCHECKER_RESCALE_RANGE: Final = (35, 100)
@@ -236,8 +240,13 @@ def _search(
                 window = image[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
                 if window.shape[0] < th or window.shape[1] < tw:
                     continue
-                res = cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED)
+                res: Floats = np.asarray(cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
                 _, score, _, (px, py) = cv2.minMaxLoc(res)
+                if float(window[py : py + th, px : px + tw].std()) < MIN_MARKER_CONTRAST:
+                    # Normalised correlation scales a flat patch's noise up to full range,
+                    # so a bare desk or paper can outscore a marker seen at a slant.
+                    res = _without_flat(res, window, tw, th)
+                    _, score, _, (px, py) = cv2.minMaxLoc(res)
                 if score > peaks[q][0]:
                     peaks[q] = (float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)
         if min(p[0] for p in peaks) < threshold:
@@ -246,6 +255,20 @@ def _search(
         if best is None or total > best[0]:
             best = (total, [(p[1], p[2]) for p in peaks], width)
     return None if best is None else (best[1], best[2])
+
+
+def _without_flat(res: Floats, window: Floats, tw: int, th: int) -> Floats:
+    """``res`` with every match on a patch of less contrast than a marker has set to -1."""
+    import cv2
+    import numpy as np
+
+    # The mean and mean square over each template-sized patch, anchored at its top-left
+    # corner as matchTemplate's result is.
+    mean = cv2.boxFilter(window, -1, (tw, th), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    square = cv2.boxFilter(window * window, -1, (tw, th), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    rh, rw = res.shape
+    spread = np.sqrt(np.maximum(square[:rh, :rw] - mean[:rh, :rw] ** 2, 0))
+    return np.where(spread < MIN_MARKER_CONTRAST, np.float32(-1), res).astype(np.float32)
 
 
 def _refine(
