@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.align import _dist, polygon_area
+from workers.omr.align import _dist, as_gray, polygon_area
 from workers.omr.errors import OmrError
 
 if TYPE_CHECKING:
@@ -309,10 +309,9 @@ class _Blob:
 
 def find_frame(colour: Image, *, photo: bool) -> Frame:
     """The corner markers, else the page edges, and the blank straightened into that frame."""
-    import cv2
     import numpy as np
 
-    gray = np.asarray(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), np.uint8)
+    gray = as_gray(colour)
     from workers.omr.page_align import find_page
 
     page = find_page(gray)
@@ -440,7 +439,7 @@ def _marker_frame(
     tpl = np.array([(half, half), (width - half, half), (width - half, height - half), (half, height - half)])
     hom = cv2.getPerspectiveTransform(quad.astype(np.float32), tpl.astype(np.float32))
     straight = cv2.warpPerspective(colour, hom, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
-    sgray = np.asarray(cv2.cvtColor(straight, cv2.COLOR_BGR2GRAY), np.uint8)
+    sgray = as_gray(np.asarray(straight, np.uint8))
     m = round(half)
     r = msize // 2 + 1
     picture = sgray[max(0, m - r) : m + r, max(0, m - r) : m + r].copy()
@@ -490,7 +489,7 @@ def find_timing_tracks(straight: Image) -> list[dict[str, Any]]:
     import cv2
     import numpy as np
 
-    gray = np.asarray(cv2.cvtColor(straight, cv2.COLOR_BGR2GRAY), np.uint8)
+    gray = as_gray(straight)
     h, w = gray.shape
     _, binary = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
