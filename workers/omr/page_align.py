@@ -363,8 +363,9 @@ def refine_by_print(gray: Gray, template: Template, alignment: Alignment) -> Ali
     else:
         move = np.average(b - a, axis=0, weights=np.array(weight, np.float64))
         fix = np.array([[1.0, 0.0, move[0]], [0.0, 1.0, move[1]], [0.0, 0.0, 1.0]])
-    # A correction is a few pixels and a per cent of scale, never a new page.
-    if np.max(np.abs(fix[:2, :2] - np.eye(2))) > 0.05:
+    # A correction is a few pixels and a per cent of scale, never a new page; blocks'
+    # centres in a line leave the affine map undetermined (RANSAC's NaNs).
+    if not np.isfinite(fix).all() or np.max(np.abs(fix[:2, :2] - np.eye(2))) > 0.05:
         return alignment
     homography = alignment.homography @ fix
     before = sum(w * float(np.hypot(*(q - p))) for p, q, w in zip(a, b, weight, strict=True))
