@@ -563,6 +563,26 @@ def scan_cropped(page: Page, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
+def on_desk(page: Page, rng: random.Random, *, share: float = 0.4) -> bytes:
+    """A phone photo of the card lying on a dark desk, straight on, the page ``share`` of
+    the frame's width, near its middle and turned a few degrees: the markers lie well
+    inside the picture, far from its corners (OMRChecker's CropPage + CropOnMarkers photos)."""
+    h, w = page.shape[:2]
+    k = 0.5  # the page at half its pixel size (about 100 dpi)
+    fw, fh = round(k * w / share), round(k * h / share * 0.75)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-4, 4), k)
+    turn[:, 2] += (fw / 2 - w / 2 + rng.uniform(-0.05, 0.05) * fw, fh / 2 - h / 2 + rng.uniform(-0.05, 0.05) * fh)
+    sheet = cv2.warpAffine(page, turn, (fw, fh), flags=cv2.INTER_AREA, borderValue=(0.0, 0.0, 0.0))
+    cover = cv2.warpAffine(np.ones((h, w), np.float32), turn, (fw, fh), flags=cv2.INTER_LINEAR)[..., None]
+    desk = np.float32(rng.uniform(0.12, 0.25))
+    img = sheet * cover + desk * (1 - cover)
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 2 / 255, img.shape)
+    out = np.clip((img + noise) * 255, 0, 255).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 88])
+    assert ok
+    return bytes(buf)
+
+
 # --- templates -----------------------------------------------------------------------
 
 
@@ -583,11 +603,12 @@ def omrchecker_template(
     """The card's OMRChecker v1 template.json.
 
     ``crop``: "markers" (CropOnMarkers with ``omr_marker.png``), "page" (CropPage: the
-    page's edges), "none" (the picture is the page). ``values``: "mcq5" (QTYPE_MCQ5, read
+    page's edges), "page+markers" (CropPage, then CropOnMarkers on the page it cut out, as
+    OMRChecker's phone-photo samples do), "none" (the picture is the page). ``values``: "mcq5" (QTYPE_MCQ5, read
     as A..E) or "digits" (custom ``bubbleValues`` 1..5 as printed). ``off_by`` moves every
     block's origin by (dx, dy) template pixels: a template written by hand, a little off
     the print."""
-    (fx, fy), dims = _frame(card, crop)
+    (fx, fy), dims = _frame(card, "markers" if crop == "page+markers" else crop)
     blocks: dict[str, Any] = {}
     default = card.question_blocks[0].size
     for block in card.blocks:
@@ -619,7 +640,9 @@ def omrchecker_template(
         "emptyValue": "",
         "preProcessors": [],
     }
-    if crop == "markers":
+    if crop == "page+markers":
+        data["preProcessors"].append({"name": "CropPage", "options": {"morphKernel": [10, 10]}})
+    if crop in ("markers", "page+markers"):
         ratio = card.width / card.marker_size
         data["preProcessors"].append(
             {
@@ -652,7 +675,7 @@ def write_omrchecker(
     data = omrchecker_template(card, crop=crop, values=values, off_by=off_by)
     (folder / "template.json").write_text(json.dumps(data, indent=2))
     (folder / "config.json").write_text(json.dumps(omrchecker_config(card), indent=2))
-    if crop == "markers":
+    if crop in ("markers", "page+markers"):
         ok, buf = cv2.imencode(".png", marker_picture(card.marker, card.marker_size))
         assert ok
         (folder / "omr_marker.png").write_bytes(bytes(buf))

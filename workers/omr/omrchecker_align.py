@@ -95,11 +95,17 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         # marker (the corner of an L, the hole of a hollow square) can outscore the
         # marker itself, so the template's wider range is a second look, not the first.
         found = _search(small, variants, info.width * page_scale, *wide, threshold, reach)
-    if found is None:
+    full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
+    if full is None and "cropPage" in options:
+        # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
+        # part of the picture. As OMRChecker does, the markers are looked for in the
+        # quadrants of the page the paper's edges outline.
+        full = _search_in_page(gray, template, variants, options, own, threshold)
+    if full is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
-    corners, size = found
+    corners, size = full
     sizes = PHOTO_REFINE_SIZES if photo else REFINE_SIZES
-    refined = [_refine(gray, variants, x / k, y / k, size / k, sizes) for x, y in corners]
+    refined = [_refine(gray, variants, x, y, size, sizes) for x, y in corners]
     pts = np.array([(r[0], r[1]) for r in refined], np.float64)
     ink = float(np.median([r[2] for r in refined]))
     paper = float(np.median([r[3] for r in refined]))
@@ -117,6 +123,54 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     if min(left, right) < tol * max(left, right):
         raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
     return _turns(template, pts, ink, paper, photo)
+
+
+def _search_in_page(
+    gray: Gray,
+    template: Template,
+    variants: tuple[Floats, ...],
+    options: Mapping[str, Any],
+    own: tuple[float, float, int],
+    threshold: float,
+) -> tuple[list[tuple[float, float]], float] | None:
+    """The markers searched on the page (``page_align.find_page`` with the template's
+    ``cropPage`` kernel) straightened to its own rectangle: each quadrant of the page, the
+    marker sized as a share of the page's width (OMRChecker's sheetToMarkerWidthRatio is
+    one of the cropped page). Centres and size in ``gray`` pixels, or None."""
+    import cv2
+    import numpy as np
+
+    from workers.omr.page_align import find_page
+
+    info = template.marker_image
+    assert info is not None
+    kernel = options["cropPage"].get("morphKernel", (10, 10))
+    quad = find_page(
+        gray,
+        morph_kernel=(int(kernel[0]), int(kernel[1])),
+        processing_width=int(options.get("processing_width", 666)),
+    )
+    if quad is None:
+        return None
+    page_w = 0.5 * (_dist(quad[0], quad[1]) + _dist(quad[3], quad[2]))
+    page_h = 0.5 * (_dist(quad[0], quad[3]) + _dist(quad[1], quad[2]))
+    k = min(1.0, SCAN_SEARCH_SIDE / max(page_w, page_h))
+    w, h = max(8, round(page_w * k)), max(8, round(page_h * k))
+    rect = np.array([(0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1)], np.float32)
+    to_page = cv2.getPerspectiveTransform(np.asarray(quad, np.float32), rect)
+    flat = cv2.warpPerspective(gray, to_page, (w, h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    page = np.asarray(cv2.GaussianBlur(flat, (3, 3), 0), dtype=np.uint8)
+    # The template frame is the marker centres' rectangle and a marker width round it,
+    # so a marker is info.width / (template.width - info.width) of the page it is cut from.
+    expected = w * info.width / max(template.width - info.width, 1.0)
+    found = _search(page, variants, expected, *own, threshold, 0.5)
+    wide = search_scales(own, options)
+    if found is None and wide != own:
+        found = _search(page, variants, expected, *wide, threshold, 0.5)
+    if found is None:
+        return None
+    back = cv2.perspectiveTransform(np.array([found[0]], np.float32), np.linalg.inv(to_page))[0]
+    return [(float(x), float(y)) for x, y in back], found[1] / k
 
 
 def search_scales(own: tuple[float, float, int], options: Mapping[str, Any]) -> tuple[float, float, int]:
