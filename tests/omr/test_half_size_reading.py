@@ -67,3 +67,19 @@ def test_small_bubbles_photos_and_lossless_files_are_read_whole(template: Templa
     image, by = decode_for(png, template, photo=False)
     assert image.shape[:2] == page.shape[:2]
     assert by is template
+
+
+def test_two_templates_alike_but_for_their_marker_picture_each_read_with_its_own(template: Template) -> None:
+    # Equality leaves the marker picture out: the half-size copy of one must not serve
+    # the other (a card with L-shaped markers, then one of the same layout with squares).
+    from workers.omr.template import MarkerImage
+
+    data, _, _ = _scan(template, 7, scale=1.0)
+    ell = replace(template, marker_image=MarkerImage(b"L-picture", 66, 66))
+    square = replace(template, marker_image=MarkerImage(b"square-picture", 66, 66))
+    assert ell == square  # what makes an equality-keyed cache hand one's copy to the other
+    _, by_ell = decode_for(data, ell, photo=False)
+    _, by_square = decode_for(data, square, photo=False)
+    assert by_ell.dpi == by_square.dpi == 2 * template.dpi
+    assert by_ell.marker_image is ell.marker_image
+    assert by_square.marker_image is square.marker_image

@@ -9,7 +9,6 @@ Everything is raised as :class:`OmrError`.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -128,10 +127,27 @@ def decode_for(data: bytes, template: Template, *, photo: bool) -> tuple[npt.NDA
     return image, _reduced(template, reduce)
 
 
-@functools.lru_cache(maxsize=8)
+#: (id of the template, reduction) -> (that template, its reduced copy).
+_REDUCED: dict[tuple[int, int], tuple[Template, Template]] = {}
+
+
 def _reduced(template: Template, reduce: int) -> Template:
-    # One template object per (template, reduction): the reader caches work per template.
-    return template if reduce == 1 else replace(template, dpi=template.dpi * reduce)
+    """One template object per (template, reduction): the reader caches work per template.
+
+    Keyed by the object, not by equality: two templates equal in name and geometry may
+    still differ in what equality leaves out (the corner marker's picture, the alignment's
+    options), and a sheet must be read with its own."""
+    if reduce == 1:
+        return template
+    key = (id(template), reduce)
+    hit = _REDUCED.get(key)
+    if hit is not None and hit[0] is template:
+        return hit[1]
+    out = replace(template, dpi=template.dpi * reduce)
+    if len(_REDUCED) >= 8:
+        _REDUCED.pop(next(iter(_REDUCED)))
+    _REDUCED[key] = (template, out)
+    return out
 
 
 def check_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -65,6 +65,10 @@ SCAN_SCALES: Final = (0.7, 1.45, 7)
 #: the picture from its corners (a quarter: markers an eighth of the page in, and room
 #: for a page shifted or shrunk on the scanner bed).
 SCAN_REACH: Final = 0.3
+#: correlation a scan's four marker matches lose per marker width by which they miss a
+#: parallelogram (a flatbed scan keeps straight lines parallel): a tenth, so a look-alike
+#: two widths off the marker's place (the page's corner next to an L) loses to it.
+SCAN_CLOSURE_COST: Final = 0.1
 
 
 def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
@@ -88,13 +92,14 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
     threshold = float(options.get("min_matching_threshold", MIN_MATCH))
     own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
-    found = _search(small, variants, info.width * page_scale, *own, threshold, reach)
+    closure = 0.0 if photo else SCAN_CLOSURE_COST
+    found = _search(small, variants, info.width * page_scale, *own, threshold, reach, closure_cost=closure)
     wide = search_scales(own, options)
     if found is None and wide != own:
         # Only where no marker shows about the predicted size: a smaller match inside a
         # marker (the corner of an L, the hole of a hollow square) can outscore the
         # marker itself, so the template's wider range is a second look, not the first.
-        found = _search(small, variants, info.width * page_scale, *wide, threshold, reach)
+        found = _search(small, variants, info.width * page_scale, *wide, threshold, reach, closure_cost=closure)
     full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
     if full is None and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
@@ -265,9 +270,16 @@ def _search(
     steps: int,
     threshold: float = MIN_MATCH,
     reach: float = 0.5,
+    *,
+    closure_cost: float = 0.0,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
-    quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it)."""
+    quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it).
+
+    ``closure_cost``: the four markers of a scan lie on a parallelogram; each marker width
+    by which a set of four matches misses one costs this much correlation, so a look-alike
+    near a marker (the page's own corner for an L) loses to the marker itself. 0: the best
+    match of each quadrant, whatever the four make together (a photo's perspective)."""
     import cv2
     import numpy as np
 
@@ -278,8 +290,12 @@ def _search(
         width = expected * float(factor)
         if width < 7 or width > min(hs, ws) / 3:
             continue
-        peaks: list[tuple[float, float, float]] = [(-1.0, 0.0, 0.0)] * 4
+        # One turn of the marker for all four corners: identical markers print the same
+        # way up, so a sheet turned in the scanner turns all four alike. Matching each
+        # corner with its own turn lets an L-shaped marker's picture fit the page's own
+        # corners (paper against the scanner lid is an L at every corner, each turned).
         for marker in variants:
+            peaks: list[list[tuple[float, float, float]]] = [[(-1.0, 0.0, 0.0)] for _ in range(4)]
             zoom = width / marker.shape[1]
             tpl = cv2.resize(
                 marker, (round(width), max(3, round(marker.shape[0] * zoom))), interpolation=cv2.INTER_AREA
@@ -301,14 +317,55 @@ def _search(
                     # so a bare desk or paper can outscore a marker seen at a slant.
                     res = _without_flat(res, window, tw, th)
                     _, score, _, (px, py) = cv2.minMaxLoc(res)
-                if score > peaks[q][0]:
-                    peaks[q] = (float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)
-        if min(p[0] for p in peaks) < threshold:
-            continue
-        total = sum(p[0] for p in peaks)
-        if best is None or total > best[0]:
-            best = (total, [(p[1], p[2]) for p in peaks], width)
+                found = [(float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)]
+                if closure_cost > 0:
+                    found += [
+                        (s, max(0, x0) + x + tw / 2, max(0, y0) + y + th / 2)
+                        for s, x, y in _next_peaks(res, px, py, tw, th, threshold)
+                    ]
+                peaks[q] = found
+            scored = _best_four(peaks, width, closure_cost, threshold)
+            if scored is not None and (best is None or scored[0] > best[0]):
+                best = (scored[0], scored[1], width)
     return None if best is None else (best[1], best[2])
+
+
+#: matches kept per quadrant for the four to be chosen from together (closure_cost > 0).
+PEAKS_PER_CORNER: Final = 3
+
+
+def _next_peaks(res: Floats, px: int, py: int, tw: int, th: int, threshold: float) -> list[tuple[float, int, int]]:
+    """The next best matches of one quadrant, each at least a marker away from those before."""
+    import cv2
+
+    res = res.copy()
+    out: list[tuple[float, int, int]] = []
+    for _ in range(PEAKS_PER_CORNER - 1):
+        cv2.rectangle(res, (px - tw + 1, py - th + 1), (px + tw - 1, py + th - 1), -1.0, -1)
+        _, score, _, (px, py) = cv2.minMaxLoc(res)
+        if score < threshold:
+            break
+        out.append((float(score), px, py))
+    return out
+
+
+def _best_four(
+    peaks: list[list[tuple[float, float, float]]], width: float, closure_cost: float, threshold: float
+) -> tuple[float, list[tuple[float, float]]] | None:
+    """The set of one match per quadrant with the best correlation, less ``closure_cost``
+    per marker width by which the four miss a parallelogram; None if a quadrant has none."""
+    import itertools
+
+    best: tuple[float, list[tuple[float, float]]] | None = None
+    for four in itertools.product(*peaks):
+        if min(p[0] for p in four) < threshold:
+            continue
+        (_, x0, y0), (_, x1, y1), (_, x2, y2), (_, x3, y3) = four
+        closure = ((x0 + x2 - x1 - x3) ** 2 + (y0 + y2 - y1 - y3) ** 2) ** 0.5 / max(width, 1.0)
+        total = sum(p[0] for p in four) - closure_cost * closure
+        if best is None or total > best[0]:
+            best = (total, [(p[1], p[2]) for p in four])
+    return best
 
 
 def _without_flat(res: Floats, window: Floats, tw: int, th: int) -> Floats:
