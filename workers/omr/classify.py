@@ -50,6 +50,8 @@ REVIEW_BELOW: Final = 0.5
 MIN_CONTRAST: Final = 0.25  # in fill units: a quarter of the way from paper to marker ink
 NOISE_SIGMAS: Final = 6.0
 MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not trusted
+#: a bubble place's own empty level (without_print) is measured on at least this many fields.
+MIN_PRINT_SAMPLES: Final = 3
 #: the others in a row all at most this (score units) leave its darkest bubble alone.
 LONE_REST: Final = 0.15
 #: a single-mark field (an ID digit) takes its lone darkest bubble when it reaches
@@ -85,6 +87,44 @@ class FieldReading:
     #: what the classifier did: "" not run, "agree", "lifted" (it cleared a doubt the
     #: thresholds had), "unsure", "disagree" (sent to a person).
     classifier: str = ""
+
+
+def without_print(
+    fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]], blocks: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """The fills with what is printed inside each bubble taken off.
+
+    A letter or digit printed inside a bubble darkens its middle, and "E" more than "C":
+    on a light-marking sheet that spread across the choices is as wide as the gap between
+    empty and marked. Within one block the bubble at the same place of every field (every
+    question's "B", every ID column's "7") prints the same glyph, so its own empty level is
+    the median, over the block's fields, of that bubble where it is not its field's darkest;
+    each bubble is measured against its glyph's level, moved to the block's. A place with
+    fewer than MIN_PRINT_SAMPLES such bubbles keeps its fill. ``blocks``: each field's block.
+    """
+    import numpy as np
+
+    out = np.array(fill, np.float64, copy=True)
+    by_block: dict[str, list[int]] = {}
+    for k, name in enumerate(blocks):
+        by_block.setdefault(name, []).append(k)
+    for members in by_block.values():
+        places: dict[int, list[float]] = {}
+        for k in members:
+            idx = list(index[k])
+            top = idx[int(np.argmax(fill[idx]))] if len(idx) > 1 else -1
+            for i, j in enumerate(idx):
+                if j != top:
+                    places.setdefault(i, []).append(float(fill[j]))
+        level = {i: float(np.median(v)) for i, v in places.items() if len(v) >= MIN_PRINT_SAMPLES}
+        if len(level) < 2:
+            continue
+        middle = float(np.median(list(level.values())))
+        for k in members:
+            for i, j in enumerate(index[k]):
+                if i in level:
+                    out[j] -= level[i] - middle
+    return out
 
 
 def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:

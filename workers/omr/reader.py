@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels
+from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels, without_print
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -125,8 +125,10 @@ def read_gray(
             TEMPLATE_MISMATCH,
             f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
         )
-    levels = sheet_levels(samples.fill, samples.index)
-    fill = samples.fill.tolist()
+    # Letters or digits printed inside the bubbles are taken off each bubble's fill.
+    clean = without_print(samples.fill, samples.index, [f.block or f"field:{f.label}" for f in placed.fields])
+    levels = sheet_levels(clean, samples.index)
+    fill = clean.tolist()
     n_id = len(template.id_fields)
     fields = [
         read_field(f, [fill[i] for i in idx], levels, single=k < n_id)

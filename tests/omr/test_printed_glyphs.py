@@ -1,0 +1,54 @@
+"""Letters or digits printed inside the bubbles darken each choice by its own amount ("E"
+more than "C"). On a short sheet marked lightly that spread is as wide as the gap between
+empty and marked; each bubble is measured against the same choice in the block's other
+fields (classify.without_print), so the marks stand out again."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workers.omr.classify import read_field, sheet_levels, without_print
+from workers.omr.template import Field
+
+#: each choice's empty fill: what its printed letter adds to the paper.
+GLYPHS = (0.22, 0.32, 0.25, 0.36, 0.24)
+MARK = 0.22  # a light grey mark: about as much again
+
+
+def _sheet(marked: list[int]) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], list[Field]]:
+    rng = np.random.default_rng(7)
+    fill, index, fields = [], [], []
+    for q, choice in enumerate(marked):
+        row = [g + rng.normal(0, 0.01) + (MARK if c == choice else 0.0) for c, g in enumerate(GLYPHS)]
+        index.append(tuple(range(len(fill), len(fill) + 5)))
+        fill += row
+        centres = tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(5))
+        fields.append(Field(f"q{q + 1}", ("A", "B", "C", "D", "E"), centres, block="MCQ"))
+    return np.array(fill), tuple(index), fields
+
+
+def _read(
+    fill: np.ndarray, index: tuple[tuple[int, ...], ...], fields: list[Field]
+) -> list[tuple[tuple[str, ...], bool]]:
+    levels = sheet_levels(fill, index)
+    return [
+        (r.values, r.review)
+        for r in (read_field(f, [fill[i] for i in idx], levels) for f, idx in zip(fields, index, strict=True))
+    ]
+
+
+def test_light_marks_on_letters_printed_in_the_bubbles_are_read_without_review() -> None:
+    marked = [1, 4, 0, 2, 1]
+    fill, index, fields = _sheet(marked)
+    clean = without_print(fill, index, [f.block for f in fields])
+    assert _read(clean, index, fields) == [(("ABCDE"[c],), False) for c in marked]
+
+
+def test_a_choice_most_fields_mark_keeps_its_marks() -> None:
+    # Four of five questions answer "D": too few empty "D"s to tell what its print adds,
+    # so its fills are left as they are, and the marks are not taken off as print.
+    marked = [3, 3, 3, 0, 3]
+    fill, index, fields = _sheet(marked)
+    clean = without_print(fill, index, [f.block for f in fields])
+    assert [clean[idx[3]] for idx in index] == [fill[idx[3]] for idx in index]
+    assert [values for values, _ in _read(clean, index, fields)] == [("ABCDE"[c],) for c in marked]
