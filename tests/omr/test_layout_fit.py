@@ -41,3 +41,19 @@ def test_a_block_with_no_print_where_the_template_puts_it_is_flagged_not_read_bl
     assert "21" in review
     assert {q: v for q, v in got.items() if q != "21"} == _expected(answers)
     assert sid == "2718"
+
+
+def test_light_grey_print_a_third_of_a_bubble_off_the_template_is_found_and_read() -> None:
+    # Outlines and digits printed light grey (225 on 250 paper) and a template 14 px low
+    # (0.4 of the 36 px bubble): the outline is faint and the pull towards the template's
+    # place must only choose among outlines, not decide whether one is there at all.
+    answers = _answers(3)
+    card = _card(CARD, answers, "4071", ink=(225, 225, 225), seed=3)
+    low = copy.deepcopy(CARD)
+    for block in low["question_blocks"]:
+        block["origin"][1] += 14
+    low["student_id"]["origin"][1] += 14
+    got, sid, _, review = _read(card, low)
+    assert got == _expected(answers)
+    assert sid == "4071"
+    assert set(review) <= {"13"}

@@ -393,7 +393,8 @@ def _outline(
         prior = NEAR_PRIOR * np.abs(cc) / max(reach_px, 1)
         scores = np.where(inside, np.minimum(profile[a], profile[b]) - outside - prior, -np.inf)
         i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        if not scores[i, j] >= MIN_OUTLINE:
+        # The prior picks among outlines; how dark the outline is is its own matter.
+        if not scores[i, j] + prior[0, j] >= MIN_OUTLINE:
             return None
         strength[axis] = float(scores[i, j])
         c[axis] = float(cc[0, j]) + _vertex(scores[i, :], int(j))
