@@ -18,7 +18,9 @@ sheet itself:
    printed a few per cent wider or taller than the template lays it out (a hand-written
    bubble gap) is fitted in scale too: each template column and row is found on its own,
    and the line through their offsets gives the block's stretch (STRETCH_RANGE). A block
-   where no outline stands out is read where the alignment puts it, and its fields go to
+   where no outline stands out (hairline or very light outlines) is placed by what sits
+   inside its bubbles, their printed digits and the marks (``_middle``); where nothing
+   stands out either, it is read where the alignment puts it, and its fields go to
    review (``LayoutFit.unfound``).
 4. The bubbles' printed size is measured on the block's mean bubble: the distance from
    its centre to the dark outline along each axis. Marks and digits sit in the middle and
@@ -274,7 +276,13 @@ def _fit_block(
         else:
             stretch = (1.0, 1.0)
     if found is None:
-        return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False)
+        # No outline stands out (hairline or very light outlines): what is printed or
+        # marked inside the bubbles (their digits, the students' marks) still sits at
+        # their centres and places the block; its size stays the template's.
+        centre = _middle(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s))
+        if centre is None:
+            return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False)
+        return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2])
     (ox, oy), (mrx, mry), strength = found
     radii = (mrx / s, mry / s) if measure else (rx, ry)
     return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)
@@ -400,6 +408,39 @@ def _outline(
         c[axis] = float(cc[0, j]) + _vertex(scores[i, :], int(j))
         r[axis] = float(rr[i, 0]) + _vertex(scores[:, j], int(i))
     return (c[0], c[1]), (r[0], r[1]), float(np.mean(strength))
+
+
+def _middle(
+    mean: npt.NDArray[np.float32], hx: int, hy: int, radii: tuple[float, float], reach: tuple[float, float]
+) -> tuple[float, float, float] | None:
+    """Offset (patch pixels) and contrast of the print inside a block's mean bubble: where
+    the mean darkness inside the bubble's ellipse most exceeds that of a band round it,
+    searched within ``reach``. None when that contrast is under MIN_OUTLINE or the best
+    place lies on the edge of the search (the print is elsewhere)."""
+    import cv2
+    import numpy as np
+
+    rx, ry = max(1.0, radii[0]), max(1.0, radii[1])
+    kx, ky = int(1.6 * rx) + 1, int(1.6 * ry) + 1
+    yy, xx = np.mgrid[-ky : ky + 1, -kx : kx + 1].astype(np.float32)
+    d = np.sqrt((xx / rx) ** 2 + (yy / ry) ** 2)
+    inside = (d <= 0.8).astype(np.float32)
+    band = ((d >= 1.15) & (d <= 1.55)).astype(np.float32)
+    if not inside.any() or not band.any():
+        return None
+    kernel = inside / inside.sum() - band / band.sum()
+    response = cv2.filter2D(mean, cv2.CV_32F, kernel, borderType=cv2.BORDER_REPLICATE)
+    px, py = int(reach[0]), int(reach[1])
+    window = response[hy - py : hy + py + 1, hx - px : hx + px + 1]
+    if window.size == 0:
+        return None
+    j, i = np.unravel_index(int(np.argmax(window)), window.shape)
+    best = float(window[j, i])
+    if best < MIN_OUTLINE or i in (0, window.shape[1] - 1) or j in (0, window.shape[0] - 1):
+        return None
+    dx = i - px + _vertex(window[j, :].astype(np.float64), int(i))
+    dy = j - py + _vertex(window[:, i].astype(np.float64), int(j))
+    return float(dx), float(dy), best
 
 
 def _vertex(values: npt.NDArray[np.float64], i: int) -> float:
