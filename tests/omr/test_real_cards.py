@@ -117,11 +117,6 @@ def _shaped(card: C.Card, shape: str) -> C.Card:
     )
 
 
-#: the reader cannot do these yet; remove a marker once its test passes (strict=False:
-#: a pass is reported as XPASS and does not fail the run).
-NOT_YET = "the reader does not read these cards yet"
-
-
 @pytest.mark.parametrize("bubble", ["ellipse", "rectangle"])
 @pytest.mark.parametrize("seed", ["scan", "scan-2"])
 def test_l_shaped_corner_markers_read_exactly(bubble: str, seed: str, tmp_path: Path) -> None:
@@ -188,6 +183,44 @@ def test_a_project_template_with_ellipses_reads_a_red_ink_card_with_a_legend(tmp
     _assert_exact(_tally(sheets, _read(_project(card, tmp_path), sheets, tmp_path), project=True))
 
 
+@pytest.mark.parametrize(("name", "seed"), [("circle", "hand"), ("corner", "hand"), ("corner", "hand-2")])
+def test_discs_and_l_shaped_markers_named_by_a_project_template_read_exactly(
+    name: str, seed: str, tmp_path: Path
+) -> None:
+    # The template names the markers' shape ("circle", "corner") and size, no picture.
+    card = C.CARDS[name]
+    sheets = list(C.make_cards(card, 2, seed, upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(_project(card, tmp_path), sheets, tmp_path), project=True))
+
+
+def _built(card: C.Card, tmp: Path, *, bed: float | None = None) -> Path:
+    """``python -m workers.omr template --from-blank`` on a scan of the blank card."""
+    import random
+
+    from tests.omr.corpus import degrade
+
+    rng = random.Random(f"built:{card.name}")
+    data, _ = degrade(C.fill_card(card, rng, blank=True).page, rng, upside_down=False, bed=bed)
+    blank, out = tmp / "blank.jpg", tmp / "built.json"
+    blank.write_bytes(data)
+    counts = ["--questions", str(sum(len(b.labels) for b in card.question_blocks)), "--choices", "5"]
+    counts += ["--id-digits", str(len(card.id_block.labels))]
+    assert cli_main(["template", "--from-blank", str(blank), *counts, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("name", ["circle", "corner", "bare"])
+def test_a_template_built_from_the_blank_card_reads_its_filled_scans_exactly(name: str, tmp_path: Path) -> None:
+    # Discs, L's (whose ink is not centred on their square), or no marker at all: the
+    # page's edges, the blank and the filled cards scanned on the same dark bed.
+    card = C.CARDS[name]
+    bare = card.marker == "none"
+    template = _built(card, tmp_path, bed=0.25 if bare else None)
+    how = "darkbed" if bare else "scan"
+    sheets = list(C.make_cards(card, 2, "built", how=how, upside_down=FLIPS))
+    _assert_exact(_tally(sheets, _read(template, sheets, tmp_path), project=True))
+
+
 # --- what is printed is not a mark -------------------------------------------------------------
 
 
@@ -219,11 +252,8 @@ def test_a_200_question_card_read_with_a_45_question_template_is_refused_not_mis
 @pytest.mark.parametrize(
     ("name", "crop"),
     [
-        pytest.param(
-            "red",
-            "markers",
-            marks=pytest.mark.xfail(reason=f"{NOT_YET}: one of two photos NO_SHEET_FOUND", strict=False),
-        ),
+        ("red", "markers"),
+        ("circle", "markers"),
         ("bare", "page"),
     ],
 )

@@ -94,6 +94,10 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
     Squares with one hollow (this project's sheets) give one alignment; four identical
     markers give each turn that fits the template's aspect, for the layout to choose.
     """
+    shape = template.alignment.options.get("shape")
+    if template.marker_image is None and shape in DRAWN_SHAPES:
+        # Four identical discs or L's, named by the template: searched as a picture.
+        template = with_drawn_marker(template, str(shape))
     if template.marker_image is not None:
         # Four identical marker pictures (OMRChecker): a different search, see there.
         from workers.omr.omrchecker_align import align_by_image
@@ -116,6 +120,42 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
     if quad is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
     return fit_candidates(gray, template, quad, k, photo=False)
+
+
+#: marker shapes a template may name (``alignment.shape``) that are not squares, and how
+#: thick an L's bars are, as a share of its side (vendors print a quarter to a third).
+DRAWN_SHAPES: Final = ("circle", "corner")
+L_BAR: Final = 0.3
+#: paper drawn round a marker picture on each side, as a share of the marker's side: the
+#: match then needs paper round the shape, not only the shape.
+PICTURE_MARGIN: Final = 0.25
+
+
+def with_drawn_marker(template: Template, shape: str) -> Template:
+    """The template with a picture of its marker drawn from its shape and size: a disc,
+    or an L (a bar down the left side and one along the bottom, any turn of it matching)
+    filling the marker's square, centred in paper."""
+    from dataclasses import replace
+
+    import cv2
+    import numpy as np
+
+    from workers.omr.template import MarkerImage
+
+    side = max(8, round(template.marker_size))
+    pad = max(2, round(side * PICTURE_MARGIN))
+    pic = np.full((side, side), 255, np.uint8)
+    if shape == "circle":
+        cv2.circle(pic, (side // 2, side // 2), side // 2 - 1, 0, -1, cv2.LINE_AA)
+    else:
+        bar = max(2, round(side * L_BAR))
+        pic[:, :bar] = 0
+        pic[side - bar :, :] = 0
+    framed = cv2.copyMakeBorder(pic, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=255)
+    ok, buf = cv2.imencode(".png", framed)
+    assert ok
+    full = template.marker_size * (side + 2 * pad) / side
+    return replace(template, marker_image=MarkerImage(bytes(buf), full, full))
 
 
 def fit_candidates(

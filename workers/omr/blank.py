@@ -412,13 +412,36 @@ def _marker_shape(blobs: Sequence[_Blob], gray: Image) -> str:
     return "solid" if ink >= 0.9 else "hollow"
 
 
+def _square_centre(gray: Image, blob: _Blob) -> tuple[float, float]:
+    """The centre of the smallest (turned) rectangle round a marker's ink: for an L, the
+    square it fills two sides of, whatever the scan's skew."""
+    import cv2
+
+    reach = round(max(blob.w, blob.h))
+    x0, y0 = max(0, round(blob.x) - reach), max(0, round(blob.y) - reach)
+    roi = gray[y0 : round(blob.y) + reach + 1, x0 : round(blob.x) + reach + 1]
+    _, binary = cv2.threshold(roi, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return blob.x, blob.y
+    (cx, cy), _, _ = cv2.minAreaRect(max(contours, key=cv2.contourArea))
+    return x0 + cx, y0 + cy
+
+
 def _marker_frame(
     colour: Image, gray: Image, page: npt.NDArray[np.float64], markers: list[_Blob], *, photo: bool
 ) -> Frame:
     import cv2
     import numpy as np
 
-    quad = np.array([(b.x, b.y) for b in markers], np.float64)
+    shape = _marker_shape(markers, gray)
+    if shape == "corner":
+        # An L's ink is centred a seventh of its side off its square's centre, towards its
+        # inside corner; the reader places a marker by its square, as the template's
+        # ``marker`` inset and size describe it.
+        quad = np.array([_square_centre(gray, b) for b in markers], np.float64)
+    else:
+        quad = np.array([(b.x, b.y) for b in markers], np.float64)
     size_img = float(np.mean([math.sqrt(b.w * b.h) for b in markers]))
     across = (_dist(quad[0], quad[1]) + _dist(quad[3], quad[2])) / 2
     down = (_dist(quad[0], quad[3]) + _dist(quad[1], quad[2])) / 2
@@ -443,7 +466,6 @@ def _marker_frame(
     m = round(half)
     r = msize // 2 + 1
     picture = sgray[max(0, m - r) : m + r, max(0, m - r) : m + r].copy()
-    shape = _marker_shape(markers, gray)
     return Frame(
         "markers",
         np.asarray(straight, np.uint8),
