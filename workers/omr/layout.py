@@ -278,8 +278,10 @@ def _fit_block(
     if found is None:
         # No outline stands out (hairline or very light outlines): what is printed or
         # marked inside the bubbles (their digits, the students' marks) still sits at
-        # their centres and places the block; its size stays the template's.
-        centre = _middle(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s))
+        # their centres and places the block; its size stays the template's. Not when
+        # only telling which way up the sheet lies: text under a turned template can
+        # centre on its bubbles as well as digits do.
+        centre = _middle(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s)) if measure else None
         if centre is None:
             return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False)
         return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2])
