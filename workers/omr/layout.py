@@ -37,7 +37,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, OmrError
 from workers.omr.template import Field, Template
@@ -315,8 +315,8 @@ def _stretch(
     if lines.size < MIN_STRETCH_LINES:
         return 1.0
     places, offsets, weights = [], [], []
-    for value in lines:
-        got = _outline(patches[keys == value].mean(axis=0), hx, hy, *look)
+    means = np.stack([patches[keys == value].mean(axis=0) for value in lines])
+    for value, got in zip(lines, _outlines(means, hx, hy, *look), strict=True):
         if got is None:
             continue
         places.append(float(value))
@@ -353,63 +353,110 @@ def _outline(
     axes are done in turn, each through the other's latest centre. None when the
     outline does not stand out from the paper around it.
     """
+    return _outlines(mean[None], hx, hy, radii, reach, top, side)[0]
+
+
+def _outlines(
+    means: npt.NDArray[np.float32],
+    hx: int,
+    hy: int,
+    radii: tuple[float, float],
+    reach: tuple[float, float],
+    top: tuple[float, float],
+    side: tuple[float, float],
+) -> list[tuple[tuple[float, float], tuple[float, float], float] | None]:
+    """``_outline`` of each of several mean pictures (n, height, width) of one block.
+
+    The pairs of outline points tried are the same for every picture, so they are scored
+    for all pictures at once: a block's columns and rows (``_stretch``) cost one pass.
+    """
     import numpy as np
 
-    c = [0.0, 0.0]  # offset x, y (patch pixels from its middle)
-    r = [radii[0], radii[1]]
-    strength = [0.0, 0.0]
+    n = len(means)
+    c = [[0.0, 0.0] for _ in range(n)]  # offset x, y (patch pixels from its middle)
+    r = [[radii[0], radii[1]] for _ in range(n)]
+    strength = [[0.0, 0.0] for _ in range(n)]
+    alive = [True] * n
     for axis in (1, 0, 1, 0):
         other = 1 - axis
-        band = max(1, int(0.25 * r[other]))
-        # A ruled line across the axis shows in the bubble's profile and beside the
-        # bubble alike: the profile beside it (past the bubble's edge, short of the next
-        # bubble) is taken off, so table rules between rows do not pass for outlines.
-        near = int(1.3 * r[other]) + 1
-        far = int(min(1.8 * r[other], side[other] - abs(c[other]))) + 1
-        if axis == 0:
-            row = round(hy + c[1])
-            profile = mean[max(0, row - band) : row + band + 1, :].mean(axis=0)
-            if far > near:
-                beside = np.concatenate(
-                    [mean[max(0, row - far) : max(0, row - near), :], mean[row + near : row + far, :]]
-                )
-                if len(beside):
-                    profile = profile - beside.mean(axis=0)
-            middle = hx
-        else:
-            col = round(hx + c[0])
-            profile = mean[:, max(0, col - band) : col + band + 1].mean(axis=1)
-            if far > near:
-                beside = np.concatenate(
-                    [mean[:, max(0, col - far) : max(0, col - near)], mean[:, col + near : col + far]], axis=1
-                )
-                if beside.shape[1]:
-                    profile = profile - beside.mean(axis=1)
-            middle = hy
-        lo = max(1, int(SIZE_RANGE[0] * radii[axis]))
-        hi = max(lo + 1, int(top[axis]))
-        reach_px = int(reach[axis])
-        rr = np.arange(lo, hi + 1)[:, None]
-        cc = np.arange(-reach_px, reach_px + 1)[None, :]
-        last = len(profile) - 1
-        a, b = middle + cc - rr, middle + cc + rr
-        inside = (a >= 0) & (b <= last)
-        a, b = np.clip(a, 0, last), np.clip(b, 0, last)
+        profiles = []
+        for k in range(n):
+            mean, ck, rk = means[k], c[k], r[k]
+            band = max(1, int(0.25 * rk[other]))
+            # A ruled line across the axis shows in the bubble's profile and beside the
+            # bubble alike: the profile beside it (past the bubble's edge, short of the
+            # next bubble) is taken off, so table rules between rows do not pass for
+            # outlines.
+            near = int(1.3 * rk[other]) + 1
+            far = int(min(1.8 * rk[other], side[other] - abs(ck[other]))) + 1
+            if axis == 0:
+                row = round(hy + ck[1])
+                profile = mean[max(0, row - band) : row + band + 1, :].mean(axis=0)
+                if far > near:
+                    beside = np.concatenate(
+                        [mean[max(0, row - far) : max(0, row - near), :], mean[row + near : row + far, :]]
+                    )
+                    if len(beside):
+                        profile = profile - beside.mean(axis=0)
+            else:
+                col = round(hx + ck[0])
+                profile = mean[:, max(0, col - band) : col + band + 1].mean(axis=1)
+                if far > near:
+                    beside = np.concatenate(
+                        [mean[:, max(0, col - far) : max(0, col - near)], mean[:, col + near : col + far]], axis=1
+                    )
+                    if beside.shape[1]:
+                        profile = profile - beside.mean(axis=1)
+            profiles.append(profile)
+        middle = hx if axis == 0 else hy
+        rr, cc, a, b, inside, a_out, b_out, prior = _pairs(
+            len(profiles[0]), middle, radii[axis], top[axis], reach[axis]
+        )
+        stack = np.stack(profiles)  # (pictures, profile)
         # Both outline points dark, and lighter just outside them (paper).
-        outside = 0.5 * (profile[np.clip(a - 2, 0, last)] + profile[np.clip(b + 2, 0, last)])
+        outside = 0.5 * (stack[:, a_out] + stack[:, b_out])
         # The print is looked for near where the template puts it: a pair further off
         # must be that much darker (a mark's edge and the next row's outline can pair
         # up as well as a bubble's own outline, and more often the further off).
-        prior = NEAR_PRIOR * np.abs(cc) / max(reach_px, 1)
-        scores = np.where(inside, np.minimum(profile[a], profile[b]) - outside - prior, -np.inf)
-        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        # The prior picks among outlines; how dark the outline is is its own matter.
-        if not scores[i, j] + prior[0, j] >= MIN_OUTLINE:
-            return None
-        strength[axis] = float(scores[i, j])
-        c[axis] = float(cc[0, j]) + _vertex(scores[i, :], int(j))
-        r[axis] = float(rr[i, 0]) + _vertex(scores[:, j], int(i))
-    return (c[0], c[1]), (r[0], r[1]), float(np.mean(strength))
+        scores = np.where(inside, np.minimum(stack[:, a], stack[:, b]) - outside - prior, -np.inf)
+        best = np.argmax(scores.reshape(n, -1), axis=1)
+        for k in range(n):
+            if not alive[k]:
+                continue
+            i, j = np.unravel_index(int(best[k]), scores.shape[1:])
+            # The prior picks among outlines; how dark the outline is is its own matter.
+            if not scores[k, i, j] + prior[0, j] >= MIN_OUTLINE:
+                alive[k] = False
+                continue
+            strength[k][axis] = float(scores[k, i, j])
+            c[k][axis] = float(cc[0, j]) + _vertex(scores[k, i, :], int(j))
+            r[k][axis] = float(rr[i, 0]) + _vertex(scores[k, :, j], int(i))
+    return [
+        ((c[k][0], c[k][1]), (r[k][0], r[k][1]), float(np.mean(strength[k]))) if alive[k] else None for k in range(n)
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(length: int, middle: int, radius: float, top: float, reach: float) -> tuple[npt.NDArray[Any], ...]:
+    """The outline point pairs ``_outlines`` tries along one axis of a profile: radii
+    ``rr`` (column) by centre offsets ``cc`` (row), the two points' indices, whether both
+    lie on the profile, the indices just outside them, and the pull towards the middle."""
+    import numpy as np
+
+    lo = max(1, int(SIZE_RANGE[0] * radius))
+    hi = max(lo + 1, int(top))
+    reach_px = int(reach)
+    rr = np.arange(lo, hi + 1)[:, None]
+    cc = np.arange(-reach_px, reach_px + 1)[None, :]
+    last = length - 1
+    a, b = middle + cc - rr, middle + cc + rr
+    inside = (a >= 0) & (b <= last)
+    a, b = np.clip(a, 0, last), np.clip(b, 0, last)
+    prior = NEAR_PRIOR * np.abs(cc) / max(reach_px, 1)
+    out = (rr, cc, a, b, inside, np.clip(a - 2, 0, last), np.clip(b + 2, 0, last), prior)
+    for arr in out:
+        arr.flags.writeable = False
+    return out
 
 
 def _middle(
