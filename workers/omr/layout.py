@@ -419,20 +419,23 @@ def _outlines(
         # must be that much darker (a mark's edge and the next row's outline can pair
         # up as well as a bubble's own outline, and more often the further off).
         scores = np.where(inside, np.minimum(stack[:, a], stack[:, b]) - outside - prior, -np.inf)
-        best = np.argmax(scores.reshape(n, -1), axis=1)
+        best = np.argmax(scores.reshape(n, -1), axis=1).tolist()
+        width = scores.shape[2]
         for k in range(n):
             if not alive[k]:
                 continue
-            i, j = np.unravel_index(int(best[k]), scores.shape[1:])
+            i, j = divmod(best[k], width)
             # The prior picks among outlines; how dark the outline is is its own matter.
             if not scores[k, i, j] + prior[0, j] >= MIN_OUTLINE:
                 alive[k] = False
                 continue
             strength[k][axis] = float(scores[k, i, j])
-            c[k][axis] = float(cc[0, j]) + _vertex(scores[k, i, :], int(j))
-            r[k][axis] = float(rr[i, 0]) + _vertex(scores[k, :, j], int(i))
+            c[k][axis] = float(cc[0, j]) + _vertex(scores[k, i, :], j)
+            r[k][axis] = float(rr[i, 0]) + _vertex(scores[k, :, j], i)
+    # (a + b) / 2 is np.mean of two floats, without its overhead.
     return [
-        ((c[k][0], c[k][1]), (r[k][0], r[k][1]), float(np.mean(strength[k]))) if alive[k] else None for k in range(n)
+        ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2) if alive[k] else None
+        for k in range(n)
     ]
 
 
