@@ -352,3 +352,155 @@ def test_a_card_whose_choices_run_down_a_column_is_read_with_its_built_template(
         for label, truth in sheet.truth.answers.items():
             number = label.removeprefix("q")
             assert number in reading["review"] or sorted(reading["answers"][number]) == sorted(truth), number
+
+
+# --- the matrix of card designs, over several scans of each blank ----------------------------
+
+
+def _design_card(questions: int, choices: int, *, down: bool, id_digits: int, red: bool) -> C.Card:
+    """A card of the generator's print in one design of the matrix a teacher may bring:
+    20 to 200 questions, 4 or 5 choices across a row or down a column, 6 to 10 ID digits,
+    red or black print. Blocks of choices down are ten questions wide, three to a band;
+    blocks across fill up to five columns, their bubbles sized to the rows' spacing."""
+    values = tuple(str(i) for i in range(1, choices + 1))
+    labels = tuple(f"id{i}" for i in range(1, id_digits + 1))
+    ids = C.Block("StudentID", labels, C.DIGITS, (212, 437), 44, 40 if id_digits > 8 else 44, (20, 30), vertical=True)
+    blocks = []
+    if down:
+        for k in range(math.ceil(questions / 10)):
+            first, count = 1 + k * 10, min(10, questions - k * 10)
+            origin = (260 + 470.0 * (k % 3), 1000.0 + (choices * 50 + 130) * (k // 3))
+            blocks.append(
+                C.Block(
+                    f"Q{first}",
+                    tuple(f"q{first + i}" for i in range(count)),
+                    values,
+                    origin,
+                    50,
+                    44,
+                    (30, 24),
+                    vertical=True,
+                )
+            )
+    else:
+        columns = (
+            1 if questions <= 25 else 2 if questions <= 50 else 3 if questions <= 90 else 4 if questions <= 140 else 5
+        )
+        per = math.ceil(questions / columns)
+        row_gap = min(70.0, 1300 / per)
+        h = round(min(36, 0.7 * row_gap))
+        step = (C.WIDTH - 200) / columns
+        for k in range(columns):
+            first, count = 1 + k * per, min(per, questions - k * per)
+            blocks.append(
+                C.Block(
+                    f"Q{first}",
+                    tuple(f"q{first + i}" for i in range(count)),
+                    values,
+                    (205 + k * step, 900.0),
+                    min(65.0, (step - 130) / choices),
+                    row_gap,
+                    (round(h * 0.67), h),
+                )
+            )
+    colours: dict[str, Any] = {"ink": C.RED, "outline": C.PINK, "digit": C.PINK} if red else {}
+    name = f"design-{questions}-{choices}{'down' if down else 'across'}-{id_digits}-{'red' if red else 'black'}"
+    return C.Card(name, ids, tuple(blocks), marker="hollow" if red else "solid", **colours)
+
+
+#: (questions, choices, choices down, ID digits, red print): every value of each axis.
+DESIGNS: Final = (
+    (20, 5, False, 6, True),
+    (20, 4, True, 10, False),
+    (60, 4, False, 10, True),
+    (60, 5, True, 7, True),
+    (100, 4, False, 8, False),
+    (150, 5, False, 9, True),
+    (200, 4, False, 6, False),
+    (200, 5, False, 10, True),
+)
+
+
+def _read_silent_flagged(card: C.Card, template: dict[str, Any], seed: str, *, how: str) -> tuple[int, int, int]:
+    """Silent misreads, flagged answers and answers over one filled sheet of ``card``."""
+    from workers.omr.decode import decode_image
+    from workers.omr.reader import read_gray
+
+    tpl = parse_template(template)
+    silent = flagged = answers = 0
+    for sheet in C.make_cards(card, 1, seed, how=how):
+        reading = read_gray(decode_image(sheet.data), tpl, photo=how == "photo").to_dict()
+        assert reading["student_id"] == sheet.truth.student_id
+        for label, truth in sheet.truth.answers.items():
+            number = label.removeprefix("q")
+            answers += 1
+            if number in reading["review"]:
+                flagged += 1
+            elif sorted(reading["answers"][number]) != sorted(truth):
+                silent += 1
+    return silent, flagged, answers
+
+
+@pytest.mark.parametrize("design", DESIGNS, ids=lambda d: "-".join(map(str, d)))
+def test_each_design_builds_from_three_scans_of_its_blank_and_reads_its_filled_sheets(
+    design: tuple[int, int, bool, int, bool],
+) -> None:
+    questions, choices, down, digits, red = design
+    card = _design_card(questions, choices, down=down, id_digits=digits, red=red)
+    for seed in range(3):
+        rng = random.Random(f"blank:{card.name}:{seed}")
+        data, _ = degrade(C.fill_card(card, rng, blank=True).page, rng, upside_down=False)
+        proposal = propose_template(data, questions=questions, choices=choices, id_digits=digits)
+        tpl = parse_template(proposal.template)
+        assert [q.label for q in tpl.questions] == [str(n) for n in range(1, questions + 1)]
+        assert len(tpl.id_fields) == digits
+        if seed == 0:
+            silent, flagged, answers = _read_silent_flagged(card, proposal.template, "design", how="scan")
+            assert silent == 0
+            assert flagged <= 0.02 * answers
+
+
+@pytest.mark.parametrize("name", ["grey", "q200", "mixed"])
+def test_light_small_and_mixed_print_builds_on_every_one_of_five_scans(name: str) -> None:
+    """Light-grey outlines and small bubbles with their digit inside lose a bubble here and
+    there to the shape search; the block's lattice and the printed ring find it again."""
+    card = C.CARDS[name]
+    counts = _counts(card)
+    for seed in range(5):
+        rng = random.Random(f"blank:{name}:{seed}")
+        data, _ = degrade(C.fill_card(card, rng, blank=True).page, rng, upside_down=False)
+        tpl = parse_template(
+            propose_template(
+                data, questions=counts["questions"], choices=counts["choices"], id_digits=counts["id_digits"]
+            ).template
+        )
+        assert len(tpl.questions) == counts["questions"], seed
+        assert len(tpl.id_fields) == counts["id_digits"], seed
+
+
+def test_a_blank_phone_photo_builds_a_template_that_reads_the_cards_photos() -> None:
+    card = _design_card(60, 4, down=False, id_digits=10, red=True)
+    from tests.omr.corpus import photograph
+
+    rng = random.Random(f"blank:{card.name}:photo")
+    data = photograph(C.fill_card(card, rng, blank=True).page, rng)
+    proposal = propose_template(data, questions=60, choices=4, id_digits=10, photo=True)
+    # A photographed hollow square is told by its shape on the straightened page.
+    assert proposal.template["alignment"] == {"kind": "markers", "identical": True, "shape": "hollow"}
+    silent, flagged, answers = _read_silent_flagged(card, proposal.template, "photo", how="photo")
+    assert silent == 0
+    assert flagged <= 0.02 * answers
+
+
+def test_a_bubble_the_card_does_not_print_is_not_made_up_from_the_blocks_lattice() -> None:
+    card = C.CARDS["red"]
+    page = C.draw_card(card)
+    x, y = card.question_blocks[1].centres()[7][2]  # question 23, choice 3: left unprinted
+    w, h = card.question_blocks[1].size
+    page[round(y - h) : round(y + h), round(x - w) : round(x + w)] = 255
+    ok, png = cv2.imencode(".png", page)
+    assert ok
+    with pytest.raises(OmrError) as caught:
+        propose_template(bytes(png), questions=45, choices=5, id_digits=8)
+    assert caught.value.code == BLANK_COUNTS_MISMATCH
+    assert caught.value.message.startswith("found 44 question rows of 5, expected 45")

@@ -3,8 +3,10 @@
 ``propose_template(image, questions=N, choices=K, id_digits=D)`` looks at a scan (or, with
 ``photo=True``, a phone photo) of an unfilled answer card and returns a project template
 (workers/omr/template.py) that the reader uses as it is, or refuses with a code and what
-it found. It never fills a gap by guessing: a row with a bubble missing, a block with a
-column too many, a count that does not add up, all refuse.
+it found. It never fills a gap by guessing: a bubble the shape search missed is taken
+only where its block's rows and columns put it and its printed outline is there; a
+row the card does not print in full, a block with a column too many, blocks that
+overlap, a count that does not add up, all refuse.
 
 How, step by step:
 
@@ -22,7 +24,9 @@ How, step by step:
 3. **Grid.** Bubbles of one size are grouped: columns of ten evenly spaced bubbles side
    by side are the student-ID block (digits 0..9 top to bottom); runs of exactly K evenly
    spaced bubbles are questions, across (choices in rows) or down (choices in columns),
-   and runs with the same start and spacing, evenly spaced, make one block.
+   and runs with the same start and spacing, evenly spaced, make one block. A block is
+   then completed along its lattice (complete_grids): where a place holds no bubble the
+   shape search found, the printed ring is looked for there, as dark as the block's own.
 4. **Numbering.** Down each column of blocks, then the columns left to right; values
    "1".."K".
 
@@ -32,7 +36,7 @@ The module is pure (bytes or arrays in, a dict out): no Django, no Celery.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -60,6 +64,9 @@ MAX_CHOICES: Final = 10
 MAX_ID_DIGITS: Final = 12
 #: the long side of a photo's straightened page (A4 at 200 dpi).
 PHOTO_LONG_SIDE: Final = 2339
+#: a scan whose page is longer than this (above about 230 dpi) is straightened to
+#: PHOTO_LONG_SIDE too.
+MAX_SCAN_LONG_SIDE: Final = 2700
 #: A4 and US Letter, long side over short side: a photographed page close to one of
 #: them (PAPER_SNAP) is taken to be it, since perspective alone cannot tell the aspect.
 PAPER_ASPECTS: Final = (math.sqrt(2), 11 / 8.5)
@@ -92,6 +99,9 @@ class Bubble:
     filled: bool = False
     #: bubbles of one printed size share a group (size_groups).
     group: int = -1
+    #: not found as a shape: its printed outline was checked where its block's lattice
+    #: puts it (complete_grids).
+    from_ring: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,8 +205,9 @@ def _propose(
         raise OmrError(
             NOT_A_BUBBLE_SHEET, f"{len(bubbles)} bubble-like shapes: this picture is noise or not an answer sheet"
         )
-    id_grid, rest, id_problem = find_id_block(bubbles, id_digits)
-    question_grids, direction = find_question_blocks(rest, choices)
+    channel = print_channel(frame.straight)
+    id_grid, rest, id_problem = find_id_block(bubbles, id_digits, channel)
+    question_grids, direction = find_question_blocks(rest, choices, channel)
     rows = sum(len(g.rows) for g in question_grids)
     if rows == 0 and id_grid is None:
         raise OmrError(
@@ -208,6 +219,10 @@ def _propose(
         raise OmrError(BLANK_COUNTS_MISMATCH, id_problem)
     if rows != questions:
         raise OmrError(BLANK_COUNTS_MISMATCH, _questions_message(rows, questions, choices, rest, direction))
+    if overlap := _overlap([*question_grids, *([id_grid] if id_grid else [])]):
+        # Printed blocks do not overlap; two found so are one block taken apart wrongly
+        # (every other row in each), and their numbering would be wrong.
+        raise OmrError(BLANK_COUNTS_MISMATCH, overlap)
     if direction == "down":
         # Each question is a column of choices, the questions side by side: a block is
         # read left to right, and the blocks band by band down the page.
@@ -248,6 +263,11 @@ def _propose(
         frame.marker_picture,
         {
             "bubbles": len(bubbles),
+            # Bubbles the shape search missed, each confirmed by its printed ring where
+            # its block's rows and columns put it.
+            "bubbles_by_ring": sum(
+                b.from_ring for g in (*question_grids, *([id_grid] if id_grid else [])) for r in g.rows for b in r
+            ),
             "question_rows": rows,
             "question_blocks": len(question_grids),
             "choices_run": direction,
@@ -256,6 +276,29 @@ def _propose(
             "marker_shape": frame.marker_shape,
         },
     )
+
+
+def _box(grid: Grid) -> tuple[float, float, float, float]:
+    bs = [b for r in grid.rows for b in r]
+    return (
+        min(b.x - b.w / 2 for b in bs),
+        min(b.y - b.h / 2 for b in bs),
+        max(b.x + b.w / 2 for b in bs),
+        max(b.y + b.h / 2 for b in bs),
+    )
+
+
+def _overlap(grids: Sequence[Grid]) -> str:
+    """What is wrong when two blocks' areas overlap ("" when none do)."""
+    boxes = [_box(g) for g in grids]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                return (
+                    f"two blocks of bubbles found overlap, around ({round(max(a[0], b[0]))}, "
+                    f"{round(max(a[1], b[1]))}) on the straightened card: their rows could not be told apart"
+                )
+    return ""
 
 
 def _check_counts(questions: int, choices: int, id_digits: int) -> None:
@@ -428,6 +471,32 @@ def _square_centre(gray: Image, blob: _Blob) -> tuple[float, float]:
     return x0 + cx, y0 + cy
 
 
+def _straight_markers(sgray: Image, centres: Any, size: int) -> list[_Blob] | None:
+    """The four markers measured on the straightened page around their centres there."""
+    import cv2
+    import numpy as np
+
+    out = []
+    reach = round(size * 0.8)
+    for cx, cy in centres:
+        x0, y0 = max(0, round(cx) - reach), max(0, round(cy) - reach)
+        roi = sgray[y0 : round(cy) + reach + 1, x0 : round(cx) + reach + 1]
+        if roi.size == 0:
+            return None
+        _, binary = cv2.threshold(roi, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+        contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if not contours:
+            return None
+        contour = max(contours, key=cv2.contourArea)
+        x, y, w, h = cv2.boundingRect(contour)
+        if w * h == 0:
+            return None
+        ink = float(np.count_nonzero(binary[y : y + h, x : x + w])) / (w * h)
+        extent = cv2.contourArea(contour) / (w * h)
+        out.append(_Blob(x0 + x + w / 2, y0 + y + h / 2, float(w), float(h), ink, extent))
+    return out
+
+
 def _marker_frame(
     colour: Image, gray: Image, page: npt.NDArray[np.float64], markers: list[_Blob], *, photo: bool
 ) -> Frame:
@@ -448,10 +517,12 @@ def _marker_frame(
     # How far the markers sit from the page edge, in picture pixels (the page's own edge
     # when it was found, else the picture's).
     edge = float(np.mean([_dist_to_segment(quad[i], page[j], page[(j + 1) % 4]) for i in range(4) for j in (i - 1, i)]))
+    long_side = max(across + 2 * edge, down + 2 * edge)
     k = 1.0
-    if photo:
-        # Straighten first at unit scale, then size the page to A4 at 200 dpi.
-        k = PHOTO_LONG_SIDE / max(across + 2 * edge, down + 2 * edge)
+    if photo or long_side > MAX_SCAN_LONG_SIDE:
+        # Straighten first at unit scale, then size the page to A4 at 200 dpi (a scan
+        # at more is looked at as at 200 dpi: as exact for a template, and faster).
+        k = PHOTO_LONG_SIDE / long_side
     msize = max(8, round(size_img * k))
     half_guess = edge * k
     inset = max(0, round(half_guess - msize / 2))
@@ -466,6 +537,12 @@ def _marker_frame(
     m = round(half)
     r = msize // 2 + 1
     picture = sgray[max(0, m - r) : m + r, max(0, m - r) : m + r].copy()
+    if photo and shape != "corner":
+        # A photo's perspective and blur round a square's corners: its shape is told
+        # again where the markers stand square, on the straightened page.
+        again = _straight_markers(sgray, tpl, msize)
+        if again is not None:
+            shape = _marker_shape(again, sgray)
     return Frame(
         "markers",
         np.asarray(straight, np.uint8),
@@ -485,7 +562,7 @@ def _page_frame(colour: Image, page: npt.NDArray[np.float64], *, photo: bool) ->
 
     across = (_dist(page[0], page[1]) + _dist(page[3], page[2])) / 2
     down = (_dist(page[0], page[3]) + _dist(page[1], page[2])) / 2
-    k = PHOTO_LONG_SIDE / max(across, down) if photo else 1.0
+    k = PHOTO_LONG_SIDE / max(across, down) if photo or max(across, down) > MAX_SCAN_LONG_SIDE else 1.0
     width, height = round(across * k), round(down * k)
     if photo:
         width, height = _snap_paper(width, height, 0)
@@ -747,7 +824,9 @@ def _runs(bubbles: list[Bubble], *, across: bool, min_len: int) -> list[list[Bub
         for b in line[1:]:
             g = along(b) - along(run[-1])
             size = b.w if across else b.h
-            if len(run) == 1 and size * 1.1 <= g <= 5 * max(b.w, b.h):
+            # Printed bubbles stand apart, paper between them at least a quarter of their
+            # size: boxes drawn side by side sharing their borders (write-in boxes) are no run.
+            if len(run) == 1 and size * 1.25 <= g <= 5 * max(b.w, b.h):
                 run.append(b)
                 gap = g
             elif len(run) > 1 and abs(g - gap) <= GAP_TOL * gap:
@@ -816,13 +895,22 @@ def _mean_gap(run: Sequence[Bubble], across: bool) -> float:
     return (b - a) / max(1, len(run) - 1)
 
 
-def find_id_block(bubbles: list[Bubble], digits: int) -> tuple[Grid | None, list[Bubble], str]:
+def find_id_block(
+    bubbles: list[Bubble], digits: int, channel: Image | None = None
+) -> tuple[Grid | None, list[Bubble], str]:
     """The student-ID block (``digits`` columns of ten), the bubbles left over, and what
-    is wrong with it ("" when it was found as expected)."""
+    is wrong with it ("" when it was found as expected). ``channel``: the print channel
+    of the straightened blank, to complete the blocks by (complete_grids)."""
     if digits == 0:
         return None, bubbles, ""
-    columns = [r for r in _runs(bubbles, across=False, min_len=10) if len(r) == 10 and _outlined(r)]
-    grids = [g for g in _grids(columns, across=False) if len(g.rows) >= 2]
+    runs = _runs(bubbles, across=False, min_len=9)
+    if channel is not None:
+        runs = _lengthen(runs, 10, bubbles, channel)
+    columns = [r for r in runs if len(r) == 10 and _outlined(r)]
+    grids = _grids(columns, across=False)
+    if channel is not None:
+        grids = complete_grids(grids, bubbles, channel)
+    grids = [g for g in grids if len(g.rows) >= 2]
     exact = [g for g in grids if len(g.rows) == digits]
     if len(exact) != 1:
         if len(grids) == 1:
@@ -838,17 +926,262 @@ def find_id_block(bubbles: list[Bubble], digits: int) -> tuple[Grid | None, list
     return grid, [b for b in bubbles if id(b) not in taken], ""
 
 
-def find_question_blocks(bubbles: list[Bubble], choices: int) -> tuple[list[Grid], str]:
-    """The question blocks, choices running "across" (rows) or "down" (columns)."""
+def find_question_blocks(bubbles: list[Bubble], choices: int, channel: Image | None = None) -> tuple[list[Grid], str]:
+    """The question blocks, choices running "across" (rows) or "down" (columns);
+    ``channel`` as for find_id_block."""
     best: tuple[list[Grid], str] = ([], "across")
     best_rows = -1
     for across in (True, False):
-        runs = [r for r in _runs(bubbles, across=across, min_len=choices) if len(r) == choices and _outlined(r)]
+        runs = _runs(bubbles, across=across, min_len=max(2, choices - 1))
+        if channel is not None:
+            runs = _lengthen(runs, choices, bubbles, channel)
+        runs = [r for r in runs if len(r) == choices and _outlined(r)]
         grids = _grids(runs, across=across)
+        if channel is not None:
+            grids = complete_grids(grids, bubbles, channel)
         rows = sum(len(g.rows) for g in grids)
         if rows > best_rows:
             best, best_rows = (grids, "across" if across else "down"), rows
     return best
+
+
+#: a found bubble stands at a lattice place when its centre is within this share of the
+#: block's smaller bubble side, and is of the block's size within this log ratio.
+PLACE_TOL: Final = 0.3
+PLACE_SIZE_TOL: Final = 0.25
+#: a place with no bubble found there holds one when its printed ring is, sector by
+#: sector, at least this share as dark against the paper around it as the block's own
+#: found bubbles' rings are (their median), and that median is print, not noise (grey levels).
+RING_SHARE: Final = 0.45
+MIN_RING_CONTRAST: Final = 8.0
+RING_SECTORS: Final = 8
+
+
+def _lattice(rows: Sequence[Sequence[Bubble]]) -> tuple[Any, Any, Any]:
+    """A block's first centre and its two steps (along a row, between rows) as vectors,
+    fitted over every bubble of it."""
+    import numpy as np
+
+    n_rows, n_cols = len(rows), len(rows[0])
+    ii, jj = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    design = np.stack([np.ones(ii.size), jj.ravel(), ii.ravel()], axis=1)
+    xy = np.array([[(b.x, b.y) for b in r] for r in rows], np.float64).reshape(-1, 2)
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)
+    return coef[0], coef[1], coef[2]
+
+
+def ring_contrast(channel: Image, x: float, y: float, w: float, h: float, *, rect: bool) -> float:
+    """How much darker a bubble's printed outline at (x, y), w x h, is than the paper
+    just outside it, in its least dark sector (grey levels; about 0 where nothing is
+    printed, and low where only a stroke of text crosses the place)."""
+    import numpy as np
+
+    rx, ry = w / 2, h / 2
+    x0, x1 = math.floor(x - 1.7 * rx), math.ceil(x + 1.7 * rx) + 1
+    y0, y1 = math.floor(y - 1.7 * ry), math.ceil(y + 1.7 * ry) + 1
+    if x0 < 0 or y0 < 0 or x1 > channel.shape[1] or y1 > channel.shape[0]:
+        return 0.0
+    patch = channel[y0:y1, x0:x1].astype(np.float32)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    dx, dy = (xx - x) / rx, (yy - y) / ry
+    r = np.maximum(np.abs(dx), np.abs(dy)) if rect else np.hypot(dx, dy)
+    # The ring a pixel or so either side of the outline (sizes are measured to about a
+    # pixel); the paper from a third out to 0.6 of the bubble's size beyond it.
+    band = 0.15 + 1.0 / min(rx, ry)
+    ring = np.abs(r - 1) <= band
+    out = (r >= 1 + band + 0.1) & (r <= 1.6 + band)
+    sector = ((np.arctan2(dy, dx) + math.pi) / (2 * math.pi) * RING_SECTORS).astype(int) % RING_SECTORS
+    worst = math.inf
+    for k in range(RING_SECTORS):
+        ring_k, out_k = patch[ring & (sector == k)], patch[out & (sector == k)]
+        if ring_k.size == 0 or out_k.size == 0:
+            return 0.0
+        # The paper's brighter part: a frame line or text beside the bubble darkens some
+        # of the band outside it, not the paper between.
+        worst = min(worst, float(np.percentile(out_k, 75)) - float(np.percentile(ring_k, 25)))
+    return worst
+
+
+def complete_grids(grids: list[Grid], bubbles: Sequence[Bubble], channel: Image) -> list[Grid]:
+    """The blocks, each completed along its lattice where the card prints more of it.
+
+    The shape search misses a bubble here and there (a digit that fills a small bubble and
+    touches its outline, faint or blurred print, a size measured a pixel off), and a row
+    with one missing is no row: its block then comes out split, a row short, or (every
+    other row missed) as a block of twice the spacing. A block of two rows or more fixes
+    where its rows are; a place of it holds a bubble when a found bubble of the block's
+    size stands there, or, where none was found, a printed ring (ring_contrast) as dark as
+    the block's own. The biggest blocks first: each is taken at a half or a third of its
+    spacing when every place between its rows holds a bubble, then grows row by row at
+    both ends while every place of the next row does. A block whose bubbles it takes is
+    merged into it. Nothing is taken on position alone: a place with nothing printed
+    stops the growth, and the counts are checked after.
+    """
+    import numpy as np
+
+    if not grids or not bubbles:
+        return grids
+    pts = np.array([(b.x, b.y) for b in bubbles], np.float64)
+    owner: dict[int, int] = {}
+    for gi, g in enumerate(grids):
+        for run in g.rows:
+            for b in run:
+                owner[id(b)] = gi
+    rows_of: list[list[tuple[Bubble, ...]] | None] = [list(g.rows) for g in grids]
+    done: set[int] = set()  # blocks completed: what they hold is theirs
+
+    def free(b: Bubble) -> bool:
+        return owner.get(id(b)) not in done
+
+    def take(gi: int, row: tuple[Bubble, ...]) -> None:
+        for b in row:
+            other = owner.get(id(b), gi)
+            if other != gi:  # the rest of that block is on this lattice too, or lost
+                for r in rows_of[other] or ():
+                    for ob in r:
+                        owner.pop(id(ob), None)
+                rows_of[other] = None
+            owner[id(b)] = gi
+
+    for gi in sorted(range(len(grids)), key=lambda i: -len(grids[i].rows)):
+        rows = rows_of[gi]
+        if rows is None or len(rows) < 2:
+            continue
+        look = _Look.of(rows, channel)
+        n = len(rows[0])
+        # A block found at a multiple of its spacing (rows missed between): halve or
+        # third it while every place between its rows holds a bubble.
+        while len(rows) >= 2 and (dense := _denser(rows, look, pts, bubbles, free)) is not None:
+            for added in dense:
+                take(gi, added)
+            rows = dense
+        for forward in (True, False):
+            while True:
+                origin, along, between = _lattice(rows)
+                row = look.row(origin + (len(rows) if forward else -1) * between, along, n, pts, bubbles, free)
+                if row is None:
+                    break
+                take(gi, row)
+                rows = [*rows, row] if forward else [row, *rows]
+        rows_of[gi] = rows
+        done.add(gi)
+    return [Grid(tuple(r)) for r in rows_of if r is not None]
+
+
+def _lengthen(runs: list[list[Bubble]], length: int, bubbles: Sequence[Bubble], channel: Image) -> list[list[Bubble]]:
+    """The runs, each one bubble short of ``length`` taken one further at the one end
+    where a bubble of its size is printed (a found one that no run holds, or a printed
+    ring as dark as its own). A run that could go on at both ends is left as it is: the
+    card prints more than a run there."""
+    import numpy as np
+
+    if not bubbles:
+        return runs
+    pts = np.array([(b.x, b.y) for b in bubbles], np.float64)
+    held = {id(b) for r in runs for b in r}
+    out = []
+    for run in runs:
+        if len(run) != length - 1 or len(run) < 2:
+            out.append(run)
+            continue
+        look = _Look.of([run], channel)
+        first = np.array([run[0].x, run[0].y])
+        step = (np.array([run[-1].x, run[-1].y]) - first) / (len(run) - 1)
+        ends = [
+            look.row(first - step, step, 1, pts, bubbles, lambda b: id(b) not in held),
+            look.row(first + len(run) * step, step, 1, pts, bubbles, lambda b: id(b) not in held),
+        ]
+        if (ends[0] is None) == (ends[1] is None):
+            out.append(run)
+            continue
+        grown = [*ends[0], *run] if ends[0] is not None else [*run, *(ends[1] or ())]
+        held.update(id(b) for b in grown)
+        out.append(grown)
+    return out
+
+
+def _denser(
+    rows: list[tuple[Bubble, ...]],
+    look: _Look,
+    pts: Any,
+    bubbles: Sequence[Bubble],
+    free: Callable[[Bubble], bool],
+) -> list[tuple[Bubble, ...]] | None:
+    """The block at a half, third or fifth of its spacing, when every place between its
+    rows holds a bubble; else None."""
+    origin, along, between = _lattice(rows)
+    n = len(rows[0])
+    for m in (2, 3, 5):
+        dense: list[tuple[Bubble, ...]] = [rows[0]]
+        for i in range(len(rows) - 1):
+            for k in range(1, m):
+                row = look.row(origin + (i + k / m) * between, along, n, pts, bubbles, free)
+                if row is None:
+                    break
+                dense.append(row)
+            else:
+                dense.append(rows[i + 1])
+                continue
+            break
+        else:
+            return dense
+    return None
+
+
+@dataclass
+class _Look:
+    """What a block's bubbles look like: their size, shape and ring contrast."""
+
+    w: float
+    h: float
+    rect: bool
+    group: int
+    ring: float  # the median ring_contrast of its found bubbles
+    channel: Image = field(repr=False)
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[Bubble]], channel: Image) -> _Look:
+        import numpy as np
+
+        members = [b for r in rows for b in r]
+        w = float(np.median([b.w for b in members]))
+        h = float(np.median([b.h for b in members]))
+        rect = 2 * sum(b.rect for b in members) > len(members)
+        sample = members[:: max(1, len(members) // 24)]
+        ring = float(np.median([ring_contrast(channel, b.x, b.y, w, h, rect=rect) for b in sample]))
+        return cls(w, h, rect, rows[0][0].group, ring, channel)
+
+    def hits(self, places: Sequence[Any], pts: Any, bubbles: Sequence[Bubble]) -> list[Bubble | None]:
+        """The found bubble standing at each place, if any."""
+        import numpy as np
+
+        xs = np.array([float(p[0]) for p in places])
+        ys = np.array([float(p[1]) for p in places])
+        d = np.hypot(pts[:, 0, None] - xs, pts[:, 1, None] - ys)
+        nearest = np.argmin(d, axis=0)
+        tol = PLACE_TOL * min(self.w, self.h)
+        return [bubbles[int(k)] if d[int(k), j] <= tol else None for j, k in enumerate(nearest)]
+
+    def row(
+        self, start: Any, along: Any, n: int, pts: Any, bubbles: Sequence[Bubble], free: Callable[[Bubble], bool]
+    ) -> tuple[Bubble, ...] | None:
+        """The row of ``n`` bubbles from ``start``, or None when a place of it holds none
+        or a bubble that is not ``free`` (another block's, completed before)."""
+        places = [start + j * along for j in range(n)]
+        out: list[Bubble] = []
+        for place, hit in zip(places, self.hits(places, pts, bubbles), strict=True):
+            x, y = float(place[0]), float(place[1])
+            if hit is not None:
+                if not free(hit) or max(abs(math.log(hit.w / self.w)), abs(math.log(hit.h / self.h))) > PLACE_SIZE_TOL:
+                    return None
+                out.append(hit)
+            elif self.ring >= MIN_RING_CONTRAST and (
+                ring_contrast(self.channel, x, y, self.w, self.h, rect=self.rect) >= RING_SHARE * self.ring
+            ):
+                out.append(Bubble(x, y, self.w, self.h, self.rect, group=self.group, from_ring=True))
+            else:
+                return None
+        return tuple(out)
 
 
 @dataclass(frozen=True)
