@@ -17,7 +17,14 @@ import pytest
 from tests.omr.corpus import fill_sheet, photograph
 from workers.base import JobInput
 from workers.omr.align import align
-from workers.omr.classify import CLASSIFIER_SURE, REVIEW_BELOW, FieldReading, combine_field, sheet_levels
+from workers.omr.classify import (
+    CLASSIFIER_SURE,
+    REVIEW_BELOW,
+    FieldReading,
+    classifier_fits,
+    combine_field,
+    sheet_levels,
+)
 from workers.omr.learned import MODEL_NAME, model
 from workers.omr.learned.crops import CONTEXT, SIZE, context, crops
 from workers.omr.processor import OmrGradingProcessor
@@ -135,6 +142,48 @@ def test_combine_lifts_a_doubt_only_when_both_read_the_same_marks(template: Temp
         d = combine_field(f, _reading(("2",), 1.0), other)
         assert (d.values, d.review, d.classifier) == (("2",), True, "disagree")
         assert d.confidence < REVIEW_BELOW
+
+
+def test_the_classifier_fits_a_sheet_unless_it_contradicts_its_clear_fields(template: Template) -> None:
+    fields = template.questions[:40]
+    clear = [_reading(("2",), 1.0) for _ in fields]
+    agree, against = (0.0, 1.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0, 0.0)
+    assert classifier_fits(fields, clear, [agree] * 40)
+    # Two contradicted clear fields are two hard bubbles, not a sheet it cannot see.
+    assert classifier_fits(fields, clear, [against] * 2 + [agree] * 38)
+    # Five of forty (an eighth) is a sheet whose print it never learned.
+    assert not classifier_fits(fields, clear, [against] * 5 + [agree] * 35)
+    # Doubtful fields are what it is for: contradicting all of them is no sign.
+    doubtful = [_reading(("2",), 0.5) for _ in fields]
+    assert classifier_fits(fields, doubtful, [against] * 40)
+
+
+def test_a_classifier_that_contradicts_the_sheet_is_set_aside(
+    template: Template, photos: list[tuple[np.ndarray, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workers.omr.learned as learned
+
+    def everything_marked(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return np.ones(len(x), np.float32)
+
+    monkeypatch.setattr(learned, "scorer", lambda: _Fixed(everything_marked))
+    gray, _ = photos[0]
+    reading = read_gray(gray, template, photo=True)
+    alone = read_gray(gray, template, photo=True, learned=False)
+    assert reading.classifier is None
+    assert {q.classifier for q in reading.questions} == {"off"}
+    assert reading.answers == alone.answers
+    assert reading.review == alone.review
+
+
+class _Fixed:
+    name = "fixed"
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(x, c), np.float32)
 
 
 def _photos(template: Template) -> list[tuple[np.ndarray, Any]]:

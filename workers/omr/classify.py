@@ -32,6 +32,11 @@ its own: when both read the same marks and the classifier is sure of every bubbl
 field takes the higher of the two confidences (this is what clears the light-pencil
 flags); when they read different marks, the field goes to a person whatever either
 said. A silent wrong answer then needs both readers wrong in the same way.
+
+Before that, ``classifier_fits`` checks the classifier on the sheet itself: where it
+reads other marks than the thresholds on the fields the thresholds read beyond doubt
+(OFF_SHEET_SHARE of them), it is seeing print it never learned, not a few hard bubbles;
+it is set aside and the sheet is read as a scan is, by the thresholds alone.
 """
 
 from __future__ import annotations
@@ -63,6 +68,13 @@ SINGLE_REST: Final = 0.25
 #: the classifier vouches for a field only when every bubble's P(marked) is this far
 #: from 0.5 on the 0..1 certainty scale, |2p - 1| (0.9: p <= 0.05 or p >= 0.95).
 CLASSIFIER_SURE: Final = 0.9
+#: the classifier is set aside on a sheet when it reads other marks than the thresholds
+#: on more than this share of the fields the thresholds read beyond doubt (confidence at
+#: least CLASSIFIER_SURE), and on at least OFF_SHEET_MIN of them: a sheet whose print is
+#: unlike every sheet it learned from (black rings and digits as dark as the marks), not
+#: a few misread bubbles. On the sheets it was made for it contradicts none of them.
+OFF_SHEET_SHARE: Final = 0.1
+OFF_SHEET_MIN: Final = 3
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,8 @@ class FieldReading:
     confidence: float
     review: bool
     #: what the classifier did: "" not run, "agree", "lifted" (it cleared a doubt the
-    #: thresholds had), "unsure", "disagree" (sent to a person).
+    #: thresholds had), "unsure", "disagree" (sent to a person), "off" (set aside on this
+    #: sheet: ``classifier_fits``).
     classifier: str = ""
 
 
@@ -182,7 +195,7 @@ def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool 
 
 def combine_field(f: Field, reading: FieldReading, probs: Sequence[float]) -> FieldReading:
     """Join a threshold reading with the classifier's P(marked) for the same bubbles."""
-    marked = tuple(f.values[i] for i, p in enumerate(probs) if p >= 0.5)
+    marked = classifier_marks(f, probs)
     sure = min((abs(2 * p - 1) for p in probs), default=0.0)
     if marked != reading.values:
         confidence = min(reading.confidence, REVIEW_BELOW / 2)
@@ -192,3 +205,28 @@ def combine_field(f: Field, reading: FieldReading, probs: Sequence[float]) -> Fi
     confidence = max(reading.confidence, sure)
     verdict = "lifted" if reading.review else "agree"
     return replace(reading, confidence=round(confidence, 3), review=confidence < REVIEW_BELOW, classifier=verdict)
+
+
+def classifier_marks(f: Field, probs: Sequence[float]) -> tuple[str, ...]:
+    """The values the classifier reads as marked (P >= 0.5), in template order."""
+    return tuple(f.values[i] for i, p in enumerate(probs) if p >= 0.5)
+
+
+def classifier_fits(
+    fields: Sequence[Field], readings: Sequence[FieldReading], probs: Sequence[Sequence[float]]
+) -> bool:
+    """Whether the classifier reads this sheet's clear fields as the thresholds do.
+
+    A clear field is one the thresholds read with confidence at least CLASSIFIER_SURE
+    (every bubble within a tenth of the way from its level). The classifier was made to
+    settle the doubtful fields; on the clear ones its readings are a check of whether it
+    sees this sheet's print as it saw its training sheets. It fails that check when it
+    contradicts more than OFF_SHEET_SHARE of them, and at least OFF_SHEET_MIN.
+    """
+    clear = [
+        classifier_marks(f, p) != r.values
+        for f, r, p in zip(fields, readings, probs, strict=True)
+        if r.confidence >= CLASSIFIER_SURE
+    ]
+    against = sum(clear)
+    return not (against >= OFF_SHEET_MIN and against > OFF_SHEET_SHARE * len(clear))

@@ -126,7 +126,7 @@ def read_gray(
             f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
         )
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
-    clean = without_print(samples.fill, samples.index, [f.block or f"field:{f.label}" for f in placed.fields])
+    clean = print_free(samples, placed)
     levels = sheet_levels(clean, samples.index)
     fill = clean.tolist()
     n_id = len(template.id_fields)
@@ -139,7 +139,7 @@ def read_gray(
         from workers.omr.learned import refine
 
         marks = gray if samples.channel < 0 else _channel(image, samples.channel)
-        fields, classifier = refine(marks, placed, alignment, samples, levels, fields)
+        fields, classifier = refine(marks, placed, alignment, samples, levels, fields, fill=clean)
     unfound = fit.unfound
     if unfound:
         # No printed bubble outline stood out in these fields' block: they were read where
@@ -174,6 +174,13 @@ def place_fit(
     samples = sample(image, placed, alignment, gray)
     rings_check(samples, template)
     return fit, placed, samples
+
+
+def print_free(samples: Samples, placed: Template) -> npt.NDArray[np.float64]:
+    """The sheet's fills with what is printed inside each bubble taken off
+    (``classify.without_print``, each field measured within its block): what the
+    thresholds read by, and what the learned classifier's context is built from."""
+    return without_print(samples.fill, samples.index, [f.block or f"field:{f.label}" for f in placed.fields])
 
 
 def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from workers.omr.classify import FieldReading, Levels, combine_field
+from workers.omr.classify import FieldReading, Levels, classifier_fits, combine_field
 from workers.omr.learned.model import MODEL_NAME, scorer
 from workers.omr.template import Template
 
@@ -46,11 +47,17 @@ def refine(
     samples: Samples,
     levels: Levels,
     fields: Sequence[FieldReading],
+    *,
+    fill: npt.NDArray[np.float64],
 ) -> tuple[list[FieldReading], str | None]:
     """Score every bubble of the sheet in one batch and join it to the threshold reading.
 
+    ``fill``: the fills the thresholds read by (``classify.without_print``), from which
+    ``levels`` were taken; the context is built from the same pair at training.
     Returns the fields and the classifier's name, or the fields unchanged and None when
-    the classifier cannot run in this process.
+    the classifier cannot run in this process. A classifier that contradicts the sheet's
+    clear fields (``classify.classifier_fits``) is set aside: the fields keep the
+    thresholds' reading, marked "off", and the name is None.
     """
     score = scorer()
     if score is None:
@@ -58,12 +65,13 @@ def refine(
     from workers.omr.learned.crops import context, crops
 
     try:
-        p = score(crops(gray, template, alignment), context(samples.fill, samples.index, levels))
+        p = score(crops(gray, template, alignment), context(fill, samples.index, levels))
     except Exception:  # a runtime fault must not lose the sheet: the thresholds still read it
         logger.exception("OMR mark classifier failed on a sheet; read threshold-only")
         return list(fields), None
-    joined = [
-        combine_field(f, r, p[list(idx)].tolist())
-        for f, r, idx in zip(template.fields, fields, samples.index, strict=True)
-    ]
+    probs = [p[list(idx)].tolist() for idx in samples.index]
+    if not classifier_fits(template.fields, fields, probs):
+        logger.info("OMR mark classifier %s set aside on a sheet it reads unlike its clear fields", score.name)
+        return [replace(r, classifier="off") for r in fields], None
+    joined = [combine_field(f, r, q) for f, r, q in zip(template.fields, fields, probs, strict=True)]
     return joined, score.name

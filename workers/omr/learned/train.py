@@ -126,7 +126,7 @@ def _crops(data: bytes, template: Any, photo: bool, labels: Any, kinds: dict[str
     from workers.omr.decode import decode_image
     from workers.omr.errors import OmrError
     from workers.omr.learned.crops import context, crops
-    from workers.omr.reader import place, read_gray
+    from workers.omr.reader import place, print_free, read_gray
 
     image = decode_image(data)
     try:
@@ -146,7 +146,9 @@ def _crops(data: bytes, template: Any, photo: bool, labels: Any, kinds: dict[str
         k += [kinds[f.label]] * len(f.values)
     return (
         crops(marks, placed, reading.alignment),
-        context(samples.fill, samples.index, reading.levels),
+        # The pair the reader gives the classifier: the print-free fills and the levels
+        # the thresholds took from them (reader.read_gray).
+        context(print_free(samples, placed), samples.index, reading.levels),
         np.array(y, np.float32),
         np.array(k),
     )
