@@ -193,6 +193,14 @@ def test_discs_and_l_shaped_markers_named_by_a_project_template_read_exactly(
     _assert_exact(_tally(sheets, _read(_project(card, tmp_path), sheets, tmp_path), project=True))
 
 
+def test_phone_photos_of_an_l_marker_card_read_exactly_through_its_project_template(tmp_path: Path) -> None:
+    # Photos off centre on a desk: two markers may share a quarter of the picture.
+    card = C.CARDS["corner"]
+    sheets = list(C.make_cards(card, 3, "photo-hand", how="photo"))
+    result = _read(_project(card, tmp_path), sheets, tmp_path, photo=True)
+    _assert_exact(_tally(sheets, result, project=True))
+
+
 def _built(card: C.Card, tmp: Path, *, bed: float | None = None) -> Path:
     """``python -m workers.omr template --from-blank`` on a scan of the blank card."""
     import random
@@ -254,6 +262,7 @@ def test_a_200_question_card_read_with_a_45_question_template_is_refused_not_mis
     [
         ("red", "markers"),
         ("circle", "markers"),
+        ("corner", "markers"),  # the paper's corner on the desk is an L too
         ("bare", "page"),
     ],
 )

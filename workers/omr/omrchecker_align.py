@@ -65,6 +65,10 @@ SCAN_SCALES: Final = (0.7, 1.45, 7)
 #: the picture from its corners (a quarter: markers an eighth of the page in, and room
 #: for a page shifted or shrunk on the scanner bed).
 SCAN_REACH: Final = 0.3
+#: a photo's weakest marker match must stand out from its surroundings by at least this
+#: share of the strongest's ink-to-paper contrast (shaded markers on the omr-dev photos
+#: keep 0.43 or more; a match on the desk's texture beside the sheet 0.03).
+MIN_CONTRAST_SHARE: Final = 0.25
 #: correlation a scan's four marker matches lose per marker width by which they miss a
 #: parallelogram (a flatbed scan keeps straight lines parallel): a tenth, so a look-alike
 #: two widths off the marker's place (the page's corner next to an L) loses to it.
@@ -92,6 +96,13 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
     threshold = float(options.get("min_matching_threshold", MIN_MATCH))
     own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
+    # An L-shaped marker (a picture that is not the same turned) looks like the paper's
+    # corner against the desk: a photo's markers are then looked for first on the page.
+    in_page_first = photo and len(variants) > 1 and "cropPage" not in options
+    if in_page_first:
+        found_in_page = _in_page_fit(gray, template, variants, options, threshold)
+        if found_in_page is not None:
+            return found_in_page
     closure = 0.0 if photo else SCAN_CLOSURE_COST
     found = _search(small, variants, info.width * page_scale, *own, threshold, reach, closure_cost=closure)
     wide = search_scales(own, options)
@@ -106,8 +117,58 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         # part of the picture. As OMRChecker does, the markers are looked for in the
         # quadrants of the page the paper's edges outline.
         full = _search_in_page(gray, template, variants, options, own, threshold)
-    if full is None:
-        raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
+    try:
+        if full is None:
+            raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
+        return _corners_fit(gray, template, variants, full, photo)
+    except OmrError:
+        retry = None
+        if photo and not in_page_first and "cropPage" not in options:
+            retry = _in_page_fit(gray, template, variants, options, threshold)
+        if retry is None:
+            raise
+        return retry
+
+
+def _in_page_fit(
+    gray: Gray, template: Template, variants: tuple[Floats, ...], options: Mapping[str, Any], threshold: float
+) -> list[Alignment] | None:
+    """A photo's markers looked for in the quadrants of the page its edges outline,
+    straightened: a sheet small and off centre has two markers in one quadrant of the
+    picture, each in its own quadrant of the page, and there the four make a
+    parallelogram again, as on a scan (so a look-alike near a marker loses to it). The
+    straightened page shows its markers about the size the template predicts, near its
+    corners. None where no page or no such four markers are found (finding the page
+    costs more than the whole search, hence not the first look for every photo)."""
+    in_page = _search_in_page(
+        gray,
+        template,
+        variants,
+        {**options, "cropPage": {}},
+        SCAN_SCALES,
+        threshold,
+        closure_cost=SCAN_CLOSURE_COST,
+        reach=SCAN_REACH,
+    )
+    if in_page is None:
+        return None
+    try:
+        return _corners_fit(gray, template, variants, in_page, True)
+    except OmrError:
+        return None
+
+
+def _corners_fit(
+    gray: Gray,
+    template: Template,
+    variants: tuple[Floats, ...],
+    full: tuple[list[tuple[float, float]], float],
+    photo: bool,
+) -> list[Alignment]:
+    """The alignments four marker matches (centres and size in ``gray`` pixels) give,
+    refined at full resolution; OmrError when they are not the corners of a sheet."""
+    import numpy as np
+
     corners, size = full
     sizes = PHOTO_REFINE_SIZES if photo else REFINE_SIZES
     refined = [_refine(gray, variants, x, y, size, sizes) for x, y in corners]
@@ -116,6 +177,11 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     paper = float(np.median([r[3] for r in refined]))
     if paper - ink < 20:
         raise OmrError(NO_SHEET_FOUND, "the markers hardly differ from the paper")
+    contrast = [r[3] - r[2] for r in refined]
+    if photo and min(contrast) < MIN_CONTRAST_SHARE * max(contrast):
+        # Four markers printed in one ink: shade halves one's contrast at most, a match on
+        # the desk's texture (the sheet off centre, two markers in one quadrant) has none.
+        raise OmrError(NO_SHEET_FOUND, "one of the four markers found hardly differs from its surroundings")
     tol = 0.6 if photo else 0.85
     top, bottom, left, right = (
         _dist(pts[0], pts[1]),
@@ -137,6 +203,9 @@ def _search_in_page(
     options: Mapping[str, Any],
     own: tuple[float, float, int],
     threshold: float,
+    *,
+    closure_cost: float = 0.0,
+    reach: float = 0.5,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """The markers searched on the page (``page_align.find_page`` with the template's
     ``cropPage`` kernel) straightened to its own rectangle: each quadrant of the page, the
@@ -168,10 +237,10 @@ def _search_in_page(
     # The template frame is the marker centres' rectangle and a marker width round it,
     # so a marker is info.width / (template.width - info.width) of the page it is cut from.
     expected = w * info.width / max(template.width - info.width, 1.0)
-    found = _search(page, variants, expected, *own, threshold, 0.5)
+    found = _search(page, variants, expected, *own, threshold, reach, closure_cost=closure_cost)
     wide = search_scales(own, options)
     if found is None and wide != own:
-        found = _search(page, variants, expected, *wide, threshold, 0.5)
+        found = _search(page, variants, expected, *wide, threshold, reach, closure_cost=closure_cost)
     if found is None:
         return None
     back = cv2.perspectiveTransform(np.array([found[0]], np.float32), np.linalg.inv(to_page))[0]
