@@ -83,3 +83,14 @@ def test_two_templates_alike_but_for_their_marker_picture_each_read_with_its_own
     assert by_ell.dpi == by_square.dpi == 2 * template.dpi
     assert by_ell.marker_image is ell.marker_image
     assert by_square.marker_image is square.marker_image
+
+
+def test_an_oval_bubble_counts_by_its_area_for_the_half_size_decision(template: Template) -> None:
+    # Ovals 18 x 27 px on a page scanned at the template's size: 4.5 px of half width at
+    # half size, under the floor, but 5.5 px of radius by area (the circle of the same
+    # area), over it; 16 x 24 px ovals stay under it either way (4.9 px).
+    def with_size(size: tuple[float, float]) -> Template:
+        return replace(template, questions=tuple(replace(q, size=size) for q in template.questions))
+
+    assert reading_reduction(template.width, template.height, with_size((18.0, 27.0)), photo=False) == 2
+    assert reading_reduction(template.width, template.height, with_size((16.0, 24.0)), photo=False) == 1

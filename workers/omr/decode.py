@@ -9,6 +9,7 @@ Everything is raised as :class:`OmrError`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -41,11 +42,15 @@ __all__ = [
 MAX_PIXELS: Final = 60_000_000
 MIN_SIDE: Final = 200
 #: a scan is decoded at half size when the template's smallest bubble still measures this
-#: many pixels across its half side there (a 200 dpi scan of a card with 26 px bubbles:
-#: 6.5). A JPEG decoded at half size skips most of its inverse DCT, and every later stage
-#: then works on a quarter of the pixels. At 5 px the reader is as right and flags as
-#: little as on the whole scan, a sheet shrunk by 15 % on the scanner included; at 4.7 px
-#: (the omr-dev card's 18 px wide ID boxes) it flagged a question more per 40 bad scans.
+#: many pixels of radius there (a 200 dpi scan of a card with 26 px bubbles: 6.5). A JPEG
+#: decoded at half size skips most of its inverse DCT, and every later stage then works on
+#: a quarter of the pixels. At 5 px the reader is as right and flags as little as on the
+#: whole scan, a sheet shrunk by 15 % on the scanner included. An oval bubble's radius is
+#: the geometric mean of its half width and half height (the circle of the same area):
+#: the samples of its middle and of the paper round it grow with its area, and the
+#: omr-dev card's 18 x 27 px ID ovals (4.8 px of half width, 5.9 px of radius at half
+#: size) read as right and flag as little at half size as whole, on the development
+#: sheets and on fresh damaged variants of them (bench/omr_perturbed.py).
 MIN_REDUCED_RADIUS_PX: Final = 5.0
 #: the image kinds the reader takes (a PDF goes through workers.omr.pdf instead).
 KINDS: Final = frozenset({"png", "jpeg", "tiff", "bmp", "webp"})
@@ -108,7 +113,7 @@ def reading_reduction(width: int, height: int, template: Template, *, photo: boo
     if photo or not template.fields or template.alignment.kind != "markers":
         return 1
     page_scale = min(width / template.width, height / template.height)
-    smallest = min(min(template.bubble_size(f)) for f in template.fields) / 2
+    smallest = min(math.sqrt(w * h) for w, h in map(template.bubble_size, template.fields)) / 2
     return 2 if smallest * page_scale / 2 >= MIN_REDUCED_RADIUS_PX else 1
 
 
