@@ -190,20 +190,35 @@ def _spacing(centres: npt.NDArray[np.float64], axis: int, fallback: float) -> fl
     return float(steps.min()) if steps.size else fallback
 
 
-def _fit_block(
-    gray: npt.NDArray[np.uint8],
-    template: Template,
-    alignment: Alignment,
-    name: str,
-    block: list[Field],
-    measure: bool,
-    s: float,
-) -> BlockFit:
-    import cv2
+@dataclass(frozen=True)
+class _Frame:
+    """What the search for one block needs of the template alone (template pixels unless
+    said): the same for every sheet read with it, so worked out once (``_frame``)."""
+
+    centres: npt.NDArray[np.float64]
+    radii: tuple[float, float]
+    gaps: tuple[float, float]
+    reach: tuple[float, float]
+    top: tuple[float, float]
+    #: the block's region: its top-left corner, and its size in region pixels.
+    origin: tuple[float, float]
+    size: tuple[int, int]
+    #: the mean bubble's half size and pixel offsets (region pixels).
+    hx: int
+    hy: int
+    gx: npt.NDArray[np.float32]
+    gy: npt.NDArray[np.float32]
+    #: region coordinates of every bubble's surroundings, one patch under another.
+    map_x: npt.NDArray[np.float32]
+    map_y: npt.NDArray[np.float32]
+
+
+@functools.lru_cache(maxsize=32)
+def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float) -> _Frame:
     import numpy as np
 
     centres = np.array([c for f in block for c in f.centres], np.float64)
-    w, h = template.bubble_size(block[0])
+    w, h = bubble
     rx, ry = w / 2, h / 2
     gap_x, gap_y = _spacing(centres, 0, 6 * rx), _spacing(centres, 1, 6 * ry)
     reach_x = min(REACH * gap_x, MAX_REACH_RADII * max(rx, ry))
@@ -216,6 +231,50 @@ def _fit_block(
     x0, y0 = centres[:, 0].min() - half_x, centres[:, 1].min() - half_y
     x1, y1 = centres[:, 0].max() + half_x, centres[:, 1].max() + half_y
     size = (max(8, round((x1 - x0) * s)), max(8, round((y1 - y0) * s)))
+    hx, hy = int(half_x * s), int(half_y * s)
+    cx = (centres[:, 0] - x0) * s
+    cy = (centres[:, 1] - y0) * s
+    gx = np.arange(-hx, hx + 1, dtype=np.float32)
+    gy = np.arange(-hy, hy + 1, dtype=np.float32)
+    n = len(centres)
+    map_x = np.broadcast_to(cx.astype(np.float32)[:, None, None] + gx[None, None, :], (n, len(gy), len(gx)))
+    map_y = np.broadcast_to(cy.astype(np.float32)[:, None, None] + gy[None, :, None], (n, len(gy), len(gx)))
+    frame = _Frame(
+        centres,
+        (rx, ry),
+        (gap_x, gap_y),
+        (reach_x, reach_y),
+        (top_x, top_y),
+        (float(x0), float(y0)),
+        size,
+        hx,
+        hy,
+        gx,
+        gy,
+        np.ascontiguousarray(map_x).reshape(n * len(gy), len(gx)),
+        np.ascontiguousarray(map_y).reshape(n * len(gy), len(gx)),
+    )
+    for a in (frame.centres, frame.gx, frame.gy, frame.map_x, frame.map_y):
+        a.flags.writeable = False
+    return frame
+
+
+def _fit_block(
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    alignment: Alignment,
+    name: str,
+    block: list[Field],
+    measure: bool,
+    s: float,
+) -> BlockFit:
+    import cv2
+    import numpy as np
+
+    frame = _frame(tuple(block), template.bubble_size(block[0]), s)
+    centres, (rx, ry), (gap_x, gap_y) = frame.centres, frame.radii, frame.gaps
+    (reach_x, reach_y), (top_x, top_y), (x0, y0), size = frame.reach, frame.top, frame.origin, frame.size
+    hx, hy, gx, gy, n = frame.hx, frame.hy, frame.gx, frame.gy, len(centres)
     # region pixel -> template pixel -> image pixel
     m = alignment.homography @ np.array([[1 / s, 0, x0], [0, 1 / s, y0], [0, 0, 1]], np.float64)
     region = cv2.warpPerspective(
@@ -226,21 +285,7 @@ def _fit_block(
     dark = np.asarray((paper - region.astype(np.float32)) / span, np.float32)
     # The block's mean bubble: every bubble's surroundings, centred where the template
     # puts it, averaged (region pixels).
-    hx, hy = int(half_x * s), int(half_y * s)
-    cx = (centres[:, 0] - x0) * s
-    cy = (centres[:, 1] - y0) * s
-    gx = np.arange(-hx, hx + 1, dtype=np.float32)
-    gy = np.arange(-hy, hy + 1, dtype=np.float32)
-    n = len(centres)
-    map_x = np.broadcast_to(cx.astype(np.float32)[:, None, None] + gx[None, None, :], (n, len(gy), len(gx)))
-    map_y = np.broadcast_to(cy.astype(np.float32)[:, None, None] + gy[None, :, None], (n, len(gy), len(gx)))
-    patches = cv2.remap(
-        dark,
-        np.ascontiguousarray(map_x).reshape(n * len(gy), len(gx)),
-        np.ascontiguousarray(map_y).reshape(n * len(gy), len(gx)),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    patches = cv2.remap(dark, frame.map_x, frame.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     mean = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
     # Beside the bubble: up to half a spacing from its centre, less the search's reach.
     side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
