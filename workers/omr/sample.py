@@ -271,12 +271,11 @@ def _dropout_channel(
         some = g.bubbles[:: max(1, len(g.bubbles) // DROPOUT_PROBES)]
         values = _lookup(image, layout.centres[some], np.concatenate([ring, around]), alignment.homography)
         k = len(ring)
-        # Grey and the three channels as rows of one array: one pass measures them all.
-        rows = np.concatenate([_to_grey(values)[None], values.transpose(2, 0, 1)]).reshape(4 * len(some), -1)
-        levels = _level(rows[:, :k], _paper(rows[:, k:], ink), ink).reshape(4, len(some))
-        grey_rings.extend(levels[0].tolist())
+        grey = _to_grey(values)
+        grey_rings.extend(_level(grey[:, :k], _paper(grey[:, k:], ink), ink).tolist())
         for c in range(3):
-            by_channel[c].extend(levels[c + 1].tolist())
+            chan = np.ascontiguousarray(values[:, :, c])
+            by_channel[c].extend(_level(chan[:, :k], _paper(chan[:, k:], ink), ink).tolist())
     print_grey = float(np.median(grey_rings))
     faint = [float(np.median(v)) for v in by_channel]
     best = int(np.argmin(faint))
