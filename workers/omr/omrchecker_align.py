@@ -154,7 +154,9 @@ def _in_page_fit(
         return None
     try:
         return _corners_fit(gray, template, variants, in_page, True)
-    except OmrError:
+    except OmrError as exc:
+        if exc.code == RESOLUTION_TOO_LOW:
+            raise  # the sheet was found, and it is too small to read
         return None
 
 
