@@ -504,3 +504,32 @@ def test_a_bubble_the_card_does_not_print_is_not_made_up_from_the_blocks_lattice
         propose_template(bytes(png), questions=45, choices=5, id_digits=8)
     assert caught.value.code == BLANK_COUNTS_MISMATCH
     assert caught.value.message.startswith("found 44 question rows of 5, expected 45")
+
+
+def _marker_relative(tpl: Template) -> dict[str, tuple[float, float]]:
+    """Each question's first bubble as a share of the way between the corner markers."""
+    (ax, ay), (bx, _), _, (_, dy) = tpl.marker_centres
+    return {q.label: ((q.centres[0][0] - ax) / (bx - ax), (q.centres[0][1] - ay) / (dy - ay)) for q in tpl.questions}
+
+
+@pytest.mark.parametrize("name", ["red", "down"])
+def test_a_blank_scanned_sideways_is_numbered_as_the_upright_one(name: str) -> None:
+    """The question numbers printed before each row (red) or the boxes printed above each
+    block (down: choices down a column, no numbers) say which way is up."""
+    card = _down_card() if name == "down" else C.CARDS[name]
+    counts = {"questions": 40, "choices": 5, "id_digits": 8} if name == "down" else _counts(card)
+    page = C.fill_card(card, random.Random(f"turn:{name}"), blank=True).page
+    upright: dict[str, tuple[float, float]] = {}
+    for turns in (0, 1, 3):  # quarter turns clockwise, as it lay on the scanner
+        turned = np.ascontiguousarray(np.rot90(page, k=-turns))
+        data, _ = degrade(turned, random.Random(f"turn:{name}:{turns}"), upside_down=False)
+        proposal = propose_template(
+            data, questions=counts["questions"], choices=counts["choices"], id_digits=counts["id_digits"]
+        )
+        assert proposal.found.get("turned", 0) == (360 - 90 * turns) % 360
+        found = _marker_relative(parse_template(proposal.template))
+        upright = upright or found
+        assert found.keys() == upright.keys()
+        for label, (x, y) in found.items():
+            assert abs(x - upright[label][0]) < 0.003, (turns, label)
+            assert abs(y - upright[label][1]) < 0.003, (turns, label)

@@ -56,6 +56,12 @@ BLANK_COUNTS_MISMATCH: Final = "BLANK_COUNTS_MISMATCH"
 BLANK_LAYOUT_UNSUPPORTED: Final = "BLANK_LAYOUT_UNSUPPORTED"
 #: nothing on the picture looks like a bubble sheet.
 NOT_A_BUBBLE_SHEET: Final = "NOT_A_BUBBLE_SHEET"
+#: a blank whose counts add up only turned sideways, both ways: which way is up is unknown.
+BLANK_ORIENTATION_UNKNOWN: Final = "BLANK_ORIENTATION_UNKNOWN"
+ORIENTATION_MESSAGE: Final = (
+    "which way up the card is could not be told from its print (the question numbers and the "
+    "student-number boxes): scan the blank upright"
+)
 
 MIN_QUESTIONS: Final = 1
 MAX_QUESTIONS: Final = 300
@@ -159,20 +165,66 @@ def propose_template(
         image = decode_image(image)
     colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     frame = find_frame(colour, photo=photo)
+
+    import time
+
+    deadline = time.perf_counter() + TIME_BUDGET
+
+    def look(turns: int) -> Proposal:
+        return _looks(_turned(frame, turns), questions, choices, id_digits, name, numbering, deadline)
+
+    # The blank may be scanned sideways: then its counts do not add up upright, and it is
+    # tried turned a quarter each way. The card says which way is up by what it prints
+    # before each question's choices (its number) and above the student number
+    # (write-in boxes, a caption): upright_evidence. A turn is taken only when exactly one
+    # of the two says it is upright; else the upright refusal stands, or, when both do,
+    # BLANK_ORIENTATION_UNKNOWN. A blank that builds upright is taken as it is: the print
+    # cues are not sure enough to turn a card that adds up (one upside down is numbered
+    # backwards; its proposal picture shows it).
+    try:
+        upright = look(0)
+    except OmrError as exc:
+        if exc.code == BLANK_LAYOUT_UNSUPPORTED:
+            raise
+        upright_turns = []
+        for turns in (1, 3):
+            try:
+                turned = look(turns)
+            except OmrError:
+                continue
+            if upright_evidence(turned) > 0:
+                upright_turns.append((turns, turned))
+        if len(upright_turns) == 1:
+            return _found_turn(upright_turns[0][1], upright_turns[0][0])
+        if upright_turns:
+            raise OmrError(BLANK_ORIENTATION_UNKNOWN, ORIENTATION_MESSAGE) from exc
+        raise exc
+    return upright
+
+
+def _found_turn(proposal: Proposal, turns: int) -> Proposal:
+    proposal.found["turned"] = 90 * turns
+    return proposal
+
+
+def _looks(
+    frame: Frame, questions: int, choices: int, id_digits: int, name: str, numbering: str, deadline: float
+) -> Proposal:
+    """The proposal from the first of DETECTION_PASSES whose counts add up; after the
+    first, a look that would end past ``deadline`` (time.perf_counter) is not taken."""
     first_error: OmrError | None = None
     # Faint or tiny print can hide a few outlines from the first look; a closer look
     # (fainter print counted, the page enlarged) is taken only when the counts do not
     # add up, and its result must add up exactly too.
     # A look costs about the first one's time times the enlargement (measured: the
-    # contours, not the pixels, take most of it); one that would end past TIME_BUDGET is
-    # not taken.
+    # contours, not the pixels, take most of it); one that would end past the deadline
+    # (TIME_BUDGET for every turn of the card together) is not taken.
     import time
 
     start = time.perf_counter()
     first_look = 0.0
     for ink_c, zoom in DETECTION_PASSES:
-        spent = time.perf_counter() - start
-        if first_error is not None and spent + first_look * zoom > TIME_BUDGET:
+        if first_error is not None and time.perf_counter() + first_look * zoom > deadline:
             continue
         try:
             return _propose(frame, questions, choices, id_digits, name, numbering, ink_c, zoom)
@@ -183,6 +235,105 @@ def propose_template(
             first_look = first_look or time.perf_counter() - start
     assert first_error is not None
     raise first_error
+
+
+def _turned(frame: Frame, turns: int) -> Frame:
+    """The frame turned ``turns`` quarter turns clockwise (a frame is symmetric: its
+    markers stand alike at its four corners, or it is the page)."""
+    if turns % 4 == 0:
+        return frame
+    import numpy as np
+
+    straight = np.ascontiguousarray(np.rot90(frame.straight, k=-turns))
+    height, width = straight.shape[:2]
+    picture = None if frame.marker_picture is None else np.ascontiguousarray(np.rot90(frame.marker_picture, k=-turns))
+    tracks = find_timing_tracks(straight) if frame.kind == "timing" else []
+    return replace(
+        frame,
+        straight=straight,
+        width=width,
+        height=height,
+        dpi=_dpi(width, height),
+        marker_picture=picture,
+        tracks=tracks,
+    )
+
+
+#: a strip counts as printed on when this share of it is print, and this many times
+#: as much as the strip at the other end.
+EVIDENCE_INK: Final = 0.01
+EVIDENCE_RATIO: Final = 3.0
+#: a row or column of a strip this much print is a line (a frame), not a number.
+LINE_SHARE: Final = 0.7
+
+
+def upright_evidence(proposal: Proposal) -> int:
+    """How strongly the card's print says the proposal is upright (> 0), upside down
+    (< 0), or nothing either way (0).
+
+    A card prints each question's number just before its first choice (left of a row,
+    above a column), and the student number's write-in boxes or caption above the ID
+    block. Each question row votes by which of its two ends has print beside it and the
+    other none; the ID block by the same test above and below it (worth a block of
+    rows). The sign of the sum is the answer; a tie is 0."""
+    import numpy as np
+
+    from workers.omr.template import parse_template
+
+    tpl = parse_template(proposal.template)
+    channel = print_channel(proposal.straight)
+    paper = float(np.percentile(channel, 90))
+    dark = channel < paper - 60
+    h, w = dark.shape
+
+    def ink(x0: float, y0: float, x1: float, y1: float) -> float:
+        xa, xb = max(0, round(min(x0, x1))), min(w, round(max(x0, x1)))
+        ya, yb = max(0, round(min(y0, y1))), min(h, round(max(y0, y1)))
+        if xb <= xa or yb <= ya:
+            return 0.0
+        strip = dark[ya:yb, xa:xb]
+        # A block's frame or a rule beside it is a line through the whole strip; numbers
+        # and captions are not.
+        lines_across = strip.mean(axis=1) > LINE_SHARE
+        lines_down = strip.mean(axis=0) > LINE_SHARE
+        kept = strip[~lines_across][:, ~lines_down]
+        return float(kept.mean()) if kept.size else 0.0
+
+    def vote(before: float, after: float) -> int:
+        if before >= EVIDENCE_INK and before >= EVIDENCE_RATIO * after:
+            return 1
+        if after >= EVIDENCE_INK and after >= EVIDENCE_RATIO * before:
+            return -1
+        return 0
+
+    total = 0
+    for q in tpl.questions:
+        bw, bh = tpl.bubble_size(q)
+        (x0, y0), (x1, y1) = q.centres[0], q.centres[-1]
+        if abs(x1 - x0) >= abs(y1 - y0):  # choices across: the number is left of the row
+            gap = abs(x1 - x0) / max(1, len(q.centres) - 1)
+            reach = min(gap, 3 * bw)
+            total += vote(
+                ink(x0 - bw / 2 - 3, y0 - bh / 2, x0 - bw / 2 - reach, y0 + bh / 2),
+                ink(x1 + bw / 2 + 3, y1 - bh / 2, x1 + bw / 2 + reach, y1 + bh / 2),
+            )
+        else:  # choices down: the number is above the column
+            gap = abs(y1 - y0) / max(1, len(q.centres) - 1)
+            reach = min(gap, 3 * bh)
+            total += vote(
+                ink(x0 - bw / 2, y0 - bh / 2 - 3, x0 + bw / 2, y0 - bh / 2 - reach),
+                ink(x1 - bw / 2, y1 + bh / 2 + 3, x1 + bw / 2, y1 + bh / 2 + reach),
+            )
+    if tpl.id_fields:
+        firsts = [f.centres[0] for f in tpl.id_fields]
+        lasts = [f.centres[-1] for f in tpl.id_fields]
+        bw, bh = tpl.bubble_size(tpl.id_fields[0])
+        left = min(x for x, _ in firsts) - bw / 2
+        right = max(x for x, _ in firsts) + bw / 2
+        top, bottom = min(y for _, y in firsts) - bh / 2, max(y for _, y in lasts) + bh / 2
+        reach = 4 * bh
+        total += 10 * vote(ink(left, top - 3 - reach, right, top - 3), ink(left, bottom + 3, right, bottom + 3 + reach))
+    return int(np.sign(total))
 
 
 def _propose(
