@@ -29,7 +29,7 @@ from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create
 from academy.services.grading import submission_correct
 from academy.services.omr_batches import Upload, omr_batch_create
-from academy.services.omr_templates import exam_create_from_blank
+from academy.services.omr_templates import exam_create_from_blank, open_proposal
 from academy.states import TIERS
 
 
@@ -51,7 +51,21 @@ def exam_body(exam: Exam) -> dict[str, Any]:
         "title": exam.title,
         "template": exam.sheet_template,
         "answer_key": {"questions": key.questions, "scheme": key.scheme} if key else None,
+        "template_proposal": proposal_body(exam),
         "created_at": exam.created_at,
+    }
+
+
+def proposal_body(exam: Exam) -> dict[str, Any] | None:
+    """The exam's open template proposal (one the teacher has not confirmed or rejected)
+    with the page to check it on, or None."""
+    job = open_proposal(exam)
+    if job is None:
+        return None
+    return {
+        "job_id": job.job_id,
+        "status": job.status,
+        "proposal_url": reverse("review:proposal", kwargs={"exam_id": exam.pk, "job_id": job.job_id}),
     }
 
 

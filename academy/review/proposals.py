@@ -5,7 +5,8 @@
 column's number and digits) and what it counted. Three buttons: confirm with the
 numbering down the columns, confirm numbered across (row by row), or reject. Confirming
 goes through ``omr_template_confirm`` (the same service as the JSON API), so the exam's
-batches then read with the proposal; rejecting stores nothing. POST, redirect, GET.
+batches then read with the proposal; rejecting changes no template and closes the
+proposal (``omr_template_reject``). POST, redirect, GET.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from academy import selectors
 from academy.models import AIJob, AIResult, JobStatus
 from academy.rejections import Rejection
 from academy.review.views import LOGIN_URL, _exam, _tenant
-from academy.services.omr_templates import PROPOSAL_JOB_TYPE, omr_template_confirm
+from academy.services.omr_templates import PROPOSAL_JOB_TYPE, omr_template_confirm, omr_template_reject
 
 PICTURE = "proposal.png"
 #: what each button posts as ``decision``.
@@ -81,6 +82,7 @@ def proposal_decide(request: HttpRequest, exam_id: int, job_id: str) -> HttpResp
         messages.error(request, "확인 또는 거절을 선택해 주세요.")
         return redirect("review:proposal", exam_id=exam.pk, job_id=job.job_id)
     if decision == "reject":
+        omr_template_reject(tenant=_tenant(request), job_id=job.job_id)
         messages.success(request, "양식 제안을 거절했습니다. 시험의 양식은 바뀌지 않았습니다.")
         return redirect("review:index")
     try:

@@ -29,6 +29,7 @@ from academy import selectors
 from academy.models import Exam, JobArtifact, Submission, SubmissionAnswer, Tenant
 from academy.rejections import Rejection
 from academy.services.grading import submission_correct
+from academy.services.omr_templates import open_proposal
 
 if TYPE_CHECKING:
     from workers.omr.template import Template
@@ -169,7 +170,13 @@ def exam_index(request: HttpRequest) -> HttpResponse:
 def exam_review(request: HttpRequest, exam_id: int) -> HttpResponse:
     exam = _exam(request, exam_id)
     items = review_items(exam)
-    context = {"exam": exam, "items": items, "blank": BLANK, "sheets": len({i.submission.pk for i in items})}
+    context = {
+        "exam": exam,
+        "items": items,
+        "blank": BLANK,
+        "sheets": len({i.submission.pk for i in items}),
+        "proposal": open_proposal(exam),  # a template proposed from a blank card, to confirm
+    }
     return render(request, "review/exam.html", context)
 
 

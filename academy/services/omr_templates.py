@@ -10,6 +10,11 @@ An exam created from a blank card (``exam_create_from_blank``) waits for that
 confirmation: it is made without a template, so no batch can be read with the wrong card,
 unless the teacher also gave a template, which it reads with until the proposal is
 confirmed.
+
+The decision is kept with the proposal, in its job's flags (``proposal_decision``: the
+numbering confirmed, or "rejected"; the stored result is write-once); a proposal without
+one, of a job that has not failed, is the exam's open proposal (``open_proposal``), which
+the exam's API body and pages link to.
 """
 
 from __future__ import annotations
@@ -20,12 +25,18 @@ from django.db import transaction
 
 from academy import selectors, storage
 from academy.jobs.dispatch import job_dispatch
-from academy.models import AIResult, Exam, JobStatus, Tenant
+from academy.models import AIJob, AIResult, Exam, JobStatus, Tenant
 from academy.rejections import Rejection
 from academy.services.exams import answer_key_set, exam_create, template_clean
+from academy.states import TERMINAL_STATUSES
 
 PROPOSAL_JOB_TYPE: Final = "omr_template"
 NUMBERINGS: Final = ("columns", "rows")
+#: the proposal job's flags record what the teacher decided under this key.
+DECISION: Final = "proposal_decision"
+REJECTED: Final = "rejected"
+#: a proposal job in one of these states will never propose anything.
+_ENDED_WITHOUT_PROPOSAL: Final = frozenset({JobStatus.FAILED, JobStatus.REJECTED_BAD_INPUT})
 
 
 @transaction.atomic
@@ -102,4 +113,38 @@ def omr_template_confirm(*, tenant: Tenant, exam: Exam, job_id: str, numbering: 
         raise Rejection(exc.code, exc.message) from exc
     locked.sheet_template = template_clean(template)
     locked.save(update_fields=["sheet_template"])
+    _decide(job, numbering)
     return locked
+
+
+@transaction.atomic
+def omr_template_reject(*, tenant: Tenant, job_id: str) -> None:
+    """Record that the teacher rejected the proposal of ``job_id``: no exam's template
+    changes, and the proposal is no longer open. A job still running is left to finish
+    (its flags are the job engine's until then) and stays open. Raises Rejection."""
+    job = selectors.job_get_for_tenant(job_id, tenant)
+    if job is None or job.job_type != PROPOSAL_JOB_TYPE:
+        raise Rejection("INVALID_SOURCE", f"job {job_id} is not a template proposal of this academy")
+    if job.status in TERMINAL_STATUSES:
+        _decide(job, REJECTED)
+
+
+def _decide(job: AIJob, decision: str) -> None:
+    locked = AIJob.objects.select_for_update().get(pk=job.pk)
+    locked.flags = {**(locked.flags or {}), DECISION: decision}
+    locked.save(update_fields=["flags"])
+
+
+def open_proposal(exam: Exam) -> AIJob | None:
+    """The exam's newest template proposal while it is open: its job has not failed and
+    the teacher has neither confirmed nor rejected it. None otherwise."""
+    job = (
+        AIJob.objects.filter(
+            tenant=exam.tenant, job_type=PROPOSAL_JOB_TYPE, source_domain="exam", source_id=str(exam.pk)
+        )
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+    if job is None or job.status in _ENDED_WITHOUT_PROPOSAL or (job.flags or {}).get(DECISION):
+        return None
+    return job

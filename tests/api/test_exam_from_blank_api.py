@@ -115,3 +115,28 @@ def test_a_json_exam_without_a_blank_card_still_gets_the_shipped_sheet(teacher: 
 def test_a_count_out_of_range_says_which_and_the_range_in_korean(teacher: Any) -> None:
     response = _create(teacher, **{**COUNTS, "questions": 0})
     assert response.json()["error"] == "문항 수(questions): 값이 너무 작습니다. 1 이상으로 보내 주세요."
+
+
+def test_the_exam_links_its_open_proposal_until_the_teacher_confirms_it(eager: None, teacher: Any) -> None:
+    created = _create(teacher, **COUNTS).json()
+    exam_id, job_id = created["exam_id"], created["template_job"]["job_id"]
+    shown = teacher.get(f"/api/v1/exams/{exam_id}/").json()["template_proposal"]
+    assert shown == {
+        "job_id": job_id,
+        "status": "DONE",
+        "proposal_url": f"/review/exams/{exam_id}/proposals/{job_id}/",
+    }
+    confirmed = teacher.post(f"/api/v1/exams/{exam_id}/template-proposal/", {"job_id": job_id}, format="json")
+    assert confirmed.status_code == 200
+    assert confirmed.json()["template_proposal"] is None
+    assert teacher.get(f"/api/v1/exams/{exam_id}/").json()["template_proposal"] is None
+
+
+def test_an_exam_without_a_blank_card_has_no_proposal_and_a_failed_one_is_not_linked(eager: None, teacher: Any) -> None:
+    plain = teacher.post("/api/v1/exams/", {"title": "plain", "template": "default"}, format="json").json()
+    assert plain["template_proposal"] is None
+    # Counts the card does not have: the job refuses, and there is nothing to confirm.
+    refused = _create(teacher, questions=44, choices=5, id_digits=8).json()
+    job = AIJob.objects.get(job_id=refused["template_job"]["job_id"])
+    assert job.status not in (JobStatus.DONE, JobStatus.PENDING, JobStatus.RUNNING)
+    assert teacher.get(f"/api/v1/exams/{refused['exam_id']}/").json()["template_proposal"] is None

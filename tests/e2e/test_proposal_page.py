@@ -87,3 +87,18 @@ def test_another_academys_proposal_is_not_found(eager: None, make_tenant: Any) -
     decided = stranger.post(f"/review/exams/{exam.pk}/proposals/{job_id}/decide/", {"decision": "columns"})
     assert decided.status_code == 404
     assert Client().get(f"/review/exams/{exam.pk}/proposals/{job_id}/").status_code == 302  # the login page
+
+
+def test_the_exam_page_links_the_open_proposal_until_it_is_rejected(eager: None, make_tenant: Any) -> None:
+    from academy.services.omr_templates import exam_create_from_blank
+
+    tenant, client = _teacher(make_tenant)
+    rng = random.Random("page-blank")
+    blank, _ = degrade(C.fill_card(C.red_card(), rng, blank=True).page, rng, upside_down=False)
+    exam, job = exam_create_from_blank(
+        tenant=tenant, title="6월 월례평가", blank_name="blank.jpg", blank=blank, questions=45, choices=5, id_digits=8
+    )
+    link = f'href="/review/exams/{exam.pk}/proposals/{job["job_id"]}/"'
+    assert link in client.get(f"/review/exams/{exam.pk}/").content.decode()
+    client.post(f"/review/exams/{exam.pk}/proposals/{job['job_id']}/decide/", {"decision": "reject"})
+    assert link not in client.get(f"/review/exams/{exam.pk}/").content.decode()
