@@ -29,7 +29,7 @@ from academy import selectors
 from academy.models import Exam, JobArtifact, Submission, SubmissionAnswer, Tenant
 from academy.rejections import Rejection
 from academy.services.grading import submission_correct
-from academy.services.omr_templates import open_proposal
+from academy.services.omr_templates import open_proposal, open_proposals
 
 if TYPE_CHECKING:
     from workers.omr.template import Template
@@ -161,7 +161,12 @@ def review_items(exam: Exam) -> list[ReviewItem]:
 def exam_index(request: HttpRequest) -> HttpResponse:
     tenant = _tenant(request)
     pending = Q(submissions__answers__flagged=True, submissions__answers__corrected__isnull=True)
-    exams = selectors.exams_for_tenant(tenant).annotate(pending=Count("submissions__answers", filter=pending))[:200]
+    exams = list(
+        selectors.exams_for_tenant(tenant).annotate(pending=Count("submissions__answers", filter=pending))[:200]
+    )
+    proposals = open_proposals(exams)
+    for exam in exams:
+        exam.open_proposal = proposals.get(exam.pk)  # type: ignore[attr-defined]
     return render(request, "review/index.html", {"tenant": tenant, "exams": exams})
 
 

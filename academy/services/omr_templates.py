@@ -19,6 +19,7 @@ the exam's API body and pages link to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 from django.db import transaction
@@ -138,13 +139,26 @@ def _decide(job: AIJob, decision: str) -> None:
 def open_proposal(exam: Exam) -> AIJob | None:
     """The exam's newest template proposal while it is open: its job has not failed and
     the teacher has neither confirmed nor rejected it. None otherwise."""
-    job = (
-        AIJob.objects.filter(
-            tenant=exam.tenant, job_type=PROPOSAL_JOB_TYPE, source_domain="exam", source_id=str(exam.pk)
-        )
-        .order_by("-created_at", "-pk")
-        .first()
-    )
-    if job is None or job.status in _ENDED_WITHOUT_PROPOSAL or (job.flags or {}).get(DECISION):
-        return None
-    return job
+    return open_proposals([exam]).get(exam.pk)
+
+
+def open_proposals(exams: Iterable[Exam]) -> dict[int, AIJob]:
+    """``open_proposal`` for each of ``exams`` (of one tenant), in one query: exam id ->
+    its open proposal's job, for the exams that have one."""
+    exams = list(exams)
+    if not exams:
+        return {}
+    newest: dict[int, AIJob] = {}
+    jobs = AIJob.objects.filter(
+        tenant=exams[0].tenant,
+        job_type=PROPOSAL_JOB_TYPE,
+        source_domain="exam",
+        source_id__in=[str(e.pk) for e in exams],
+    ).order_by("created_at", "pk")
+    for job in jobs:
+        newest[int(job.source_id)] = job  # the last one of each exam is its newest
+    return {
+        pk: job
+        for pk, job in newest.items()
+        if job.status not in _ENDED_WITHOUT_PROPOSAL and not (job.flags or {}).get(DECISION)
+    }

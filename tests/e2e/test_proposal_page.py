@@ -89,7 +89,9 @@ def test_another_academys_proposal_is_not_found(eager: None, make_tenant: Any) -
     assert Client().get(f"/review/exams/{exam.pk}/proposals/{job_id}/").status_code == 302  # the login page
 
 
-def test_the_exam_page_links_the_open_proposal_until_it_is_rejected(eager: None, make_tenant: Any) -> None:
+def test_the_exam_page_and_the_exam_list_link_the_open_proposal_until_it_is_rejected(
+    eager: None, make_tenant: Any
+) -> None:
     from academy.services.omr_templates import exam_create_from_blank
 
     tenant, client = _teacher(make_tenant)
@@ -100,5 +102,7 @@ def test_the_exam_page_links_the_open_proposal_until_it_is_rejected(eager: None,
     )
     link = f'href="/review/exams/{exam.pk}/proposals/{job["job_id"]}/"'
     assert link in client.get(f"/review/exams/{exam.pk}/").content.decode()
+    assert link in client.get("/review/").content.decode()  # the exam list links it too
     client.post(f"/review/exams/{exam.pk}/proposals/{job['job_id']}/decide/", {"decision": "reject"})
     assert link not in client.get(f"/review/exams/{exam.pk}/").content.decode()
+    assert link not in client.get("/review/").content.decode()
