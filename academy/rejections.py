@@ -51,6 +51,7 @@ REJECTION_MESSAGES: Final[dict[str, str]] = {
     "NO_SHEET_FOUND": "답안지를 찾을 수 없습니다. 네 모서리의 검은 표시가 모두 보이게 스캔해 주세요.",
     "BLANK_COUNTS_MISMATCH": "빈 답안지에서 찾은 문항 수나 수험번호 자리 수가 입력한 값과 다릅니다.",
     "BLANK_LAYOUT_UNSUPPORTED": "이 답안지 배치는 아직 자동으로 양식을 만들 수 없습니다.",
+    "BLANK_ORIENTATION_UNKNOWN": "빈 답안지의 위아래를 알 수 없습니다. 답안지를 바로 놓고 다시 스캔해 주세요.",
     "NOT_A_BUBBLE_SHEET": "OMR 답안지로 보이지 않습니다. 빈 답안지를 스캔하거나 촬영해 올려 주세요.",
     "PDF_NO_PAGES": "PDF에 페이지가 없습니다.",
     "UPLOAD_INTERRUPTED": "업로드가 중간에 끊겼습니다. 빠진 답안지를 다시 올려 주세요.",

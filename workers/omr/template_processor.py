@@ -10,7 +10,9 @@ with as it is, ``found`` says what was found (bubbles, blocks, alignment), and t
 artifact ``proposal.png`` is the card as straightened with every bubble, question number
 and ID digit drawn on it, for the teacher to confirm. A card whose counts do not match
 is refused with ``BLANK_COUNTS_MISMATCH`` and what was found ("found 44 question rows of
-5, expected 45"); a picture that is no bubble sheet with ``NOT_A_BUBBLE_SHEET``.
+5, expected 45"); a picture that is no bubble sheet with ``NOT_A_BUBBLE_SHEET``; a blank
+that adds up only turned sideways, both ways round, with ``BLANK_ORIENTATION_UNKNOWN``.
+A blank scanned sideways is turned (``found.turned``: 90 or 270).
 
 Only light imports run when the registry loads this module; numpy and cv2 load on the
 first ``run`` (workers/omr/blank.py).
