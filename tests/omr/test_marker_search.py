@@ -67,12 +67,10 @@ def _hollow_marker(size: int) -> np.ndarray:
     return marker
 
 
-def test_a_marker_seen_at_a_slant_beats_a_faint_ghost_on_the_desk() -> None:
-    # Normalised correlation stretches a flat patch's faint structure to full range, so on
-    # a photo a ghost of a marker three grey levels deep on the desk (show-through, a
-    # shadow, JPEG blocks) correlates better than the real marker seen at a slant. Three
-    # markers sit square; the fourth is foreshortened to half its width, and the ghost
-    # lies in its quadrant.
+def _ghost_picture() -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A photo's three square markers, the fourth foreshortened to half its width, and a
+    ghost of a marker three grey levels deep on the desk in the fourth's quadrant; and
+    the marker's search variants."""
     import cv2
 
     marker = _hollow_marker(24)
@@ -84,8 +82,30 @@ def test_a_marker_seen_at_a_slant_beats_a_faint_ghost_on_the_desk() -> None:
     picture[518:542, 74:86] = cv2.resize(marker, (12, 24), interpolation=cv2.INTER_AREA)
     picture[618:642, 88:112] += (marker.astype(np.float32) - 255) * (3 / 255)
     variants = oa._variants(cv2.imencode(".png", marker)[1].tobytes())
-    found = oa._search(np.clip(picture, 0, 255).astype(np.uint8), variants, 24.0, 0.8, 1.25, 5)
+    return np.clip(picture, 0, 255).astype(np.uint8), variants
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+def test_a_marker_seen_at_a_slant_beats_a_faint_ghost_on_the_desk(coarse: bool) -> None:
+    # Normalised correlation stretches a flat patch's faint structure to full range, so on
+    # a photo a ghost of a marker (show-through, a shadow, JPEG blocks) correlates better
+    # than the real marker seen at a slant; so too on the half-size copy a photo's search
+    # looks at first.
+    picture, variants = _ghost_picture()
+    found = oa._search(picture, variants, 24.0, 0.8, 1.25, 5, coarse=coarse)
     assert found is not None
     bottom_left = found[0][3]
     assert abs(bottom_left[0] - 80) < 6, found
     assert abs(bottom_left[1] - 530) < 6, found
+
+
+def test_the_half_size_first_search_finds_the_centres_and_size_the_full_one_does() -> None:
+    # Normalised correlation is local: matched again at full size near the half-size
+    # copy's best few, a marker scores exactly as in the whole quadrant's match.
+    picture, variants = _ghost_picture()
+    full = oa._search(picture, variants, 24.0, 0.8, 1.25, 5)
+    coarse = oa._search(picture, variants, 24.0, 0.8, 1.25, 5, coarse=True)
+    assert full is not None
+    assert coarse is not None
+    assert coarse[1] == full[1]
+    assert np.allclose(coarse[0], full[0], atol=1e-3), (coarse, full)

@@ -7,9 +7,12 @@ print one marker image in every corner. So:
    copy of the scan at a dozen scales around the size the template predicts; for each
    scale the best match in each quadrant is kept, and the scale whose four matches are
    jointly best wins. Rotated copies of the marker are tried too when the picture is not
-   symmetric, so a sideways or upside-down scan still matches. Where no marker shows
-   about that size, the search looks again over the template's ``marker_rescale_range``
-   (OMRChecker's 35-100 % by default), at its ``min_matching_threshold`` when it sets one.
+   symmetric, so a sideways or upside-down scan still matches. On a photo, each marker
+   size of 12 px or more is matched first on a half-size copy, and on the search copy
+   only near the best few matches there (the same scores, at a third of the cost).
+   Where no marker shows about that size, the search looks again over the template's
+   ``marker_rescale_range`` (OMRChecker's 35-100 % by default), at its
+   ``min_matching_threshold`` when it sets one.
 2. **Refine** - each centre is matched again at full resolution in a small window.
 3. **Orient** - identical markers cannot tell up from down. Every corner assignment whose
    rectangle has the template's aspect (for a portrait sheet: 0 and 180 degrees) is
@@ -104,13 +107,14 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         if found_in_page is not None:
             return found_in_page
     closure = 0.0 if photo else SCAN_CLOSURE_COST
-    found = _search(small, variants, info.width * page_scale, *own, threshold, reach, closure_cost=closure)
+    expected = info.width * page_scale
+    found = _search(small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=photo)
     wide = search_scales(own, options)
     if found is None and wide != own:
         # Only where no marker shows about the predicted size: a smaller match inside a
         # marker (the corner of an L, the hole of a hollow square) can outscore the
         # marker itself, so the template's wider range is a second look, not the first.
-        found = _search(small, variants, info.width * page_scale, *wide, threshold, reach, closure_cost=closure)
+        found = _search(small, variants, expected, *wide, threshold, reach, closure_cost=closure, coarse=photo)
     full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
     if full is None and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
@@ -343,6 +347,7 @@ def _search(
     reach: float = 0.5,
     *,
     closure_cost: float = 0.0,
+    coarse: bool = False,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
     quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it).
@@ -350,12 +355,19 @@ def _search(
     ``closure_cost``: the four markers of a scan lie on a parallelogram; each marker width
     by which a set of four matches misses one costs this much correlation, so a look-alike
     near a marker (the page's own corner for an L) loses to the marker itself. 0: the best
-    match of each quadrant, whatever the four make together (a photo's perspective)."""
+    match of each quadrant, whatever the four make together (a photo's perspective).
+
+    ``coarse`` (only with ``closure_cost`` 0): each quadrant's best match at a size of at
+    least COARSE_MIN_WIDTH is looked for on a half-size copy first and matched on this
+    one only near its best few there (see _coarse_to_fine), at a third of the cost."""
     import cv2
     import numpy as np
 
     hs, ws = small.shape
     image = small.astype(np.float32)
+    half: Floats | None = None
+    if coarse:
+        half = np.asarray(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), np.float32)
     best: tuple[float, list[tuple[float, float]], float] | None = None
     for factor in np.geomspace(low, high, steps):
         width = expected * float(factor)
@@ -368,8 +380,9 @@ def _search(
         for marker in variants:
             peaks: list[list[tuple[float, float, float]]] = [[(-1.0, 0.0, 0.0)] for _ in range(4)]
             zoom = width / marker.shape[1]
-            tpl = cv2.resize(
-                marker, (round(width), max(3, round(marker.shape[0] * zoom))), interpolation=cv2.INTER_AREA
+            tpl: Floats = np.asarray(
+                cv2.resize(marker, (round(width), max(3, round(marker.shape[0] * zoom))), interpolation=cv2.INTER_AREA),
+                np.float32,
             )
             if float(tpl.std()) < 1:
                 continue
@@ -380,6 +393,10 @@ def _search(
             for q, (x0, y0) in enumerate(((0, 0), (ws - cw, 0), (ws - cw, hs - ch), (0, hs - ch))):
                 window = image[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
                 if window.shape[0] < th or window.shape[1] < tw:
+                    continue
+                if half is not None and closure_cost == 0 and tw >= COARSE_MIN_WIDTH:
+                    top, px, py = _coarse_to_fine(window, half, (max(0, x0), max(0, y0)), tpl)
+                    peaks[q] = [(top, max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)]
                     continue
                 res: Floats = np.asarray(cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
                 _, score, _, (px, py) = cv2.minMaxLoc(res)
@@ -403,6 +420,62 @@ def _search(
 
 #: matches kept per quadrant for the four to be chosen from together (closure_cost > 0).
 PEAKS_PER_CORNER: Final = 3
+#: a marker this wide (pixels of the search copy) or wider is looked for on a half-size
+#: copy first: there it is still 6 px or more, enough to tell it from print and texture;
+#: a smaller one is matched on the search copy alone.
+COARSE_MIN_WIDTH: Final = 12
+#: best matches per quadrant on the half-size copy that are matched again on the search
+#: copy, each at least a marker from those before ...
+COARSE_CANDIDATES: Final = 3
+#: ... within this many pixels of where the half-size match puts it (its rounding is 1-2).
+COARSE_RADIUS: Final = 3
+
+
+def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: Floats) -> tuple[float, int, int]:
+    """The best match of ``tpl`` in ``window`` (score and top-left corner in it) on no flat
+    patch, found on ``half`` (the search copy at half size; ``origin``: the window's
+    top-left corner in the search copy) and matched again at full size only near the
+    best few there: normalised correlation is local, so near those it is the very
+    score the whole window's match gives."""
+    import cv2
+    import numpy as np
+
+    th, tw = tpl.shape
+    wh, ww = window.shape
+    ox, oy = origin
+    # The part of the half-size copy inside the window.
+    hx0, hy0 = (ox + 1) // 2, (oy + 1) // 2
+    hx1, hy1 = (ox + ww) // 2, (oy + wh) // 2
+    small_tpl = cv2.resize(tpl, (max(3, round(tw / 2)), max(3, round(th / 2))), interpolation=cv2.INTER_AREA)
+    sth, stw = small_tpl.shape
+    part = half[hy0:hy1, hx0:hx1]
+    if part.shape[0] < sth or part.shape[1] < stw or float(small_tpl.std()) < 1:
+        return -1.0, 0, 0
+    res = np.asarray(cv2.matchTemplate(part, small_tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+    # Averaging halves paper noise, not a marker's print: only the flattest go here, the
+    # full-size match below applies the marker's contrast itself.
+    res = _without_flat(res, part, stw, sth, MIN_MARKER_CONTRAST / 2)
+    best: tuple[float, int, int] = (-1.0, 0, 0)
+    rh, rw = wh - th + 1, ww - tw + 1
+    for _ in range(COARSE_CANDIDATES):
+        _, score, _, (cx, cy) = cv2.minMaxLoc(res)
+        if score <= -1:
+            break
+        cv2.rectangle(res, (cx - stw + 1, cy - sth + 1), (cx + stw - 1, cy + sth - 1), -1.0, -1)
+        # The same centre on the window, as the top-left corner of the full-size template.
+        fx = round(2 * (hx0 + cx) + stw - tw / 2) - ox
+        fy = round(2 * (hy0 + cy) + sth - th / 2) - oy
+        x0, y0 = max(0, fx - COARSE_RADIUS), max(0, fy - COARSE_RADIUS)
+        x1, y1 = min(rw - 1, fx + COARSE_RADIUS), min(rh - 1, fy + COARSE_RADIUS)
+        if x1 < x0 or y1 < y0:
+            continue
+        patch = window[y0 : y1 + th, x0 : x1 + tw]
+        near = np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+        near = _without_flat(near, patch, tw, th)
+        _, top, _, (px, py) = cv2.minMaxLoc(near)
+        if top > best[0]:
+            best = (float(top), x0 + px, y0 + py)
+    return best
 
 
 def _next_peaks(res: Floats, px: int, py: int, tw: int, th: int, threshold: float) -> list[tuple[float, int, int]]:
@@ -439,8 +512,9 @@ def _best_four(
     return best
 
 
-def _without_flat(res: Floats, window: Floats, tw: int, th: int) -> Floats:
-    """``res`` with every match on a patch of less contrast than a marker has set to -1."""
+def _without_flat(res: Floats, window: Floats, tw: int, th: int, spread_min: float = MIN_MARKER_CONTRAST) -> Floats:
+    """``res`` with every match on a patch of less contrast (``spread_min``) than a marker
+    has set to -1."""
     import cv2
     import numpy as np
 
@@ -450,7 +524,7 @@ def _without_flat(res: Floats, window: Floats, tw: int, th: int) -> Floats:
     square = cv2.boxFilter(window * window, -1, (tw, th), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
     rh, rw = res.shape
     spread = np.sqrt(np.maximum(square[:rh, :rw] - mean[:rh, :rw] ** 2, 0))
-    return np.where(spread < MIN_MARKER_CONTRAST, np.float32(-1), res).astype(np.float32)
+    return np.where(spread < spread_min, np.float32(-1), res).astype(np.float32)
 
 
 def _refine(
