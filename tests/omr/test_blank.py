@@ -478,13 +478,14 @@ def test_light_small_and_mixed_print_builds_on_every_one_of_five_scans(name: str
         assert len(tpl.id_fields) == counts["id_digits"], seed
 
 
-def test_a_blank_phone_photo_builds_a_template_that_reads_the_cards_photos() -> None:
-    card = _design_card(60, 4, down=False, id_digits=10, red=True)
+@pytest.mark.parametrize(("questions", "choices"), [(60, 4), (200, 5)])
+def test_a_blank_phone_photo_builds_a_template_that_reads_the_cards_photos(questions: int, choices: int) -> None:
+    card = _design_card(questions, choices, down=False, id_digits=10, red=True)
     from tests.omr.corpus import photograph
 
     rng = random.Random(f"blank:{card.name}:photo")
     data = photograph(C.fill_card(card, rng, blank=True).page, rng)
-    proposal = propose_template(data, questions=60, choices=4, id_digits=10, photo=True)
+    proposal = propose_template(data, questions=questions, choices=choices, id_digits=10, photo=True)
     # A photographed hollow square is told by its shape on the straightened page.
     assert proposal.template["alignment"] == {"kind": "markers", "identical": True, "shape": "hollow"}
     silent, flagged, answers = _read_silent_flagged(card, proposal.template, "photo", how="photo")

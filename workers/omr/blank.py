@@ -1322,10 +1322,12 @@ class _Look:
         out: list[Bubble] = []
         for place, hit in zip(places, self.hits(places, pts, bubbles), strict=True):
             x, y = float(place[0]), float(place[1])
-            if hit is not None:
-                if not free(hit) or max(abs(math.log(hit.w / self.w)), abs(math.log(hit.h / self.h))) > PLACE_SIZE_TOL:
-                    return None
+            if hit is not None and not free(hit):
+                return None
+            if hit is not None and max(abs(math.log(hit.w / self.w)), abs(math.log(hit.h / self.h))) <= PLACE_SIZE_TOL:
                 out.append(hit)
+            # No shape found there, or one measured another size (blur joins an outline
+            # to its digit): the printed ring decides.
             elif self.ring >= MIN_RING_CONTRAST and (
                 ring_contrast(self.channel, x, y, self.w, self.h, rect=self.rect) >= RING_SHARE * self.ring
             ):
