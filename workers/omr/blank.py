@@ -29,6 +29,9 @@ How, step by step:
    shape search found, the printed ring is looked for there, as dark as the block's own.
 4. **Numbering.** Down each column of blocks, then the columns left to right; values
    "1".."K".
+5. **Turn.** A blank whose counts do not add up upright is tried a quarter turn each
+   way, and taken turned when its print (question numbers before the choices, boxes
+   above the student number) says that way is up (upright_evidence).
 
 The module is pure (bytes or arrays in, a dict out): no Django, no Celery.
 """
