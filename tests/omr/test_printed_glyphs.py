@@ -17,7 +17,9 @@ MARK = 0.22  # a light grey mark: about as much again
 
 def _sheet(marked: list[int]) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], list[Field]]:
     rng = np.random.default_rng(7)
-    fill, index, fields = [], [], []
+    fill: list[float] = []
+    index: list[tuple[int, ...]] = []
+    fields: list[Field] = []
     for q, choice in enumerate(marked):
         row = [g + rng.normal(0, 0.01) + (MARK if c == choice else 0.0) for c, g in enumerate(GLYPHS)]
         index.append(tuple(range(len(fill), len(fill) + 5)))
