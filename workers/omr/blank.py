@@ -384,12 +384,7 @@ def _propose(
             raise OmrError(
                 BLANK_LAYOUT_UNSUPPORTED, "questions whose choices run down a column are numbered left to right only"
             )
-        bands: list[list[Grid]] = []
-        for g in sorted(question_grids, key=lambda g: g.first.y):
-            if bands and abs(bands[-1][0].first.y - g.first.y) <= g.first.h:
-                bands[-1].append(g)
-            else:
-                bands.append([g])
+        bands = _lined_up(question_grids, across=False)
         ordered = _sequential([Numbered(g, 0, 1) for band in bands for g in sorted(band, key=lambda g: g.first.x)])
     else:
         ordered = order_blocks(question_grids, numbering)
@@ -1358,6 +1353,23 @@ def _sequential(blocks: list[Numbered]) -> list[Numbered]:
     return out
 
 
+def _lined_up(grids: Sequence[Grid], *, across: bool) -> list[list[Grid]]:
+    """The grids in columns (``across``: by the left of their first bubble, left to
+    right) or in bands (by its top, top to bottom): a grid joins the last group when its
+    first bubble starts within a bubble's width (height) of that group's first grid's."""
+    groups: list[list[Grid]] = []
+    for g in sorted(grids, key=lambda g: g.first.x if across else g.first.y):
+        if groups and (
+            abs(groups[-1][0].first.x - g.first.x) <= g.first.w
+            if across
+            else abs(groups[-1][0].first.y - g.first.y) <= g.first.h
+        ):
+            groups[-1].append(g)
+        else:
+            groups.append([g])
+    return groups
+
+
 def order_blocks(grids: list[Grid], numbering: str) -> list[Numbered]:
     """The blocks with the numbers their questions get.
 
@@ -1370,23 +1382,12 @@ def order_blocks(grids: list[Grid], numbering: str) -> list[Numbered]:
     out: list[Numbered] = []
     first = 1
     if numbering == "columns":
-        cols: list[list[Grid]] = []
-        for g in sorted(grids, key=lambda g: g.first.x):
-            if cols and abs(cols[-1][0].first.x - g.first.x) <= g.first.w:
-                cols[-1].append(g)
-            else:
-                cols.append([g])
+        cols = _lined_up(grids, across=True)
         for g in (g for col in cols for g in sorted(col, key=lambda g: g.first.y)):
             out.append(Numbered(g, first, 1))
             first += len(g.rows)
         return out
-    bands: list[list[Grid]] = []
-    for g in sorted(grids, key=lambda g: g.first.y):
-        if bands and abs(bands[-1][0].first.y - g.first.y) <= g.first.h:
-            bands[-1].append(g)
-        else:
-            bands.append([g])
-    for band in bands:
+    for band in _lined_up(grids, across=False):
         band.sort(key=lambda g: g.first.x)
         counts = [len(g.rows) for g in band]
         if any(c not in (counts[0], counts[0] - 1) for c in counts) or counts != sorted(counts, reverse=True):
