@@ -5,7 +5,6 @@ waits for the teacher's confirmation before any batch is read. Jobs run eagerly.
 from __future__ import annotations
 
 import json
-import random
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from academy.models import AIJob, Exam, JobStatus
 from tests.omr import cards as C
-from tests.omr.corpus import degrade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,15 +20,7 @@ COUNTS = {"questions": 45, "choices": 5, "id_digits": 8}
 
 
 def _blank() -> bytes:
-    rng = random.Random("exam-blank")
-    data, _ = degrade(C.fill_card(CARD, rng, blank=True).page, rng, upside_down=False)
-    return data
-
-
-@pytest.fixture
-def teacher(make_tenant: Any, api_for: Any) -> Any:
-    _tenant, token = make_tenant()
-    return api_for(token)
+    return C.blank_scan(CARD, seed="exam-blank")
 
 
 def _create(teacher: Any, **fields: Any) -> Any:

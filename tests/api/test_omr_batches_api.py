@@ -45,12 +45,6 @@ def upload(name: str, data: bytes) -> SimpleUploadedFile:
 
 
 @pytest.fixture
-def teacher(make_tenant: Any, api_for: Any) -> Any:
-    _tenant, token = make_tenant()
-    return api_for(token)
-
-
-@pytest.fixture
 def exam_id(teacher: Any) -> int:
     answer_key = {"questions": {q: {"correct": [a], "points": 2} for q, a in KEY.items()}}
     response = teacher.post("/api/v1/exams/", {"title": "모의고사", "answer_key": answer_key}, format="json")

@@ -8,7 +8,6 @@ an exam created with that template grades the card's filled scans. Jobs run eage
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from academy.models import AIJob, JobStatus
 from tests.omr import cards as C
-from tests.omr.corpus import degrade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,9 +23,7 @@ COUNTS = {"questions": 45, "choices": 5, "id_digits": 8}
 
 
 def _blank() -> bytes:
-    rng = random.Random("api-blank")
-    data, _ = degrade(C.fill_card(CARD, rng, blank=True).page, rng, upside_down=False)
-    return data
+    return C.blank_scan(CARD, seed="api-blank")
 
 
 @pytest.fixture
@@ -36,12 +32,6 @@ def no_broker() -> Any:
 
     with mock.patch("academy.jobs.sending.job_send", return_value="task-x") as publish:
         yield publish
-
-
-@pytest.fixture
-def teacher(make_tenant: Any, api_for: Any) -> Any:
-    _tenant, token = make_tenant()
-    return api_for(token)
 
 
 def _propose(teacher: Any, payload: dict[str, Any]) -> dict[str, Any]:

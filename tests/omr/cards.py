@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from tests.omr.corpus import QUESTION_KINDS, SINGLE_STYLES, Truth, _mark_mask, _pick
+from tests.omr.corpus import QUESTION_KINDS, SINGLE_STYLES, Truth, _mark_mask, _pick, degrade
 
 Point = tuple[float, float]
 Colour = tuple[int, int, int]  # BGR, 0..255
@@ -520,6 +520,14 @@ def fill_card(card: Card, rng: random.Random, *, blank: bool = False) -> CardShe
     if not blank:
         _stray(page, card, rng, remain_full)
     return CardSheet(page, Truth(student_id, answers, kinds), pen)
+
+
+def blank_scan(card: Card, *, seed: str) -> bytes:
+    """The card with nothing written on it, scanned upright under a scanner's lid (JPEG):
+    what a teacher uploads to set up the card."""
+    rng = random.Random(seed)
+    data, _ = degrade(fill_card(card, rng, blank=True).page, rng, upside_down=False)
+    return data
 
 
 def _stray(page: Page, card: Card, rng: random.Random, remain: npt.NDArray[np.float32]) -> None:

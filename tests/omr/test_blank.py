@@ -42,10 +42,7 @@ DEV_BLANK: Final = Path(__file__).resolve().parents[2].parent / "shared" / "omr-
 
 
 def _blank_scan(card: C.Card) -> bytes:
-    rng = random.Random(f"blank:{card.name}")
-    sheet = C.fill_card(card, rng, blank=True)
-    data, _ = degrade(sheet.page, rng, upside_down=False)
-    return data
+    return C.blank_scan(card, seed=f"blank:{card.name}")
 
 
 def _propose(card: C.Card, numbering: str = "columns") -> Proposal:
