@@ -121,8 +121,10 @@ def test_one_batch_per_sheet_scores_as_one_bubble_at_a_time(template: Template) 
     assert score(x[:0], c[:0]).shape == (0,)
 
 
-def _reading(values: tuple[str, ...], confidence: float) -> FieldReading:
-    return FieldReading("1", values, (0.0,) * 5, confidence, confidence < REVIEW_BELOW)
+def _reading(values: tuple[str, ...], confidence: float, *, score: float = 0.6) -> FieldReading:
+    """Question 1 read as ``values`` (of "1".."5"), each of them at ``score``, the rest empty."""
+    scores = tuple(score if str(i + 1) in values else 0.0 for i in range(5))
+    return FieldReading("1", values, scores, confidence, confidence < REVIEW_BELOW)
 
 
 def test_combine_lifts_a_doubt_only_when_both_read_the_same_marks(template: Template) -> None:
@@ -142,6 +144,18 @@ def test_combine_lifts_a_doubt_only_when_both_read_the_same_marks(template: Temp
         d = combine_field(f, _reading(("2",), 1.0), other)
         assert (d.values, d.review, d.classifier) == (("2",), True, "disagree")
         assert d.confidence < REVIEW_BELOW
+
+
+def test_a_half_filled_answer_stays_with_a_person_though_the_classifier_agrees(template: Template) -> None:
+    sure = (0.01, 0.99, 0.02, 0.0, 0.01)
+    # A question read from a lone bubble short of the midpoint: a blank is a valid answer.
+    half = combine_field(template.questions[0], _reading(("2",), 0.1, score=0.45), sure)
+    assert (half.values, half.review, half.confidence, half.classifier) == (("2",), True, 0.1, "agree")
+    # A student-ID digit holds exactly one mark, so the same agreement settles it.
+    digit = template.id_fields[0]
+    light = FieldReading(digit.label, ("1",), (0.0, 0.45) + (0.0,) * 8, 0.3, True)
+    lifted = combine_field(digit, light, (0.01, 0.99) + (0.01,) * 8, single=True)
+    assert (lifted.values, lifted.review, lifted.classifier) == (("1",), False, "lifted")
 
 
 def test_the_classifier_fits_a_sheet_unless_it_contradicts_its_clear_fields(template: Template) -> None:

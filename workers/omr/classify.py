@@ -22,6 +22,11 @@ Two facts from the bubble's own row can raise it:
 - in a field that holds exactly one mark by its nature (a student-ID digit), a lone
   darkest bubble standing clear of a clean row is the mark even below the midpoint
   (a light pencil); a row with two candidates still goes to a person.
+- in a question, the same lone bubble below the midpoint (a half-filled or light mark)
+  is read as the answer but stays with a person: a question may be left blank, so only
+  a person can tell a half-hearted mark from a smudge. The review page then shows the
+  likely answer instead of an empty one. An erasure's residue stays far below
+  SINGLE_MIN.
 
 A field's confidence is the lowest certainty of its bubbles; below ``REVIEW_BELOW`` it
 goes to a person.
@@ -59,9 +64,9 @@ MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not t
 MIN_PRINT_SAMPLES: Final = 3
 #: the others in a row all at most this (score units) leave its darkest bubble alone.
 LONE_REST: Final = 0.15
-#: a single-mark field (an ID digit) takes its lone darkest bubble when it reaches
-#: SINGLE_MIN, stands SINGLE_GAP clear of the rest of its row and the rest are at most
-#: SINGLE_REST.
+#: a lone darkest bubble: it reaches SINGLE_MIN, stands SINGLE_GAP clear of the rest of
+#: its row and the rest are at most SINGLE_REST. A single-mark field (an ID digit) takes it
+#: as its mark; a question reads it as its answer and leaves it to a person.
 SINGLE_MIN: Final = 0.35
 SINGLE_GAP: Final = 0.3
 SINGLE_REST: Final = 0.25
@@ -167,11 +172,15 @@ def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool 
     marked = [i for i, v in enumerate(s) if v >= 0.5]
     cert = [min(1.0, abs(v - 0.5) / 0.5) for v in s]
     top = max(range(len(s)), key=s.__getitem__)
-    if single and len(s) > 1:
+    if len(s) > 1:
         rest = max(v for i, v in enumerate(s) if i != top)
-        if s[top] >= SINGLE_MIN and rest <= SINGLE_REST and s[top] - rest >= SINGLE_GAP:
+        lone = s[top] >= SINGLE_MIN and rest <= SINGLE_REST and s[top] - rest >= SINGLE_GAP
+        if lone and single:
             marked = [top]
             cert[top] = max(cert[top], min(1.0, 0.5 + (s[top] - rest - SINGLE_GAP)))
+        elif lone and not marked:
+            # Its certainty stays that of a bubble short of the midpoint: under REVIEW_BELOW.
+            marked = [top]
     if s[top] >= 0.75:
         for i, v in enumerate(s):
             if v < 0.5:
@@ -193,8 +202,12 @@ def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool 
     )
 
 
-def combine_field(f: Field, reading: FieldReading, probs: Sequence[float]) -> FieldReading:
-    """Join a threshold reading with the classifier's P(marked) for the same bubbles."""
+def combine_field(f: Field, reading: FieldReading, probs: Sequence[float], *, single: bool = False) -> FieldReading:
+    """Join a threshold reading with the classifier's P(marked) for the same bubbles.
+
+    ``single`` as for ``read_field``. A question's answer read from a lone bubble short of
+    the midpoint stays with a person even where the classifier agrees: a blank is a valid
+    answer, and both readers see the same half-filled bubble."""
     marked = classifier_marks(f, probs)
     sure = min((abs(2 * p - 1) for p in probs), default=0.0)
     if marked != reading.values:
@@ -202,6 +215,8 @@ def combine_field(f: Field, reading: FieldReading, probs: Sequence[float]) -> Fi
         return replace(reading, confidence=round(confidence, 3), review=True, classifier="disagree")
     if sure < CLASSIFIER_SURE:
         return replace(reading, classifier="unsure")
+    if not single and any(p >= 0.5 and v < 0.5 for p, v in zip(probs, reading.scores, strict=True)):
+        return replace(reading, classifier="agree")
     confidence = max(reading.confidence, sure)
     verdict = "lifted" if reading.review else "agree"
     return replace(reading, confidence=round(confidence, 3), review=confidence < REVIEW_BELOW, classifier=verdict)

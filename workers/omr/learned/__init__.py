@@ -73,5 +73,9 @@ def refine(
     if not classifier_fits(template.fields, fields, probs):
         logger.info("OMR mark classifier %s set aside on a sheet it reads unlike its clear fields", score.name)
         return [replace(r, classifier="off") for r in fields], None
-    joined = [combine_field(f, r, q) for f, r, q in zip(template.fields, fields, probs, strict=True)]
+    n_id = len(template.id_fields)
+    joined = [
+        combine_field(f, r, q, single=k < n_id)
+        for k, (f, r, q) in enumerate(zip(template.fields, fields, probs, strict=True))
+    ]
     return joined, score.name
