@@ -121,6 +121,21 @@ def test_one_batch_per_sheet_scores_as_one_bubble_at_a_time(template: Template) 
     assert score(x[:0], c[:0]).shape == (0,)
 
 
+def test_more_threads_score_exactly_alike(template: Template) -> None:
+    # The command line gives its session every core (model.set_threads); the scores, and
+    # so every reading, stay those of the one-thread session a worker uses.
+    gray, _ = _drawn_sheet(template)
+    x, c = _sheet_inputs(gray, template)
+    one = model.scorer("cpu")
+    model.set_threads(2)
+    two = model.scorer("cpu")
+    assert one is not None
+    assert two is not None
+    assert two.session is not one.session
+    assert two.session.get_session_options().intra_op_num_threads == 2
+    np.testing.assert_array_equal(two(x, c), one(x, c))
+
+
 def _reading(values: tuple[str, ...], confidence: float, *, score: float = 0.6) -> FieldReading:
     """Question 1 read as ``values`` (of "1".."5"), each of them at ``score``, the rest empty."""
     scores = tuple(score if str(i + 1) in values else 0.0 for i in range(5))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -93,6 +94,12 @@ def _render(template: Template, out: Path) -> int:
 
 
 def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: bool, finish: Finish) -> int:
+    if photo:
+        # Alone in its process, the photo classifier may use every core, as OpenCV does
+        # (a worker's prefork child keeps one). No onnxruntime is imported here.
+        from workers.omr.learned.model import set_threads
+
+        set_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     results: dict[str, Any] = {}
     failed = False
     for key, entry in _read_all(template, inputs, photo, finish):
@@ -122,7 +129,6 @@ def _read_all(
     template: Template, inputs: Sequence[Path], photo: bool, finish: Finish
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     from workers.omr.decode import check_gray, decode_for, sniff
-    from workers.omr.pdf import pdf_pages
     from workers.omr.reader import read_gray
 
     used: set[str] = set()
@@ -141,6 +147,8 @@ def _read_all(
             except BadInput as exc:
                 yield key, _error(exc)
             continue
+        from workers.omr.pdf import pdf_pages  # only a PDF needs it
+
         pages = pdf_pages(data)
         number = 0
         while True:

@@ -36,6 +36,8 @@ SPAN: Final = 3.0  # crop side in bubble radii: the ring and a little paper, no 
 PAPER_FROM: Final = 1.3  # corners farther than this many radii from the centre are paper
 PAPER_PERCENTILE: Final = 80
 CONTEXT: Final = 3  # empty level, mark level, darkest other bubble of the field
+#: bubbles whose sampling grids are computed at once (two float64 rows of 18 KiB each).
+_ROWS: Final = 16
 
 
 @functools.lru_cache(maxsize=16)
@@ -71,16 +73,29 @@ def crops(gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment)
     # scaled by the bubble's own half sizes, so that an ellipse or a box fills its crop as
     # a circle does: every shape looks alike to the classifier.
     base = centres @ h[:, :2].T + h[:, 2]
-    map_x = np.empty((len(centres), len(unit)), np.float32)
-    map_y = np.empty_like(map_x)
-    for half in np.unique(halves, axis=0):
-        rows = np.flatnonzero(np.all(halves == half, axis=1))
-        delta = (unit * half) @ h[:, :2].T
-        w = base[rows, 2:3] + delta[None, :, 2]
-        map_x[rows] = (base[rows, 0:1] + delta[None, :, 0]) / w
-        map_y[rows] = (base[rows, 1:2] + delta[None, :, 1]) / w
-    raw = np.asarray(cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float32)
     n = len(centres)
+    map_x = np.empty((n, len(unit)), np.float32)
+    map_y = np.empty_like(map_x)
+    sizes, kind = np.unique(halves, axis=0, return_inverse=True)
+    kind = kind.reshape(-1)
+    deltas = [np.ascontiguousarray(((unit * half) @ h[:, :2].T).T) for half in sizes]
+    # The same float64 sums and quotients, rounded to float32 on the way out, a few
+    # bubbles at a time so the temporaries stay in cache: a whole sheet's grid is
+    # megabytes per array. Bubbles of one size come in runs (a block's fields).
+    w = np.empty((_ROWS, len(unit)), np.float64)
+    num = np.empty_like(w)
+    run_starts = np.flatnonzero(np.r_[True, kind[1:] != kind[:-1]]).tolist()
+    for start, stop in zip(run_starts, [*run_starts[1:], n], strict=True):
+        dx, dy, dz = deltas[kind[start]]
+        for a in range(start, stop, _ROWS):
+            b = min(a + _ROWS, stop)
+            ww, nn = w[: b - a], num[: b - a]
+            np.add(base[a:b, 2:3], dz, out=ww)
+            np.add(base[a:b, 0:1], dx, out=nn)
+            np.divide(nn, ww, out=map_x[a:b])
+            np.add(base[a:b, 1:2], dy, out=nn)
+            np.divide(nn, ww, out=map_y[a:b])
+    raw = np.asarray(cv2.remap(gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), dtype=np.float32)
     # Each row is one bubble's 2S x 2S grid; stacked, they are one (n 2S) x 2S picture
     # whose 2 x 2 area average never mixes two bubbles (2S is even). cv2 does it several
     # times faster than a numpy mean over reshaped axes.

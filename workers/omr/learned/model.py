@@ -9,6 +9,8 @@ Device: CUDA when onnxruntime offers the CUDA provider (the ``onnxruntime-gpu`` 
 and CUDA_VISIBLE_DEVICES does not hide every GPU (``ai_tasks.gpu`` sets it to "" on a
 premium child with no GPU); otherwise the CPU, with one intra-op thread, because a
 worker host runs one prefork child per core. The choice is logged once per process.
+The command line, alone in its process, gives the CPU session every core
+(``set_threads``), as OpenCV uses them.
 
 ``OMR_CLASSIFIER_DEVICE`` (``auto``, ``cpu`` or ``cuda``) overrides the choice; the
 GPU bench uses it to time both devices in one process.
@@ -54,8 +56,19 @@ class Scorer:
 
 
 _lock = threading.Lock()
-# (pid, device, path) -> Scorer, or the reason there is none
-_cache: dict[tuple[int, str, str], Scorer | str] = {}
+# (pid, device, path, intra-op threads) -> Scorer, or the reason there is none
+_cache: dict[tuple[int, str, str, int], Scorer | str] = {}
+#: intra-op threads of a CPU session made from now on (set_threads).
+_threads = 1
+
+
+def set_threads(threads: int) -> None:
+    """Give the CPU sessions made from now on in this process ``threads`` intra-op
+    threads (1 by default: a worker host runs one prefork child per core). For a process
+    that reads alone on its machine, such as the command line. The scores stay the same
+    to the bit (the omr-dev photos; tests/omr/test_learned.py)."""
+    global _threads
+    _threads = max(1, threads)
 
 
 def _cuda_allowed() -> bool:
@@ -63,7 +76,7 @@ def _cuda_allowed() -> bool:
     return visible is None or visible.strip() not in ("", "-1")
 
 
-def _load(device: Device, path: Path) -> Scorer | str:
+def _load(device: Device, path: Path, threads: int = 1) -> Scorer | str:
     try:
         import onnxruntime as ort  # type: ignore[import-untyped]
     except ImportError:
@@ -78,8 +91,12 @@ def _load(device: Device, path: Path) -> Scorer | str:
         why = "CUDA_VISIBLE_DEVICES hides every GPU" if not _cuda_allowed() else "onnxruntime has no CUDA provider"
         return f"CUDA asked for, but {why} (providers: {', '.join(available)})"
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    if threads > 1:
+        # Idle pool threads sleep instead of spinning: between two sheets' calls the
+        # cores belong to OpenCV's own threads.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
@@ -91,11 +108,11 @@ def _load(device: Device, path: Path) -> Scorer | str:
     return Scorer(session, used)
 
 
-def _key(device: Device | None, path: Path | None) -> tuple[int, str, str]:
+def _key(device: Device | None, path: Path | None) -> tuple[int, str, str, int]:
     if device is None:
         env = os.environ.get("OMR_CLASSIFIER_DEVICE", "auto")
         device = cast(Device, env) if env in ("auto", "cpu", "cuda") else "auto"
-    return (os.getpid(), device, str(path or MODEL_PATH))
+    return (os.getpid(), device, str(path or MODEL_PATH), _threads)
 
 
 def _get(device: Device | None, path: Path | None) -> Scorer | str:
@@ -107,7 +124,7 @@ def _get(device: Device | None, path: Path | None) -> Scorer | str:
         hit = _cache.get(key)
         if hit is not None:
             return hit
-        hit = _load(cast(Device, key[1]), Path(key[2]))
+        hit = _load(cast(Device, key[1]), Path(key[2]), key[3])
         _cache[key] = hit
     pid = key[0]
     if isinstance(hit, str):
@@ -136,6 +153,8 @@ def unavailable(device: Device | None = None, path: Path | None = None) -> str |
 
 
 def reset() -> None:
-    """Forget every session (tests)."""
+    """Forget every session and go back to one thread (tests)."""
+    global _threads
     with _lock:
         _cache.clear()
+        _threads = 1
