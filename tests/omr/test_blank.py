@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
@@ -188,6 +189,25 @@ def test_each_card_design_printed_blank_gives_its_counts_and_alignment(name: str
     assert proposal.template["alignment"]["kind"] == kind
     if kind == "markers" and card.marker != "project":
         assert proposal.template["alignment"]["shape"] == card.marker
+
+
+def test_a_blank_builds_the_same_on_a_busy_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The L-cornered card's blank needs closer looks; how many it gets is counted in work,
+    not in seconds, so a worker slowed down by other load builds the same template."""
+    card = C.CARDS["corner"]
+    ok, png = cv2.imencode(".png", C.draw_card(card))
+    assert ok
+    counts = _counts(card)
+
+    def build() -> dict[str, Any]:
+        return propose_template(
+            bytes(png), questions=counts["questions"], choices=counts["choices"], id_digits=counts["id_digits"]
+        ).template
+
+    idle = build()
+    clock = iter(range(0, 10**9, 60))  # a minute passes between any two looks at the clock
+    monkeypatch.setattr(time, "perf_counter", lambda: float(next(clock)))
+    assert build() == idle
 
 
 def test_a_card_without_corner_markers_is_aligned_by_its_timing_marks() -> None:

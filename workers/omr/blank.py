@@ -89,9 +89,13 @@ GAP_TOL: Final = 0.2
 INK_C: Final = 6
 #: (ink_c, zoom) of each look for bubbles, tried in turn until the counts add up.
 DETECTION_PASSES: Final = ((INK_C, 1.0), (INK_C, 2.0), (4, 2.0), (INK_C, 3.0))
-#: seconds the looks for bubbles may take together (building a template is meant to take
-#: under 5 s on a 200-dpi A4 scan, decoding and straightening included).
-TIME_BUDGET: Final = 3.8
+#: how much looking for bubbles a blank may take, every turn of it together, in looks at
+#: the frame's own size: a look enlarged z times costs about z of them (measured: the
+#: contours, not the pixels, take most of it). Counted in work, not seconds, so that a
+#: blank builds the same on a busy worker as on an idle one. Building a template is meant
+#: to take under 5 s on a 200-dpi A4 scan, decoding and straightening included
+#: (docs/benchmarks.md, "OMR template from a blank card").
+LOOK_BUDGET: Final = 10.0
 #: more bubble-like shapes than a 300-question card with its ID block could print.
 MAX_BUBBLES: Final = 6000
 
@@ -169,12 +173,10 @@ def propose_template(
     colour = image if image.ndim == 3 else np.repeat(image[:, :, None], 3, axis=2)
     frame = find_frame(colour, photo=photo)
 
-    import time
-
-    deadline = time.perf_counter() + TIME_BUDGET
+    budget = _Budget(LOOK_BUDGET)
 
     def look(turns: int) -> Proposal:
-        return _looks(_turned(frame, turns), questions, choices, id_digits, name, numbering, deadline)
+        return _looks(_turned(frame, turns), questions, choices, id_digits, name, numbering, budget)
 
     # The blank may be scanned sideways: then its counts do not add up upright, and it is
     # tried turned a quarter each way. The card says which way is up by what it prints
@@ -210,32 +212,32 @@ def _found_turn(proposal: Proposal, turns: int) -> Proposal:
     return proposal
 
 
+@dataclass
+class _Budget:
+    """What is left of LOOK_BUDGET for one blank, shared by the looks at all its turns."""
+
+    left: float
+
+
 def _looks(
-    frame: Frame, questions: int, choices: int, id_digits: int, name: str, numbering: str, deadline: float
+    frame: Frame, questions: int, choices: int, id_digits: int, name: str, numbering: str, budget: _Budget
 ) -> Proposal:
-    """The proposal from the first of DETECTION_PASSES whose counts add up; after the
-    first, a look that would end past ``deadline`` (time.perf_counter) is not taken."""
+    """The proposal from the first of DETECTION_PASSES whose counts add up. The first look
+    is always taken; a closer one only while ``budget`` holds its cost (its enlargement)."""
     first_error: OmrError | None = None
     # Faint or tiny print can hide a few outlines from the first look; a closer look
     # (fainter print counted, the page enlarged) is taken only when the counts do not
     # add up, and its result must add up exactly too.
-    # A look costs about the first one's time times the enlargement (measured: the
-    # contours, not the pixels, take most of it); one that would end past the deadline
-    # (TIME_BUDGET for every turn of the card together) is not taken.
-    import time
-
-    start = time.perf_counter()
-    first_look = 0.0
     for ink_c, zoom in DETECTION_PASSES:
-        if first_error is not None and time.perf_counter() + first_look * zoom > deadline:
+        if first_error is not None and zoom > budget.left:
             continue
+        budget.left -= zoom
         try:
             return _propose(frame, questions, choices, id_digits, name, numbering, ink_c, zoom)
         except OmrError as exc:
             if exc.code == BLANK_LAYOUT_UNSUPPORTED:
                 raise
             first_error = first_error or exc
-            first_look = first_look or time.perf_counter() - start
     assert first_error is not None
     raise first_error
 
