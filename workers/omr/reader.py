@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -241,41 +242,89 @@ def unexpected_rings(straight: npt.NDArray[np.uint8], template: Template, alignm
 
     span = max(alignment.paper - alignment.ink, 1.0)
     level = alignment.paper - PRINT_LEVEL * span
-    _, dark = cv2.threshold(straight, level, 255, cv2.THRESH_BINARY_INV)
+    _, thresholded = cv2.threshold(straight, level, 255, cv2.THRESH_BINARY_INV)
+    dark = np.ascontiguousarray(thresholded, dtype=np.uint8)
     s = straight.shape[1] / template.width
     sizes = np.array([template.bubble_size(f) for f in template.fields for _ in f.centres], np.float64) * s
     centres = np.array([c for f in template.fields for c in f.centres], np.float64) * s
-    for (x, y), (w, h) in zip(centres, sizes, strict=True):
-        cv2.ellipse(dark, (round(x), round(y)), (round(0.8 * w), round(0.8 * h)), 0, 0, 360, 0, -1)
+    # Rounded as round() does (half to even), all at once.
+    _erase_ellipses(dark, np.round(np.hstack([centres, 0.8 * sizes])).astype(np.intp))
     contours, hierarchy = cv2.findContours(dark, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     if hierarchy is None:
         return 0
     links = hierarchy[0]
-    # Each block's printed bubble size, and the rows and columns its bubbles lie on.
-    kinds = np.unique(np.round(sizes, 1), axis=0)
-    lines = []
-    for kind in kinds:
-        mine = np.all(np.round(sizes, 1) == kind, axis=1)
-        lines.append((np.unique(np.round(centres[mine, 1])), np.unique(np.round(centres[mine, 0]))))
+    # Outer outlines with a hole (not a hole itself, not a shape without one) ...
+    outer = np.flatnonzero((links[:, 3] == -1) & (links[:, 2] != -1))
+    if not len(outer):
+        return 0
+    # Their bounding boxes (as cv2.boundingRect), all at once.
+    points = [contours[i].reshape(-1, 2) for i in outer.tolist()]
+    starts = np.cumsum([0] + [len(p) for p in points[:-1]])
+    joined = np.concatenate(points)
+    low = np.minimum.reduceat(joined, starts, axis=0).astype(np.float64)
+    w, h = (np.maximum.reduceat(joined, starts, axis=0) - low + 1).T
+    cx, cy = low[:, 0] + w / 2, low[:, 1] + h / 2
+    # ... of the size one of the template's blocks prints its bubbles at, centred on one
+    # of that block's bubble rows or columns.
+    rounded = np.round(sizes, 1)
+    on_grid = np.zeros(len(outer), bool)
+    for bw, bh in sorted(set(map(tuple, rounded.tolist()))):
+        mine = (rounded[:, 0] == bw) & (rounded[:, 1] == bh)
+        rows, cols = np.unique(np.round(centres[mine, 1])), np.unique(np.round(centres[mine, 0]))
+        sized = (0.75 * bw <= w) & (w <= 1.3 * bw) & (0.75 * bh <= h) & (h <= 1.3 * bh)
+        near_row = np.abs(rows[None, :] - cy[:, None]).min(axis=1) <= 0.35 * bh
+        near_col = np.abs(cols[None, :] - cx[:, None]).min(axis=1) <= 0.35 * bw
+        on_grid |= sized & (near_row | near_col)
     count = 0
-    for i, link in enumerate(links):
-        if link[3] != -1 or link[2] == -1:  # a hole itself, or a shape without one
-            continue
-        x, y, w, h = cv2.boundingRect(contours[i])
-        if cv2.contourArea(contours[i]) > 0.9 * w * h:
+    for i, bw, bh in zip(outer[on_grid].tolist(), w[on_grid].tolist(), h[on_grid].tolist(), strict=True):
+        if cv2.contourArea(contours[i]) > 0.9 * bw * bh:
             continue  # a box, not a bubble
         # All its holes together: a digit printed inside a bubble splits its hole.
-        hole, j = 0.0, int(link[2])
+        hole, j = 0.0, int(links[i][2])
         while j != -1:
             hole += cv2.contourArea(contours[j])
             j = int(links[j][0])
-        if hole < 0.25 * w * h:
-            continue
-        cx, cy = x + w / 2, y + h / 2
-        for (bw, bh), (rows, cols) in zip(kinds, lines, strict=True):
-            if not (0.75 * bw <= w <= 1.3 * bw and 0.75 * bh <= h <= 1.3 * bh):
-                continue
-            if np.min(np.abs(rows - cy)) <= 0.35 * bh or np.min(np.abs(cols - cx)) <= 0.35 * bw:
-                count += 1
-                break
+        if hole >= 0.25 * bw * bh:
+            count += 1
     return count
+
+
+def _erase_ellipses(image: npt.NDArray[np.uint8], ellipses: npt.NDArray[np.intp]) -> None:
+    """Set to 0 the filled ellipses (x, y, half width, half height) of ``image``, each
+    exactly as ``cv2.ellipse`` draws it.
+
+    cv2 draws an ellipse in fixed point relative to its (whole-pixel) centre, so one of a
+    given size covers the same pixels wherever it lies whole in the picture: its pixels
+    are drawn once per size and set for all its centres at once. An ellipse at the
+    picture's edge (clipped there) is drawn by cv2 itself.
+    """
+    import cv2
+
+    height, width = image.shape
+    assert image.flags.c_contiguous  # flat is a view: its writes land in image
+    flat = image.reshape(-1)
+    x, y, ax, ay = ellipses.T
+    # A margin of two pixels round each: clipping can only touch an ellipse beyond it.
+    inside = (x - ax >= 2) & (y - ay >= 2) & (x + ax < width - 2) & (y + ay < height - 2) & (ax >= 0) & (ay >= 0)
+    for i in (~inside).nonzero()[0].tolist():
+        cv2.ellipse(image, (int(x[i]), int(y[i])), (int(ax[i]), int(ay[i])), 0, 0, 360, 0, -1)
+    axes = ellipses[inside, 2:]
+    at = (y * width + x)[inside]
+    for a, b in set(map(tuple, axes.tolist())):
+        mine = (axes[:, 0] == a) & (axes[:, 1] == b)
+        flat[(at[mine, None] + _ellipse_offsets(a, b, width)[None, :]).reshape(-1)] = 0
+
+
+@functools.lru_cache(maxsize=64)
+def _ellipse_offsets(ax: int, ay: int, width: int) -> npt.NDArray[np.intp]:
+    """Flat offsets (in a picture ``width`` wide) of the pixels of a filled ellipse that
+    ``cv2.ellipse`` draws with half axes (ax, ay) round a centre pixel."""
+    import cv2
+    import numpy as np
+
+    patch = np.zeros((2 * ay + 5, 2 * ax + 5), np.uint8)
+    cv2.ellipse(patch, (ax + 2, ay + 2), (ax, ay), 0, 0, 360, 255, -1)
+    ys, xs = np.nonzero(patch)
+    offsets: npt.NDArray[np.intp] = ((ys - (ay + 2)) * width + (xs - (ax + 2))).astype(np.intp)
+    offsets.flags.writeable = False
+    return offsets

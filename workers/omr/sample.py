@@ -12,6 +12,11 @@ and ``cv2.remap`` do the mapping and the gather in C). Per bubble it returns:
 Paper is measured just outside each bubble, so a shadow or uneven scan lighting does
 not read as a mark.
 
+The picture is read once: each sample point is mapped and gathered a single time, in
+colour when the picture has it; its grey (as cv2 makes it, pixel by pixel), the colour
+channels the dropout-ink check compares with that grey and the channel the fill is then
+read on all come from those same samples.
+
 What depends on the template alone (bubble centres, the field index, the smallest
 bubble gap) is computed once per template object and kept.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from workers.omr.align import Alignment
 from workers.omr.template import Template
@@ -193,6 +198,46 @@ def _probe(rx: float, ry: float, step: float, far_x: float, far_y: float) -> _Pr
     return _Probe(disk, row.astype(np.intp), col.astype(np.intp), len(ys), len(xs), k, beside_x, beside_y)
 
 
+@dataclass(frozen=True)
+class _Pattern:
+    """A bubble size's sample points round its centre, in template pixels, in this order:
+    the middle (a grid), the band round the outline (every pixel), the paper round it (a
+    band further out, then the points beside each grid row and column)."""
+
+    probe: _Probe
+    offsets: npt.NDArray[np.float32]
+    #: where the outline band starts and ends in ``offsets``.
+    a: int
+    b: int
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(
+    rx: float, ry: float, step: float, area_step: float, ring_w: float, outer_hi: float, far_x: float, far_y: float
+) -> _Pattern:
+    import numpy as np
+
+    probe = _probe(rx, ry, area_step, far_x, far_y)
+    ring = _offsets(rx, ry, 1 - ring_w, 1 + ring_w, step)
+    around = _offsets(rx, ry, 1.28, outer_hi, area_step)
+    offsets = np.concatenate([probe.disk, ring, around, probe.beside_x, probe.beside_y])
+    offsets.flags.writeable = False
+    return _Pattern(probe, offsets, len(probe.disk), len(probe.disk) + len(ring))
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A group's bubbles as sampled: (bubbles, samples) values at the pattern's points."""
+
+    group: _Group
+    pattern: _Pattern
+    #: the picture's values there: BGR (bubbles, samples, 3) or grey.
+    values: npt.NDArray[np.uint8]
+    grey: npt.NDArray[np.uint8]
+    #: each bubble's paper level on grey.
+    paper: npt.NDArray[np.float64]
+
+
 def sample(
     image: npt.NDArray[np.uint8],
     template: Template,
@@ -201,94 +246,121 @@ def sample(
 ) -> Samples:
     """Measure every bubble of ``template`` (its centres and sizes as they are printed).
 
-    ``image`` is greyscale or BGR (``gray``: its greyscale, when the caller has it). On a
-    colour picture the outlines are measured on grey (where print of any colour shows)
-    and the fill on the channel where the printed outlines are faintest, when that channel
-    all but drops them: a sheet printed in red or pink dropout ink is read on red, where
-    the print vanishes and pencil, black and blue pen stay dark.
+    ``image`` is greyscale or BGR. On a colour picture the outlines are measured on grey
+    (where print of any colour shows) and the fill on the channel where the printed
+    outlines are faintest, when that channel all but drops them: a sheet printed in red
+    or pink dropout ink is read on red, where the print vanishes and pencil, black and
+    blue pen stay dark. ``gray`` (the picture's greyscale, as ``align.as_gray`` makes it)
+    is not needed: the grey of each sample is made from its own colour, as as_gray makes
+    it pixel by pixel, so the picture is read once, in colour.
     """
     import numpy as np
 
-    from workers.omr.align import as_gray
-
+    del gray
     layout = _layout(template)
     n = len(layout.centres)
-    grey_img = gray if gray is not None else as_gray(image)
     # Sample about once per image pixel, never much finer than one per template pixel.
     step = max(0.5, min(1.0, 1.0 / alignment.scale))
-    specs = []
-    for g in layout.groups:
-        r = max(g.rx, g.ry)
-        # The outline is looked for in a band round the measured size: a bubble printed a
-        # pixel bigger or off its block's grid still shows its outline there.
-        ring_w = max(RING_BAND, 1.5 / min(g.rx, g.ry))
-        outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
-        # Areas on a grid of about AREA_POINTS across the bubble (averages need no more);
-        # the thin outline at every pixel. Beside the bubble: out to BESIDE radii, or half
-        # way to the next bubble when closer.
-        area_step = round(max(step, min(g.rx, g.ry) * 2 / AREA_POINTS) * 4) / 4
-        probe = _probe(g.rx, g.ry, area_step, min(BESIDE, g.nearest_x / 2), min(BESIDE, g.nearest_y / 2))
-        ring = _offsets(g.rx, g.ry, 1 - ring_w, 1 + ring_w, step)
-        around = np.concatenate([_offsets(g.rx, g.ry, 1.28, outer_hi, area_step), probe.beside_x, probe.beside_y])
-        specs.append((g, probe, ring, around))
-    channel = _dropout_channel(image, layout, specs, alignment) if image.ndim == 3 else -1
-    marks = grey_img if channel < 0 else _extract(image, channel)
     ink = alignment.ink
     ring_v = np.zeros(n, np.float64)
     fill = np.zeros(n, np.float64)
-    for g, probe, ring, around in specs:
-        centres = layout.centres[g.bubbles]
-        a, b = len(probe.disk), len(probe.disk) + len(ring)
-        values = _lookup(grey_img, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
-        grey_paper = _paper(values[:, b:], ink)
+    reads = []
+    for g in layout.groups:
+        pattern = _group_pattern(g, step)
+        a, b = pattern.a, pattern.b
+        values = _remap(image, *_maps(layout.centres[g.bubbles], pattern.offsets, alignment.homography))
+        grey = _as_grey(values)
+        paper = _paper(grey[:, b:], ink)
         # Print anywhere in the bubble's place: its outline, or what is printed inside it
         # (a digit or letter, on a card that prints no outline at all, only the value).
-        ring_v[g.bubbles] = np.maximum(
-            _dark_share(values[:, a:b], grey_paper, ink), _dark_share(values[:, :a], grey_paper, ink)
-        )
-        if marks is not grey_img:
-            values = _lookup(marks, centres, np.concatenate([probe.disk, ring, around]), alignment.homography)
-        paper = _paper(values[:, b:], ink)
-        span = np.maximum(paper - ink, 1.0)
-        dark = (paper[:, None] - values.astype(np.float32)) / span[:, None]  # (bubbles, samples)
-        beside = dark[:, len(dark[0]) - len(probe.beside_x) - len(probe.beside_y) :]
-        fill[g.bubbles] = dark[:, :a].mean(axis=1) - _line_through(beside, probe)
+        ring_v[g.bubbles] = np.maximum(_dark_share(grey[:, a:b], paper, ink), _dark_share(grey[:, :a], paper, ink))
+        reads.append(_Read(g, pattern, values, grey, paper))
+    channel = _dropout_channel(reads, ink) if image.ndim == 3 else -1
+    for r in reads:
+        g, probe, a, b = r.group, r.pattern.probe, r.pattern.a, r.pattern.b
+        marks, paper = r.grey, r.paper
+        if channel >= 0:
+            marks = _channel(r.values, channel)
+            paper = _paper(marks[:, b:], ink)
+        # The fill reads the middle and the paper round it (not the outline band).
+        span = np.maximum(paper - ink, 1.0)[:, None]
+        beside = marks[:, marks.shape[1] - len(probe.beside_x) - len(probe.beside_y) :]
+        dark_middle = (paper[:, None] - marks[:, :a].astype(np.float32)) / span  # (bubbles, samples)
+        dark_beside = (paper[:, None] - beside.astype(np.float32)) / span
+        fill[g.bubbles] = dark_middle.mean(axis=1) - _line_through(dark_beside, probe)
     return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index, channel)
 
 
-def _dropout_channel(
-    image: npt.NDArray[np.uint8], layout: _Layout, specs: list[tuple[_Group, _Probe, Any, Any]], alignment: Alignment
-) -> int:
+def _group_pattern(g: _Group, step: float) -> _Pattern:
+    """The sample points of a group's bubbles, ``step`` template pixels apart on the outline."""
+    r = max(g.rx, g.ry)
+    # The outline is looked for in a band round the measured size: a bubble printed a
+    # pixel bigger or off its block's grid still shows its outline there.
+    ring_w = max(RING_BAND, 1.5 / min(g.rx, g.ry))
+    outer_hi = max(min(1.6, g.nearest / 2 - 1 / r), 1.28 + 2 / r)
+    # Areas on a grid of about AREA_POINTS across the bubble (averages need no more);
+    # the thin outline at every pixel. Beside the bubble: out to BESIDE radii, or half
+    # way to the next bubble when closer.
+    area_step = round(max(step, min(g.rx, g.ry) * 2 / AREA_POINTS) * 4) / 4
+    far_x, far_y = min(BESIDE, g.nearest_x / 2), min(BESIDE, g.nearest_y / 2)
+    return _pattern(g.rx, g.ry, step, area_step, ring_w, outer_hi, far_x, far_y)
+
+
+def _dropout_channel(reads: list[_Read], ink: float) -> int:
     """The colour channel the fill is read on (-1: grey), from the outlines of a few dozen
     bubbles of each size: the one where they are faintest, when they are at most
-    DROPOUT_SHARE of their grey darkness there."""
+    DROPOUT_SHARE of their darkness on grey (the grey the outlines are measured on, its
+    paper levels already known)."""
     import numpy as np
 
-    ink = alignment.ink
-    grey_rings: list[float] = []
-    by_channel: list[list[float]] = [[], [], []]
-    for g, _, ring, around in specs:
-        some = g.bubbles[:: max(1, len(g.bubbles) // DROPOUT_PROBES)]
-        values = _lookup(image, layout.centres[some], np.concatenate([ring, around]), alignment.homography)
-        k = len(ring)
-        grey = _to_grey(values)
-        grey_rings.extend(_level(grey[:, :k], _paper(grey[:, k:], ink), ink).tolist())
-        for c in range(3):
-            chan = np.ascontiguousarray(values[:, :, c])
-            by_channel[c].extend(_level(chan[:, :k], _paper(chan[:, k:], ink), ink).tolist())
-    print_grey = float(np.median(grey_rings))
-    faint = [float(np.median(v)) for v in by_channel]
+    levels = []
+    for r in reads:
+        every = max(1, len(r.group.bubbles) // DROPOUT_PROBES)
+        a, b = r.pattern.a, r.pattern.b
+        k = b - a
+        some = r.values[::every]  # (bubbles, samples, channel)
+        paper = np.concatenate(
+            [r.paper[None, ::every], _paper(np.ascontiguousarray(some[:, b:].transpose(2, 0, 1)), ink)]
+        )
+        sums = np.concatenate([r.grey[None, ::every, a:b].sum(axis=2, dtype=np.uint32), _channel_sums(some[:, a:b]).T])
+        levels.append((paper - sums / k) / np.maximum(paper - ink, 1.0))
+    every_level = np.concatenate(levels, axis=1)  # (grey and channels, bubbles)
+    print_grey = float(np.median(every_level[0]))
+    faint = [float(np.median(every_level[c])) for c in (1, 2, 3)]
     best = int(np.argmin(faint))
     if print_grey >= DROPOUT_MIN_PRINT and faint[best] <= DROPOUT_SHARE * print_grey:
         return best
     return -1
 
 
-def _extract(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+def _channel_sums(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+    """Each row's sum on each channel, (rows, samples, 3) -> (rows, 3): one matrix product
+    that picks every third value, exact (whole numbers below 2**24 add up exactly in
+    float32, in any order)."""
+    import numpy as np
+
+    rows, k = values.shape[:2]
+    pick = np.tile(np.eye(3, dtype=np.float32), (k, 1))  # (3k, 3)
+    result: npt.NDArray[np.float32] = values.reshape(rows, 3 * k).astype(np.float32) @ pick
+    return result
+
+
+def _as_grey(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """BGR samples (bubbles, samples, 3) as grey, each exactly as ``align.as_gray`` makes
+    its pixel (cv2's conversion is pixel by pixel); grey samples as they are."""
+    if values.ndim == 2:
+        return values
     import cv2
     import numpy as np
 
-    return np.asarray(cv2.extractChannel(image, channel), dtype=np.uint8)
+    return np.asarray(cv2.cvtColor(values, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
+
+
+def _channel(values: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+    import cv2
+    import numpy as np
+
+    return np.asarray(cv2.extractChannel(values, channel), dtype=np.uint8)
 
 
 def _line_through(beside: npt.NDArray[np.float64], probe: _Probe) -> npt.NDArray[np.float64]:
@@ -311,25 +383,22 @@ def _line_through(beside: npt.NDArray[np.float64], probe: _Probe) -> npt.NDArray
         (beside[:, :nx], probe.rows, probe.disk_row),
         (beside[:, nx:], probe.cols, probe.disk_col),
     ):
-        sides = part.reshape(n, 2, lines, k).mean(axis=3)  # (bubbles, side, line)
-        both = sides.min(axis=1)
-        both = np.clip(both - np.median(both, axis=1, keepdims=True), 0, MAX_LINE)
+        # (bubbles, side and line, k): the k points of a side summed in order, as a mean does.
+        points = part.reshape(n, 2 * lines, k)
+        sides = sum((points[:, :, j] for j in range(1, k)), points[:, :, 0]) / k
+        both = np.minimum(sides[:, :lines], sides[:, lines:])
+        # The median from a sort (np.median's own pair of middle values, halved as it does).
+        ordered = np.sort(both, axis=1)
+        half = lines // 2
+        median = ordered[:, half] if lines % 2 else (ordered[:, half - 1] + ordered[:, half]) / 2
+        both = np.minimum(np.maximum(both - median[:, None], 0.0), MAX_LINE)
         # A line is thin: across more than LINE_WIDTH of the bubble it is a mark's
         # overflow on both sides (a wide shade is the paper's, taken off already).
-        peak = both.max(axis=1, keepdims=True)
-        wide = np.mean(both > 0.5 * peak, axis=1) > LINE_WIDTH
+        peak = np.minimum(np.maximum(ordered[:, -1] - median, 0.0), MAX_LINE)
+        wide = np.count_nonzero(both > 0.5 * peak[:, None], axis=1) / lines > LINE_WIDTH
         correction = both[:, index].mean(axis=1)
         out = np.maximum(out, np.where(wide, 0.0, correction))
     return out
-
-
-def _to_grey(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
-    """BGR samples (..., 3) as grey, as cv2.COLOR_BGR2GRAY weighs them."""
-    import numpy as np
-
-    grey = values @ np.array([0.114, 0.587, 0.299], np.float32)
-    result: npt.NDArray[np.uint8] = np.clip(grey + 0.5, 0, 255).astype(np.uint8)
-    return result
 
 
 def _dark_share(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
@@ -339,15 +408,6 @@ def _dark_share(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], i
 
     span = np.maximum(paper - ink, 1.0)
     result: npt.NDArray[np.float64] = (paper - _percentile_rows(values, 100 * RING_SHARE)) / span
-    return result
-
-
-def _level(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
-    """How dark the mean of each row of ``values`` is: 0 = its paper, 1 = the markers' ink."""
-    import numpy as np
-
-    span = np.maximum(paper - ink, 1.0)
-    result: npt.NDArray[np.float64] = (paper - values.mean(axis=1, dtype=np.float64)) / span
     return result
 
 
@@ -363,43 +423,47 @@ def _paper(values: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]
 
 
 def _percentile_rows(values: npt.NDArray[np.uint8], q: float) -> npt.NDArray[np.float64]:
-    """``np.percentile(values, q, axis=1)`` (linear method) of uint8 rows, from row histograms."""
+    """``np.percentile(values, q, axis=-1)`` (linear method) of uint8 rows.
+
+    A stable sort of 8-bit values is a counting sort in numpy: faster than a partition
+    and than histograms of each row, and exact (the same two order statistics)."""
     import numpy as np
 
-    rows, n = values.shape
+    n = values.shape[-1]
     pos = q / 100 * (n - 1)
     lo = int(pos)
     hi = min(lo + 1, n - 1)
-    keys = values + (np.arange(rows, dtype=np.intp) * 256)[:, None]
-    cum = np.cumsum(np.bincount(keys.ravel(), minlength=rows * 256).reshape(rows, 256), axis=1)
-    # The value of rank k (0-based) is the number of grey levels whose count so far is <= k.
-    low = np.count_nonzero(cum <= lo, axis=1).astype(np.float64)
-    high = np.count_nonzero(cum <= hi, axis=1).astype(np.float64)
+    ordered = np.sort(values, axis=-1, kind="stable")
+    low = ordered[..., lo].astype(np.float64)
+    high = ordered[..., hi].astype(np.float64)
     result: npt.NDArray[np.float64] = low + (pos - lo) * (high - low)
     return result
 
 
-def _lookup(
-    gray: npt.NDArray[np.uint8],
-    centres: npt.NDArray[np.float64],
-    offs: npt.NDArray[np.float32],
-    h: npt.NDArray[np.float64],
-) -> npt.NDArray[np.uint8]:
-    """Grey values at template points ``centres[i] + offs[j]``: (bubbles, samples), nearest pixel.
+def _maps(
+    centres: npt.NDArray[np.float64], offs: npt.NDArray[np.float32], h: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Image coordinates of the template points ``centres[i] + offs[j]``: (bubbles, samples).
 
     H (c + o) = H c + H[:, :2] o, so each image coordinate is a per-bubble term plus a
     per-offset term, an outer sum of two short vectors.
     """
+    import numpy as np
+
+    base = (centres @ h[:, :2].T + h[:, 2]).astype(np.float32)  # (bubbles, 3)
+    delta = (offs.astype(np.float64) @ h[:, :2].T).astype(np.float32).T.copy()  # (3, samples)
+    w = base[:, 2:3] + delta[2]
+    map_x = (base[:, 0:1] + delta[0]) / w
+    map_y = (base[:, 1:2] + delta[1]) / w
+    return map_x, map_y
+
+
+def _remap(
+    image: npt.NDArray[np.uint8], map_x: npt.NDArray[np.float32], map_y: npt.NDArray[np.float32]
+) -> npt.NDArray[np.uint8]:
+    """The image's values at (map_x, map_y), nearest pixel: (bubbles, samples[, channels])."""
     import cv2
     import numpy as np
 
-    base = centres @ h[:, :2].T + h[:, 2]  # (bubbles, 3)
-    delta = (offs.astype(np.float64) @ h[:, :2].T).astype(np.float32)  # (samples, 3)
-    base32 = base.astype(np.float32)
-    w = base32[:, 2:3] + delta[None, :, 2]
-    map_x = (base32[:, 0:1] + delta[None, :, 0]) / w
-    map_y = (base32[:, 1:2] + delta[None, :, 1]) / w
-    values: npt.NDArray[np.uint8] = np.asarray(
-        cv2.remap(gray, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE), dtype=np.uint8
-    )
-    return values
+    values = cv2.remap(image, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(values, dtype=np.uint8)
