@@ -242,7 +242,6 @@ def sample(
     image: npt.NDArray[np.uint8],
     template: Template,
     alignment: Alignment,
-    gray: npt.NDArray[np.uint8] | None = None,
 ) -> Samples:
     """Measure every bubble of ``template`` (its centres and sizes as they are printed).
 
@@ -250,13 +249,11 @@ def sample(
     (where print of any colour shows) and the fill on the channel where the printed
     outlines are faintest, when that channel all but drops them: a sheet printed in red
     or pink dropout ink is read on red, where the print vanishes and pencil, black and
-    blue pen stay dark. ``gray`` (the picture's greyscale, as ``align.as_gray`` makes it)
-    is not needed: the grey of each sample is made from its own colour, as as_gray makes
-    it pixel by pixel, so the picture is read once, in colour.
+    blue pen stay dark. The grey of each sample is made from its own colour, as
+    ``align.as_gray`` makes it pixel by pixel, so the picture is read once, in colour.
     """
     import numpy as np
 
-    del gray
     layout = _layout(template)
     n = len(layout.centres)
     # Sample about once per image pixel, never much finer than one per template pixel.
