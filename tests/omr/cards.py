@@ -104,6 +104,7 @@ class Card:
     ink: Colour = BLACK  # text, frames, write-in boxes, legend
     outline: Colour = (90, 90, 90)  # bubble outlines
     digit: Colour | None = (175, 175, 175)  # the value printed inside a bubble; None: none
+    digit_thick: int = 1  # its stroke, px
     marker: str = "solid"  # one of MARKER_SHAPES
     marker_size: int = 66
     marker_centre: int = 95  # from each page edge
@@ -267,6 +268,15 @@ def project_card() -> Card:
     )
 
 
+def dark_card() -> Card:
+    """Black circles with a bold black digit inside, as dark as the solid corner squares
+    (as some vendors print them): print as dark as a pencil mark, where only the
+    bubble's own empty print tells an empty bubble from a marked one."""
+    return Card(
+        "dark", _id_block((28, 28)), _columns((32, 32)), outline=BLACK, digit=BLACK, digit_thick=2, marker="solid"
+    )
+
+
 CARDS: Final = {
     c.name: c
     for c in (
@@ -279,6 +289,7 @@ CARDS: Final = {
         bare_card(),
         timing_card(),
         project_card(),
+        dark_card(),
     )
 }
 
@@ -365,7 +376,7 @@ def draw_card(card: Card) -> npt.NDArray[np.uint8]:
             for value, c in zip(block.values, row, strict=True):
                 _bubble(page, c, block.size, block.shape, card.outline, thick)
                 if card.digit is not None:
-                    _text(page, value, c, min(w, h) * 0.028, card.digit, 1)
+                    _text(page, value, c, min(w, h) * 0.028, card.digit, card.digit_thick)
             if not block.vertical:
                 number = label.removeprefix("q")
                 _text(page, number, (row[0][0] - w / 2 - 26, row[0][1]), 0.6, card.ink, 2)

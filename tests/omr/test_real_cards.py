@@ -101,6 +101,7 @@ def _project(card: C.Card, tmp: Path) -> Path:
         "grey",  # light-grey circles, four solid squares
         "circle",  # four circle markers, wide ellipses
         "q200",  # 200 questions in five columns of small ellipses
+        "dark",  # black circles and digits as dark as the markers
     ],
 )
 def test_scans_of_a_vendor_card_read_exactly_through_its_omrchecker_template(name: str, tmp_path: Path) -> None:
@@ -264,6 +265,7 @@ def test_a_200_question_card_read_with_a_45_question_template_is_refused_not_mis
         ("circle", "markers"),
         ("corner", "markers"),  # the paper's corner on the desk is an L too
         ("bare", "page"),
+        ("dark", "markers"),  # black rings and digits as dark as the marks
     ],
 )
 def test_phone_photos_of_a_vendor_card_read_exactly_in_photo_mode(name: str, crop: str, tmp_path: Path) -> None:
