@@ -129,7 +129,9 @@ def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates
     best: tuple[float, Alignment] | None = None
     for alignment in candidates:
         # A coarse look tells the right way up; the reader then fits the winner finely.
-        score = fit_layout(gray, template, alignment, measure=False, scale=ORIENT_SCALE).score
+        # Only the score counts here, so the template is not moved onto the fit.
+        fits = _fit_blocks(gray, template, alignment, measure=False, scale=ORIENT_SCALE)
+        score = LayoutFit(template, fits).score
         if best is None or score > best[0] + TIE:
             best = (score, alignment)
     assert best is not None
@@ -155,17 +157,13 @@ def fit_layout(
 ) -> LayoutFit:
     """Find each block of the template on the sheet (see the module doc)."""
     fields = list(template.fields)
-    fits: list[BlockFit] = []
-    for name, idx in _blocks(template):
+    fits = _fit_blocks(gray, template, alignment, measure=measure, scale=scale)
+    for (_, idx), fit in zip(_blocks(template), fits, strict=True):
         block = [fields[i] for i in idx]
-        fit = _fit_block(gray, template, alignment, name, block, measure, scale)
-        fits.append(fit)
         dx, dy = fit.offset
         kx, ky = fit.stretch
         size = (2 * fit.radii[0], 2 * fit.radii[1])
-        all_centres = [c for f in block for c in f.centres]
-        mx = sum(c[0] for c in all_centres) / len(all_centres)
-        my = sum(c[1] for c in all_centres) / len(all_centres)
+        mx, my = _middle_of(tuple(block))
         for i, f in zip(idx, block, strict=True):
             moved = tuple((mx + (x - mx) * kx + dx, my + (y - my) * ky + dy) for x, y in f.centres)
             fields[i] = replace(f, centres=moved, size=size if measure else f.size)
@@ -175,7 +173,71 @@ def fit_layout(
         # Size-blind measurements (the learned classifier's crops) take the printed size.
         radius = min(math.sqrt(b.radii[0] * b.radii[1]) for b in fits)
     moved_tpl = replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]), bubble_radius=radius)
-    return LayoutFit(moved_tpl, tuple(fits))
+    return LayoutFit(moved_tpl, fits)
+
+
+def _fit_blocks(
+    gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment, *, measure: bool, scale: float
+) -> tuple[BlockFit, ...]:
+    """Each block of the template found on the sheet, in ``_blocks`` order."""
+    fields = template.fields
+    return tuple(
+        _fit_block(gray, template, alignment, name, [fields[i] for i in idx], measure, scale)
+        for name, idx in _blocks(template)
+    )
+
+
+def _paper(sample: npt.NDArray[np.uint8]) -> float:
+    """The 90th percentile of a grey sample, as ``np.percentile`` gives it.
+
+    That depends only on the sample's size and its sorted values next to the 90th
+    percentile's place, which a histogram gives; the few such sets a block's samples show
+    are passed to ``np.percentile`` once each (``_percentile_of``).
+    """
+    import numpy as np
+
+    n = sample.size
+    cumulative = np.cumsum(np.bincount(sample.ravel(), minlength=256))
+    # Sorted places from one before the percentile's lower neighbour to its upper one's
+    # next, so that a place computed a hair off numpy's is still covered.
+    place = int(0.9 * (n - 1))
+    places = [min(max(place + k, 0), n - 1) for k in (-1, 0, 1, 2)]
+    values = np.searchsorted(cumulative, places, side="right").tolist()
+    return _percentile_of(n, tuple(zip(places, values, strict=True)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _percentile_of(n: int, sorted_at: tuple[tuple[int, int], ...]) -> float:
+    """The 90th percentile of n grey levels whose sorted values at a few places around
+    it are given: those values, held on either side, are as good as the sample."""
+    import numpy as np
+
+    levels = np.empty(n, np.uint8)
+    start = 0
+    for place, value in sorted_at:
+        levels[start : place + 1] = value
+        start = place + 1
+    levels[start:] = sorted_at[-1][1]
+    return float(np.percentile(levels, 90))
+
+
+@functools.cache
+def _levels() -> npt.NDArray[np.float32]:
+    """The 256 grey levels, for a darkness lookup table."""
+    import numpy as np
+
+    levels = np.arange(256, dtype=np.float32)
+    levels.flags.writeable = False
+    return levels
+
+
+@functools.lru_cache(maxsize=64)
+def _middle_of(block: tuple[Field, ...]) -> tuple[float, float]:
+    """The mean of a block's bubble centres (template pixels), which a stretch is about."""
+    all_centres = [c for f in block for c in f.centres]
+    mx = sum(c[0] for c in all_centres) / len(all_centres)
+    my = sum(c[1] for c in all_centres) / len(all_centres)
+    return mx, my
 
 
 def _spacing(centres: npt.NDArray[np.float64], axis: int, fallback: float) -> float:
@@ -211,6 +273,44 @@ class _Frame:
     #: region coordinates of every bubble's surroundings, one patch under another.
     map_x: npt.NDArray[np.float32]
     map_y: npt.NDArray[np.float32]
+    #: the template's columns (axis 0) and rows (axis 1) of bubbles, for ``_stretch``.
+    lines: tuple[_Lines, _Lines]
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """A block's bubbles grouped by their template column (row): each line's place and
+    its bubbles' indices, in template order, padded with ``len(centres)`` (a blank patch)
+    to the longest line's count."""
+
+    places: npt.NDArray[np.float64]
+    members: npt.NDArray[np.intp]
+    counts: npt.NDArray[np.intp]
+    #: "rows" where the lines are a full grid's runs of bubbles in template order (a
+    #: line's bubbles one after another), "columns" where they are its columns (one a
+    #: line apart), else "": the patches then sum where they lie, without a copy.
+    grid: str
+
+
+def _lines(centres: npt.NDArray[np.float64], axis: int) -> _Lines:
+    import numpy as np
+
+    keys = np.round(centres[:, axis], 1)
+    places, counts = np.unique(keys, return_counts=True)
+    members = np.full((len(places), int(counts.max())), len(centres), np.intp)
+    for row, value in enumerate(places):
+        found = np.flatnonzero(keys == value)
+        members[row, : len(found)] = found
+    grid = ""
+    if members.size == len(centres):
+        if np.array_equal(members.ravel(), np.arange(len(centres))):
+            grid = "rows"
+        elif np.array_equal(members.T.ravel(), np.arange(len(centres))):
+            grid = "columns"
+    lines = _Lines(places, members, counts.astype(np.intp), grid)
+    for a in (lines.places, lines.members, lines.counts):
+        a.flags.writeable = False
+    return lines
 
 
 @functools.lru_cache(maxsize=32)
@@ -253,6 +353,7 @@ def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float) -> _
         gy,
         np.ascontiguousarray(map_x).reshape(n * len(gy), len(gx)),
         np.ascontiguousarray(map_y).reshape(n * len(gy), len(gx)),
+        (_lines(centres, 0), _lines(centres, 1)),
     )
     for a in (frame.centres, frame.gx, frame.gy, frame.map_x, frame.map_y):
         a.flags.writeable = False
@@ -277,12 +378,17 @@ def _fit_block(
     hx, hy, gx, gy, n = frame.hx, frame.hy, frame.gx, frame.gy, len(centres)
     # region pixel -> template pixel -> image pixel
     m = alignment.homography @ np.array([[1 / s, 0, x0], [0, 1 / s, y0], [0, 0, 1]], np.float64)
-    region = cv2.warpPerspective(
-        gray, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    region = np.asarray(
+        cv2.warpPerspective(
+            gray, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+        ),
+        np.uint8,
     )
     span = max(alignment.paper - alignment.ink, 1.0)
-    paper = float(np.percentile(region[::3, ::3], 90))  # a ninth of the pixels tell the paper
-    dark = np.asarray((paper - region.astype(np.float32)) / span, np.float32)
+    paper = _paper(region[::3, ::3])  # a ninth of the pixels tell the paper
+    # Darkness per grey level, then looked up (the same arithmetic as on every pixel).
+    darkness = np.asarray((paper - _levels()) / span, np.float32)
+    dark = cv2.LUT(region, darkness)
     # The block's mean bubble: every bubble's surroundings, centred where the template
     # puts it, averaged (region pixels).
     patches = cv2.remap(dark, frame.map_x, frame.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -296,7 +402,10 @@ def _fit_block(
         # Each template column (row) found on its own: a bubble gap a few per cent off
         # the print smears the block's mean bubble so that no outline stands out.
         stacked = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx))
-        stretch = (_stretch(stacked, centres, 0, hx, hy, s, look), _stretch(stacked, centres, 1, hx, hy, s, look))
+        stretch = (
+            _stretch(stacked, frame.lines[0], 0, hx, hy, s, look),
+            _stretch(stacked, frame.lines[1], 1, hx, hy, s, look),
+        )
     if stretch != (1.0, 1.0):
         # The block printed wider or taller than the template: its bubbles are
         # averaged again where the fitted spacing puts them, for the offset and size.
@@ -337,7 +446,7 @@ def _fit_block(
 
 def _stretch(
     patches: npt.NDArray[np.float32],
-    centres: npt.NDArray[np.float64],
+    lines: _Lines,
     axis: int,
     hx: int,
     hy: int,
@@ -355,16 +464,15 @@ def _stretch(
     """
     import numpy as np
 
-    keys = np.round(centres[:, axis], 1)
-    lines = np.unique(keys)
-    if lines.size < MIN_STRETCH_LINES:
+    if lines.places.size < MIN_STRETCH_LINES:
         return 1.0
     places, offsets, weights = [], [], []
-    means = np.stack([patches[keys == value].mean(axis=0) for value in lines])
-    for value, got in zip(lines, _outlines(means, hx, hy, *look), strict=True):
+    sums = _line_sums(patches, lines)
+    means = (sums / lines.counts[:, None, None]).astype(np.float32)
+    for value, got in zip(lines.places.tolist(), _outlines(means, hx, hy, *look), strict=True):
         if got is None:
             continue
-        places.append(float(value))
+        places.append(value)
         offsets.append(got[0][axis])
         weights.append(got[2])
     if len(places) < MIN_STRETCH_LINES:
@@ -380,6 +488,23 @@ def _stretch(
     if abs(slope) < MIN_STRETCH or not STRETCH_RANGE[0] <= 1 + slope <= STRETCH_RANGE[1]:
         return 1.0
     return 1 + slope
+
+
+def _line_sums(patches: npt.NDArray[np.float32], lines: _Lines) -> npt.NDArray[np.float32]:
+    """Each line's patches summed, one after another in template order (as a mean over
+    the line's patches alone sums them)."""
+    import numpy as np
+
+    count, most = lines.members.shape
+    if lines.grid == "rows":
+        sums = patches.reshape(count, most, *patches.shape[1:]).sum(axis=1)
+    elif lines.grid == "columns":
+        sums = patches.reshape(most, count, *patches.shape[1:]).sum(axis=0)
+    else:
+        # Short lines are padded with a blank patch (adding nothing changes no sum).
+        blank = np.zeros((1, *patches.shape[1:]), np.float32)
+        sums = np.concatenate([patches, blank])[lines.members].sum(axis=1)
+    return np.asarray(sums, np.float32)
 
 
 def _outline(
@@ -423,58 +548,29 @@ def _outlines(
     strength = [[0.0, 0.0] for _ in range(n)]
     alive = [True] * n
     for axis in (1, 0, 1, 0):
-        other = 1 - axis
-        profiles = []
-        for k in range(n):
-            mean, ck, rk = means[k], c[k], r[k]
-            band = max(1, int(0.25 * rk[other]))
-            # A ruled line across the axis shows in the bubble's profile and beside the
-            # bubble alike: the profile beside it (past the bubble's edge, short of the
-            # next bubble) is taken off, so table rules between rows do not pass for
-            # outlines.
-            near = int(1.3 * rk[other]) + 1
-            far = int(min(1.8 * rk[other], side[other] - abs(ck[other]))) + 1
-            if axis == 0:
-                row = round(hy + ck[1])
-                profile = mean[max(0, row - band) : row + band + 1, :].mean(axis=0)
-                if far > near:
-                    beside = np.concatenate(
-                        [mean[max(0, row - far) : max(0, row - near), :], mean[row + near : row + far, :]]
-                    )
-                    if len(beside):
-                        profile = profile - beside.mean(axis=0)
-            else:
-                col = round(hx + ck[0])
-                profile = mean[:, max(0, col - band) : col + band + 1].mean(axis=1)
-                if far > near:
-                    beside = np.concatenate(
-                        [mean[:, max(0, col - far) : max(0, col - near)], mean[:, col + near : col + far]], axis=1
-                    )
-                    if beside.shape[1]:
-                        profile = profile - beside.mean(axis=1)
-            profiles.append(profile)
+        stack = _profiles(means, axis, c, r, hx, hy, side)  # (pictures, profile)
         middle = hx if axis == 0 else hy
-        rr, cc, a, b, inside, a_out, b_out, prior = _pairs(
-            len(profiles[0]), middle, radii[axis], top[axis], reach[axis]
-        )
-        stack = np.stack(profiles)  # (pictures, profile)
+        rr, cc, ends, prior, penalty = _pairs(stack.shape[1], middle, radii[axis], top[axis], reach[axis])
         # Both outline points dark, and lighter just outside them (paper).
-        outside = 0.5 * (stack[:, a_out] + stack[:, b_out])
+        at = stack[:, ends]  # (pictures, 4, radii, offsets): a, b and just outside each
+        outside = 0.5 * (at[:, 2] + at[:, 3])
         # The print is looked for near where the template puts it: a pair further off
         # must be that much darker (a mark's edge and the next row's outline can pair
-        # up as well as a bubble's own outline, and more often the further off).
-        scores = np.where(inside, np.minimum(stack[:, a], stack[:, b]) - outside - prior, -np.inf)
+        # up as well as a bubble's own outline, and more often the further off). A pair
+        # off the profile pays without end.
+        scores = np.minimum(at[:, 0], at[:, 1]) - outside - penalty
         best = np.argmax(scores.reshape(n, -1), axis=1).tolist()
         width = scores.shape[2]
         for k in range(n):
             if not alive[k]:
                 continue
             i, j = divmod(best[k], width)
+            peak = float(scores[k, i, j])
             # The prior picks among outlines; how dark the outline is is its own matter.
-            if not scores[k, i, j] + prior[0, j] >= MIN_OUTLINE:
+            if not peak + float(prior[0, j]) >= MIN_OUTLINE:
                 alive[k] = False
                 continue
-            strength[k][axis] = float(scores[k, i, j])
+            strength[k][axis] = peak
             c[k][axis] = float(cc[0, j]) + _vertex(scores[k, i, :], j)
             r[k][axis] = float(rr[i, 0]) + _vertex(scores[k, :, j], i)
     # (a + b) / 2 is np.mean of two floats, without its overhead.
@@ -484,11 +580,78 @@ def _outlines(
     ]
 
 
+def _profiles(
+    means: npt.NDArray[np.float32],
+    axis: int,
+    c: list[list[float]],
+    r: list[list[float]],
+    hx: int,
+    hy: int,
+    side: tuple[float, float],
+) -> npt.NDArray[np.float32]:
+    """Each picture's profile along ``axis`` through its current centre: the mean of a
+    band of rows (axis 0) or columns (axis 1) about a quarter of its radius wide, less
+    the mean beside the bubble.
+
+    Pictures whose bands (and sides) are as wide are taken together: their rows (columns)
+    are gathered one picture after another, and averaged as each picture's alone would be.
+    """
+    import numpy as np
+
+    n, height, width = means.shape
+    other = 1 - axis
+    across = height if axis == 0 else width
+    bands: list[list[int]] = []
+    besides: list[list[int]] = []
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k in range(n):
+        ck, rk = c[k], r[k]
+        line = round((hy if axis == 0 else hx) + ck[other])
+        width_k = max(1, int(0.25 * rk[other]))
+        bands.append(list(range(max(0, line - width_k), min(across, line + width_k + 1))))
+        # A ruled line across the axis shows in the bubble's profile and beside the
+        # bubble alike: the profile beside it (past the bubble's edge, short of the
+        # next bubble) is taken off, so table rules between rows do not pass for
+        # outlines.
+        near = int(1.3 * rk[other]) + 1
+        far = int(min(1.8 * rk[other], side[other] - abs(ck[other]))) + 1
+        beside: list[int] = []
+        if far > near:
+            beside = [*range(max(0, line - far), max(0, line - near)), *range(line + near, min(across, line + far))]
+        besides.append(beside)
+        groups.setdefault((len(bands[-1]), len(beside)), []).append(k)
+    profiles = np.empty((n, width if axis == 0 else height), np.float32)
+    for (_, count), members in groups.items():
+        ks = np.array(members)
+        profile = _band_mean(means, axis, ks, np.array([bands[k] for k in members]))
+        if count:
+            profile = profile - _band_mean(means, axis, ks, np.array([besides[k] for k in members]))
+        profiles[ks] = profile
+    return profiles
+
+
+def _band_mean(
+    means: npt.NDArray[np.float32], axis: int, ks: npt.NDArray[np.intp], lines: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float32]:
+    """Pictures ``ks``'s mean over their rows (axis 0) or columns (axis 1) ``lines``
+    (one row of indices per picture, all as long), summed and divided as ``np.mean``
+    does (without its overhead)."""
+    import numpy as np
+
+    if axis == 0:
+        total = np.add.reduce(means[ks[:, None], lines], axis=1)
+    else:
+        rows = np.arange(means.shape[1])
+        total = np.add.reduce(means[ks[:, None, None], rows[None, :, None], lines[:, None, :]], axis=2)
+    return np.asarray(np.true_divide(total, np.intp(lines.shape[1]), out=total, casting="unsafe"), np.float32)
+
+
 @functools.lru_cache(maxsize=64)
 def _pairs(length: int, middle: int, radius: float, top: float, reach: float) -> tuple[npt.NDArray[Any], ...]:
     """The outline point pairs ``_outlines`` tries along one axis of a profile: radii
-    ``rr`` (column) by centre offsets ``cc`` (row), the two points' indices, whether both
-    lie on the profile, the indices just outside them, and the pull towards the middle."""
+    ``rr`` (column) by centre offsets ``cc`` (row); the two points' indices and those
+    just outside them, stacked (4, radii, offsets); the pull towards the middle; and that
+    pull made endless for a pair not wholly on the profile."""
     import numpy as np
 
     lo = max(1, int(SIZE_RANGE[0] * radius))
@@ -500,8 +663,10 @@ def _pairs(length: int, middle: int, radius: float, top: float, reach: float) ->
     a, b = middle + cc - rr, middle + cc + rr
     inside = (a >= 0) & (b <= last)
     a, b = np.clip(a, 0, last), np.clip(b, 0, last)
+    ends = np.stack([a, b, np.clip(a - 2, 0, last), np.clip(b + 2, 0, last)])
     prior = NEAR_PRIOR * np.abs(cc) / max(reach_px, 1)
-    out = (rr, cc, a, b, inside, np.clip(a - 2, 0, last), np.clip(b + 2, 0, last), prior)
+    penalty = np.where(inside, prior, np.inf)
+    out = (rr, cc, ends, prior, penalty)
     for arr in out:
         arr.flags.writeable = False
     return out
