@@ -110,6 +110,20 @@ def test_scans_of_a_vendor_card_read_exactly_through_its_omrchecker_template(nam
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
 
 
+def test_a_folder_laid_out_as_omrchecker_has_it_is_read_without_its_marker_picture(tmp_path: Path) -> None:
+    # OMRChecker keeps template.json and the marker picture in the folder of sheets.
+    card = C.CARDS["red"]
+    template = C.write_omrchecker(card, tmp_path)
+    sheets = list(C.make_cards(card, 2, "scan", upside_down=FLIPS))
+    for s in sheets:
+        (tmp_path / s.name).write_bytes(s.data)
+    out = tmp_path / "out.json"
+    assert cli_main(["read", "--template", str(template), "--out", str(out), str(tmp_path)]) == 0
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert sorted(result) == sorted(s.name for s in sheets)
+    _assert_exact(_tally(sheets, result))
+
+
 def _shaped(card: C.Card, shape: str) -> C.Card:
     """The card with every bubble drawn as ``shape``."""
     blocks = tuple(replace(b, shape=shape) for b in card.question_blocks)

@@ -46,20 +46,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "template":
         return _template(args)
     try:
-        template, finish = _load(args.template)
+        template, finish, pictures = _load(args.template)
     except BadInput as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 2
     if args.command == "render":
         return _render(template, args.out)
-    return _read(template, args.inputs, args.out, args.mode == "photo", finish)
+    return _read(template, args.inputs, args.out, args.mode == "photo", finish, skip=pictures)
 
 
 Finish = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def _load(path: Path) -> tuple[Template, Finish]:
-    """The template (either format, told apart by its keys) and what shapes each reading."""
+def _load(path: Path) -> tuple[Template, Finish, frozenset[Path]]:
+    """The template (either format, told apart by its keys), what shapes each reading, and
+    the template's own pictures (an OMRChecker marker or reference picture, kept in the
+    folder of sheets as OMRChecker has it): a folder read is never read for them."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -70,8 +72,9 @@ def _load(path: Path) -> tuple[Template, Finish]:
         # Its marker picture and config.json are found relative to the template's folder;
         # custom labels (other than the roll number) become joined columns, as in OMRChecker.
         sheet = load_omrchecker_template(path)
-        return sheet.template, lambda entry: join_custom_labels(entry, sheet)
-    return load_template(raw), lambda entry: entry
+        pictures = frozenset(p.resolve() for p in sheet.pictures)
+        return sheet.template, lambda entry: join_custom_labels(entry, sheet), pictures
+    return load_template(raw), lambda entry: entry, frozenset()
 
 
 def _render(template: Template, out: Path) -> int:
@@ -93,7 +96,15 @@ def _render(template: Template, out: Path) -> int:
     return 0
 
 
-def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: bool, finish: Finish) -> int:
+def _read(
+    template: Template,
+    inputs: Sequence[Path],
+    out: Path | None,
+    photo: bool,
+    finish: Finish,
+    *,
+    skip: frozenset[Path],
+) -> int:
     if photo:
         # Alone in its process, the photo classifier may use every core, as OpenCV does
         # (a worker's prefork child keeps one). No onnxruntime is imported here.
@@ -102,7 +113,7 @@ def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: b
         set_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     results: dict[str, Any] = {}
     failed = False
-    for key, entry in _read_all(template, inputs, photo, finish):
+    for key, entry in _read_all(template, inputs, photo, finish, skip=skip):
         if key in results:
             raise AssertionError(f"duplicate key {key}")  # _keys() prevents this
         results[key] = entry
@@ -115,24 +126,27 @@ def _read(template: Template, inputs: Sequence[Path], out: Path | None, photo: b
     return 1 if failed else 0
 
 
-def _files(inputs: Sequence[Path]) -> Iterator[Path]:
+def _files(inputs: Sequence[Path], *, skip: frozenset[Path]) -> Iterator[Path]:
+    """Each input, and each picture or PDF in an input folder but those in ``skip``
+    (resolved paths); a file named on the command line is always read."""
     for path in inputs:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES | {PDF_SUFFIX}:
+                suffix = child.suffix.lower()
+                if child.is_file() and suffix in IMAGE_SUFFIXES | {PDF_SUFFIX} and child.resolve() not in skip:
                     yield child
         else:
             yield path
 
 
 def _read_all(
-    template: Template, inputs: Sequence[Path], photo: bool, finish: Finish
+    template: Template, inputs: Sequence[Path], photo: bool, finish: Finish, *, skip: frozenset[Path]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     from workers.omr.decode import check_gray, decode_for, sniff
     from workers.omr.reader import read_gray
 
     used: set[str] = set()
-    for path in _files(inputs):
+    for path in _files(inputs, skip=skip):
         key = path.name if path.name not in used else str(path)
         used.add(key)
         try:

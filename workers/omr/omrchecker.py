@@ -42,7 +42,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -93,6 +93,9 @@ class OmrCheckerTemplate:
     empty_values: Mapping[str, str] = field(default_factory=dict)
     #: ``outputColumns``: the order of the output columns (custom labels or field labels).
     output_columns: tuple[str, ...] = ()
+    #: the files its marker or reference picture was read from. OMRChecker keeps them in
+    #: the folder of sheets, so a reader walking that folder must not take them for sheets.
+    pictures: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,14 +120,17 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
         raise TemplateError(f"{path} is not an OMRChecker template (pageDimensions and fieldBlocks are required)")
     steps = _steps(data)
     marker = reference = None
+    pictures: tuple[Path, ...] = ()
     if steps.kind == "markers":
         name = steps.options.get("relativePath", DEFAULT_MARKER)
         marker = _read_picture(path.parent, name, "CropOnMarkers.options.relativePath", "marker image")
+        pictures = (path.parent / name,)
     elif steps.kind == "reference":
         name = steps.options.get("referencePath")
         reference = _read_picture(path.parent, name, "FeatureBasedAlignment.options.reference", "reference picture")
+        pictures = (path.parent / str(name),)
     label = f"omrchecker:{path.parent.name or 'template'}"[:80]
-    return convert_template(
+    sheet = convert_template(
         data,
         marker=marker,
         reference=reference,
@@ -132,6 +138,7 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
         name=label,
         student_id_label=student_id_label,
     )
+    return replace(sheet, pictures=pictures)
 
 
 def find_config(folder: Path, levels: int = 3) -> Mapping[str, Any]:
