@@ -28,13 +28,16 @@ PASSWORD = "review-pass-1234"
 
 
 def light_mark_sheet(student_id: str, question: str) -> bytes:
-    """A full sheet, except ``question``: its right bubble only lightly touched."""
+    """A full sheet, except ``question``: its right bubble and the next one only lightly
+    touched, so that the reader cannot tell which (if either) is the answer."""
     answers = {q: a for q, a in KEY.items() if q != question}
     page = cv2.imdecode(np.frombuffer(filled_sheet_jpeg(SHEET, student_id=student_id, answers=answers), np.uint8), 0)
     assert page is not None
     row = next(f for f in SHEET.questions if f.label == question)
-    x, y = row.centres[row.values.index(KEY[question])]
-    cv2.circle(page, (round(x), round(y)), round(SHEET.bubble_radius * 0.8), 170, thickness=-1)
+    right = row.values.index(KEY[question])
+    for choice in (right, (right + 1) % len(row.values)):
+        x, y = row.centres[choice]
+        cv2.circle(page, (round(x), round(y)), round(SHEET.bubble_radius * 0.8), 170, thickness=-1)
     ok, jpeg = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 85])
     assert ok
     return bytes(jpeg)
