@@ -42,6 +42,29 @@ def test_read_folder_keys_by_file_name_and_reports_bad_files_without_stopping(
     assert {k: tuple(v) for k, v in a["answers"].items()} == truth.answers
 
 
+def test_a_batch_keeps_input_order_and_reads_each_sheet_as_if_alone(template: Template, tmp_path: Path) -> None:
+    # The next file is decoded on a thread of its own while a sheet is read: every entry
+    # must still be its own file's, in the order the files were given, errors included.
+    rng = random.Random(7)
+    files: list[Path] = []
+    for name in ("c.jpg", "a.jpg", "gone.jpg", "e.jpg", "bad.png", "b.jpg"):
+        path = tmp_path / name
+        files.append(path)
+        if name == "bad.png":
+            path.write_bytes(b"\x89PNG broken")
+        elif name != "gone.jpg":
+            path.write_bytes(degrade(fill_sheet(template, rng)[0], rng)[0])
+    rc, batch = _read(tmp_path, *files)
+    assert rc == 1
+    assert list(batch) == [f.name for f in files]
+    assert batch["gone.jpg"]["error"]["code"] == "FILE_NOT_FOUND"
+    assert batch["bad.png"]["error"]["code"] == "FILE_UNREADABLE"
+    for path in files:
+        if path.exists() and path.suffix == ".jpg":
+            _, alone = _read(tmp_path, path)
+            assert batch[path.name] == alone[path.name]
+
+
 def test_read_pdf_gives_one_entry_per_page(template: Template, tmp_path: Path) -> None:
     import cv2
     import numpy as np

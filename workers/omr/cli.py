@@ -14,12 +14,16 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.base import BadInput
 from workers.omr.errors import FILE_NOT_FOUND, OmrError
 from workers.omr.omrchecker import is_omrchecker_template, join_custom_labels, load_omrchecker_template
 from workers.omr.template import Template, load_template
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 PDF_SUFFIX: Final = ".pdf"
@@ -139,31 +143,34 @@ def _files(inputs: Sequence[Path], *, skip: frozenset[Path]) -> Iterator[Path]:
             yield path
 
 
+#: what the decode-ahead thread hands the reading loop for one file: its picture decoded
+#: for the template (with the template to read it by), a PDF's bytes, or the error to report.
+_Decoded = tuple["npt.NDArray[np.uint8]", Template] | bytes | BadInput
+
+
 def _read_all(
     template: Template, inputs: Sequence[Path], photo: bool, finish: Finish, *, skip: frozenset[Path]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    from workers.omr.decode import check_gray, decode_for, sniff
+    from workers.omr.decode import check_gray
     from workers.omr.reader import read_gray
 
     used: set[str] = set()
-    for path in _files(inputs, skip=skip):
+    for path, decoded in _decoded_ahead(_files(inputs, skip=skip), template, photo):
         key = path.name if path.name not in used else str(path)
         used.add(key)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            yield key, _error(OmrError(FILE_NOT_FOUND, f"cannot read {path}: {exc.strerror}"))
+        if isinstance(decoded, BadInput):
+            yield key, _error(decoded)
             continue
-        if sniff(data) != "pdf":
+        if not isinstance(decoded, bytes):
+            image, by = decoded
             try:
-                image, by = decode_for(data, template, photo=photo)
                 yield key, finish(read_gray(image, by, photo=photo).to_dict())
             except BadInput as exc:
                 yield key, _error(exc)
             continue
         from workers.omr.pdf import pdf_pages  # only a PDF needs it
 
-        pages = pdf_pages(data)
+        pages = pdf_pages(decoded)
         number = 0
         while True:
             try:
@@ -179,6 +186,45 @@ def _read_all(
                 yield page_key, finish(read_gray(check_gray(gray), template, photo=photo).to_dict())
             except BadInput as exc:
                 yield page_key, _error(exc)
+
+
+def _decoded_ahead(paths: Iterator[Path], template: Template, photo: bool) -> Iterator[tuple[Path, _Decoded]]:
+    """Each path with its file decoded (``_decode``), in order, the next file's read and
+    decode running on a thread of its own while the reader works on this one.
+
+    OpenCV lets go of Python's lock while it decodes, so on a machine with a core to spare
+    the decode of a folder of sheets costs next to no time of its own: the reading loop
+    mostly holds the lock, the decoder mostly does not. One file ahead is enough for that
+    and holds one more picture in memory, never more.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="omr-decode") as pool:
+        ahead: tuple[Path, Future[_Decoded]] | None = None
+        for path in paths:
+            coming = (path, pool.submit(_decode, path, template, photo))
+            if ahead is not None:
+                yield ahead[0], ahead[1].result()
+            ahead = coming
+        if ahead is not None:
+            yield ahead[0], ahead[1].result()
+
+
+def _decode(path: Path, template: Template, photo: bool) -> _Decoded:
+    """A picture decoded for reading with ``template`` (``decode.decode_for``), a PDF's
+    bytes (its pages are drawn one at a time as they are read), or the error to report."""
+    from workers.omr.decode import decode_for, sniff
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return OmrError(FILE_NOT_FOUND, f"cannot read {path}: {exc.strerror}")
+    if sniff(data) == "pdf":
+        return data
+    try:
+        return decode_for(data, template, photo=photo)
+    except BadInput as exc:
+        return exc
 
 
 def _template_parser(sub: Any) -> None:
