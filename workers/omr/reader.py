@@ -45,8 +45,9 @@ class SheetReading:
     levels: Levels
     rotation: int
     alignment: Alignment
-    #: the sheet straightened into the template frame at STRAIGHT_SCALE (greyscale);
-    #: the overlay draws on it.
+    #: the sheet straightened into the template frame at STRAIGHT_SCALE (greyscale), where
+    #: the reader made it (the wrong-layout check of a template in this project's format);
+    #: the overlay draws on it, or straightens the sheet itself.
     straight: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
     #: the learned classifier that checked every bubble (photo mode), or None.
     classifier: str | None = None
@@ -116,16 +117,19 @@ def read_gray(
         seen = template_filters(gray, template)
     alignment = align(seen, template, photo=photo)
     fit, placed, samples = place_fit(image, gray, template, alignment)
-    straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
+    straight = None
     # A template in this project's format lists every bubble its sheet prints, so bubbles
     # on its grid that it does not list mean another layout. An imported template (an
-    # OMRChecker template.json) lists the fields to read, often a part of the sheet.
-    extra = unexpected_rings(straight, placed, alignment) if template.raw.get("format") == FORMAT else 0
-    if extra >= MAX_UNEXPECTED_RINGS:
-        raise OmrError(
-            TEMPLATE_MISMATCH,
-            f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
-        )
+    # OMRChecker template.json) lists the fields to read, often a part of the sheet, and
+    # its sheet is straightened only if a review picture is drawn (overlay.py).
+    if template.raw.get("format") == FORMAT:
+        straight = straighten(gray, alignment.homography, template, STRAIGHT_SCALE)
+        extra = unexpected_rings(straight, placed, alignment)
+        if extra >= MAX_UNEXPECTED_RINGS:
+            raise OmrError(
+                TEMPLATE_MISMATCH,
+                f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
+            )
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
     clean = print_free(samples, placed)
     levels = sheet_levels(clean, samples.index)
