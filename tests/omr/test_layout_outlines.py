@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.omr.layout import _outlines
+from workers.omr.layout import _band_mean, _outlines
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -33,3 +33,22 @@ def test_pictures_searched_together_come_out_as_each_alone(seed: int) -> None:
         together = _outlines(means, hx, hy, (rx, ry), reach, top, side)
         alone = [_outlines(means[k : k + 1], hx, hy, (rx, ry), reach, top, side)[0] for k in range(n)]
         assert together == alone
+
+
+@pytest.mark.parametrize("band", range(1, 13))
+def test_a_band_of_columns_averages_as_summed_pixel_by_pixel(band: int) -> None:
+    # _band_mean gathers a band of columns as rows, which np.add.reduce sums one after
+    # another, where over the columns themselves it sums a band of PAIRWISE or more
+    # pairwise. Each profile must still be the float32 sum over the columns in their own
+    # layout (one index per pixel, as the outline search was first written), divided in
+    # float64: any other rounding can move an outline's place by a bit.
+    rng = np.random.default_rng(band)
+    means = rng.normal(0, 1, (7, 33, 29)).astype(np.float32) * rng.uniform(0.01, 10, (7, 1, 29)).astype(np.float32)
+    ks = np.array([0, 2, 3, 6])
+    lines = np.array([rng.choice(29, band, replace=False) for _ in ks])
+    rows = np.arange(means.shape[1])
+    total = np.add.reduce(means[ks[:, None, None], rows[None, :, None], lines[:, None, :]], axis=2)
+    expected = np.true_divide(total, np.intp(band), out=total, casting="unsafe")
+    got = _band_mean(means, 1, ks, lines)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, expected)

@@ -76,6 +76,9 @@ MIN_STRETCH: Final = 0.004
 STRETCH_GAIN: Final = 1.15
 #: the stretch along an axis is fitted on at least this many template columns (rows).
 MIN_STRETCH_LINES: Final = 3
+#: np.add.reduce sums a contiguous run of this many values or more pairwise, a shorter one
+#: value after value, as it sums rows (``_band_mean`` takes a band of columns as rows).
+PAIRWISE: Final = 8
 
 
 @dataclass(frozen=True)
@@ -546,7 +549,10 @@ def _outlines(
     c = [[0.0, 0.0] for _ in range(n)]  # offset x, y (patch pixels from its middle)
     r = [[radii[0], radii[1]] for _ in range(n)]
     strength = [[0.0, 0.0] for _ in range(n)]
-    alive = [True] * n
+    # The pictures still searched (their indices among ``means``): one whose outline does
+    # not stand out along an axis has none, and is searched no further (each picture's
+    # search is its own, so the others come out the same).
+    live = list(range(n))
     for axis in (1, 0, 1, 0):
         stack = _profiles(means, axis, c, r, hx, hy, side)  # (pictures, profile)
         middle = hx if axis == 0 else hy
@@ -559,25 +565,30 @@ def _outlines(
         # up as well as a bubble's own outline, and more often the further off). A pair
         # off the profile pays without end.
         scores = np.minimum(at[:, 0], at[:, 1]) - outside - penalty
-        best = np.argmax(scores.reshape(n, -1), axis=1).tolist()
+        best = np.argmax(scores.reshape(len(live), -1), axis=1).tolist()
         width = scores.shape[2]
-        for k in range(n):
-            if not alive[k]:
-                continue
+        kept: list[int] = []
+        for k in range(len(live)):
             i, j = divmod(best[k], width)
             peak = float(scores[k, i, j])
             # The prior picks among outlines; how dark the outline is is its own matter.
             if not peak + float(prior[0, j]) >= MIN_OUTLINE:
-                alive[k] = False
                 continue
+            kept.append(k)
             strength[k][axis] = peak
             c[k][axis] = float(cc[0, j]) + _vertex(scores[k, i, :], j)
             r[k][axis] = float(rr[i, 0]) + _vertex(scores[k, :, j], i)
+        if len(kept) < len(live):
+            if not kept:
+                return [None] * n
+            live = [live[k] for k in kept]
+            c, r, strength = [c[k] for k in kept], [r[k] for k in kept], [strength[k] for k in kept]
+            means = means[kept]
     # (a + b) / 2 is np.mean of two floats, without its overhead.
-    return [
-        ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2) if alive[k] else None
-        for k in range(n)
-    ]
+    out: list[tuple[tuple[float, float], tuple[float, float], float] | None] = [None] * n
+    for k, picture in enumerate(live):
+        out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
+    return out
 
 
 def _profiles(
@@ -641,8 +652,15 @@ def _band_mean(
     if axis == 0:
         total = np.add.reduce(means[ks[:, None], lines], axis=1)
     else:
-        rows = np.arange(means.shape[1])
-        total = np.add.reduce(means[ks[:, None, None], rows[None, :, None], lines[:, None, :]], axis=2)
+        # Columns gathered as rows (pictures, band, height), a far cheaper lookup than
+        # one index per pixel. np.add.reduce sums a band of columns one after another
+        # where it is shorter than PAIRWISE, as it sums these rows; a wider one pairwise,
+        # so it is laid out as columns again first.
+        across = means[ks[:, None], :, lines]
+        if lines.shape[1] < PAIRWISE:
+            total = np.add.reduce(across, axis=1)
+        else:
+            total = np.add.reduce(np.ascontiguousarray(across.transpose(0, 2, 1)), axis=2)
     return np.asarray(np.true_divide(total, np.intp(lines.shape[1]), out=total, casting="unsafe"), np.float32)
 
 
