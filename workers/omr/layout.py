@@ -30,7 +30,8 @@ sheet itself:
    size is kept.
 
 ``pick_orientation`` uses the same score to choose among turns of a sheet whose markers
-cannot say which way up it lies: the layout fits only one way round.
+cannot say which way up it lies: the layout fits only one way round. The largest blocks
+are fitted first, and where they leave no doubt (DECIDE_SHARE, DECISIVE) the rest are not.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ MAX_REACH_RADII: Final = 1.5
 #: two orientations whose layout scores differ by less than this are a tie (a layout that
 #: looks the same upside down); the first candidate, the likelier, is kept.
 TIE: Final = 0.01
+#: a turn whose layout score, over the largest blocks holding this share of the bubbles, ...
+DECIDE_SHARE: Final = 0.5
+#: ... is this much more than every other turn's is the way up (a wrong turn scores about 0).
+DECISIVE: Final = 0.05
 #: a measured outline must be this dark (0 paper .. 1 ink) on the block's mean bubble ...
 MIN_OUTLINE: Final = 0.06
 #: a candidate outline a whole search reach away from the template's place must be this
@@ -135,15 +140,42 @@ class LayoutFit:
 
 
 def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates: Sequence[Alignment]) -> Alignment:
-    """Of several alignments (turns of the same sheet), the one the template's bubbles fit."""
+    """Of several alignments (turns of the same sheet), the one the template's bubbles fit.
+
+    Each turn's score is the layout score of all its blocks, and the first turn is kept
+    unless another scores TIE more. The blocks are fitted the largest first, every turn
+    in step; once DECIDE_SHARE of the bubbles are looked at, a turn that leads every
+    other by DECISIVE there is taken without fitting the rest (a wrong turn puts hardly
+    any block on its print).
+    """
     if not candidates:
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
+    if len(candidates) == 1:
+        return candidates[0]
+    blocks = _blocks(template)
+    fields = template.fields
+    # Each block's weight in the layout score (LayoutFit.score): its bubbles, 0 for a
+    # field without a block, which is then not fitted at all.
+    weights = LayoutFit(template, tuple(BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name, _ in blocks))._counts()
+    total = sum(weights)
+    fits = [[BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name, _ in blocks] for _ in candidates]
+    seen = 0
+    sums = [0.0] * len(candidates)
+    for b in sorted((b for b, n in enumerate(weights) if n), key=lambda b: -weights[b]):
+        name, idx = blocks[b]
+        for c, alignment in enumerate(candidates):
+            # A coarse look tells the right way up; the reader then fits the winner finely.
+            # Only the score counts here, so the template is not moved onto the fit.
+            fits[c][b] = _fit_block(gray, template, alignment, name, [fields[i] for i in idx], False, ORIENT_SCALE)
+            sums[c] += fits[c][b].score * weights[b]
+        seen += weights[b]
+        if DECIDE_SHARE * total <= seen < total:
+            lead = max(range(len(candidates)), key=lambda c: (sums[c], -c))
+            if all(sums[lead] >= sums[c] + DECISIVE * seen for c in range(len(candidates)) if c != lead):
+                return candidates[lead]
     best: tuple[float, Alignment] | None = None
-    for alignment in candidates:
-        # A coarse look tells the right way up; the reader then fits the winner finely.
-        # Only the score counts here, so the template is not moved onto the fit.
-        fits = _fit_blocks(gray, template, alignment, measure=False, scale=ORIENT_SCALE)
-        score = LayoutFit(template, fits).score
+    for alignment, fitted in zip(candidates, fits, strict=True):
+        score = LayoutFit(template, tuple(fitted)).score
         if best is None or score > best[0] + TIE:
             best = (score, alignment)
     assert best is not None
