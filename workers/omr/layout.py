@@ -440,16 +440,24 @@ def _fit_block(
     # Beside the bubble: up to half a spacing from its centre, less the search's reach.
     side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
     look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side)
-    found = _outline(mean, hx, hy, *look)
     stretch = (1.0, 1.0)
-    if measure:
+    if not measure:
+        found = _outline(mean, hx, hy, *look)
+    else:
         # Each template column (row) found on its own: a bubble gap a few per cent off
-        # the print smears the block's mean bubble so that no outline stands out.
+        # the print smears the block's mean bubble so that no outline stands out. Its
+        # first and last half of columns (rows) tell first whether that is worth it;
+        # their mean bubbles are searched with the block's, each as it would be alone.
         stacked = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx))
-        stretch = (
-            _stretch(stacked, frame.lines[0], 0, hx, hy, s, look),
-            _stretch(stacked, frame.lines[1], 1, hx, hy, s, look),
-        )
+        sums = [_line_sums(stacked, lines) if len(lines.places) >= MIN_STRETCH_LINES else None for lines in frame.lines]
+        halves = [_halves(x, lines) for x, lines in zip(sums, frame.lines, strict=True) if x is not None]
+        got = iter(_outlines(np.concatenate([mean[None], *halves]), hx, hy, *look))
+        found = next(got)
+        fitted = [1.0, 1.0]
+        for axis, (x, lines) in enumerate(zip(sums, frame.lines, strict=True)):
+            if x is not None and not _halves_agree(lines, axis, s, next(got), next(got)):
+                fitted[axis] = _stretch(x, lines, axis, hx, hy, s, look)
+        stretch = (fitted[0], fitted[1])
     if stretch != (1.0, 1.0):
         # The block printed wider or taller than the template: its bubbles are
         # averaged again where the fitted spacing puts them, for the offset and size.
@@ -488,8 +496,12 @@ def _fit_block(
     return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)
 
 
+#: an outline found on a mean bubble: centre offset, radii (patch pixels) and darkness.
+_Found = tuple[tuple[float, float], tuple[float, float], float]
+
+
 def _stretch(
-    patches: npt.NDArray[np.float32],
+    sums: npt.NDArray[np.float32],
     lines: _Lines,
     axis: int,
     hx: int,
@@ -498,7 +510,8 @@ def _stretch(
     look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]],
 ) -> float:
     """How much wider (axis 0) or taller (axis 1) the block is printed than the template
-    lays it out: 1.0 when it cannot tell or the print matches.
+    lays it out: 1.0 when it cannot tell or the print matches. ``sums``: each line's
+    patches summed (``_line_sums``).
 
     The bubbles in each template column (axis 0) or row (axis 1) are averaged on their
     own and their outline found; the line through those offsets against the column's
@@ -508,11 +521,6 @@ def _stretch(
     """
     import numpy as np
 
-    if lines.places.size < MIN_STRETCH_LINES:
-        return 1.0
-    sums = _line_sums(patches, lines)
-    if _halves_agree(sums, lines, axis, hx, hy, s, look):
-        return 1.0
     places, offsets, weights = [], [], []
     means = (sums / lines.counts[:, None, None]).astype(np.float32)
     for value, got in zip(lines.places.tolist(), _outlines(means, hx, hy, *look), strict=True):
@@ -536,36 +544,38 @@ def _stretch(
     return 1 + slope
 
 
-def _halves_agree(
-    sums: npt.NDArray[np.float32],
-    lines: _Lines,
-    axis: int,
-    hx: int,
-    hy: int,
-    s: float,
-    look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]],
-) -> bool:
-    """Whether the block's first and last half of lines (columns, rows) show their
-    outlines so nearly at one offset that no stretch of MIN_STRETCH is there to fit.
-
-    On most sheets the print matches the template; the halves' two mean bubbles, searched
-    together, say so at a fraction of the cost of a search per line. Where either half
-    shows no outline, or their offsets lie SAME_HALVES of a MIN_STRETCH stretch apart or
-    more, the lines are fitted one by one.
-    """
+def _halves(sums: npt.NDArray[np.float32], lines: _Lines) -> npt.NDArray[np.float32]:
+    """The mean bubbles (2, height, width) of the block's first and last half of lines
+    (columns, rows; the middle one of an odd count in neither), from ``_line_sums``."""
     import numpy as np
 
-    half = len(lines.places) // 2
-    first, last = slice(0, half), slice(len(lines.places) - half, None)
+    first, last = _half_slices(lines)
     counts = lines.counts
     means = np.stack([sums[first].sum(axis=0) / counts[first].sum(), sums[last].sum(axis=0) / counts[last].sum()])
-    low, high = _outlines(means.astype(np.float32), hx, hy, *look)
+    return means.astype(np.float32)
+
+
+def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: _Found | None) -> bool:
+    """Whether the outlines found on the block's first and last half of lines (``_halves``)
+    lie so nearly at one offset that no stretch of MIN_STRETCH is there to fit.
+
+    On most sheets the print matches the template; the halves' two mean bubbles, searched
+    with the block's own, say so at a fraction of the cost of a search per line. Where
+    either half shows no outline, or their offsets lie SAME_HALVES of a MIN_STRETCH
+    stretch apart or more, the lines are fitted one by one (``_stretch``).
+    """
     if low is None or high is None:
         return False
-    places = lines.places * counts
+    first, last = _half_slices(lines)
+    places, counts = lines.places * lines.counts, lines.counts
     apart = float(places[last].sum() / counts[last].sum() - places[first].sum() / counts[first].sum())
     # The offsets are region pixels, the places template pixels.
     return abs(high[0][axis] - low[0][axis]) < SAME_HALVES * MIN_STRETCH * apart * s
+
+
+def _half_slices(lines: _Lines) -> tuple[slice, slice]:
+    half = len(lines.places) // 2
+    return slice(0, half), slice(len(lines.places) - half, None)
 
 
 def _line_sums(patches: npt.NDArray[np.float32], lines: _Lines) -> npt.NDArray[np.float32]:
@@ -593,7 +603,7 @@ def _outline(
     reach: tuple[float, float],
     top: tuple[float, float],
     side: tuple[float, float],
-) -> tuple[tuple[float, float], tuple[float, float], float] | None:
+) -> _Found | None:
     """Centre offset, radii and outline darkness of the bubble in a block's mean picture.
 
     Along each axis, through the current centre, the pair of dark outline points
@@ -612,7 +622,7 @@ def _outlines(
     reach: tuple[float, float],
     top: tuple[float, float],
     side: tuple[float, float],
-) -> list[tuple[tuple[float, float], tuple[float, float], float] | None]:
+) -> list[_Found | None]:
     """``_outline`` of each of several mean pictures (n, height, width) of one block.
 
     The pairs of outline points tried are the same for every picture, so they are scored
@@ -660,7 +670,7 @@ def _outlines(
             c, r, strength = [c[k] for k in kept], [r[k] for k in kept], [strength[k] for k in kept]
             means = means[kept]
     # (a + b) / 2 is np.mean of two floats, without its overhead.
-    out: list[tuple[tuple[float, float], tuple[float, float], float] | None] = [None] * n
+    out: list[_Found | None] = [None] * n
     for k, picture in enumerate(live):
         out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
     return out
