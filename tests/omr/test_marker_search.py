@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -109,3 +110,32 @@ def test_the_half_size_first_search_finds_the_centres_and_size_the_full_one_does
     assert coarse is not None
     assert coarse[1] == full[1]
     assert np.allclose(coarse[0], full[0], atol=1e-3), (coarse, full)
+
+
+def test_a_scans_markers_searched_near_every_third_size_are_those_the_full_search_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scan's sizes between the fully searched ones are matched only near those sizes'
+    # best few matches: on cards of each marker shape, and on markers printed at half the
+    # predicted size (found by the template's wider range), the four centres and the size
+    # are the full search's.
+    pairs = []
+    search = oa._search
+
+    def both(*args: Any, **kwargs: Any) -> Any:
+        got = search(*args, **kwargs)
+        if kwargs.get("near"):
+            pairs.append((got, search(*args, **{**kwargs, "near": False})))
+        return got
+
+    monkeypatch.setattr(oa, "_search", both)
+    for card in (C.red_card(), C.circle_card(), C.corner_card(), C.with_marker(C.red_card(), "hollow")):
+        template = load_omrchecker_template(C.write_omrchecker(card, tmp_path / card.name)).template
+        for how in ("scan", "cropped"):
+            for scan in C.make_cards(card, 1, "near sizes", how=how):
+                read_sheet(scan.data, template)
+    card = C.red_card()
+    half = load_omrchecker_template(_template(card, tmp_path / "half", ratio_times=0.5, options={})).template
+    read_sheet(_scan(card, "half-size markers"), half)
+    assert len(pairs) >= 10
+    assert all(near == full for near, full in pairs), pairs

@@ -9,7 +9,10 @@ print one marker image in every corner. So:
    jointly best wins. Rotated copies of the marker are tried too when the picture is not
    symmetric, so a sideways or upside-down scan still matches. On a photo, each marker
    size of 12 px or more is matched first on a half-size copy, and on the search copy
-   only near the best few matches there (the same scores, at a third of the cost).
+   only near the best few matches there (the same scores, at a third of the cost). On a
+   scan, every third size is matched over the whole of each quadrant and the sizes
+   between only near the best few matches of the size next to them (a marker's match
+   hardly moves from one size to the next; at two thirds of the cost).
    Where no marker shows about that size, the search looks again over the template's
    ``marker_rescale_range`` (OMRChecker's 35-100 % by default), at its
    ``min_matching_threshold`` when it sets one.
@@ -108,13 +111,17 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
             return found_in_page
     closure = 0.0 if photo else SCAN_CLOSURE_COST
     expected = info.width * page_scale
-    found = _search(small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=photo)
+    found = _search(
+        small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
+    )
     wide = search_scales(own, options)
     if found is None and wide != own:
         # Only where no marker shows about the predicted size: a smaller match inside a
         # marker (the corner of an L, the hole of a hollow square) can outscore the
         # marker itself, so the template's wider range is a second look, not the first.
-        found = _search(small, variants, expected, *wide, threshold, reach, closure_cost=closure, coarse=photo)
+        found = _search(
+            small, variants, expected, *wide, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
+        )
     full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
     if full is None and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
@@ -348,6 +355,7 @@ def _search(
     *,
     closure_cost: float = 0.0,
     coarse: bool = False,
+    near: bool = False,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
     quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it).
@@ -359,7 +367,14 @@ def _search(
 
     ``coarse`` (only with ``closure_cost`` 0): each quadrant's best match at a size of at
     least COARSE_MIN_WIDTH is looked for on a half-size copy first and matched on this
-    one only near its best few there (see _coarse_to_fine), at a third of the cost."""
+    one only near its best few there (see _coarse_to_fine), at a third of the cost.
+
+    ``near``: every NEAR_EVERY-th size is matched over the whole of each quadrant, and a
+    size next to one of those only near that size's best few matches there (see
+    _seed_size, _near_matches): normalised correlation is local, so there it scores as
+    the whole quadrant's match does. A marker's match moves a pixel or so from one size
+    to the next; a look-alike the full sizes do not rank among their best few is left out
+    at the sizes between too."""
     import cv2
     import numpy as np
 
@@ -368,16 +383,21 @@ def _search(
     half: Floats | None = None
     if coarse:
         half = np.asarray(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), np.float32)
-    best: tuple[float, list[tuple[float, float]], float] | None = None
-    for factor in np.geomspace(low, high, steps):
-        width = expected * float(factor)
+    factors = [float(f) for f in np.geomspace(low, high, steps)]
+    # The sizes searched in full come first: the others are searched near their matches.
+    order = sorted(range(steps), key=lambda i: (_seed_size(i, steps, near) is not None, i))
+    scored_at: dict[tuple[int, int], tuple[float, list[tuple[float, float]]] | None] = {}
+    seeds: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
+    for i in order:
+        width = expected * factors[i]
         if width < 7 or width > min(hs, ws) / 3:
             continue
+        source = _seed_size(i, steps, near)
         # One turn of the marker for all four corners: identical markers print the same
         # way up, so a sheet turned in the scanner turns all four alike. Matching each
         # corner with its own turn lets an L-shaped marker's picture fit the page's own
         # corners (paper against the scanner lid is an L at every corner, each turned).
-        for marker in variants:
+        for v, marker in enumerate(variants):
             peaks: list[list[tuple[float, float, float]]] = [[(-1.0, 0.0, 0.0)] for _ in range(4)]
             zoom = width / marker.shape[1]
             tpl: Floats = np.asarray(
@@ -387,6 +407,8 @@ def _search(
             if _spread_under(tpl, 1.0):
                 continue
             th, tw = tpl.shape
+            seed = None if source is None else seeds.get((source, v))
+            best_few: list[list[tuple[float, float]]] = [[] for _ in range(4)]
             # Each quadrant (TL, TR, BR, BL) is searched on its own, out to ``reach`` of
             # the picture from its corner: a marker centred in it lies wholly inside.
             cw, ch = round(ws * reach + tw / 2), round(hs * reach + th / 2)
@@ -394,27 +416,45 @@ def _search(
                 window = image[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
                 if window.shape[0] < th or window.shape[1] < tw:
                     continue
+                ox, oy = max(0, x0), max(0, y0)
                 if half is not None and closure_cost == 0 and tw >= COARSE_MIN_WIDTH:
-                    top, px, py = _coarse_to_fine(window, half, (max(0, x0), max(0, y0)), tpl)
-                    peaks[q] = [(top, max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)]
+                    top, px, py = _coarse_to_fine(window, half, (ox, oy), tpl)
+                    peaks[q] = [(top, ox + px + tw / 2, oy + py + th / 2)]
                     continue
-                res: Floats = np.asarray(cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+                parts = None
+                if seed is not None and seed[q]:
+                    res, parts = _near_matches(window, tpl, [(cx - ox, cy - oy) for cx, cy in seed[q]])
+                else:
+                    res = np.asarray(cv2.matchTemplate(window, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
                 _, score, _, (px, py) = cv2.minMaxLoc(res)
                 if _spread_under(window[py : py + th, px : px + tw], MIN_MARKER_CONTRAST):
                     # Normalised correlation scales a flat patch's noise up to full range,
                     # so a bare desk or paper can outscore a marker seen at a slant.
-                    res = _without_flat(res, window, tw, th)
+                    if parts is None:
+                        res = _without_flat(res, window, tw, th)
+                    else:
+                        for (nx, ny), near_res, patch in parts:
+                            rh, rw = near_res.shape
+                            res[ny : ny + rh, nx : nx + rw] = _without_flat(near_res, patch, tw, th)
                     _, score, _, (px, py) = cv2.minMaxLoc(res)
-                found = [(float(score), max(0, x0) + px + tw / 2, max(0, y0) + py + th / 2)]
+                if near and source is None:
+                    best_few[q] = [(ox + x + tw / 2, oy + y + th / 2) for x, y in _best_few(res, window, tw, th)]
+                found = [(float(score), ox + px + tw / 2, oy + py + th / 2)]
                 if closure_cost > 0:
                     found += [
-                        (s, max(0, x0) + x + tw / 2, max(0, y0) + y + th / 2)
-                        for s, x, y in _next_peaks(res, px, py, tw, th, threshold)
+                        (s, ox + x + tw / 2, oy + y + th / 2) for s, x, y in _next_peaks(res, px, py, tw, th, threshold)
                     ]
                 peaks[q] = found
-            scored = _best_four(peaks, width, closure_cost, threshold)
+            if near and source is None:
+                seeds[(i, v)] = best_few
+            scored_at[(i, v)] = _best_four(peaks, width, closure_cost, threshold)
+    # The first best in the order of sizes and turns, as when searched one after another.
+    best: tuple[float, list[tuple[float, float]], float] | None = None
+    for i in range(steps):
+        for v in range(len(variants)):
+            scored = scored_at.get((i, v))
             if scored is not None and (best is None or scored[0] > best[0]):
-                best = (scored[0], scored[1], width)
+                best = (scored[0], scored[1], expected * factors[i])
     return None if best is None else (best[1], best[2])
 
 
@@ -429,6 +469,79 @@ COARSE_MIN_WIDTH: Final = 12
 COARSE_CANDIDATES: Final = 3
 #: ... within this many pixels of where the half-size match puts it (its rounding is 1-2).
 COARSE_RADIUS: Final = 3
+
+
+#: with ``near`` (a scan), every this many sizes one is matched over the whole of each
+#: quadrant, and the sizes next to it only near its best few matches ...
+NEAR_EVERY: Final = 3
+#: ... this many in each quadrant, each at least a marker from those before and none on
+#: a flat patch (the quadrant's best, a look-alike and one more, as PEAKS_PER_CORNER) ...
+NEAR_CANDIDATES: Final = 3
+#: ... of the best matches tried, at most (paper noise can rank above a marker) ...
+NEAR_TRIES: Final = 12
+#: ... within this many pixels of the full size's match (a marker's centre moves a pixel
+#: or so from one size to the next, the corner of an L a tenth of the size more).
+NEAR_RADIUS: Final = 3
+
+
+def _seed_size(i: int, steps: int, near: bool) -> int | None:
+    """The size (index) next to size ``i`` whose best matches size ``i`` is searched near,
+    or None where size ``i`` is searched in full: every NEAR_EVERY-th size, and a size
+    with none of those next to it."""
+    if not near or i % NEAR_EVERY == 0:
+        return None
+    below = i - i % NEAR_EVERY
+    if i - below == 1:
+        return below
+    if below + NEAR_EVERY - i == 1 and below + NEAR_EVERY < steps:
+        return below + NEAR_EVERY
+    return None
+
+
+def _best_few(res: Floats, window: Floats, tw: int, th: int) -> list[tuple[int, int]]:
+    """The top-left corners of the NEAR_CANDIDATES best matches in ``res`` on no flat
+    patch, each at least a marker from those before."""
+    import cv2
+
+    res = res.copy()
+    out: list[tuple[int, int]] = []
+    for _ in range(NEAR_TRIES):
+        _, score, _, (px, py) = cv2.minMaxLoc(res)
+        if score <= -1:
+            break
+        cv2.rectangle(res, (px - tw + 1, py - th + 1), (px + tw - 1, py + th - 1), -1.0, -1)
+        if not _spread_under(window[py : py + th, px : px + tw], MIN_MARKER_CONTRAST):
+            out.append((px, py))
+            if len(out) == NEAR_CANDIDATES:
+                break
+    return out
+
+
+def _near_matches(
+    window: Floats, tpl: Floats, centres: list[tuple[float, float]]
+) -> tuple[Floats, list[tuple[tuple[int, int], Floats, Floats]]]:
+    """``tpl`` matched in ``window`` only with its centre within NEAR_RADIUS of each of
+    ``centres`` (window pixels): the result map as matchTemplate gives it there, -1
+    elsewhere; and each part matched (its top-left corner in the map, its scores, and
+    the window's patch they come from)."""
+    import cv2
+    import numpy as np
+
+    th, tw = tpl.shape
+    rh, rw = window.shape[0] - th + 1, window.shape[1] - tw + 1
+    res = np.full((rh, rw), -1.0, np.float32)
+    parts: list[tuple[tuple[int, int], Floats, Floats]] = []
+    for cx, cy in centres:
+        fx, fy = round(cx - tw / 2), round(cy - th / 2)
+        x0, y0 = max(0, fx - NEAR_RADIUS), max(0, fy - NEAR_RADIUS)
+        x1, y1 = min(rw - 1, fx + NEAR_RADIUS), min(rh - 1, fy + NEAR_RADIUS)
+        if x1 < x0 or y1 < y0:
+            continue
+        patch = window[y0 : y1 + th, x0 : x1 + tw]
+        near = np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+        res[y0 : y1 + 1, x0 : x1 + 1] = near
+        parts.append(((x0, y0), near, patch))
+    return res, parts
 
 
 def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: Floats) -> tuple[float, int, int]:
