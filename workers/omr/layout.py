@@ -643,7 +643,7 @@ def _outlines(
         middle = hx if axis == 0 else hy
         rr, cc, ends, prior, penalty = _pairs(stack.shape[1], middle, radii[axis], top[axis], reach[axis])
         # Both outline points dark, and lighter just outside them (paper).
-        at = stack[:, ends]  # (pictures, 4, radii, offsets): a, b and just outside each
+        at = stack.take(ends, axis=1)  # (pictures, 4, radii, offsets): a, b and just outside each
         outside = 0.5 * (at[:, 2] + at[:, 3])
         # The print is looked for near where the template puts it: a pair further off
         # must be that much darker (a mark's edge and the next row's outline can pair
