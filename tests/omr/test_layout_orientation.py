@@ -24,10 +24,10 @@ def _pick(monkeypatch: pytest.MonkeyPatch, scores: dict[str, list[float]]) -> tu
     turns = [object(), object()]
     fitted: list[tuple[int, str]] = []
 
-    def fit(gray: Any, template: Any, alignment: Any, name: str, *_: Any) -> BlockFit:
+    def fit(gray: Any, template: Any, alignment: Any, block: Any, *_: Any) -> BlockFit:
         turn = turns.index(alignment)
-        fitted.append((turn, name))
-        return BlockFit(name, (0.0, 0.0), (1.0, 1.0), scores[name][turn])
+        fitted.append((turn, block.name))
+        return BlockFit(block.name, (0.0, 0.0), (1.0, 1.0), scores[block.name][turn])
 
     monkeypatch.setattr(layout, "_fit_block", fit)
     got = pick_orientation(None, TEMPLATE, turns)  # type: ignore[arg-type]

@@ -39,7 +39,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, OmrError
@@ -152,21 +153,18 @@ def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
     if len(candidates) == 1:
         return candidates[0]
-    blocks = _blocks(template)
-    fields = template.fields
-    # Each block's weight in the layout score (LayoutFit.score): its bubbles, 0 for a
-    # field without a block, which is then not fitted at all.
-    weights = LayoutFit(template, tuple(BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name, _ in blocks))._counts()
+    blocks = _blocks_of(template)
+    # A field without a block weighs nothing in the layout score and is not fitted.
+    weights = [block.weight for block in blocks]
     total = sum(weights)
-    fits = [[BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name, _ in blocks] for _ in candidates]
+    fits = [[BlockFit(block.name, (0.0, 0.0), (0.0, 0.0), 0.0) for block in blocks] for _ in candidates]
     seen = 0
     sums = [0.0] * len(candidates)
     for b in sorted((b for b, n in enumerate(weights) if n), key=lambda b: -weights[b]):
-        name, idx = blocks[b]
         for c, alignment in enumerate(candidates):
             # A coarse look tells the right way up; the reader then fits the winner finely.
             # Only the score counts here, so the template is not moved onto the fit.
-            fits[c][b] = _fit_block(gray, template, alignment, name, [fields[i] for i in idx], False, ORIENT_SCALE)
+            fits[c][b] = _fit_block(gray, template, alignment, blocks[b], False, ORIENT_SCALE)
             sums[c] += fits[c][b].score * weights[b]
         seen += weights[b]
         if DECIDE_SHARE * total <= seen < total:
@@ -191,6 +189,54 @@ def _blocks(template: Template) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((name, tuple(idx)) for name, idx in order.items())
 
 
+@dataclass(frozen=True, eq=False)
+class _Block:
+    """One block of a template, with what every fit of it needs of the template alone."""
+
+    name: str
+    #: its fields, and their indices among the template's.
+    idx: tuple[int, ...]
+    fields: tuple[Field, ...]
+    #: its bubble centres (template pixels), field after field, and their mean, which a
+    #: stretch is about.
+    points: npt.NDArray[np.float64]
+    middle: tuple[float, float]
+    #: its bubbles' weight in the layout score (LayoutFit.score): 0 for a field without a block.
+    weight: int
+    #: its search frames (``_frame``) by bubble size and scale, as they are needed.
+    frames: dict[tuple[tuple[float, float], float], _Frame] = field(default_factory=dict)
+
+
+#: id of a template -> (that template, its blocks). Hashing a template hashes every bubble
+#: centre it holds, so the sheets read with one template find its blocks by identity.
+_TEMPLATE_BLOCKS: dict[int, tuple[Template, tuple[_Block, ...]]] = {}
+#: ... for this many templates at most: a template's frames take some 10 MB.
+_TEMPLATES_KEPT: Final = 4
+
+
+def _blocks_of(template: Template) -> tuple[_Block, ...]:
+    """The template's blocks in ``_blocks`` order, each with its fields, bubble centres
+    and weight, and the search frames fitted on it so far."""
+    import numpy as np
+
+    known = _TEMPLATE_BLOCKS.get(id(template))
+    if known is not None and known[0] is template:
+        return known[1]
+    fields = template.fields
+    names = [name for name, _ in _blocks(template)]
+    weights = LayoutFit(template, tuple(BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name in names))._counts()
+    blocks = []
+    for (name, idx), weight in zip(_blocks(template), weights, strict=True):
+        members = tuple(fields[i] for i in idx)
+        points = np.array([c for f in members for c in f.centres], np.float64).reshape(-1, 2)
+        points.flags.writeable = False
+        blocks.append(_Block(name, idx, members, points, _middle_of(members), weight))
+    if len(_TEMPLATE_BLOCKS) >= _TEMPLATES_KEPT:
+        _TEMPLATE_BLOCKS.clear()
+    _TEMPLATE_BLOCKS[id(template)] = (template, tuple(blocks))
+    return tuple(blocks)
+
+
 def fit_layout(
     gray: npt.NDArray[np.uint8],
     template: Template,
@@ -201,16 +247,19 @@ def fit_layout(
 ) -> LayoutFit:
     """Find each block of the template on the sheet (see the module doc)."""
     fields = list(template.fields)
-    fits = _fit_blocks(gray, template, alignment, measure=measure, scale=scale)
-    for (_, idx), fit in zip(_blocks(template), fits, strict=True):
-        block = [fields[i] for i in idx]
+    blocks = _blocks_of(template)
+    fits = tuple(_fit_block(gray, template, alignment, block, measure, scale) for block in blocks)
+    for block, fit in zip(blocks, fits, strict=True):
         dx, dy = fit.offset
         kx, ky = fit.stretch
         size = (2 * fit.radii[0], 2 * fit.radii[1])
-        mx, my = _middle_of(tuple(block))
-        for i, f in zip(idx, block, strict=True):
-            moved = tuple((mx + (x - mx) * kx + dx, my + (y - my) * ky + dy) for x, y in f.centres)
-            fields[i] = replace(f, centres=moved, size=size if measure else f.size)
+        mx, my = block.middle
+        # Every bubble's centre moved as mx + (x - mx) * kx + dx (and so for y), a block
+        # at a time: the same float64 arithmetic in the same order as on each alone.
+        xs, ys = block.points[:, 0], block.points[:, 1]
+        moved = zip(((mx + (xs - mx) * kx + dx).tolist()), ((my + (ys - my) * ky + dy).tolist()), strict=True)
+        for i, f in zip(block.idx, block.fields, strict=True):
+            fields[i] = replace(f, centres=tuple(islice(moved, len(f.centres))), size=size if measure else f.size)
     n_id = len(template.id_fields)
     radius = template.bubble_radius
     if measure and fits:
@@ -218,17 +267,6 @@ def fit_layout(
         radius = min(math.sqrt(b.radii[0] * b.radii[1]) for b in fits)
     moved_tpl = replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]), bubble_radius=radius)
     return LayoutFit(moved_tpl, fits)
-
-
-def _fit_blocks(
-    gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment, *, measure: bool, scale: float
-) -> tuple[BlockFit, ...]:
-    """Each block of the template found on the sheet, in ``_blocks`` order."""
-    fields = template.fields
-    return tuple(
-        _fit_block(gray, template, alignment, name, [fields[i] for i in idx], measure, scale)
-        for name, idx in _blocks(template)
-    )
 
 
 def _paper(sample: npt.NDArray[np.uint8]) -> float:
@@ -408,15 +446,18 @@ def _fit_block(
     gray: npt.NDArray[np.uint8],
     template: Template,
     alignment: Alignment,
-    name: str,
-    block: list[Field],
+    block: _Block,
     measure: bool,
     s: float,
 ) -> BlockFit:
     import cv2
     import numpy as np
 
-    frame = _frame(tuple(block), template.bubble_size(block[0]), s)
+    name = block.name
+    bubble = template.bubble_size(block.fields[0])
+    frame = block.frames.get((bubble, s))
+    if frame is None:
+        frame = block.frames[(bubble, s)] = _frame(block.fields, bubble, s)
     centres, (rx, ry), (gap_x, gap_y) = frame.centres, frame.radii, frame.gaps
     (reach_x, reach_y), (top_x, top_y), (x0, y0), size = frame.reach, frame.top, frame.origin, frame.size
     hx, hy, gx, gy, n = frame.hx, frame.hy, frame.gx, frame.gy, len(centres)
