@@ -48,7 +48,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Final
+from itertools import compress
+from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.template import Field
 
@@ -119,49 +120,156 @@ def without_print(
     the median, over the block's fields, of that bubble where it is not its field's darkest;
     each bubble is measured against its glyph's level, moved to the block's. A place with
     fewer than MIN_PRINT_SAMPLES such bubbles keeps its fill. ``blocks``: each field's block.
+
+    A block's fields are one (fields, places) matrix: the medians of every place at once
+    from one sort down its columns, the values left out sorted past the others. Each is
+    np.median's own (the same two middle values, halved as it does), for finite fills.
     """
     import numpy as np
 
-    out = np.array(fill, np.float64, copy=True)
-    by_block: dict[str, list[int]] = {}
-    for k, name in enumerate(blocks):
-        by_block.setdefault(name, []).append(k)
-    for members in by_block.values():
-        places: dict[int, list[float]] = {}
-        for k in members:
-            idx = list(index[k])
-            top = idx[int(np.argmax(fill[idx]))] if len(idx) > 1 else -1
-            for i, j in enumerate(idx):
-                if j != top:
-                    places.setdefault(i, []).append(float(fill[j]))
-        level = {i: float(np.median(v)) for i, v in places.items() if len(v) >= MIN_PRINT_SAMPLES}
-        if len(level) < 2:
+    values = np.asarray(fill, np.float64)
+    out = values.copy()
+    for rows in _block_rows(index, blocks):
+        v = values[rows.at]
+        drop = _darkest(v, rows)
+        counts = len(v) - np.count_nonzero(drop, axis=0)
+        places = np.flatnonzero(counts >= MIN_PRINT_SAMPLES)
+        if len(places) < 2:
             continue
-        middle = float(np.median(list(level.values())))
-        for k in members:
-            for i, j in enumerate(index[k]):
-                if i in level:
-                    out[j] -= level[i] - middle
+        ordered = np.sort(np.where(drop[:, places], np.inf, v[:, places]), axis=0)
+        c = counts[places]
+        level = (ordered[(c - 1) // 2, np.arange(len(places))] + ordered[c // 2, np.arange(len(places))]) / 2
+        shift = np.broadcast_to(level - median(level), (len(v), len(places)))
+        at = rows.at[:, places]
+        if rows.pad is None:
+            out[at] -= shift
+        else:
+            real = ~rows.pad[:, places]
+            out[at[real]] -= shift[real]
     return out
 
 
 def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:
     import numpy as np
 
-    tops = np.array([fill[list(idx)].max() for idx in index])
+    rows = _plan(index).rows
+    v = fill[rows.at]
+    tops = (v if rows.pad is None else np.where(rows.pad, -np.inf, v)).max(axis=1)
     # The empty level and its noise from the bubbles that are not their field's darkest:
     # on a short sheet (five questions) the marks are a fifth of all bubbles and would
     # widen the spread the marks are then measured against.
     rest = np.ones(len(fill), bool)
-    for idx in index:
-        if len(idx) > 1:
-            rest[idx[int(np.argmax(fill[list(idx)]))]] = False
+    drop = _darkest(v, rows)
+    if rows.pad is not None:
+        drop &= ~rows.pad
+    rest[rows.at[drop]] = False
     pool = fill[rest] if rest.any() else fill
-    empty = float(np.median(pool))
-    noise = max(float(1.4826 * np.median(np.abs(pool - empty))), 0.004)
+    empty = median(pool)
+    noise = max(float(1.4826 * median(np.abs(pool - empty))), 0.004)
     refs = tops[tops > empty + NOISE_SIGMAS * noise]
-    mark = float(np.median(refs)) if refs.size else empty
+    mark = median(refs) if refs.size else empty
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
+
+
+def median(values: npt.NDArray[np.float64]) -> float:
+    """``float(np.median(values))`` of a non-empty 1-D array of finite values: the same
+    one or two middle values (a partition at their ranks), halved as np.median's mean of
+    the two does, without np.median's checks and dispatch (most of its cost at these sizes)."""
+    import numpy as np
+
+    n = len(values)
+    half = n // 2
+    if n % 2:
+        return float(np.partition(values, half)[half])
+    part = np.partition(values, (half - 1, half))
+    return float((part[half - 1] + part[half]) / 2)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Some fields' bubble positions in the flat arrays as a (fields, most bubbles) matrix."""
+
+    at: npt.NDArray[np.intp]  # a shorter field's row is padded with its first position
+    pad: npt.NDArray[np.bool_] | None  # where the padding is; None: no field is shorter
+    multi: npt.NDArray[np.intp]  # the rows of the fields with more than one bubble
+
+
+@dataclass(frozen=True)
+class _Plan:
+    rows: _Rows  # every field
+    #: the fields of one bubble count: their numbers (in template order) and positions.
+    sizes: tuple[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]], ...]
+
+
+def _make_rows(index: Sequence[Sequence[int]]) -> _Rows:
+    import numpy as np
+
+    longest = max(len(idx) for idx in index)
+    at = np.array([tuple(idx) + (idx[0],) * (longest - len(idx)) for idx in index], np.intp).reshape(-1, longest)
+    lengths = np.array([len(idx) for idx in index])
+    pad = np.arange(longest)[None, :] >= lengths[:, None]
+    for a in (at, pad):
+        a.flags.writeable = False
+    return _Rows(at, pad if pad.any() else None, np.flatnonzero(lengths > 1))
+
+
+# index -> its plan; (index, blocks) -> each block's rows. A sheet's index is made anew for
+# each fitted template, so these are kept by value (tuples of tuples), for the last few.
+_PLANS: dict[tuple[tuple[int, ...], ...], _Plan] = {}
+_BLOCKS: dict[tuple[tuple[tuple[int, ...], ...], tuple[str, ...]], tuple[_Rows, ...]] = {}
+_KEEP: Final = 16
+
+
+def _plan(index: Sequence[Sequence[int]]) -> _Plan:
+    import numpy as np
+
+    key = tuple(map(tuple, index))
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return hit
+    by_size: dict[int, list[int]] = {}
+    for k, idx in enumerate(key):
+        by_size.setdefault(len(idx), []).append(k)
+    sizes = tuple(
+        (np.array(ks, np.intp), np.array([key[k] for k in ks], np.intp).reshape(len(ks), m))
+        for m, ks in by_size.items()
+    )
+    plan = _Plan(_make_rows(key), sizes)
+    if len(_PLANS) >= _KEEP:
+        _PLANS.pop(next(iter(_PLANS)))
+    _PLANS[key] = plan
+    return plan
+
+
+def _block_rows(index: Sequence[Sequence[int]], blocks: Sequence[str]) -> tuple[_Rows, ...]:
+    """The rows of each block with at least MIN_PRINT_SAMPLES fields (fewer measure no place)."""
+    key = (tuple(map(tuple, index)), tuple(blocks))
+    hit = _BLOCKS.get(key)
+    if hit is not None:
+        return hit
+    by_block: dict[str, list[tuple[int, ...]]] = {}
+    for idx, name in zip(key[0], key[1], strict=True):
+        by_block.setdefault(name, []).append(idx)
+    rows = tuple(_make_rows(members) for members in by_block.values() if len(members) >= MIN_PRINT_SAMPLES)
+    if len(_BLOCKS) >= _KEEP:
+        _BLOCKS.pop(next(iter(_BLOCKS)))
+    _BLOCKS[key] = rows
+    return rows
+
+
+def _darkest(v: npt.NDArray[np.float64], rows: _Rows) -> npt.NDArray[np.bool_]:
+    """Each multi-bubble field's darkest bubble (the first of equals, as np.argmax), and
+    the padding: the (fields, places) cells left out of a place's empty level."""
+    import numpy as np
+
+    if rows.pad is None:
+        top = v.argmax(axis=1)
+        drop = np.zeros(v.shape, bool)
+    else:
+        top = np.where(rows.pad, -np.inf, v).argmax(axis=1)
+        drop = rows.pad.copy()
+    drop[rows.multi, top[rows.multi]] = True
+    return drop
 
 
 def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool = False) -> FieldReading:
@@ -200,6 +308,87 @@ def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool 
         round(confidence, 3),
         confidence < REVIEW_BELOW,
     )
+
+
+def read_fields(
+    fields: Sequence[Field], fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]], levels: Levels, singles: int
+) -> list[FieldReading]:
+    """``read_field`` of every field (``fill`` the flat fills, ``index`` each field's
+    positions in it; the first ``singles`` fields are single-mark fields), the fields of
+    one bubble count at once as a (fields, bubbles) matrix.
+
+    The same float64 operations on the same values in the same order as ``read_field``
+    (elementwise numpy arithmetic is the IEEE arithmetic Python floats do; a row's max and
+    min are exact), so every score and confidence is its float; the stored values are
+    rounded by Python's round() as there. Fills are finite (sample.py clips them).
+    """
+    import numpy as np
+
+    span = levels.mark - levels.empty
+    s_all = (np.asarray(fill, np.float64) - levels.empty) / span
+    out: list[FieldReading | None] = [None] * len(fields)
+    for numbers, at in _plan(index).sizes:
+        s = s_all[at]
+        n, m = s.shape
+        rows = np.arange(n)
+        marked = s >= 0.5
+        cert = np.minimum(1.0, np.abs(s - 0.5) / 0.5)
+        top = s.argmax(axis=1)
+        best = s[rows, top]
+        if m > 1:
+            others = s.copy()
+            others[rows, top] = -np.inf
+            rest = others.max(axis=1)
+            lone = (best >= SINGLE_MIN) & (rest <= SINGLE_REST) & (best - rest >= SINGLE_GAP)
+            single = numbers < singles
+            one = lone & single
+            cert[rows[one], top[one]] = np.maximum(
+                cert[rows[one], top[one]], np.minimum(1.0, 0.5 + (best[one] - rest[one] - SINGLE_GAP))
+            )
+            # A single-mark field's lone bubble, or a question's below the midpoint.
+            only = one | (lone & ~single & ~marked.any(axis=1))
+            marked[only] = False
+            marked[rows[only], top[only]] = True
+        else:
+            rest = np.zeros(n)
+        clear = best >= 0.75
+        if clear.any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lift = np.minimum(1.0, 1 - s / (0.8 * best)[:, None])
+            cert = np.where(clear[:, None] & (s < 0.5), np.maximum(cert, lift), cert)
+        alone = (np.count_nonzero(marked, axis=1) == 1) & (rest <= LONE_REST)
+        cert[rows[alone], top[alone]] = np.maximum(cert[rows[alone], top[alone]], np.minimum(1.0, best[alone] - 0.1))
+        confidence = np.maximum(0.0, cert.min(axis=1))
+        if levels.references < MIN_REFERENCES:
+            # Almost nothing on this sheet is marked, so its mark level is a guess.
+            confidence = np.where(best >= 0.25, np.minimum(confidence, REVIEW_BELOW / 2), confidence)
+        scores = rounded(s)
+        for k, row, picks, c, c3 in zip(
+            numbers.tolist(), scores, marked.tolist(), confidence.tolist(), rounded(confidence), strict=True
+        ):
+            f = fields[k]
+            out[k] = FieldReading(f.label, tuple(compress(f.values, picks)), tuple(row), c3, c < REVIEW_BELOW)
+    return out  # type: ignore[return-value]
+
+
+def rounded(values: npt.NDArray[np.float64]) -> list[Any]:
+    """``round(v, 3)`` of every value, as (nested) lists of Python floats.
+
+    rint(1000 v) / 1000 is round()'s float whenever 1000 v (one rounding off the exact
+    product) is not within a hair of a half: the same whole number k of thousandths, and
+    k / 1000 is the float nearest k thousandths either way (round() reads its decimal
+    digits back; a division of exact integers is correctly rounded). The few values near
+    a half, or too large for that margin, are rounded by round() itself.
+    """
+    import numpy as np
+
+    scaled = values * 1000
+    out = np.rint(scaled) / 1000
+    near = ~(np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) > 1e-6) | ~(np.abs(scaled) < 1e9)
+    if near.any():
+        out[near] = [round(v, 3) for v in values[near].tolist()]
+    result: list[Any] = out.tolist()
+    return result
 
 
 def combine_field(f: Field, reading: FieldReading, probs: Sequence[float], *, single: bool = False) -> FieldReading:

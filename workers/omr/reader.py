@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.classify import FieldReading, Levels, read_field, sheet_levels, without_print
+from workers.omr.classify import FieldReading, Levels, read_fields, sheet_levels, without_print
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -133,12 +133,9 @@ def read_gray(
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
     clean = print_free(samples, placed)
     levels = sheet_levels(clean, samples.index)
-    fill = clean.tolist()
     n_id = len(template.id_fields)
-    fields = [
-        read_field(f, [fill[i] for i in idx], levels, single=k < n_id)
-        for k, (f, idx) in enumerate(zip(placed.fields, samples.index, strict=True))
-    ]
+    # classify.read_field of each field (the ID digits single-mark), all at once.
+    fields = read_fields(placed.fields, clean, samples.index, levels, n_id)
     classifier = None
     if learned or (learned is None and photo):
         from workers.omr.learned import refine
