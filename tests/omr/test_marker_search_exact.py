@@ -1,6 +1,6 @@
 """The marker search's shortcuts give what the plain computation gives, bit for bit: the
-best four matches chosen with bounds, the paper level from a histogram, a patch's spread
-from OpenCV next to the threshold it is compared with."""
+best four matches chosen with bounds, a patch's spread from OpenCV next to the threshold
+it is compared with (the paper level from a histogram: tests/omr/test_percentile.py)."""
 
 from __future__ import annotations
 
@@ -45,17 +45,6 @@ def test_the_best_four_are_those_every_set_scored_gives() -> None:
         ]
         width, cost, threshold = rng.uniform(0.5, 30), rng.choice([0.0, 0.1]), rng.choice([0.45, 0.6])
         assert oa._best_four(peaks, width, cost, threshold) == _every_four(peaks, width, cost, threshold)
-
-
-def test_the_paper_level_is_numpys_percentile_of_the_float_picture() -> None:
-    rng = np.random.default_rng(5)
-    for i in range(400):
-        h, w = int(rng.integers(1, 90)), int(rng.integers(1, 90))
-        picture = rng.integers(0, 256, (h + 4, w + 6)).astype(np.uint8)
-        picture[2 : 2 + h, 3 : 3 + w] = np.clip(rng.normal(rng.uniform(90, 250), rng.uniform(0, 50), (h, w)), 0, 255)
-        cut = picture[2 : 2 + h, 3 : 3 + w]  # a view, as _refine passes it
-        want = float(np.percentile(cut.astype(np.float32), 90))
-        assert oa._paper(cut) == want, i
 
 
 def test_the_spread_test_agrees_with_numpys_std() -> None:

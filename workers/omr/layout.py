@@ -44,6 +44,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.errors import NO_SHEET_FOUND, OmrError
+from workers.omr.percentile import percentile_90
 from workers.omr.template import Field, Template
 
 if TYPE_CHECKING:
@@ -269,40 +270,6 @@ def fit_layout(
     return LayoutFit(moved_tpl, fits)
 
 
-def _paper(sample: npt.NDArray[np.uint8]) -> float:
-    """The 90th percentile of a grey sample, as ``np.percentile`` gives it.
-
-    That depends only on the sample's size and its sorted values next to the 90th
-    percentile's place, which a histogram gives; the few such sets a block's samples show
-    are passed to ``np.percentile`` once each (``_percentile_of``).
-    """
-    import numpy as np
-
-    n = sample.size
-    cumulative = np.cumsum(np.bincount(sample.ravel(), minlength=256))
-    # Sorted places from one before the percentile's lower neighbour to its upper one's
-    # next, so that a place computed a hair off numpy's is still covered.
-    place = int(0.9 * (n - 1))
-    places = [min(max(place + k, 0), n - 1) for k in (-1, 0, 1, 2)]
-    values = np.searchsorted(cumulative, places, side="right").tolist()
-    return _percentile_of(n, tuple(zip(places, values, strict=True)))
-
-
-@functools.lru_cache(maxsize=4096)
-def _percentile_of(n: int, sorted_at: tuple[tuple[int, int], ...]) -> float:
-    """The 90th percentile of n grey levels whose sorted values at a few places around
-    it are given: those values, held on either side, are as good as the sample."""
-    import numpy as np
-
-    levels = np.empty(n, np.uint8)
-    start = 0
-    for place, value in sorted_at:
-        levels[start : place + 1] = value
-        start = place + 1
-    levels[start:] = sorted_at[-1][1]
-    return float(np.percentile(levels, 90))
-
-
 @functools.cache
 def _levels() -> npt.NDArray[np.float32]:
     """The 256 grey levels, for a darkness lookup table."""
@@ -470,7 +437,7 @@ def _fit_block(
         np.uint8,
     )
     span = max(alignment.paper - alignment.ink, 1.0)
-    paper = _paper(region[::3, ::3])  # a ninth of the pixels tell the paper
+    paper = percentile_90(region[::3, ::3])  # a ninth of the pixels tell the paper
     # Darkness per grey level, then looked up (the same arithmetic as on every pixel).
     darkness = np.asarray((paper - _levels()) / span, np.float32)
     dark = cv2.LUT(region, darkness)

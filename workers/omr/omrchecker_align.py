@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.align import MIN_DPI, Alignment, _convex, _dist, _quad_size
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_INVALID, TEMPLATE_MISMATCH, OmrError
+from workers.omr.percentile import percentile_90
 from workers.omr.template import Template
 
 if TYPE_CHECKING:
@@ -524,24 +525,38 @@ def _near_matches(
     ``centres`` (window pixels): the result map as matchTemplate gives it there, -1
     elsewhere; and each part matched (its top-left corner in the map, its scores, and
     the window's patch they come from)."""
+    import numpy as np
+
+    th, tw = tpl.shape
+    res = np.full((window.shape[0] - th + 1, window.shape[1] - tw + 1), -1.0, np.float32)
+    parts: list[tuple[tuple[int, int], Floats, Floats]] = []
+    for cx, cy in centres:
+        part = _match_near(window, tpl, round(cx - tw / 2), round(cy - th / 2), NEAR_RADIUS)
+        if part is None:
+            continue
+        (x0, y0), near, _ = part
+        res[y0 : y0 + near.shape[0], x0 : x0 + near.shape[1]] = near
+        parts.append(part)
+    return res, parts
+
+
+def _match_near(
+    window: Floats, tpl: Floats, fx: int, fy: int, radius: int
+) -> tuple[tuple[int, int], Floats, Floats] | None:
+    """``tpl`` matched in ``window`` with its top-left corner within ``radius`` of (fx, fy)
+    only: the first such corner, the scores from there (matchTemplate's own), and the
+    window's patch they come from; None when no such corner lies in the window."""
     import cv2
     import numpy as np
 
     th, tw = tpl.shape
     rh, rw = window.shape[0] - th + 1, window.shape[1] - tw + 1
-    res = np.full((rh, rw), -1.0, np.float32)
-    parts: list[tuple[tuple[int, int], Floats, Floats]] = []
-    for cx, cy in centres:
-        fx, fy = round(cx - tw / 2), round(cy - th / 2)
-        x0, y0 = max(0, fx - NEAR_RADIUS), max(0, fy - NEAR_RADIUS)
-        x1, y1 = min(rw - 1, fx + NEAR_RADIUS), min(rh - 1, fy + NEAR_RADIUS)
-        if x1 < x0 or y1 < y0:
-            continue
-        patch = window[y0 : y1 + th, x0 : x1 + tw]
-        near = np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
-        res[y0 : y1 + 1, x0 : x1 + 1] = near
-        parts.append(((x0, y0), near, patch))
-    return res, parts
+    x0, y0 = max(0, fx - radius), max(0, fy - radius)
+    x1, y1 = min(rw - 1, fx + radius), min(rh - 1, fy + radius)
+    if x1 < x0 or y1 < y0:
+        return None
+    patch = window[y0 : y1 + th, x0 : x1 + tw]
+    return (x0, y0), np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32), patch
 
 
 def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: Floats) -> tuple[float, int, int]:
@@ -569,7 +584,6 @@ def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: 
     # full-size match below applies the marker's contrast itself.
     res = _without_flat(res, part, stw, sth, MIN_MARKER_CONTRAST / 2)
     best: tuple[float, int, int] = (-1.0, 0, 0)
-    rh, rw = wh - th + 1, ww - tw + 1
     for _ in range(COARSE_CANDIDATES):
         _, score, _, (cx, cy) = cv2.minMaxLoc(res)
         if score <= -1:
@@ -578,12 +592,10 @@ def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: 
         # The same centre on the window, as the top-left corner of the full-size template.
         fx = round(2 * (hx0 + cx) + stw - tw / 2) - ox
         fy = round(2 * (hy0 + cy) + sth - th / 2) - oy
-        x0, y0 = max(0, fx - COARSE_RADIUS), max(0, fy - COARSE_RADIUS)
-        x1, y1 = min(rw - 1, fx + COARSE_RADIUS), min(rh - 1, fy + COARSE_RADIUS)
-        if x1 < x0 or y1 < y0:
+        matched = _match_near(window, tpl, fx, fy, COARSE_RADIUS)
+        if matched is None:
             continue
-        patch = window[y0 : y1 + th, x0 : x1 + tw]
-        near = np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+        (x0, y0), near, patch = matched
         near = _without_flat(near, patch, tw, th)
         _, top, _, (px, py) = cv2.minMaxLoc(near)
         if top > best[0]:
@@ -691,7 +703,8 @@ def _refine(
     patch = roi[iy : iy + th, ix : ix + tw]
     dark = found[: patch.shape[0], : patch.shape[1]] < 96
     ink = float(np.median(patch[dark])) if dark.any() else float(patch.min())
-    paper = _paper(cut)
+    # As np.percentile of the float32 copy the match ran on.
+    paper = percentile_90(cut, float32=True)
     return x0 + fx + (tw - 1) / 2, y0 + fy + (th - 1) / 2, ink, paper
 
 
@@ -706,40 +719,6 @@ def _spread_under(values: Floats, limit: float) -> bool:
     if abs(spread - limit) > 1e-3 * limit:
         return spread < limit
     return float(values.std()) < limit
-
-
-def _paper(roi: Gray) -> float:
-    """The 90th percentile of ``roi``'s grey levels as float32, as ``np.percentile`` gives it.
-
-    That depends only on the sample's size and its sorted values next to the 90th
-    percentile's place, which a histogram gives at a tenth of the cost of sorting; those
-    values, held on either side, are as good as the sample (``_percentile_of``)."""
-    import cv2
-    import numpy as np
-
-    n = roi.size
-    cumulative = np.cumsum(cv2.calcHist([roi], [0], None, [256], [0, 256]).ravel().astype(np.int64))
-    # Sorted places from one before the percentile's lower neighbour to its upper one's
-    # next, so that a place computed a hair off numpy's is still covered.
-    place = int(0.9 * (n - 1))
-    places = [min(max(place + k, 0), n - 1) for k in (-1, 0, 1, 2)]
-    values = np.searchsorted(cumulative, places, side="right").tolist()
-    return _percentile_of(n, tuple(zip(places, values, strict=True)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _percentile_of(n: int, sorted_at: tuple[tuple[int, int], ...]) -> float:
-    """The 90th percentile of n float32 grey levels whose sorted values at a few places
-    around it are given (the markers of a folder's scans show few such sets)."""
-    import numpy as np
-
-    levels = np.empty(n, np.float32)
-    start = 0
-    for place, value in sorted_at:
-        levels[start : place + 1] = value
-        start = place + 1
-    levels[start:] = sorted_at[-1][1]
-    return float(np.percentile(levels, 90))
 
 
 def _subpixel(res: Floats, px: int, py: int) -> tuple[float, float]:
