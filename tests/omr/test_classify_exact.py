@@ -17,7 +17,6 @@ from workers.omr.classify import (
     median,
     read_field,
     read_fields,
-    rounded,
     sheet_levels,
     without_print,
 )
@@ -130,22 +129,3 @@ def test_read_fields_is_read_field() -> None:
         assert got == expected
         # The same floats, not merely equal ones (-0.0 and 0.0 print differently).
         assert [repr(r) for r in got] == [repr(r) for r in expected]
-
-
-def test_rounded_is_round() -> None:
-    rng = np.random.default_rng(14)
-    k = np.arange(-3000, 3000)
-    values = np.concatenate(
-        [
-            rng.normal(0, 1, 20000),
-            rng.uniform(-2, 3, 20000),
-            k / 1000,  # whole thousandths
-            (k + 0.5) / 1000,  # halves, as near as floats get
-            np.nextafter((k + 0.5) / 1000, np.inf),
-            np.nextafter((k + 0.5) / 1000, -np.inf),
-            np.array([0.0625, 0.1875, -0.0625, 0.0, -0.0, -0.0004, 0.0004, 1e12 + 0.0005, -7e9, 1e-300]),
-        ]
-    )
-    assert repr(rounded(values)) == repr([round(v, 3) for v in values.tolist()])
-    grid = values[: 6 * 7].reshape(6, 7)
-    assert repr(rounded(grid)) == repr([[round(v, 3) for v in row] for row in grid.tolist()])

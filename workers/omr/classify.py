@@ -49,7 +49,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from workers.omr.template import Field
 
@@ -326,7 +326,7 @@ def read_fields(
 
     span = levels.mark - levels.empty
     s_all = (np.asarray(fill, np.float64) - levels.empty) / span
-    out: list[FieldReading | None] = [None] * len(fields)
+    readings: dict[int, FieldReading] = {}
     for numbers, at in _plan(index).sizes:
         s = s_all[at]
         n, m = s.shape
@@ -362,33 +362,11 @@ def read_fields(
         if levels.references < MIN_REFERENCES:
             # Almost nothing on this sheet is marked, so its mark level is a guess.
             confidence = np.where(best >= 0.25, np.minimum(confidence, REVIEW_BELOW / 2), confidence)
-        scores = rounded(s)
-        for k, row, picks, c, c3 in zip(
-            numbers.tolist(), scores, marked.tolist(), confidence.tolist(), rounded(confidence), strict=True
-        ):
+        for k, row, picks, c in zip(numbers.tolist(), s.tolist(), marked.tolist(), confidence.tolist(), strict=True):
             f = fields[k]
-            out[k] = FieldReading(f.label, tuple(compress(f.values, picks)), tuple(row), c3, c < REVIEW_BELOW)
-    return out  # type: ignore[return-value]
-
-
-def rounded(values: npt.NDArray[np.float64]) -> list[Any]:
-    """``round(v, 3)`` of every value, as (nested) lists of Python floats.
-
-    rint(1000 v) / 1000 is round()'s float whenever 1000 v (one rounding off the exact
-    product) is not within a hair of a half: the same whole number k of thousandths, and
-    k / 1000 is the float nearest k thousandths either way (round() reads its decimal
-    digits back; a division of exact integers is correctly rounded). The few values near
-    a half, or too large for that margin, are rounded by round() itself.
-    """
-    import numpy as np
-
-    scaled = values * 1000
-    out = np.rint(scaled) / 1000
-    near = ~(np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) > 1e-6) | ~(np.abs(scaled) < 1e9)
-    if near.any():
-        out[near] = [round(v, 3) for v in values[near].tolist()]
-    result: list[Any] = out.tolist()
-    return result
+            scores = tuple(round(v, 3) for v in row)
+            readings[k] = FieldReading(f.label, tuple(compress(f.values, picks)), scores, round(c, 3), c < REVIEW_BELOW)
+    return [readings[k] for k in range(len(fields))]
 
 
 def combine_field(f: Field, reading: FieldReading, probs: Sequence[float], *, single: bool = False) -> FieldReading:
