@@ -10,9 +10,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from workers.omr.classify import (
+    LONE_REST,
     MIN_CONTRAST,
     MIN_PRINT_SAMPLES,
+    MIN_REFERENCES,
     NOISE_SIGMAS,
+    REVIEW_BELOW,
+    SINGLE_GAP,
+    SINGLE_MIN,
+    SINGLE_REST,
+    FieldReading,
     Levels,
     median,
     read_field,
@@ -109,7 +116,44 @@ def test_without_print_and_sheet_levels_are_the_loops() -> None:
         assert sheet_levels(fill, [list(idx) for idx in index]) == _sheet_levels(fill, index)
 
 
-def test_read_fields_is_read_field() -> None:
+def _read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool = False) -> FieldReading:
+    """The rules field by field, in plain Python: what ``read_fields`` must give."""
+    span = levels.mark - levels.empty
+    s = [(v - levels.empty) / span for v in fill]
+    marked = [i for i, v in enumerate(s) if v >= 0.5]
+    cert = [min(1.0, abs(v - 0.5) / 0.5) for v in s]
+    top = max(range(len(s)), key=s.__getitem__)
+    if len(s) > 1:
+        rest = max(v for i, v in enumerate(s) if i != top)
+        lone = s[top] >= SINGLE_MIN and rest <= SINGLE_REST and s[top] - rest >= SINGLE_GAP
+        if lone and single:
+            marked = [top]
+            cert[top] = max(cert[top], min(1.0, 0.5 + (s[top] - rest - SINGLE_GAP)))
+        elif lone and not marked:
+            # Its certainty stays that of a bubble short of the midpoint: under REVIEW_BELOW.
+            marked = [top]
+    if s[top] >= 0.75:
+        for i, v in enumerate(s):
+            if v < 0.5:
+                cert[i] = max(cert[i], min(1.0, 1 - v / (0.8 * s[top])))
+    if len(marked) == 1:
+        rest = max((v for i, v in enumerate(s) if i != top), default=0.0)
+        if rest <= LONE_REST:
+            cert[top] = max(cert[top], min(1.0, s[top] - 0.1))
+    confidence = max(0.0, min(cert))
+    if levels.references < MIN_REFERENCES and max(s) >= 0.25:
+        # Almost nothing on this sheet is marked, so its mark level is a guess.
+        confidence = min(confidence, REVIEW_BELOW / 2)
+    return FieldReading(
+        f.label,
+        tuple(f.values[i] for i in marked),
+        tuple(round(v, 3) for v in s),
+        round(confidence, 3),
+        confidence < REVIEW_BELOW,
+    )
+
+
+def test_read_fields_is_the_rules_field_by_field() -> None:
     rng = np.random.default_rng(13)
     for _ in range(400):
         fill, index, blocks, fields = _sheet(rng)
@@ -122,10 +166,14 @@ def test_read_fields_is_read_field() -> None:
         singles = int(rng.integers(0, len(fields) + 1))
         values = clean.tolist()
         expected = [
-            read_field(f, [values[i] for i in idx], levels, single=k < singles)
+            _read_field(f, [values[i] for i in idx], levels, single=k < singles)
             for k, (f, idx) in enumerate(zip(fields, index, strict=True))
         ]
         got = read_fields(fields, clean, index, levels, singles)
         assert got == expected
         # The same floats, not merely equal ones (-0.0 and 0.0 print differently).
         assert [repr(r) for r in got] == [repr(r) for r in expected]
+        # One field read on its own is the same reading.
+        k = int(rng.integers(0, len(fields)))
+        alone = read_field(fields[k], [values[i] for i in index[k]], levels, single=k < singles)
+        assert repr(alone) == repr(expected[k])

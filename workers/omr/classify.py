@@ -273,41 +273,13 @@ def _darkest(v: npt.NDArray[np.float64], rows: _Rows) -> npt.NDArray[np.bool_]:
 
 
 def read_field(f: Field, fill: Sequence[float], levels: Levels, *, single: bool = False) -> FieldReading:
-    """``single``: the field holds exactly one mark by its nature (a student-ID digit), so
+    """One field read on its own (``read_fields`` of it alone): ``fill`` its bubbles' fills.
+
+    ``single``: the field holds exactly one mark by its nature (a student-ID digit), so
     a lone mark standing clear of an otherwise clean row is that mark even when light."""
-    span = levels.mark - levels.empty
-    s = [(v - levels.empty) / span for v in fill]
-    marked = [i for i, v in enumerate(s) if v >= 0.5]
-    cert = [min(1.0, abs(v - 0.5) / 0.5) for v in s]
-    top = max(range(len(s)), key=s.__getitem__)
-    if len(s) > 1:
-        rest = max(v for i, v in enumerate(s) if i != top)
-        lone = s[top] >= SINGLE_MIN and rest <= SINGLE_REST and s[top] - rest >= SINGLE_GAP
-        if lone and single:
-            marked = [top]
-            cert[top] = max(cert[top], min(1.0, 0.5 + (s[top] - rest - SINGLE_GAP)))
-        elif lone and not marked:
-            # Its certainty stays that of a bubble short of the midpoint: under REVIEW_BELOW.
-            marked = [top]
-    if s[top] >= 0.75:
-        for i, v in enumerate(s):
-            if v < 0.5:
-                cert[i] = max(cert[i], min(1.0, 1 - v / (0.8 * s[top])))
-    if len(marked) == 1:
-        rest = max((v for i, v in enumerate(s) if i != top), default=0.0)
-        if rest <= LONE_REST:
-            cert[top] = max(cert[top], min(1.0, s[top] - 0.1))
-    confidence = max(0.0, min(cert))
-    if levels.references < MIN_REFERENCES and max(s) >= 0.25:
-        # Almost nothing on this sheet is marked, so its mark level is a guess.
-        confidence = min(confidence, REVIEW_BELOW / 2)
-    return FieldReading(
-        f.label,
-        tuple(f.values[i] for i in marked),
-        tuple(round(v, 3) for v in s),
-        round(confidence, 3),
-        confidence < REVIEW_BELOW,
-    )
+    import numpy as np
+
+    return read_fields([f], np.asarray(fill, np.float64), [tuple(range(len(fill)))], levels, 1 if single else 0)[0]
 
 
 def read_fields(

@@ -134,7 +134,7 @@ def read_gray(
     clean = print_free(samples, placed)
     levels = sheet_levels(clean, samples.index)
     n_id = len(template.id_fields)
-    # classify.read_field of each field (the ID digits single-mark), all at once.
+    # Every field read by the thresholds (the ID digits as single-mark fields).
     fields = read_fields(placed.fields, clean, samples.index, levels, n_id)
     classifier = None
     if learned or (learned is None and photo):
