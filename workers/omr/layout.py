@@ -181,7 +181,6 @@ def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates
     return best[1]
 
 
-@functools.lru_cache(maxsize=32)
 def _blocks(template: Template) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """(block name, field indices) in template order; fields without a block stand alone."""
     order: dict[str, list[int]] = {}
@@ -224,18 +223,19 @@ def _blocks_of(template: Template) -> tuple[_Block, ...]:
     if known is not None and known[0] is template:
         return known[1]
     fields = template.fields
-    names = [name for name, _ in _blocks(template)]
-    weights = LayoutFit(template, tuple(BlockFit(name, (0.0, 0.0), (0.0, 0.0), 0.0) for name in names))._counts()
     blocks = []
-    for (name, idx), weight in zip(_blocks(template), weights, strict=True):
+    for name, idx in _blocks(template):
         members = tuple(fields[i] for i in idx)
         points = np.array([c for f in members for c in f.centres], np.float64).reshape(-1, 2)
         points.flags.writeable = False
+        # As LayoutFit.score weighs it: a field standing alone (no block) weighs nothing.
+        weight = len(points) if members[0].block else 0
         blocks.append(_Block(name, idx, members, points, _middle_of(members), weight))
     if len(_TEMPLATE_BLOCKS) >= _TEMPLATES_KEPT:
         _TEMPLATE_BLOCKS.clear()
-    _TEMPLATE_BLOCKS[id(template)] = (template, tuple(blocks))
-    return tuple(blocks)
+    kept = tuple(blocks)
+    _TEMPLATE_BLOCKS[id(template)] = (template, kept)
+    return kept
 
 
 def fit_layout(
@@ -280,7 +280,6 @@ def _levels() -> npt.NDArray[np.float32]:
     return levels
 
 
-@functools.lru_cache(maxsize=64)
 def _middle_of(block: tuple[Field, ...]) -> tuple[float, float]:
     """The mean of a block's bubble centres (template pixels), which a stretch is about."""
     all_centres = [c for f in block for c in f.centres]
