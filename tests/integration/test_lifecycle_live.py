@@ -178,6 +178,9 @@ def test_concurrent_identical_dispatches_make_one_job(live: Any, make_tenant: An
                          force_rerun=True, rerun_reason="teacher asked")  # fmt: skip
     assert rerun["created"]
     assert rerun["job_id"] != outcomes[0]["job_id"]
+    # Let the worker finish it: a job still running when the test's tables are emptied
+    # holds locks the emptying deadlocks against.
+    wait_terminal(rerun["job_id"])
 
 
 def test_a_duplicate_delivery_runs_the_processor_once(live: Any, make_tenant: Any, tmp_path: Path) -> None:
