@@ -64,7 +64,7 @@ def _sheet_levels(fill: np.ndarray, index: Sequence[Sequence[int]]) -> Levels:
     empty = float(np.median(pool))
     noise = max(float(1.4826 * np.median(np.abs(pool - empty))), 0.004)
     refs = tops[tops > empty + NOISE_SIGMAS * noise]
-    mark = float(np.median(refs)) if refs.size else empty
+    mark = float(np.median(refs)) if refs.size else empty + 2 * NOISE_SIGMAS * noise
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
 
 

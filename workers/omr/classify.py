@@ -9,9 +9,11 @@ There is no global darkness threshold. Each sheet gives two levels:
   bubble on this scan.
 
 A bubble's score ``s`` is its fill rescaled so that empty = 0 and mark = 1; it is marked
-when ``s >= 0.5``, the midpoint. ``MIN_CONTRAST`` only keeps the two levels apart on a
-sheet with almost no marks (a blank sheet has no mark level of its own); it is not the
-threshold.
+when ``s >= 0.5``, the midpoint. A blank sheet has no mark level of its own: there the
+mark level is put twice the reference bar (NOISE_SIGMAS of the noise) above the empty
+one, so that the midpoint is that bar and scatter under it is never a mark.
+``MIN_CONTRAST`` only keeps the two levels apart on a sheet with almost no marks; it is
+not the threshold.
 
 Certainty of one bubble is its distance from the midpoint (0 on it, 1 at either level).
 Two facts from the bubble's own row can raise it:
@@ -167,7 +169,10 @@ def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) 
     empty = median(pool)
     noise = max(float(1.4826 * median(np.abs(pool - empty))), 0.004)
     refs = tops[tops > empty + NOISE_SIGMAS * noise]
-    mark = median(refs) if refs.size else empty
+    # With no field's darkest bubble clear of the noise there is no mark to measure. The
+    # guess puts the midpoint no lower than that bar, so on a blank sheet of noisy print
+    # (small bubbles, letters inside them, uneven light) nothing under it reads as a mark.
+    mark = median(refs) if refs.size else empty + 2 * NOISE_SIGMAS * noise
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
 
 
