@@ -69,7 +69,7 @@ def classifier_cost(gray, template, runs: int = 5) -> tuple[float, float]:
     score = scorer()
     assert score is not None
     alignment = align(gray, template, photo=True)
-    samples = sample(gray, template, alignment)
+    samples = sample(gray, template, alignment, spacing=template)
     levels = sheet_levels(samples.fill, samples.index)
     cut, run = [], []
     for _ in range(runs):

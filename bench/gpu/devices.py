@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             alignment = align(gray, template, photo=True)
         except BadInput:
             continue
-        samples = sample(gray, template, alignment)
+        samples = sample(gray, template, alignment, spacing=template)
         grays.append(gray)
         xs.append(crops(gray, template, alignment))
         cs.append(context(samples.fill, samples.index, sheet_levels(samples.fill, samples.index)))

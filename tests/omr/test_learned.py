@@ -70,7 +70,7 @@ def _drawn_sheet(template: Template) -> tuple[np.ndarray, dict[str, int]]:
 
 def _sheet_inputs(gray: np.ndarray, template: Template, *, photo: bool = False) -> tuple[np.ndarray, np.ndarray]:
     alignment = align(gray, template, photo=photo)
-    samples = sample(gray, template, alignment)
+    samples = sample(gray, template, alignment, spacing=template)
     levels = sheet_levels(samples.fill, samples.index)
     return crops(gray, template, alignment), context(samples.fill, samples.index, levels)
 

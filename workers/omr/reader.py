@@ -173,7 +173,7 @@ def place_fit(
 
     fit = alignment.layout if alignment.layout is not None else fit_layout(gray, template, alignment)
     placed = fit.template
-    samples = sample(image, placed, alignment)
+    samples = sample(image, placed, alignment, spacing=template)
     rings_check(samples, template)
     return fit, placed, samples
 

@@ -97,11 +97,11 @@ class _Layout:
 
 # id(template) -> (template, layout); the template is kept so its id stays its own.
 _LAYOUTS: dict[int, tuple[Template, _Layout]] = {}
-# (template name, bubbles, first and count of the group, radii) -> nearest distances.
-_NEAREST: dict[tuple[str, int, int, int, int, int], tuple[float, float, float]] = {}
+# id(template as given) -> (that template, each bubble's nearest neighbours: _fronts).
+_FRONTS: dict[int, tuple[Template, tuple[npt.NDArray[np.float64], ...]]] = {}
 
 
-def _layout(template: Template) -> _Layout:
+def _layout(template: Template, spacing: Template) -> _Layout:
     hit = _LAYOUTS.get(id(template))
     if hit is not None and hit[0] is template:
         return hit[1]
@@ -116,35 +116,56 @@ def _layout(template: Template) -> _Layout:
         w, h = template.bubble_size(f)
         sizes.setdefault((round(w / 2, 1), round(h / 2, 1)), []).extend(range(pos, pos + len(f.centres)))
         pos += len(f.centres)
+    fronts = _fronts(spacing)
+    if len(fronts) != len(centres):
+        raise ValueError(f"template {template.name!r} has {len(centres)} bubbles; its spacing has {len(fronts)}")
     groups = []
     for (rx, ry), members in sizes.items():
-        # The same sheet read again (its blocks moved a pixel or two, its bubbles measured
-        # a little bigger or smaller) has its bubbles as far apart: reuse the distances.
-        key = (template.name, len(centres), members[0], len(members), round(rx), round(ry))
-        known = _NEAREST.get(key)
-        if known is not None:
-            groups.append(_Group(np.array(members, np.intp), rx, ry, *known))
-            continue
-        # Distances in units of this group's radii, to every bubble of the sheet.
-        mine = centres[members] / (rx, ry)
-        every = centres / (rx, ry)
-        nearest = near_x = near_y = np.inf
-        for start in range(0, len(mine), 256):
-            dx, dy = np.abs(mine[start : start + 256, None, :] - every[None, :, :]).transpose(2, 0, 1)
-            d = np.hypot(dx, dy)
-            d[d < 1e-9] = np.inf
-            nearest = min(nearest, float(d.min()))
-            near_x = min(near_x, float(np.where(dy < 1, d, np.inf).min()))
-            near_y = min(near_y, float(np.where(dx < 1, d, np.inf).min()))
-        if len(_NEAREST) >= 4 * _CACHE_SIZE:
-            _NEAREST.pop(next(iter(_NEAREST)))
-        _NEAREST[key] = (nearest, near_x, near_y)
+        # Distances in units of this group's radii to the nearest other bubble: any, in
+        # the same row, in the same column.
+        d = np.concatenate([fronts[i] for i in members]) / (rx, ry)
+        far = np.hypot(d[:, 0], d[:, 1])
+        nearest = float(far.min(initial=np.inf))
+        near_x = float(far[d[:, 1] < 1].min(initial=np.inf))
+        near_y = float(far[d[:, 0] < 1].min(initial=np.inf))
         groups.append(_Group(np.array(members, np.intp), rx, ry, nearest, near_x, near_y))
     layout = _Layout(centres, tuple(index), tuple(groups))
     if len(_LAYOUTS) >= _CACHE_SIZE:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
     _LAYOUTS[id(template)] = (template, layout)
     return layout
+
+
+def _fronts(template: Template) -> tuple[npt.NDArray[np.float64], ...]:
+    """Per bubble of ``template``, the (|dx|, |dy|) template pixels to the other bubbles
+    that no other bubble is nearer to on both axes at once: whatever a group's radii, its
+    nearest bubble in their units (any, in the row, in the column) is one of them.
+
+    Worked out once per template as it is given, not on each sheet's fitted layout: a
+    sheet's blocks sit a pixel or two apart from the template's, and reusing distances
+    measured on an earlier sheet made a reading depend on what was read before it.
+    """
+    hit = _FRONTS.get(id(template))
+    if hit is not None and hit[0] is template:
+        return hit[1]
+    import numpy as np
+
+    centres = np.array([c for f in template.fields for c in f.centres], np.float64).reshape(-1, 2)
+    fronts = []
+    for c in centres:
+        d = np.abs(centres - c)
+        d = d[(d[:, 0] >= 1e-9) | (d[:, 1] >= 1e-9)]  # not itself, nor a bubble on top of it
+        d = d[np.lexsort((d[:, 1], d[:, 0]))]
+        # Along growing |dx| (ties: growing |dy|), kept where |dy| falls below all before.
+        lowest = np.minimum.accumulate(np.concatenate([[np.inf], d[:-1, 1]]))
+        front = d[d[:, 1] < lowest]
+        front.flags.writeable = False
+        fronts.append(front)
+    kept = tuple(fronts)
+    if len(_FRONTS) >= _CACHE_SIZE:
+        _FRONTS.pop(next(iter(_FRONTS)))
+    _FRONTS[id(template)] = (template, kept)
+    return kept
 
 
 @functools.lru_cache(maxsize=256)
@@ -242,8 +263,15 @@ def sample(
     image: npt.NDArray[np.uint8],
     template: Template,
     alignment: Alignment,
+    *,
+    spacing: Template,
 ) -> Samples:
     """Measure every bubble of ``template`` (its centres and sizes as they are printed).
+
+    ``spacing``: the template as given, of which ``template`` is the layout fitted on
+    this sheet (the same bubbles, each block moved to its print). How far the paper
+    round a bubble is looked for depends on how close its neighbours are, which is
+    measured on it, once.
 
     ``image`` is greyscale or BGR. On a colour picture the outlines are measured on grey
     (where print of any colour shows) and the fill on the channel where the printed
@@ -254,7 +282,7 @@ def sample(
     """
     import numpy as np
 
-    layout = _layout(template)
+    layout = _layout(template, spacing)
     n = len(layout.centres)
     # Sample about once per image pixel, never much finer than one per template pixel.
     step = max(0.5, min(1.0, 1.0 / alignment.scale))
