@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.omr.classify import read_field, sheet_levels, without_print
+from workers.omr.classify import print_ceiling, read_field, sheet_levels, without_print
 from workers.omr.template import Field
 
 #: each choice's empty fill: what its printed letter adds to the paper.
@@ -15,13 +15,15 @@ GLYPHS = (0.22, 0.32, 0.25, 0.36, 0.24)
 MARK = 0.22  # a light grey mark: about as much again
 
 
-def _sheet(marked: list[int]) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], list[Field]]:
+def _sheet(
+    marked: list[int], glyphs: tuple[float, ...] = GLYPHS
+) -> tuple[np.ndarray, tuple[tuple[int, ...], ...], list[Field]]:
     rng = np.random.default_rng(7)
     fill: list[float] = []
     index: list[tuple[int, ...]] = []
     fields: list[Field] = []
     for q, choice in enumerate(marked):
-        row = [g + rng.normal(0, 0.01) + (MARK if c == choice else 0.0) for c, g in enumerate(GLYPHS)]
+        row = [g + rng.normal(0, 0.01) + (MARK if c == choice else 0.0) for c, g in enumerate(glyphs)]
         index.append(tuple(range(len(fill), len(fill) + 5)))
         fill += row
         centres = tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(5))
@@ -76,3 +78,34 @@ def test_a_blank_sheet_of_noisy_print_reads_blank_without_review() -> None:
     assert [values for values, _ in read] == [()] * n
     # A bubble some three spreads over the empty level may be a light mark: a person looks.
     assert sum(review for _, review in read) <= n // 20
+
+
+def test_a_glyph_darker_than_the_rest_is_no_answer_in_blocks_left_blank() -> None:
+    # "D" prints darkest, a little darker than "B": in a block nobody marked it is every
+    # field's darkest bubble, so its own print cannot be measured there (as for an answer
+    # most questions share). On a sheet with no other marks those "D"s must not become
+    # the sheet's marks and be read as answers without review.
+    fill, index, fields = _sheet([-1] * 10, glyphs=(0.22, 0.33, 0.25, 0.35, 0.24))
+    blocks = ["MCQ1"] * 5 + ["MCQ2"] * 5
+    clean = without_print(fill, index, blocks)
+    ceiling = print_ceiling(fill, index, blocks)
+    assert np.isfinite(ceiling.reshape(10, 5)[:, 3]).all()
+    assert np.isfinite(ceiling).sum() == 10
+    levels = sheet_levels(clean, index, ceiling=ceiling)
+    assert levels.references == 0
+    for f, idx in zip(fields, index, strict=True):
+        r = read_field(f, [clean[i] for i in idx], levels)
+        assert r.values == () or r.review, r
+
+
+def test_marks_elsewhere_still_read_a_block_that_answers_one_choice_throughout() -> None:
+    # Every question of the second block answers "D": its print there is not measured
+    # either, but those marks stand clear of the glyphs measured beside them, so they are
+    # the sheet's marks as much as the first block's, and all are read.
+    fill, index, fields = _sheet([1, 4, 0, 2, 1, 3, 3, 3, 3, 3])
+    blocks = ["MCQ1"] * 5 + ["MCQ2"] * 5
+    clean = without_print(fill, index, blocks)
+    levels = sheet_levels(clean, index, ceiling=print_ceiling(fill, index, blocks))
+    assert levels.references == 10
+    read = [read_field(f, [clean[i] for i in idx], levels) for f, idx in zip(fields, index, strict=True)]
+    assert [r.values for r in read] == [("ABCDE"[c],) for c in (1, 4, 0, 2, 1, 3, 3, 3, 3, 3)]

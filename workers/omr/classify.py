@@ -48,7 +48,7 @@ it is set aside and the sheet is read as a scan is, by the thresholds alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
 from typing import TYPE_CHECKING, Final
@@ -131,6 +131,49 @@ def without_print(
 
     values = np.asarray(fill, np.float64)
     out = values.copy()
+    for rows, places, level in _glyph_levels(values, index, blocks):
+        shift = np.broadcast_to(level - median(level), (len(rows.at), len(places)))
+        at = rows.at[:, places]
+        if rows.pad is None:
+            out[at] -= shift
+        else:
+            real = ~rows.pad[:, places]
+            out[at[real]] -= shift[real]
+    return out
+
+
+def print_ceiling(
+    fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]], blocks: Sequence[str]
+) -> npt.NDArray[np.float64]:
+    """Per bubble whose own place ``without_print`` could not measure while it measured
+    others of its block (the place was its field's darkest in all but MIN_PRINT_SAMPLES - 1
+    of the block's fields): the empty level of the darkest glyph it did measure there;
+    -inf for every other bubble.
+
+    In a block left blank, a glyph darker than the others ("A" in a bold font) is every
+    field's darkest bubble; so is an answer most of the block's questions share. A mark
+    stands clear of the block's printed glyphs, a glyph does not (``sheet_levels``).
+    """
+    import numpy as np
+
+    values = np.asarray(fill, np.float64)
+    ceiling = np.full(len(values), -np.inf)
+    for rows, places, level in _glyph_levels(values, index, blocks):
+        lacking = np.setdiff1d(np.arange(rows.at.shape[1]), places)
+        if not len(lacking):
+            continue
+        at = rows.at[:, lacking]
+        ceiling[at if rows.pad is None else at[~rows.pad[:, lacking]]] = float(level.max())
+    return ceiling
+
+
+def _glyph_levels(
+    values: npt.NDArray[np.float64], index: Sequence[Sequence[int]], blocks: Sequence[str]
+) -> Iterator[tuple[_Rows, npt.NDArray[np.intp], npt.NDArray[np.float64]]]:
+    """Each block whose print is measured at two places or more: its rows, those places
+    and each one's empty level (``without_print``)."""
+    import numpy as np
+
     for rows in _block_rows(index, blocks):
         v = values[rows.at]
         drop = _darkest(v, rows)
@@ -141,22 +184,26 @@ def without_print(
         ordered = np.sort(np.where(drop[:, places], np.inf, v[:, places]), axis=0)
         c = counts[places]
         level = (ordered[(c - 1) // 2, np.arange(len(places))] + ordered[c // 2, np.arange(len(places))]) / 2
-        shift = np.broadcast_to(level - median(level), (len(v), len(places)))
-        at = rows.at[:, places]
-        if rows.pad is None:
-            out[at] -= shift
-        else:
-            real = ~rows.pad[:, places]
-            out[at[real]] -= shift[real]
-    return out
+        yield rows, places, level
 
 
-def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) -> Levels:
+def sheet_levels(
+    fill: npt.NDArray[np.float64],
+    index: Sequence[Sequence[int]],
+    *,
+    ceiling: npt.NDArray[np.float64] | None = None,
+) -> Levels:
+    """The sheet's empty and mark levels. ``ceiling``: per bubble, the darkest glyph
+    measured in its block where its own print could not be taken off
+    (``print_ceiling``); a field whose darkest bubble is one of those is a reference mark
+    only where it also stands the reference bar clear of that glyph's level, for it may
+    be no more than its own glyph."""
     import numpy as np
 
     rows = _plan(index).rows
     v = fill[rows.at]
-    tops = (v if rows.pad is None else np.where(rows.pad, -np.inf, v)).max(axis=1)
+    masked = v if rows.pad is None else np.where(rows.pad, -np.inf, v)
+    tops = masked.max(axis=1)
     # The empty level and its noise from the bubbles that are not their field's darkest:
     # on a short sheet (five questions) the marks are a fifth of all bubbles and would
     # widen the spread the marks are then measured against.
@@ -168,7 +215,10 @@ def sheet_levels(fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]]) 
     pool = fill[rest] if rest.any() else fill
     empty = median(pool)
     noise = max(float(1.4826 * median(np.abs(pool - empty))), 0.004)
-    refs = tops[tops > empty + NOISE_SIGMAS * noise]
+    clear = tops > empty + NOISE_SIGMAS * noise
+    if ceiling is not None:
+        clear &= tops > ceiling[rows.at[np.arange(len(v)), masked.argmax(axis=1)]] + NOISE_SIGMAS * noise
+    refs = tops[clear]
     # With no field's darkest bubble clear of the noise there is no mark to measure. The
     # guess puts the midpoint no lower than that bar, so on a blank sheet of noisy print
     # (small bubbles, letters inside them, uneven light) nothing under it reads as a mark.

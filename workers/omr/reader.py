@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.classify import FieldReading, Levels, read_fields, sheet_levels, without_print
+from workers.omr.classify import FieldReading, Levels, print_ceiling, read_fields, sheet_levels, without_print
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -132,7 +132,8 @@ def read_gray(
             )
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
     clean = print_free(samples, placed)
-    levels = sheet_levels(clean, samples.index)
+    ceiling = print_ceiling(samples.fill, samples.index, _blocks_of(placed))
+    levels = sheet_levels(clean, samples.index, ceiling=ceiling)
     n_id = len(template.id_fields)
     # Every field read by the thresholds (the ID digits as single-mark fields).
     fields = read_fields(placed.fields, clean, samples.index, levels, n_id)
@@ -182,7 +183,12 @@ def print_free(samples: Samples, placed: Template) -> npt.NDArray[np.float64]:
     """The sheet's fills with what is printed inside each bubble taken off
     (``classify.without_print``, each field measured within its block): what the
     thresholds read by, and what the learned classifier's context is built from."""
-    return without_print(samples.fill, samples.index, [f.block or f"field:{f.label}" for f in placed.fields])
+    return without_print(samples.fill, samples.index, _blocks_of(placed))
+
+
+def _blocks_of(placed: Template) -> list[str]:
+    """Each field's block (a field laid out alone is a block of its own)."""
+    return [f.block or f"field:{f.label}" for f in placed.fields]
 
 
 def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
