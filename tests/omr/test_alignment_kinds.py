@@ -130,6 +130,35 @@ def test_a_sheet_without_markers_photographed_on_a_desk_is_aligned_by_its_page_e
     assert _read_answers(img, t) == marks
 
 
+def test_a_photo_whose_page_runs_off_the_picture_sends_every_field_to_review() -> None:
+    # Only the part of the page in view is found, so the template is squashed onto it:
+    # nothing read there may go out unchecked.
+    from workers.omr.reader import read_gray
+
+    t = _template("page", morphKernel=[10, 10])
+    marks = _marks(t)
+    img, _ = _photo(_page(t, marks), upside_down=False)
+    whole = read_gray(img, t)
+    assert whole.alignment.runs_off == ""
+    assert whole.review == []
+    cut = read_gray(np.ascontiguousarray(img[:1120]), t)  # the page's bottom fifth out of the picture
+    assert cut.alignment.runs_off == "bottom"
+    assert set(cut.review) >= {q.label for q in t.questions}
+
+
+def test_a_page_laid_in_a_scanners_corner_is_read_as_found() -> None:
+    # Two sides on the picture's edges: the page starts at the corner of the glass.
+    from workers.omr.reader import read_gray
+
+    t = _template("page", morphKernel=[10, 10])
+    marks = _marks(t)
+    bed = np.full((H + 300, W + 250), 40, np.uint8)
+    bed[:H, :W] = _page(t, marks)
+    reading = read_gray(bed, t)
+    assert reading.alignment.runs_off == ""
+    assert reading.answers == marks
+
+
 def test_a_bright_hand_over_a_corner_of_the_page_does_not_move_its_edges() -> None:
     t = _template("page")
     img, truth = _photo(_page(t, _marks(t)), upside_down=False)

@@ -51,6 +51,10 @@ class Alignment:
     #: the template's blocks found on the sheet through this alignment, when choosing it
     #: took that already (workers/omr/layout.py); the reader then reuses it.
     layout: LayoutFit | None = field(default=None, compare=False, repr=False)
+    #: "left", "top", "right" or "bottom": the picture's edge that one side of a page found
+    #: by its edges lies on, so the page may run on past it; "" otherwise. The template is
+    #: then stretched over the part in view only, and every field goes to review.
+    runs_off: str = ""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ the same either way reads upright.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 from workers.omr.align import Alignment, _convex, _dist, polygon_area
@@ -48,6 +48,9 @@ MIN_PAGE_AREA: Final = 0.12
 #: a page whose corners all lie this close to the picture's corners (share of its
 #: side) is the picture itself.
 AT_FRAME: Final = 0.02
+#: a side of the page whose two corners lie this close to one edge of the picture (share
+#: of its longer side) lies on that edge.
+ON_EDGE: Final = 0.005
 #: openings tried to cut bright things off the page (share of the copy's short side) ...
 OPENINGS: Final = (0.01, 0.03, 0.06)
 #: ... until the bright region fills its four-cornered outline this well.
@@ -111,10 +114,15 @@ def align_page(
     """The template frame mapped onto the page edges found in ``gray`` (CropPage): the
     ways round that fit the template's aspect, the likeliest first."""
     quad = find_page(gray, morph_kernel=morph_kernel, processing_width=processing_width)
+    h, w = gray.shape[:2]
     if quad is None:
-        h, w = gray.shape[:2]
         return orient(gray, template, _frame_quad(w, h), strict=False)
-    return orient(gray, template, quad)
+    # A phone picture that cuts the page off shows a shorter page; stretched over it, the
+    # template's rows slide down the print a little more with each row, and a block can be
+    # fitted a whole row off. One side alone on the picture's edge is that case (a page laid
+    # in a scanner's corner lies on two); its fields go to a person.
+    edge = _edge_under(quad, w, h)
+    return [replace(a, runs_off=edge) for a in orient(gray, template, quad)] if edge else orient(gray, template, quad)
 
 
 def align_frame(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
@@ -379,7 +387,7 @@ def refine_by_print(gray: Gray, template: Template, alignment: Alignment) -> Ali
     agreeing = sum(v[2] for v in after_shifts.values())
     if after >= before or agreeing < sum(v[2] for v in shifts.values()):
         return alignment
-    return Alignment(homography, alignment.rotation, alignment.scale, alignment.ink, alignment.paper)
+    return replace(alignment, homography=homography, samples=None, layout=None)
 
 
 def layout_score(gray: Gray, template: Template, homography: npt.NDArray[np.float64]) -> float:
@@ -541,6 +549,17 @@ def _frame_quad(w: int, h: int) -> Quad:
     import numpy as np
 
     return np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64)
+
+
+def _edge_under(quad: Quad, w: int, h: int) -> str:
+    """The picture's edge that one side of the page lies on, when exactly one does."""
+    tol = ON_EDGE * max(w, h)
+    found = []
+    for name, axis, at in (("left", 0, 0.0), ("top", 1, 0.0), ("right", 0, w - 1.0), ("bottom", 1, h - 1.0)):
+        near = [abs(float(p[axis]) - at) <= tol for p in quad]
+        if any(near[i] and near[(i + 1) % 4] for i in range(4)):
+            found.append(name)
+    return found[0] if len(found) == 1 else ""
 
 
 def _is_frame(quad: Quad, w: int, h: int) -> bool:

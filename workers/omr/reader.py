@@ -144,6 +144,9 @@ def read_gray(
         marks = gray if samples.channel < 0 else _channel(image, samples.channel)
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields, fill=clean)
     unfound = fit.unfound
+    if alignment.runs_off:
+        # The page runs off the picture: the template was stretched over the part in view.
+        unfound = frozenset(f.label for f in placed.fields)
     if unfound:
         # No printed bubble outline stood out in these fields' block: they were read where
         # the alignment puts the template, unchecked against the print, so a person looks.
