@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.omr.classify import print_ceiling, read_field, sheet_levels, without_print
+from workers.omr.classify import print_taken_off, read_field, sheet_levels, without_print
 from workers.omr.template import Field
 
 #: each choice's empty fill: what its printed letter adds to the paper.
@@ -87,8 +87,8 @@ def test_a_glyph_darker_than_the_rest_is_no_answer_in_blocks_left_blank() -> Non
     # the sheet's marks and be read as answers without review.
     fill, index, fields = _sheet([-1] * 10, glyphs=(0.22, 0.33, 0.25, 0.35, 0.24))
     blocks = ["MCQ1"] * 5 + ["MCQ2"] * 5
-    clean = without_print(fill, index, blocks)
-    ceiling = print_ceiling(fill, index, blocks)
+    clean, ceiling = print_taken_off(fill, index, blocks)
+    assert clean.tobytes() == without_print(fill, index, blocks).tobytes()
     assert np.isfinite(ceiling.reshape(10, 5)[:, 3]).all()
     assert np.isfinite(ceiling).sum() == 10
     levels = sheet_levels(clean, index, ceiling=ceiling)
@@ -104,8 +104,8 @@ def test_marks_elsewhere_still_read_a_block_that_answers_one_choice_throughout()
     # the sheet's marks as much as the first block's, and all are read.
     fill, index, fields = _sheet([1, 4, 0, 2, 1, 3, 3, 3, 3, 3])
     blocks = ["MCQ1"] * 5 + ["MCQ2"] * 5
-    clean = without_print(fill, index, blocks)
-    levels = sheet_levels(clean, index, ceiling=print_ceiling(fill, index, blocks))
+    clean, ceiling = print_taken_off(fill, index, blocks)
+    levels = sheet_levels(clean, index, ceiling=ceiling)
     assert levels.references == 10
     read = [read_field(f, [clean[i] for i in idx], levels) for f, idx in zip(fields, index, strict=True)]
     assert [r.values for r in read] == [("ABCDE"[c],) for c in (1, 4, 0, 2, 1, 3, 3, 3, 3, 3)]

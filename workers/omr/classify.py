@@ -127,28 +127,17 @@ def without_print(
     from one sort down its columns, the values left out sorted past the others. Each is
     np.median's own (the same two middle values, halved as it does), for finite fills.
     """
-    import numpy as np
-
-    values = np.asarray(fill, np.float64)
-    out = values.copy()
-    for rows, places, level in _glyph_levels(values, index, blocks):
-        shift = np.broadcast_to(level - median(level), (len(rows.at), len(places)))
-        at = rows.at[:, places]
-        if rows.pad is None:
-            out[at] -= shift
-        else:
-            real = ~rows.pad[:, places]
-            out[at[real]] -= shift[real]
-    return out
+    return print_taken_off(fill, index, blocks)[0]
 
 
-def print_ceiling(
+def print_taken_off(
     fill: npt.NDArray[np.float64], index: Sequence[Sequence[int]], blocks: Sequence[str]
-) -> npt.NDArray[np.float64]:
-    """Per bubble whose own place ``without_print`` could not measure while it measured
-    others of its block (the place was its field's darkest in all but MIN_PRINT_SAMPLES - 1
-    of the block's fields): the empty level of the darkest glyph it did measure there;
-    -inf for every other bubble.
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``without_print``'s fills, and with them, in the same pass, each bubble's print
+    ceiling: for a bubble whose own place could not be measured while others of its
+    block were (the place was its field's darkest in all but MIN_PRINT_SAMPLES - 1 of the
+    block's fields), the empty level of the darkest glyph measured there; -inf for
+    every other bubble.
 
     In a block left blank, a glyph darker than the others ("A" in a bold font) is every
     field's darkest bubble; so is an answer most of the block's questions share. A mark
@@ -157,14 +146,21 @@ def print_ceiling(
     import numpy as np
 
     values = np.asarray(fill, np.float64)
+    out = values.copy()
     ceiling = np.full(len(values), -np.inf)
     for rows, places, level in _glyph_levels(values, index, blocks):
+        shift = np.broadcast_to(level - median(level), (len(rows.at), len(places)))
+        at = rows.at[:, places]
+        if rows.pad is None:
+            out[at] -= shift
+        else:
+            real = ~rows.pad[:, places]
+            out[at[real]] -= shift[real]
         lacking = np.setdiff1d(np.arange(rows.at.shape[1]), places)
-        if not len(lacking):
-            continue
-        at = rows.at[:, lacking]
-        ceiling[at if rows.pad is None else at[~rows.pad[:, lacking]]] = float(level.max())
-    return ceiling
+        if len(lacking):
+            at = rows.at[:, lacking]
+            ceiling[at if rows.pad is None else at[~rows.pad[:, lacking]]] = float(level.max())
+    return out, ceiling
 
 
 def _glyph_levels(
@@ -195,7 +191,7 @@ def sheet_levels(
 ) -> Levels:
     """The sheet's empty and mark levels. ``ceiling``: per bubble, the darkest glyph
     measured in its block where its own print could not be taken off
-    (``print_ceiling``); a field whose darkest bubble is one of those is a reference mark
+    (``print_taken_off``); a field whose darkest bubble is one of those is a reference mark
     only where it also stands the reference bar clear of that glyph's level, for it may
     be no more than its own glyph."""
     import numpy as np

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.classify import FieldReading, Levels, print_ceiling, read_fields, sheet_levels, without_print
+from workers.omr.classify import FieldReading, Levels, print_taken_off, read_fields, sheet_levels, without_print
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -131,8 +131,7 @@ def read_gray(
                 f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
             )
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
-    clean = print_free(samples, placed)
-    ceiling = print_ceiling(samples.fill, samples.index, _blocks_of(placed))
+    clean, ceiling = print_taken_off(samples.fill, samples.index, _blocks_of(placed))
     levels = sheet_levels(clean, samples.index, ceiling=ceiling)
     n_id = len(template.id_fields)
     # Every field read by the thresholds (the ID digits as single-mark fields).
