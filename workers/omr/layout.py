@@ -132,7 +132,7 @@ class LayoutFit:
         lost = {b.name for b in self.blocks if not b.found}
         if not lost:
             return frozenset()
-        return frozenset(f.label for f in self.template.fields if (f.block or f"field:{f.label}") in lost)
+        return frozenset(f.label for f in self.template.fields if f.block_name in lost)
 
     def _counts(self) -> list[int]:
         sizes: dict[str, int] = {}
@@ -185,7 +185,7 @@ def _blocks(template: Template) -> tuple[tuple[str, tuple[int, ...]], ...]:
     """(block name, field indices) in template order; fields without a block stand alone."""
     order: dict[str, list[int]] = {}
     for i, f in enumerate(template.fields):
-        order.setdefault(f.block or f"field:{f.label}", []).append(i)
+        order.setdefault(f.block_name, []).append(i)
     return tuple((name, tuple(idx)) for name, idx in order.items())
 
 

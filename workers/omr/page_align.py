@@ -526,7 +526,7 @@ def _geometry(template: Template) -> _Geometry:
             min(float(template.width), float(hi[0])),
             min(float(template.height), float(hi[1])),
         )
-        names = [f.block or f.label for f in template.fields for _ in f.centres]
+        names = [f.block_name for f in template.fields for _ in f.centres]
         order: dict[str, list[int]] = {}
         for i, name in enumerate(names):
             order.setdefault(name, []).append(i)

@@ -131,7 +131,7 @@ def read_gray(
                 f"{extra} printed bubbles on this sheet are not in template {template.name!r}",
             )
     # Letters or digits printed inside the bubbles are taken off each bubble's fill.
-    clean, ceiling = print_taken_off(samples.fill, samples.index, _blocks_of(placed))
+    clean, ceiling = print_taken_off(samples.fill, samples.index, [f.block_name for f in placed.fields])
     levels = sheet_levels(clean, samples.index, ceiling=ceiling)
     n_id = len(template.id_fields)
     # Every field read by the thresholds (the ID digits as single-mark fields).
@@ -185,12 +185,7 @@ def print_free(samples: Samples, placed: Template) -> npt.NDArray[np.float64]:
     """The sheet's fills with what is printed inside each bubble taken off
     (``classify.without_print``, each field measured within its block): what the
     thresholds read by, and what the learned classifier's context is built from."""
-    return without_print(samples.fill, samples.index, _blocks_of(placed))
-
-
-def _blocks_of(placed: Template) -> list[str]:
-    """Each field's block (a field laid out alone is a block of its own)."""
-    return [f.block or f"field:{f.label}" for f in placed.fields]
+    return without_print(samples.fill, samples.index, [f.block_name for f in placed.fields])
 
 
 def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:

@@ -57,6 +57,12 @@ class Field:
     #: and the reader finds each block's grid on the sheet as a whole (reader.py).
     block: str = ""
 
+    @property
+    def block_name(self) -> str:
+        """The block the field is fitted and measured with: its own, or ``field:<label>``
+        for a field laid out alone (a block of one)."""
+        return self.block or f"field:{self.label}"
+
 
 @dataclass(frozen=True)
 class AlignmentSpec:
