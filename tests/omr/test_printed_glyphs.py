@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.omr.classify import print_taken_off, read_field, sheet_levels, without_print
+from workers.omr.classify import print_taken_off, read_field, read_fields, sheet_levels, under_print, without_print
 from workers.omr.template import Field
 
 #: each choice's empty fill: what its printed letter adds to the paper.
@@ -109,3 +109,35 @@ def test_marks_elsewhere_still_read_a_block_that_answers_one_choice_throughout()
     assert levels.references == 10
     read = [read_field(f, [clean[i] for i in idx], levels) for f, idx in zip(fields, index, strict=True)]
     assert [r.values for r in read] == [("ABCDE"[c],) for c in (1, 4, 0, 2, 1, 3, 3, 3, 3, 3)]
+    assert under_print(read, clean, index, levels, ceiling) == frozenset()
+
+
+def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -> None:
+    # Small bubbles with letters in them (what the sample of a 10 px bubble sees of its
+    # glyph: "A" where it lands on the stroke, "C" where it lands in the bowl). Two blocks
+    # are answered, with marks as dark as ink; the third is left blank, and there "A"
+    # prints darker than any other glyph. The answered blocks set the mark level, and the
+    # blank block's "A"s reach past its midpoint: read by the thresholds alone, every one
+    # of its questions answers "A" without doubt. Their print cannot be measured in their
+    # block, and they stand no clearer of the glyphs measured beside them than print does,
+    # as a reference mark must (sheet_levels): a person decides.
+    printed, bold = (0.33, 0.35, 0.03, 0.25), (0.68, 0.45, 0.07, 0.17)
+    marked = [1, 3, 0, 2, 1, 0, 3, 2, 2, 1]
+    fields = [
+        Field(f"q{q + 1}", ("A", "B", "C", "D"), tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(4)))
+        for q in range(15)
+    ]
+    index = tuple(tuple(range(4 * q, 4 * q + 4)) for q in range(15))
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        rows = [[g + rng.normal(0, 0.04) + (0.55 if c == m else 0.0) for c, g in enumerate(printed)] for m in marked]
+        rows += [[g + rng.normal(0, 0.04) for g in bold] for _ in range(5)]
+        fill = np.array(rows).ravel()
+        clean, ceiling = print_taken_off(fill, index, ["Q1"] * 5 + ["Q2"] * 5 + ["Q3"] * 5)
+        levels = sheet_levels(clean, index, ceiling=ceiling)
+        assert levels.references == 10
+        read = read_fields(fields, clean, index, levels, 0)
+        assert [r.values for r in read] == [("ABCD"[m],) for m in marked] + [("A",)] * 5
+        assert not any(r.review for r in read[:10])
+        assert sum(r.review for r in read[10:]) <= 1  # a "B" a little dark brings one doubt
+        assert under_print(read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}

@@ -222,6 +222,42 @@ def sheet_levels(
     return Levels(empty, max(mark, empty + MIN_CONTRAST), noise, int(refs.size))
 
 
+def under_print(
+    readings: Sequence[FieldReading],
+    fill: npt.NDArray[np.float64],
+    index: Sequence[Sequence[int]],
+    levels: Levels,
+    ceiling: npt.NDArray[np.float64],
+) -> frozenset[str]:
+    """The fields with a bubble read as marked where its own print could not be taken
+    off and that does not stand the reference bar (NOISE_SIGMAS of the noise) clear of
+    the darkest glyph measured in its block (``print_taken_off``'s ceiling).
+
+    Such a bubble is its field's darkest in nearly every field of its block: a block the
+    students all answered alike, or a block left blank whose glyph at that place prints
+    darker than the rest ("A" in a bold font, or a glyph the small sample lands on). A
+    mark covers its glyph and stands clear of the block's print, as a reference mark must
+    (``sheet_levels``); a glyph does not, and on a sheet whose other marks set the mark
+    level it can still reach the midpoint. Only a person can tell those apart."""
+    import numpy as np
+
+    out = []
+    bar = NOISE_SIGMAS * levels.noise
+    span = levels.mark - levels.empty
+    for reading, idx in zip(readings, index, strict=True):
+        at = np.asarray(idx, np.intp)
+        if not reading.values or not np.isfinite(ceiling[at]).any():
+            continue
+        # The bubbles read_fields reads as marked: those past the midpoint, or the row's
+        # darkest where a lone mark short of it was read.
+        picked = (fill[at] - levels.empty) / span >= 0.5
+        if not picked.any():
+            picked[int(np.argmax(fill[at]))] = True
+        if (picked & (fill[at] <= ceiling[at] + bar)).any():
+            out.append(reading.label)
+    return frozenset(out)
+
+
 def median(values: npt.NDArray[np.float64]) -> float:
     """``float(np.median(values))`` of a non-empty 1-D array of finite values: the same
     one or two middle values (a partition at their ranks), halved as np.median's mean of

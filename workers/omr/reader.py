@@ -6,7 +6,15 @@ import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.omr.classify import FieldReading, Levels, print_taken_off, read_fields, sheet_levels, without_print
+from workers.omr.classify import (
+    FieldReading,
+    Levels,
+    print_taken_off,
+    read_fields,
+    sheet_levels,
+    under_print,
+    without_print,
+)
 from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -142,14 +150,15 @@ def read_gray(
 
         marks = gray if samples.channel < 0 else _channel(image, samples.channel)
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields, fill=clean)
-    unfound = fit.unfound
-    if alignment.runs_off:
-        # The page runs off the picture: the template was stretched over the part in view.
-        unfound = frozenset(f.label for f in placed.fields)
-    if unfound:
-        # No printed bubble outline stood out in these fields' block: they were read where
-        # the alignment puts the template, unchecked against the print, so a person looks.
-        fields = [replace(r, review=True) if r.label in unfound else r for r in fields]
+    # Read where the template put them, unchecked against the print: no printed bubble
+    # outline stood out in their block (layout.py), or the page runs off the picture and
+    # the template was stretched over the part in view.
+    unchecked = frozenset(f.label for f in placed.fields) if alignment.runs_off else fit.unfound
+    # Marks that may be no more than their own glyph; checked after the classifier, which
+    # sees the same glyph and cannot tell it from a mark either.
+    doubtful = unchecked | under_print(fields, clean, samples.index, levels, ceiling)
+    if doubtful:
+        fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
     sid = "".join(d.values[0] if len(d.values) == 1 and not d.review else UNREADABLE_DIGIT for d in digits)
     return SheetReading(
