@@ -183,6 +183,28 @@ def test_a_hand_written_template_a_third_of_a_bubble_off_the_print_still_reads_e
     _assert_exact(_tally(sheets, _read(template, sheets, tmp_path)))
 
 
+def test_a_hand_written_template_with_bubble_boxes_far_smaller_than_the_print_reads_exactly(tmp_path: Path) -> None:
+    # OMRChecker reads only the box a template gives each bubble, so a template written
+    # by hand may give a box far smaller than the printed bubble, centred in it: here
+    # under two fifths of its width and height. The printed circles lie beyond the sizes
+    # the layout first looks for, and the four identical markers leave the sheet's turn
+    # to the layout too: the sheet fed upside down was refused (TEMPLATE_MISMATCH, its
+    # bubbles "not printed"), the other read through boxes a third of the bubbles' size
+    # (every answer and the student number flagged).
+    card = C.CARDS["grey"]
+    sheets = list(C.make_cards(card, 2, "small-boxes", upside_down=FLIPS))
+    path = C.write_omrchecker(card, tmp_path / "omrchecker")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    default = data["bubbleDimensions"]
+    for block in data["fieldBlocks"].values():
+        w, h = block.get("bubbleDimensions", default)
+        small = [round(0.38 * w), round(0.38 * h)]
+        block["origin"] = [block["origin"][0] + (w - small[0]) // 2, block["origin"][1] + (h - small[1]) // 2]
+        block["bubbleDimensions"] = small
+    path.write_text(json.dumps(data), encoding="utf-8")
+    _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
+
+
 # --- scans through this project's template format ------------------------------------------
 
 

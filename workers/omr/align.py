@@ -64,9 +64,13 @@ class _Blob:
     side: float
 
 
-def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = False) -> Alignment:
+def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = False, wide: bool = False) -> Alignment:
     """The template-to-image alignment, by the aligner the template's ``alignment.kind``
-    names (workers/omr/aligners.py). ``image`` may be colour (BGR) or greyscale."""
+    names (workers/omr/aligners.py). ``image`` may be colour (BGR) or greyscale.
+
+    ``wide``: where the aligner leaves the sheet's turn to the layout, the bubbles are
+    looked for printed up to layout.WIDE_SIZE times the template's size (the reader's
+    second look, ``reader.read_gray``)."""
     from workers.omr.aligners import aligner_get
 
     gray = as_gray(image)
@@ -76,9 +80,9 @@ def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fal
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
     if len(candidates) == 1:
         return candidates[0]
-    from workers.omr.layout import pick_orientation
+    from workers.omr.layout import SIZE_RANGE, WIDE_SIZE, pick_orientation
 
-    return pick_orientation(gray, template, candidates)
+    return pick_orientation(gray, template, candidates, largest=WIDE_SIZE if wide else SIZE_RANGE[1])
 
 
 def as_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -75,6 +75,9 @@ MIN_OUTLINE: Final = 0.06
 NEAR_PRIOR: Final = 0.05
 #: ... and the measured size within these shares of the template's.
 SIZE_RANGE: Final = (0.6, 1.8)
+#: ... or up to this share, in the second look for a template whose bubbles are not
+#: found printed within SIZE_RANGE (``fit_layout``'s ``largest``).
+WIDE_SIZE: Final = 3.0
 #: a block's print may be this much narrower .. wider (or shorter .. taller) than the
 #: template lays it out (a hand-written bubble gap a few per cent short); a fit outside
 #: is noise and the template's spacing is kept.
@@ -112,6 +115,9 @@ class BlockFit:
     #: False when no printed bubble outline stood out: the block is read where the
     #: alignment puts the template, and its fields go to review.
     found: bool = True
+    #: False when its bubbles' size is the template's, not measured on a printed outline
+    #: (the block placed by what is printed or marked inside its bubbles, or not found).
+    measured: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,16 @@ class LayoutFit:
             return frozenset()
         return frozenset(f.label for f in self.template.fields if f.block_name in lost)
 
+    @property
+    def outlined(self) -> bool:
+        """Whether any block's bubbles showed a printed outline of a size looked for."""
+        return any(b.measured for b in self.blocks)
+
+    @property
+    def all_outlined(self) -> bool:
+        """Whether every block's bubbles showed a printed outline of a size looked for."""
+        return all(b.measured for b in self.blocks)
+
     def _counts(self) -> list[int]:
         sizes: dict[str, int] = {}
         for f in self.template.fields:
@@ -141,14 +157,20 @@ class LayoutFit:
         return [sizes.get(b.name, 0) for b in self.blocks]
 
 
-def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates: Sequence[Alignment]) -> Alignment:
+def pick_orientation(
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    candidates: Sequence[Alignment],
+    *,
+    largest: float = SIZE_RANGE[1],
+) -> Alignment:
     """Of several alignments (turns of the same sheet), the one the template's bubbles fit.
 
     Each turn's score is the layout score of all its blocks, and the first turn is kept
     unless another scores TIE more. The blocks are fitted the largest first, every turn
     in step; once DECIDE_SHARE of the bubbles are looked at, a turn that leads every
     other by DECISIVE there is taken without fitting the rest (a wrong turn puts hardly
-    any block on its print).
+    any block on its print). ``largest`` as for ``fit_layout``.
     """
     if not candidates:
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
@@ -165,7 +187,7 @@ def pick_orientation(gray: npt.NDArray[np.uint8], template: Template, candidates
         for c, alignment in enumerate(candidates):
             # A coarse look tells the right way up; the reader then fits the winner finely.
             # Only the score counts here, so the template is not moved onto the fit.
-            fits[c][b] = _fit_block(gray, template, alignment, blocks[b], False, ORIENT_SCALE)
+            fits[c][b] = _fit_block(gray, template, alignment, blocks[b], False, ORIENT_SCALE, largest)
             sums[c] += fits[c][b].score * weights[b]
         seen += weights[b]
         if DECIDE_SHARE * total <= seen < total:
@@ -203,8 +225,8 @@ class _Block:
     middle: tuple[float, float]
     #: its bubbles' weight in the layout score (LayoutFit.score): 0 for a field without a block.
     weight: int
-    #: its search frames (``_frame``) by bubble size and scale, as they are needed.
-    frames: dict[tuple[tuple[float, float], float], _Frame] = field(default_factory=dict)
+    #: its search frames (``_frame``) by bubble size, scale and largest size, as needed.
+    frames: dict[tuple[tuple[float, float], float, float], _Frame] = field(default_factory=dict)
 
 
 #: id of a template -> (that template, its blocks). Hashing a template hashes every bubble
@@ -245,11 +267,14 @@ def fit_layout(
     *,
     measure: bool = True,
     scale: float = WORK_SCALE,
+    largest: float = SIZE_RANGE[1],
 ) -> LayoutFit:
-    """Find each block of the template on the sheet (see the module doc)."""
+    """Find each block of the template on the sheet (see the module doc). ``largest``:
+    the biggest printed size looked for, as a share of the template's (short of half a
+    bubble spacing whatever it is)."""
     fields = list(template.fields)
     blocks = _blocks_of(template)
-    fits = tuple(_fit_block(gray, template, alignment, block, measure, scale) for block in blocks)
+    fits = tuple(_fit_block(gray, template, alignment, block, measure, scale, largest) for block in blocks)
     for block, fit in zip(blocks, fits, strict=True):
         dx, dy = fit.offset
         kx, ky = fit.stretch
@@ -362,7 +387,7 @@ def _lines(centres: npt.NDArray[np.float64], axis: int) -> _Lines:
 
 
 @functools.lru_cache(maxsize=32)
-def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float) -> _Frame:
+def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float, largest: float) -> _Frame:
     import numpy as np
 
     centres = np.array([c for f in block for c in f.centres], np.float64)
@@ -371,10 +396,10 @@ def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float) -> _
     gap_x, gap_y = _spacing(centres, 0, 6 * rx), _spacing(centres, 1, 6 * ry)
     reach_x = min(REACH * gap_x, MAX_REACH_RADII * max(rx, ry))
     reach_y = min(REACH * gap_y, MAX_REACH_RADII * max(rx, ry))
-    # The largest printed radius looked for: twice the template's, short of half a spacing
-    # (where the outline of the neighbouring bubble would pair with this one's).
-    top_x = min(SIZE_RANGE[1] * rx, 0.45 * gap_x)
-    top_y = min(SIZE_RANGE[1] * ry, 0.45 * gap_y)
+    # The largest printed radius looked for: ``largest`` times the template's, short of
+    # half a spacing (where the outline of the neighbouring bubble would pair with this one's).
+    top_x = min(largest * rx, 0.45 * gap_x)
+    top_y = min(largest * ry, 0.45 * gap_y)
     half_x, half_y = reach_x + top_x + 2, reach_y + top_y + 2
     x0, y0 = centres[:, 0].min() - half_x, centres[:, 1].min() - half_y
     x1, y1 = centres[:, 0].max() + half_x, centres[:, 1].max() + half_y
@@ -415,15 +440,16 @@ def _fit_block(
     block: _Block,
     measure: bool,
     s: float,
+    largest: float,
 ) -> BlockFit:
     import cv2
     import numpy as np
 
     name = block.name
     bubble = template.bubble_size(block.fields[0])
-    frame = block.frames.get((bubble, s))
+    frame = block.frames.get((bubble, s, largest))
     if frame is None:
-        frame = block.frames[(bubble, s)] = _frame(block.fields, bubble, s)
+        frame = block.frames[(bubble, s, largest)] = _frame(block.fields, bubble, s, largest)
     centres, (rx, ry), (gap_x, gap_y) = frame.centres, frame.radii, frame.gaps
     (reach_x, reach_y), (top_x, top_y), (x0, y0), size = frame.reach, frame.top, frame.origin, frame.size
     hx, hy, gx, gy, n = frame.hx, frame.hy, frame.gx, frame.gy, len(centres)
@@ -496,8 +522,8 @@ def _fit_block(
         # centre on its bubbles as well as digits do.
         centre = _middle(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s)) if measure else None
         if centre is None:
-            return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False)
-        return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2])
+            return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
+        return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], measured=False)
     (ox, oy), (mrx, mry), strength = found
     radii = (mrx / s, mry / s) if measure else (rx, ry)
     return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)

@@ -124,7 +124,26 @@ def read_gray(
 
         seen = template_filters(gray, template)
     alignment = align(seen, template, photo=photo)
-    fit, placed, samples = place_fit(image, gray, template, alignment)
+    refused: OmrError | None = None
+    try:
+        fit, placed, samples = place_fit(image, gray, template, alignment)
+    except OmrError as exc:
+        if exc.code != TEMPLATE_MISMATCH:
+            raise
+        refused = exc
+    if refused is not None or not fit.outlined:
+        # A template written by hand may give its bubbles a box far smaller than their
+        # print (OMRChecker reads only the box): their outlines then lie beyond the sizes
+        # the layout looks for, and where the markers are four alike the sheet's turn,
+        # which the layout tells, is a guess too. A second look up to layout.WIDE_SIZE,
+        # only for a sheet that would be refused or shows no outline of a size looked
+        # for, and taken only where it finds every block's outline: elsewhere a wider
+        # look can take a larger ring of print round small bubbles for theirs.
+        wider = _wide_look(image, gray, seen, template, photo=photo)
+        if wider is not None:
+            alignment, (fit, placed, samples) = wider
+        elif refused is not None:
+            raise refused
     straight = None
     # A template in this project's format lists every bubble its sheet prints, so bubbles
     # on its grid that it does not list mean another layout. An imported template (an
@@ -166,6 +185,27 @@ def read_gray(
     )
 
 
+def _wide_look(
+    image: npt.NDArray[np.uint8],
+    gray: npt.NDArray[np.uint8],
+    seen: npt.NDArray[np.uint8],
+    template: Template,
+    *,
+    photo: bool,
+) -> tuple[Alignment, tuple[LayoutFit, Template, Samples]] | None:
+    """``read_gray``'s second look: the sheet aligned and its blocks fitted with printed
+    sizes up to layout.WIDE_SIZE times the template's; None unless every block shows
+    its outline there and the bubbles are printed where it puts them."""
+    from workers.omr.align import align
+
+    try:
+        alignment = align(seen, template, photo=photo, wide=True)
+        placed = place_fit(image, gray, template, alignment, wide=True)
+    except OmrError:
+        return None
+    return (alignment, placed) if placed[0].all_outlined else None
+
+
 def place(
     image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment
 ) -> tuple[Template, Samples]:
@@ -177,13 +217,23 @@ def place(
 
 
 def place_fit(
-    image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], template: Template, alignment: Alignment
+    image: npt.NDArray[np.uint8],
+    gray: npt.NDArray[np.uint8],
+    template: Template,
+    alignment: Alignment,
+    *,
+    wide: bool = False,
 ) -> tuple[LayoutFit, Template, Samples]:
-    """``place``, with the layout fit it used (which blocks were found on the print)."""
-    from workers.omr.layout import fit_layout
+    """``place``, with the layout fit it used (which blocks were found on the print).
+    ``wide``: the bubbles' print is looked for up to layout.WIDE_SIZE times the
+    template's size (``read_gray``'s second look)."""
+    from workers.omr.layout import SIZE_RANGE, WIDE_SIZE, fit_layout
     from workers.omr.sample import sample
 
-    fit = alignment.layout if alignment.layout is not None else fit_layout(gray, template, alignment)
+    if alignment.layout is not None and not wide:
+        fit = alignment.layout
+    else:
+        fit = fit_layout(gray, template, alignment, largest=WIDE_SIZE if wide else SIZE_RANGE[1])
     placed = fit.template
     samples = sample(image, placed, alignment, spacing=template)
     rings_check(samples, template)
