@@ -61,6 +61,9 @@ LINE_WIDTH: Final = 0.4
 #: ... and taken off its fill up to this darkness (a heavy scribble
 #: past the bubble on both sides is not mistaken for one beyond that).
 MAX_LINE: Final = 0.35
+#: a bubble's surroundings this share of the way from its group's paper to ink are covered
+#: (``_paper``).
+COVERED: Final = 0.75
 _CACHE_SIZE: Final = 16
 
 
@@ -443,6 +446,13 @@ def _paper(values: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]
     import numpy as np
 
     paper = _percentile_rows(values, PAPER_PERCENTILE)
+    # Surroundings as dark as ink all round: a mark covers them, the bubble printed far
+    # bigger than it was measured (a template drawn on a small frame). Measured against
+    # that, the mark would be paper; the paper of the group's other bubbles stands in.
+    typical = float(np.median(paper))
+    covered = typical - paper > COVERED * (typical - ink)
+    if covered.any() and not covered.all():
+        paper = np.where(covered, float(np.median(paper[~covered])), paper)
     result: npt.NDArray[np.float64] = np.maximum(paper, ink + 1)
     return result
 
