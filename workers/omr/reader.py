@@ -200,10 +200,10 @@ def _wide_look(
 
     try:
         alignment = align(seen, template, photo=photo, wide=True)
-        placed = place_fit(image, gray, template, alignment, wide=True)
+        fitted = place_fit(image, gray, template, alignment, wide=True)
     except OmrError:
         return None
-    return (alignment, placed) if placed[0].all_outlined else None
+    return (alignment, fitted) if fitted[0].all_outlined else None
 
 
 def place(
