@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.omr.classify import print_taken_off, read_field, read_fields, sheet_levels, under_print, without_print
+from workers.omr.classify import (
+    all_marked,
+    print_taken_off,
+    read_field,
+    read_fields,
+    sheet_levels,
+    under_print,
+    without_print,
+)
 from workers.omr.template import Field
 
 #: each choice's empty fill: what its printed letter adds to the paper.
@@ -141,3 +149,29 @@ def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -
         assert not any(r.review for r in read[:10])
         assert sum(r.review for r in read[10:]) <= 1  # a "B" a little dark brings one doubt
         assert under_print(read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
+
+
+def test_rows_read_marked_throughout_go_to_review_and_a_double_mark_does_not() -> None:
+    # A blank sheet whose second block was fitted onto the letters printed beside its
+    # bubbles: every bubble there is as dark as the letters, evenly, so no print is taken
+    # off. Those rows stand clear of the first block's empty bubbles and set the mark
+    # level themselves; every bubble of them reads as marked. A student who marks two
+    # choices is read as such, without review.
+    rng = np.random.default_rng(3)
+    rows = [[0.1 + rng.normal(0, 0.01) for _ in range(5)] for _ in range(20)]
+    rows[4][1] += 0.6
+    rows[4][3] += 0.6
+    rows += [[0.35 + rng.normal(0, 0.01) for _ in range(5)] for _ in range(10)]
+    fill = np.array(rows).ravel()
+    index = tuple(tuple(range(5 * q, 5 * q + 5)) for q in range(30))
+    fields = [
+        Field(f"q{q + 1}", ("A", "B", "C", "D", "E"), tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(5)))
+        for q in range(30)
+    ]
+    clean, ceiling = print_taken_off(fill, index, ["Q1"] * 20 + ["Q2"] * 10)
+    levels = sheet_levels(clean, index, ceiling=ceiling)
+    read = read_fields(fields, clean, index, levels, 0)
+    assert read[4].values == ("B", "D")
+    assert [r.values for r in read[20:]] == [("A", "B", "C", "D", "E")] * 10
+    assert not any(r.review for r in read[20:])
+    assert all_marked(fields, read) == {f"q{q}" for q in range(21, 31)}

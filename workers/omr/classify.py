@@ -63,6 +63,8 @@ REVIEW_BELOW: Final = 0.5
 MIN_CONTRAST: Final = 0.25  # in fill units: a quarter of the way from paper to marker ink
 NOISE_SIGMAS: Final = 6.0
 MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not trusted
+#: a field of at least this many bubbles with every one read as marked goes to a person.
+ALL_MARKED_MIN: Final = 3
 #: a bubble place's own empty level (without_print) is measured on at least this many fields.
 MIN_PRINT_SAMPLES: Final = 3
 #: the others in a row all at most this (score units) leave its darkest bubble alone.
@@ -256,6 +258,21 @@ def under_print(
         if (picked & (fill[at] <= ceiling[at] + bar)).any():
             out.append(reading.label)
     return frozenset(out)
+
+
+def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> frozenset[str]:
+    """The fields of ALL_MARKED_MIN bubbles or more that read every bubble as marked.
+
+    A student who marks every choice of a question is rare; print read as marks is not:
+    a block fitted onto the letters printed beside its bubbles, or a shadow across a row,
+    darkens every bubble of its rows alike, and on a sheet with no other marks those rows
+    set the mark level themselves. Such a field still reads all its values, and a person
+    looks."""
+    return frozenset(
+        r.label
+        for f, r in zip(fields, readings, strict=True)
+        if len(f.values) >= ALL_MARKED_MIN and len(r.values) == len(f.values)
+    )
 
 
 def median(values: npt.NDArray[np.float64]) -> float:

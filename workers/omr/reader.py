@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 from workers.omr.classify import (
     FieldReading,
     Levels,
+    all_marked,
     print_taken_off,
     read_fields,
     sheet_levels,
@@ -173,9 +174,11 @@ def read_gray(
     # outline stood out in their block (layout.py), or the page runs off the picture and
     # the template was stretched over the part in view.
     unchecked = frozenset(f.label for f in placed.fields) if alignment.runs_off else fit.unfound
-    # Marks that may be no more than their own glyph; checked after the classifier, which
-    # sees the same glyph and cannot tell it from a mark either.
-    doubtful = unchecked | under_print(fields, clean, samples.index, levels, ceiling)
+    # Marks that may be no more than their own glyph, and rows marked throughout; checked
+    # after the classifier, which sees the same print and cannot tell it from marks either.
+    doubtful = (
+        unchecked | under_print(fields, clean, samples.index, levels, ceiling) | all_marked(placed.fields, fields)
+    )
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
