@@ -205,6 +205,29 @@ def test_a_hand_written_template_with_bubble_boxes_far_smaller_than_the_print_re
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
 
 
+def test_a_scan_whose_markers_frame_only_part_of_the_page_reads_exactly(tmp_path: Path) -> None:
+    # The card's four markers frame its answer grid, printed in the top left of a page
+    # 1.8 times as wide and tall (a grid on an exam paper, questions beside it): a scan
+    # shows the markers far from its corners and smaller than the whole picture
+    # predicts. Such a scan was refused (NO_SHEET_FOUND); it is now found as a photo's
+    # markers are, and read as a scan.
+    import cv2
+    import numpy as np
+
+    card = C.CARDS["grey"]
+    sheets = []
+    for s in C.make_cards(card, 2, "on-a-page", upside_down=(False, False)):
+        grid = cv2.imdecode(np.frombuffer(s.data, np.uint8), cv2.IMREAD_COLOR)
+        assert grid is not None
+        h, w = grid.shape[:2]
+        page = np.full((h * 9 // 5, w * 9 // 5, 3), 248, np.uint8)
+        page[h // 12 : h // 12 + h, w // 12 : w // 12 + w] = grid
+        ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        sheets.append(replace(s, data=bytes(buf)))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
+
+
 # --- scans through this project's template format ------------------------------------------
 
 

@@ -110,7 +110,26 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
         # Four identical marker pictures (OMRChecker): a different search, see there.
         from workers.omr.omrchecker_align import align_by_image
 
-        return align_by_image(gray, template, photo=photo)
+        try:
+            return align_by_image(gray, template, photo=photo)
+        except OmrError as exc:
+            if photo or exc.code != NO_SHEET_FOUND or "marker_rescale_range" in template.alignment.options:
+                raise
+            # A scan's markers are looked for near its corners, at about the size the
+            # page predicts; a card whose markers frame only its answer grid (a part of
+            # the page) has them anywhere and smaller. They are looked for as in a photo
+            # (over each whole quadrant, over a wider range of sizes) before the scan is
+            # refused; it is read as a scan either way. Not where the template names the
+            # sizes its markers may be matched at: it is taken at its word.
+            try:
+                found = align_by_image(gray, template, photo=True)
+            except OmrError:
+                raise exc from None
+            # Matched as in a photo, kept as a scan: a flatbed keeps the markers'
+            # rectangle a rectangle, so four matches off it are look-alikes.
+            if any(_off_parallel(a, template) > SCAN_MAX_SKEW for a in found):
+                raise exc from None
+            return found
     import cv2
     import numpy as np
 
@@ -128,6 +147,26 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
     if quad is None:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of an answer sheet were not found")
     return fit_candidates(gray, template, quad, k, photo=False)
+
+
+#: a scan's four markers found as a photo's are kept only where the sides joining them
+#: miss a parallelogram by at most this many marker widths (``_off_parallel``).
+SCAN_MAX_SKEW: Final = 1.0
+
+
+def _off_parallel(alignment: Alignment, template: Template) -> float:
+    """How far, in marker widths, the template's marker centres as ``alignment`` puts
+    them in the picture miss a parallelogram (top side against bottom side)."""
+    import numpy as np
+
+    assert template.marker_image is not None
+    h = alignment.homography
+    pts = []
+    for x, y in template.marker_centres:
+        p = h @ np.array([x, y, 1.0])
+        pts.append(p[:2] / p[2])
+    miss = float(np.hypot(*((pts[1] - pts[0]) - (pts[2] - pts[3]))))
+    return miss / max(template.marker_image.width * alignment.scale, 1.0)
 
 
 #: marker shapes a template may name (``alignment.shape``) that are not squares, and how
