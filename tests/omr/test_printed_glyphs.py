@@ -117,7 +117,7 @@ def test_marks_elsewhere_still_read_a_block_that_answers_one_choice_throughout()
     assert levels.references == 10
     read = [read_field(f, [clean[i] for i in idx], levels) for f, idx in zip(fields, index, strict=True)]
     assert [r.values for r in read] == [("ABCDE"[c],) for c in (1, 4, 0, 2, 1, 3, 3, 3, 3, 3)]
-    assert under_print(read, clean, index, levels, ceiling) == frozenset()
+    assert under_print(fields, read, clean, index, levels, ceiling) == frozenset()
 
 
 def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -> None:
@@ -148,7 +148,7 @@ def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -
         assert [r.values for r in read] == [("ABCD"[m],) for m in marked] + [("A",)] * 5
         assert not any(r.review for r in read[:10])
         assert sum(r.review for r in read[10:]) <= 1  # a "B" a little dark brings one doubt
-        assert under_print(read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
+        assert under_print(fields, read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
 
 
 def test_rows_read_marked_throughout_go_to_review_and_a_double_mark_does_not() -> None:

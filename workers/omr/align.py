@@ -157,16 +157,12 @@ SCAN_MAX_SKEW: Final = 1.0
 def _off_parallel(alignment: Alignment, template: Template) -> float:
     """How far, in marker widths, the template's marker centres as ``alignment`` puts
     them in the picture miss a parallelogram (top side against bottom side)."""
+    import cv2
     import numpy as np
 
-    assert template.marker_image is not None
-    h = alignment.homography
-    pts = []
-    for x, y in template.marker_centres:
-        p = h @ np.array([x, y, 1.0])
-        pts.append(p[:2] / p[2])
-    miss = float(np.hypot(*((pts[1] - pts[0]) - (pts[2] - pts[3]))))
-    return miss / max(template.marker_image.width * alignment.scale, 1.0)
+    tl, tr, br, bl = cv2.perspectiveTransform(np.array([template.marker_centres], np.float64), alignment.homography)[0]
+    miss = float(np.hypot(*((tr - tl) - (br - bl))))
+    return miss / max(template.marker_size * alignment.scale, 1.0)
 
 
 #: marker shapes a template may name (``alignment.shape``) that are not squares, and how

@@ -225,6 +225,7 @@ def sheet_levels(
 
 
 def under_print(
+    fields: Sequence[Field],
     readings: Sequence[FieldReading],
     fill: npt.NDArray[np.float64],
     index: Sequence[Sequence[int]],
@@ -241,23 +242,12 @@ def under_print(
     mark covers its glyph and stands clear of the block's print, as a reference mark must
     (``sheet_levels``); a glyph does not, and on a sheet whose other marks set the mark
     level it can still reach the midpoint. Only a person can tell those apart."""
-    import numpy as np
-
-    out = []
     bar = NOISE_SIGMAS * levels.noise
-    span = levels.mark - levels.empty
-    for reading, idx in zip(readings, index, strict=True):
-        at = np.asarray(idx, np.intp)
-        if not reading.values or not np.isfinite(ceiling[at]).any():
-            continue
-        # The bubbles read_fields reads as marked: those past the midpoint, or the row's
-        # darkest where a lone mark short of it was read.
-        picked = (fill[at] - levels.empty) / span >= 0.5
-        if not picked.any():
-            picked[int(np.argmax(fill[at]))] = True
-        if (picked & (fill[at] <= ceiling[at] + bar)).any():
-            out.append(reading.label)
-    return frozenset(out)
+    return frozenset(
+        r.label
+        for f, r, idx in zip(fields, readings, index, strict=True)
+        if any(v in r.values and fill[at] <= ceiling[at] + bar for v, at in zip(f.values, idx, strict=True))
+    )
 
 
 def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> frozenset[str]:

@@ -176,9 +176,8 @@ def read_gray(
     unchecked = frozenset(f.label for f in placed.fields) if alignment.runs_off else fit.unfound
     # Marks that may be no more than their own glyph, and rows marked throughout; checked
     # after the classifier, which sees the same print and cannot tell it from marks either.
-    doubtful = (
-        unchecked | under_print(fields, clean, samples.index, levels, ceiling) | all_marked(placed.fields, fields)
-    )
+    glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
+    doubtful = unchecked | glyphs | all_marked(placed.fields, fields)
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
