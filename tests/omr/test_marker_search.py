@@ -139,3 +139,23 @@ def test_a_scans_markers_searched_near_every_third_size_are_those_the_full_searc
     read_sheet(_scan(card, "half-size markers"), half)
     assert len(pairs) >= 10
     assert all(near == full for near, full in pairs), pairs
+
+
+def test_four_markers_a_flatbed_could_not_have_scanned_are_told_from_a_turned_sheet(tmp_path: Path) -> None:
+    # A scan's markers found as a photo's are kept only where they make a parallelogram:
+    # a flatbed turns, shifts and scales a sheet, it does not bend its rectangle. The same
+    # four corners with one of them a marker and a half off (a look-alike) are not.
+    import cv2
+
+    from workers.omr.align import SCAN_MAX_SKEW, Alignment, _off_parallel
+
+    template = load_omrchecker_template(C.write_omrchecker(C.red_card(), tmp_path)).template
+    frame = np.array(template.marker_centres, np.float32)
+    turn = cv2.getRotationMatrix2D((600.0, 800.0), 3.0, 0.8)
+    turned = cv2.transform(frame[None], turn)[0]
+    off = turned.copy()
+    off[1] += (1.5 * template.marker_size * 0.8, 0.0)
+    for corners, within in ((turned, True), (off, False)):
+        h = cv2.getPerspectiveTransform(frame, corners).astype(np.float64)
+        alignment = Alignment(h, 0, 0.8, 20.0, 240.0)
+        assert (_off_parallel(alignment, template) <= SCAN_MAX_SKEW) is within
