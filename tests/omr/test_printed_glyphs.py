@@ -151,6 +151,40 @@ def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -
         assert under_print(fields, read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
 
 
+def test_a_glyph_printed_far_darker_than_its_blocks_others_goes_to_review_too() -> None:
+    # As above, but the blank block's "A" samples far darker than any glyph measured
+    # beside it, past the reference bar over them: it could be a mark by that measure.
+    # Every field of the block reads that one answer, at a place whose print is unknown,
+    # and well short of the sheet's marks: a block answered alike throughout would carry
+    # marks like the others.
+    printed, bold = (0.33, 0.35, 0.03, 0.25), (0.70, 0.40, 0.07, 0.17)
+    marked = [1, 3, 0, 2, 1, 0, 3, 2, 2, 1]
+    fields = [
+        Field(
+            f"q{q + 1}",
+            ("A", "B", "C", "D"),
+            tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(4)),
+            block=f"Q{q // 5 + 1}",
+        )
+        for q in range(15)
+    ]
+    index = tuple(tuple(range(4 * q, 4 * q + 4)) for q in range(15))
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        rows = [[g + rng.normal(0, 0.02) + (0.6 if c == m else 0.0) for c, g in enumerate(printed)] for m in marked]
+        rows += [[g + rng.normal(0, 0.02) for g in bold] for _ in range(5)]
+        fill = np.array(rows).ravel()
+        clean, ceiling = print_taken_off(fill, index, [f.block_name for f in fields])
+        levels = sheet_levels(clean, index, ceiling=ceiling)
+        read = read_fields(fields, clean, index, levels, 0)
+        assert [r.values for r in read[10:]] == [("A",)] * 5
+        assert not any(r.review for r in read)
+        # Clear of the glyphs measured beside it by the reference bar ...
+        assert all(clean[idx[0]] > ceiling[idx[0]] + 6 * levels.noise for idx in index[10:])
+        # ... and still no answer without a person.
+        assert under_print(fields, read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
+
+
 def test_rows_read_marked_throughout_go_to_review_and_a_double_mark_does_not() -> None:
     # A blank sheet whose second block was fitted onto the letters printed beside its
     # bubbles: every bubble there is as dark as the letters, evenly, so no print is taken

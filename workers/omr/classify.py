@@ -242,12 +242,32 @@ def under_print(
     mark covers its glyph and stands clear of the block's print, as a reference mark must
     (``sheet_levels``); a glyph does not, and on a sheet whose other marks set the mark
     level it can still reach the midpoint. Only a person can tell those apart."""
+    import numpy as np
+
     bar = NOISE_SIGMAS * levels.noise
-    return frozenset(
+    out = {
         r.label
         for f, r, idx in zip(fields, readings, index, strict=True)
         if any(v in r.values and fill[at] <= ceiling[at] + bar for v, at in zip(f.values, idx, strict=True))
-    )
+    }
+    # A block whose every field reads one answer, the same place in each, where its
+    # print could not be measured: every student of the block answered alike, or the
+    # block is blank and its glyph there prints far darker than the others. Marks look
+    # like the sheet's other marks; such a glyph stays well short of them.
+    blocks: dict[str, list[int]] = {}
+    for k, f in enumerate(fields):
+        blocks.setdefault(f.block_name, []).append(k)
+    for members in blocks.values():
+        if len(members) < MIN_PRINT_SAMPLES or any(len(readings[k].values) != 1 for k in members):
+            continue
+        places = {fields[k].values.index(readings[k].values[0]) for k in members}
+        if len(places) != 1:
+            continue
+        place = places.pop()
+        at = [index[k][place] for k in members]
+        if np.isfinite(ceiling[at]).all() and median(fill[at]) < levels.mark - bar / 2:
+            out.update(readings[k].label for k in members)
+    return frozenset(out)
 
 
 def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> frozenset[str]:
