@@ -5,6 +5,8 @@ fields (classify.without_print), so the marks stand out again."""
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 
 from workers.omr.classify import (
@@ -120,45 +122,18 @@ def test_marks_elsewhere_still_read_a_block_that_answers_one_choice_throughout()
     assert under_print(fields, read, clean, index, levels, ceiling) == frozenset()
 
 
-def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -> None:
-    # Small bubbles with letters in them (what the sample of a 10 px bubble sees of its
-    # glyph: "A" where it lands on the stroke, "C" where it lands in the bowl). Two blocks
-    # are answered, with marks as dark as ink; the third is left blank, and there "A"
-    # prints darker than any other glyph. The answered blocks set the mark level, and the
-    # blank block's "A"s reach past its midpoint: read by the thresholds alone, every one
-    # of its questions answers "A" without doubt. Their print cannot be measured in their
-    # block, and they stand no clearer of the glyphs measured beside them than print does,
-    # as a reference mark must (sheet_levels): a person decides.
-    printed, bold = (0.33, 0.35, 0.03, 0.25), (0.68, 0.45, 0.07, 0.17)
-    marked = [1, 3, 0, 2, 1, 0, 3, 2, 2, 1]
-    fields = [
-        Field(f"q{q + 1}", ("A", "B", "C", "D"), tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(4)))
-        for q in range(15)
-    ]
-    index = tuple(tuple(range(4 * q, 4 * q + 4)) for q in range(15))
-    for seed in range(8):
-        rng = np.random.default_rng(seed)
-        rows = [[g + rng.normal(0, 0.04) + (0.55 if c == m else 0.0) for c, g in enumerate(printed)] for m in marked]
-        rows += [[g + rng.normal(0, 0.04) for g in bold] for _ in range(5)]
-        fill = np.array(rows).ravel()
-        clean, ceiling = print_taken_off(fill, index, ["Q1"] * 5 + ["Q2"] * 5 + ["Q3"] * 5)
-        levels = sheet_levels(clean, index, ceiling=ceiling)
-        assert levels.references == 10
-        read = read_fields(fields, clean, index, levels, 0)
-        assert [r.values for r in read] == [("ABCD"[m],) for m in marked] + [("A",)] * 5
-        assert not any(r.review for r in read[:10])
-        assert sum(r.review for r in read[10:]) <= 1  # a "B" a little dark brings one doubt
-        assert under_print(fields, read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
+#: the glyphs of a small bubble's sample ("A" where it lands on the stroke, "C" where it
+#: lands in the bowl), and the answers of the two answered blocks of ``_third_left_blank``.
+SMALL_PRINT: Final = (0.33, 0.35, 0.03, 0.25)
+ANSWERED: Final = (1, 3, 0, 2, 1, 0, 3, 2, 2, 1)
 
 
-def test_a_glyph_printed_far_darker_than_its_blocks_others_goes_to_review_too() -> None:
-    # As above, but the blank block's "A" samples far darker than any glyph measured
-    # beside it, past the reference bar over them: it could be a mark by that measure.
-    # Every field of the block reads that one answer, at a place whose print is unknown,
-    # and well short of the sheet's marks: a block answered alike throughout would carry
-    # marks like the others.
-    printed, bold = (0.33, 0.35, 0.03, 0.25), (0.70, 0.40, 0.07, 0.17)
-    marked = [1, 3, 0, 2, 1, 0, 3, 2, 2, 1]
+def _third_left_blank(
+    blank: tuple[float, ...], *, noise: float, mark: float, seed: int
+) -> tuple[list[Field], tuple[tuple[int, ...], ...], np.ndarray]:
+    """Three blocks of five four-choice questions: two answered (ANSWERED, marks adding
+    ``mark``), the third left blank and printed with the glyphs ``blank``."""
+    rng = np.random.default_rng(seed)
     fields = [
         Field(
             f"q{q + 1}",
@@ -169,11 +144,40 @@ def test_a_glyph_printed_far_darker_than_its_blocks_others_goes_to_review_too() 
         for q in range(15)
     ]
     index = tuple(tuple(range(4 * q, 4 * q + 4)) for q in range(15))
+    rows = [[g + rng.normal(0, noise) + (mark if c == m else 0.0) for c, g in enumerate(SMALL_PRINT)] for m in ANSWERED]
+    rows += [[g + rng.normal(0, noise) for g in blank] for _ in range(5)]
+    return fields, index, np.array(rows).ravel()
+
+
+def test_a_bold_glyph_in_a_block_left_blank_goes_to_review_on_a_marked_sheet() -> None:
+    # Small bubbles with letters in them. Two blocks are answered, with marks as dark as
+    # ink; the third is left blank, and there "A" prints darker than any other glyph.
+    # The answered blocks set the mark level, and the blank block's "A"s reach past its
+    # midpoint: read by the thresholds alone, every one of its questions answers "A"
+    # without doubt. Their print cannot be measured in their block, and they stand no
+    # clearer of the glyphs measured beside them than print does, as a reference mark
+    # must (sheet_levels): a person decides.
     for seed in range(8):
-        rng = np.random.default_rng(seed)
-        rows = [[g + rng.normal(0, 0.02) + (0.6 if c == m else 0.0) for c, g in enumerate(printed)] for m in marked]
-        rows += [[g + rng.normal(0, 0.02) for g in bold] for _ in range(5)]
-        fill = np.array(rows).ravel()
+        fields, index, fill = _third_left_blank((0.68, 0.45, 0.07, 0.17), noise=0.04, mark=0.55, seed=seed)
+        clean, ceiling = print_taken_off(fill, index, [f.block_name for f in fields])
+        levels = sheet_levels(clean, index, ceiling=ceiling)
+        assert levels.references == 10
+        read = read_fields(fields, clean, index, levels, 0)
+        assert [r.values for r in read] == [("ABCD"[m],) for m in ANSWERED] + [("A",)] * 5
+        assert not any(r.review for r in read[:10])
+        assert sum(r.review for r in read[10:]) <= 1  # a "B" a little dark brings one doubt
+        assert all(clean[idx[0]] <= ceiling[idx[0]] + 6 * levels.noise for idx in index[10:])
+        assert under_print(fields, read, clean, index, levels, ceiling) == {f"q{q}" for q in range(11, 16)}
+
+
+def test_a_glyph_printed_far_darker_than_its_blocks_others_goes_to_review_too() -> None:
+    # As above, but the blank block's "A" samples far darker than any glyph measured
+    # beside it, past the reference bar over them: it could be a mark by that measure.
+    # Every field of the block reads that one answer, at a place whose print is unknown,
+    # and well short of the sheet's marks: a block answered alike throughout would carry
+    # marks like the others.
+    for seed in range(8):
+        fields, index, fill = _third_left_blank((0.70, 0.40, 0.07, 0.17), noise=0.02, mark=0.6, seed=seed)
         clean, ceiling = print_taken_off(fill, index, [f.block_name for f in fields])
         levels = sheet_levels(clean, index, ceiling=ceiling)
         read = read_fields(fields, clean, index, levels, 0)
