@@ -234,7 +234,9 @@ def under_print(
 ) -> frozenset[str]:
     """The fields with a bubble read as marked where its own print could not be taken
     off and that does not stand the reference bar (NOISE_SIGMAS of the noise) clear of
-    the darkest glyph measured in its block (``print_taken_off``'s ceiling).
+    the darkest glyph measured in its block (``print_taken_off``'s ceiling); and every
+    field of a block that reads one answer throughout at such a place, when those marks
+    lie more than half that bar under the sheet's mark level.
 
     Such a bubble is its field's darkest in nearly every field of its block: a block the
     students all answered alike, or a block left blank whose glyph at that place prints
