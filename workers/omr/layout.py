@@ -790,7 +790,9 @@ def _pairs(length: int, middle: int, radius: float, top: float, reach: float) ->
     pull made endless for a pair not wholly on the profile."""
     import numpy as np
 
-    lo = max(1, int(SIZE_RANGE[0] * radius))
+    # Rounded up: the letter printed inside a small bubble rings it at about half its
+    # size, and rounding down let such a ring pass for the outline below SIZE_RANGE.
+    lo = max(1, math.ceil(SIZE_RANGE[0] * radius))
     hi = max(lo + 1, int(top))
     reach_px = int(reach)
     rr = np.arange(lo, hi + 1)[:, None]
