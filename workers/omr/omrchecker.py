@@ -49,6 +49,7 @@ from typing import Any, Final
 from workers.omr.align import MIN_DPI
 from workers.omr.filters import NAMES as FILTER_NAMES
 from workers.omr.filters import Filter, parse_filter
+from workers.omr.omrchecker_v2 import is_v2_template, v1_from_v2
 from workers.omr.template import AlignmentSpec, Field, MarkerImage, Point, Template, TemplateError
 
 #: OMRChecker's built-in field types: bubble values and the direction they run in.
@@ -108,8 +109,10 @@ class _Steps:
 
 
 def is_omrchecker_template(data: object) -> bool:
-    """True for an OMRChecker v1 template.json (and never for this project's format)."""
-    return isinstance(data, Mapping) and "format" not in data and "fieldBlocks" in data and "pageDimensions" in data
+    """True for an OMRChecker template.json, v1 or v2 (and never for this project's format)."""
+    return (
+        isinstance(data, Mapping) and "format" not in data and "fieldBlocks" in data and "pageDimensions" in data
+    ) or is_v2_template(data)
 
 
 def load_omrchecker_template(path: str | Path, *, student_id_label: str | None = None) -> OmrCheckerTemplate:
@@ -117,7 +120,15 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
     path = Path(path)
     data = read_json(path, "template")
     if not is_omrchecker_template(data):
-        raise TemplateError(f"{path} is not an OMRChecker template (pageDimensions and fieldBlocks are required)")
+        raise TemplateError(
+            f"{path} is not an OMRChecker template "
+            "(fieldBlocks and pageDimensions, or v2's templateDimensions, are required)"
+        )
+    config = find_config(path.parent)
+    if is_v2_template(data):
+        # v2's processing size is the template's own: it takes the place of config.json's.
+        data, dimensions = v1_from_v2(data)
+        config = {**config, **dimensions}
     steps = _steps(data)
     marker = reference = None
     pictures: tuple[Path, ...] = ()
@@ -134,7 +145,7 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
         data,
         marker=marker,
         reference=reference,
-        config=find_config(path.parent),
+        config=config,
         name=label,
         student_id_label=student_id_label,
     )
@@ -165,11 +176,15 @@ def convert_template(
     """An OMRChecker template dict (+ the pictures it names, config.json dict) as a Template.
 
     ``marker`` is needed when the template uses CropOnMarkers, ``reference`` when it uses
-    FeatureBasedAlignment (the bytes of the files they name).
+    FeatureBasedAlignment (the bytes of the files they name). A v2 template is read as the
+    v1 template it amounts to (workers/omr/omrchecker_v2.py).
     """
     if not is_omrchecker_template(data):
         raise TemplateError("not an OMRChecker template: pageDimensions and fieldBlocks are required")
     config = config or {}
+    if is_v2_template(data):
+        data, dimensions = v1_from_v2(data)
+        config = {**config, **dimensions}
     processing = _processing(config)
     steps = _steps(data)
     page_w, page_h = _pair(data, "pageDimensions", 50, 20000)
