@@ -127,8 +127,11 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     if full is None and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
         # part of the picture. As OMRChecker does, the markers are looked for in the
-        # quadrants of the page the paper's edges outline.
-        full = _search_in_page(gray, template, variants, options, own, threshold)
+        # quadrants of the page the paper's edges outline. Straightened, the page shows
+        # its markers about the size the template predicts, as a scan does, so a scan's
+        # finer steps of size: a photo's steps (a quarter apart) can straddle a marker
+        # with fine print and match neither size.
+        full = _search_in_page(gray, template, variants, options, SCAN_SCALES, threshold)
     try:
         if full is None:
             raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")

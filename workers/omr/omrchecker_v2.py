@@ -125,11 +125,10 @@ def _block(block: object, where: str, custom: Mapping[str, Any], shift: tuple[fl
     out.pop("direction", None)
     if not isinstance(kind, str):
         raise TemplateError(f"{where}.bubbleFieldType: must name a field type")
-    base = kind.removesuffix("_RTL")
-    if base in FIELD_TYPES:
+    own = custom.get(kind)  # the template's own types come first: one may reuse a built-in's name
+    if own is None and kind.removesuffix("_RTL") in FIELD_TYPES:
         out["fieldType"] = kind
         return out
-    own = custom.get(kind)
     if not isinstance(own, Mapping):
         known = ", ".join([*FIELD_TYPES, *custom])
         raise TemplateError(
