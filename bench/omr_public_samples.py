@@ -112,10 +112,13 @@ _NOT_READ = frozenset({"file_id", "input_path", "output_path", "score"})
 def _same(got: str | None, truth: str) -> bool:
     """Whether a column reads as the truth has it. OMRChecker v2's snapshot tables went
     through pandas, which reads a column of digits as a number ("0234" became 234), so
-    digits match digits of the same number."""
-    if got == truth:
+    digits match digits of the same number, and printed its cells without the spaces at
+    their ends."""
+    if got is None:
+        return False
+    if got.strip() == truth.strip():  # a blank written as a space at either end is no mark
         return True
-    return got is not None and got.isdigit() and truth.isdigit() and int(got) == int(truth)
+    return got.isdigit() and truth.isdigit() and int(got) == int(truth)
 
 
 def template_for(image: Path, root: Path) -> Path | None:

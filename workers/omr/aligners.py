@@ -52,6 +52,7 @@ ALIGNER_MODULES: Final[dict[str, str]] = {
     "none": "workers.omr.page_align",
     "reference": "workers.omr.feature_align",
     "timing": "workers.omr.timing_align",
+    "zones": "workers.omr.zone_align",
 }
 
 _REGISTRY: dict[str, Aligner] = {}

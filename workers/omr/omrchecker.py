@@ -388,6 +388,13 @@ def _steps(data: Mapping[str, Any]) -> _Steps:
         else:
             raise TemplateError(f"{where}: {name!r} is not supported")
     page_kernel = _morph_kernel(found["CropPage"]) if "CropPage" in found else None
+    if "CropOnMarkers" in found and "zones" in found["CropOnMarkers"]:
+        # v2's dots and lines, already checked (workers/omr/omrchecker_v2.py): kind "zones".
+        zones = dict(found["CropOnMarkers"])
+        zones["layout"] = zones.pop("type")
+        if page_kernel is not None:
+            zones["cropPage"] = {"morphKernel": page_kernel}
+        return _Steps("zones", zones, tuple(filters))
     if "CropOnMarkers" in found:
         options = _marker_passthrough(found["CropOnMarkers"])
         if page_kernel is not None:

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from workers.omr.template import TemplateError
+from workers.omr.zone_align import LAYOUTS, SELECTORS
 
 #: a block's field detection that reads bubbles; v2 also has OCR and BARCODE_QR.
 BUBBLES: Final = "BUBBLES_THRESHOLD"
@@ -157,33 +158,62 @@ def _step(step: object, where: str, processing: tuple[int, int]) -> dict[str, An
         return {"name": name, "options": kept}
     if name != "CropOnMarkers":
         raise TemplateError(f"{where}: {name!r} is not supported")
-    kind = options.get("type", "FOUR_MARKERS")
-    if kind != "FOUR_MARKERS":
-        raise TemplateError(
-            f"{where} (CropOnMarkers).options.type: {kind!r} is not supported; FOUR_MARKERS is (dots and lines are not)"
-        )
-    selector = options.get("defaultSelector", "CENTERS")
-    if selector != "CENTERS":
-        raise TemplateError(
-            f"{where} (CropOnMarkers).options.defaultSelector: {selector!r} is not supported; the markers' CENTERS are"
-        )
-    # markerDimensions are pixels of the picture CropOnMarkers works on: the page at its
-    # own processing shape, or the template's.
+    where = f"{where} (CropOnMarkers).options"
+    # Its zones and markerDimensions are pixels of the picture CropOnMarkers works on: the
+    # page at its own processing shape, or the template's.
     own = options.get("processingImageShape")
-    width = _shape(own, f"{where} (CropOnMarkers).options.processingImageShape")[1] if own else processing[1]
+    height, width = _shape(own, f"{where}.processingImageShape") if own else processing
+    kind = options.get("type", "FOUR_MARKERS")
+    selector = options.get("defaultSelector", "CENTERS")
+    if kind in LAYOUTS:
+        if selector not in SELECTORS:
+            raise TemplateError(f"{where}.defaultSelector: {selector!r} is not one of {', '.join(SELECTORS)}")
+        zones = {name: _zone(options.get(name), f"{where}.{name}") for name in LAYOUTS[kind]}
+        return {
+            "name": name,
+            "options": {"type": kind, "zones": zones, "selector": selector, "processing": [width, height]},
+        }
+    if kind != "FOUR_MARKERS":
+        known = ", ".join(["FOUR_MARKERS", *LAYOUTS])
+        raise TemplateError(f"{where}.type: {kind!r} is not supported; {known} are")
+    if selector != "CENTERS":
+        raise TemplateError(f"{where}.defaultSelector: {selector!r} is not supported; the markers' CENTERS are")
     converted: dict[str, Any] = {}
     if "referenceImage" in options:
         converted["relativePath"] = options["referenceImage"]
     dims = options.get("markerDimensions")
     if dims is not None:
         if not isinstance(dims, list) or len(dims) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in dims):
-            raise TemplateError(f"{where} (CropOnMarkers).options.markerDimensions: must be [width, height] above 0")
+            raise TemplateError(f"{where}.markerDimensions: must be [width, height] above 0")
         converted["sheetToMarkerWidthRatio"] = width / float(dims[0])
     tuning = options.get("tuningOptions", {})
     if not isinstance(tuning, Mapping):
-        raise TemplateError(f"{where} (CropOnMarkers).options.tuningOptions: must be an object")
+        raise TemplateError(f"{where}.tuningOptions: must be an object")
     converted.update({k: tuning[k] for k in MARKER_TUNING if k in tuning})
     return {"name": name, "options": converted}
+
+
+def _zone(value: object, where: str) -> dict[str, Any]:
+    """A dot's or line's zone: ``origin``, ``dimensions`` and ``margins``, checked."""
+    if not isinstance(value, Mapping):
+        raise TemplateError(f"{where}: the layout needs this zone (origin and dimensions)")
+    out: dict[str, Any] = {}
+    for key in ("origin", "dimensions"):
+        pair = value.get(key)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_number(v) for v in pair)):
+            raise TemplateError(f"{where}.{key}: must be [x, y] in the processing picture's pixels")
+        out[key] = [float(pair[0]), float(pair[1])]
+    if min(out["dimensions"]) <= 0:
+        raise TemplateError(f"{where}.dimensions: must be above 0")
+    margins = value.get("margins", {})
+    if not isinstance(margins, Mapping) or not all(_number(v) and v >= 0 for v in margins.values()):
+        raise TemplateError(f"{where}.margins: must give top, right, bottom and left in pixels")
+    out["margins"] = {side: float(margins.get(side, 0)) for side in ("top", "right", "bottom", "left")}
+    return out
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _shape(value: object, where: str) -> tuple[int, int]:
