@@ -705,7 +705,10 @@ def _outlines(
     # (a + b) / 2 is np.mean of two floats, without its overhead.
     out: list[_Found | None] = [None] * n
     for k, picture in enumerate(live):
-        out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
+        # Under SIZE_RANGE's floor (the whole-pixel radii tried start a little below it):
+        # a ring that small is a letter or digit printed inside the bubble, no outline.
+        if r[k][0] >= SIZE_RANGE[0] * radii[0] and r[k][1] >= SIZE_RANGE[0] * radii[1]:
+            out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
     return out
 
 
@@ -790,9 +793,7 @@ def _pairs(length: int, middle: int, radius: float, top: float, reach: float) ->
     pull made endless for a pair not wholly on the profile."""
     import numpy as np
 
-    # Rounded up: the letter printed inside a small bubble rings it at about half its
-    # size, and rounding down let such a ring pass for the outline below SIZE_RANGE.
-    lo = max(1, math.ceil(SIZE_RANGE[0] * radius))
+    lo = max(1, int(SIZE_RANGE[0] * radius))
     hi = max(lo + 1, int(top))
     reach_px = int(reach)
     rr = np.arange(lo, hi + 1)[:, None]
