@@ -52,3 +52,18 @@ def test_a_band_of_columns_averages_as_summed_pixel_by_pixel(band: int) -> None:
     got = _band_mean(means, 1, ks, lines)
     assert got.dtype == np.float32
     assert np.array_equal(got, expected)
+
+
+def test_a_letter_inside_the_bubble_is_not_measured_as_its_outline() -> None:
+    # A small picture of a bubble with a bold letter printed inside (OMRChecker's Adrian
+    # sheet shrunk to 341 px): the letter's strokes, half the bubble's size across and far
+    # darker than its thin outline, outscore the outline at the smallest radii tried,
+    # which start a little under SIZE_RANGE's floor. Such a ring is no outline.
+    size, radius = 40, 6.25
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    d = np.hypot(xx - size // 2, yy - size // 2)
+    mean = np.zeros((1, size, size), np.float32)
+    mean[0] += 0.25 * (np.abs(d - radius) < 0.7)  # the thin printed outline
+    mean[0] += 0.9 * (np.abs(d - 3.0) < 0.8)  # the letter's strokes
+    found = _outlines(mean, size // 2, size // 2, (radius, radius), (2.0, 2.0), (1.8 * radius,) * 2, (9.0, 9.0))[0]
+    assert found is None or min(found[1]) >= 0.6 * radius
