@@ -158,3 +158,15 @@ def test_what_this_reader_cannot_follow_is_template_invalid_naming_the_setting(
         convert_template(v2, marker=MARKER)
     assert info.value.code == "TEMPLATE_INVALID"
     assert named in info.value.message
+
+
+def test_the_platform_imports_a_v2_template_under_the_same_wrapper_as_v1(v1: dict[str, Any]) -> None:
+    import base64
+
+    from academy.services.exams import template_clean
+    from workers.omr.omrchecker import stored_template_load
+
+    marker = base64.b64encode(MARKER).decode()
+    stored = template_clean({"format": "omrchecker-v1", "template": _as_v2(v1), "config": {}, "marker_png": marker})
+    assert stored["template"]["templateDimensions"] == v1["pageDimensions"]  # kept as given
+    assert stored_template_load(stored).fields == convert_template(v1, marker=MARKER).template.fields
