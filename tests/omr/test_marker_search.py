@@ -159,3 +159,57 @@ def test_four_markers_a_flatbed_could_not_have_scanned_are_told_from_a_turned_sh
         h = cv2.getPerspectiveTransform(frame, corners).astype(np.float64)
         alignment = Alignment(h, 0, 0.8, 20.0, 240.0)
         assert (_off_parallel(alignment, template) <= SCAN_MAX_SKEW) is within
+
+
+def _target_card(tmp_path: Path, threshold: float | None) -> tuple[Path, bytes, dict[str, str]]:
+    """A scanned card whose corner markers print as three concentric rings, with an
+    OMRChecker template whose marker picture is their outer ring alone: the print matches
+    the picture between OMRChecker's threshold and this reader's own."""
+    import cv2
+
+    size, centres, diameter = (1000, 1300), [(100, 100), (900, 100), (900, 1200), (100, 1200)], 60
+    page = np.full((size[1], size[0]), 250, np.uint8)
+    for x, y in centres:
+        for r, th in ((26, 4), (16, 4), (6, -1)):
+            cv2.circle(page, (x, y), r, 20, th, cv2.LINE_AA)
+    ring = np.full((diameter, diameter), 255, np.uint8)
+    cv2.circle(ring, (diameter // 2, diameter // 2), 26, 0, 5)
+    (tmp_path / "omr_marker.png").write_bytes(cv2.imencode(".png", ring)[1].tobytes())
+    marks = {f"q{i}": "ABCD"[i % 4] for i in range(1, 11)}
+    for i in range(1, 11):
+        for j in range(4):
+            centre = (100 + 100 + 15 + 50 * j, 100 + 200 + 15 + 60 * (i - 1))
+            cv2.circle(page, centre, 15, 90, 2, cv2.LINE_AA)
+            if "ABCD"[j] == marks[f"q{i}"]:
+                cv2.circle(page, centre, 12, 35, -1, cv2.LINE_AA)
+    options: dict[str, Any] = {"relativePath": "omr_marker.png", "sheetToMarkerWidthRatio": (800 + diameter) / diameter}
+    if threshold is not None:
+        options["min_matching_threshold"] = threshold
+    template = {
+        "pageDimensions": [800, 1100],
+        "bubbleDimensions": [30, 30],
+        "preProcessors": [{"name": "CropOnMarkers", "options": options}],
+        "fieldBlocks": {
+            "MCQ": {
+                "fieldType": "QTYPE_MCQ4",
+                "fieldLabels": ["q1..10"],
+                "origin": [100, 200],
+                "bubblesGap": 50,
+                "labelsGap": 60,
+            }
+        },
+    }
+    (tmp_path / "template.json").write_text(json.dumps(template), encoding="utf-8")
+    return tmp_path / "template.json", cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes(), marks
+
+
+def test_markers_matching_their_picture_only_loosely_are_found_at_omrcheckers_own_threshold(tmp_path: Path) -> None:
+    path, scan, marks = _target_card(tmp_path, None)
+    reading = read_sheet(scan, load_omrchecker_template(path).template)
+    assert reading.answers == {label: [value] for label, value in marks.items()}
+    # A template that names its threshold is taken at its word.
+    (tmp_path / "strict").mkdir()
+    strict, scan, _ = _target_card(tmp_path / "strict", 0.45)
+    with pytest.raises(OmrError) as info:
+        read_sheet(scan, load_omrchecker_template(strict).template)
+    assert info.value.code == "NO_SHEET_FOUND"

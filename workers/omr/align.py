@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from workers.omr.aligners import aligner_register
@@ -108,28 +108,25 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
         template = with_drawn_marker(template, str(shape))
     if template.marker_image is not None:
         # Four identical marker pictures (OMRChecker): a different search, see there.
-        from workers.omr.omrchecker_align import align_by_image
-
         try:
-            return align_by_image(gray, template, photo=photo)
+            return _by_marker_picture(gray, template, photo=photo)
         except OmrError as exc:
-            if photo or exc.code != NO_SHEET_FOUND or "marker_rescale_range" in template.alignment.options:
+            options = template.alignment.options
+            if exc.code != NO_SHEET_FOUND or "min_matching_threshold" in options:
                 raise
-            # A scan's markers are looked for near its corners, at about the size the
-            # page predicts; a card whose markers frame only its answer grid (a part of
-            # the page) has them anywhere and smaller. They are looked for as in a photo
-            # (over each whole quadrant, over a wider range of sizes) before the scan is
-            # refused; it is read as a scan either way. Not where the template names the
-            # sizes its markers may be matched at: it is taken at its word.
+            # Markers whose print matches their picture only loosely (concentric rings
+            # seen at a slant) are looked for once more at OMRChecker's own threshold
+            # before the sheet is refused; where the template names one, it is taken at
+            # its word. Only for a sheet that would be refused: every other reads as at
+            # the stricter threshold.
+            looser = replace(
+                template,
+                alignment=replace(template.alignment, options={**options, "min_matching_threshold": LOOSE_MATCH}),
+            )
             try:
-                found = align_by_image(gray, template, photo=True)
+                return _by_marker_picture(gray, looser, photo=photo)
             except OmrError:
                 raise exc from None
-            # Matched as in a photo, kept as a scan: a flatbed keeps the markers'
-            # rectangle a rectangle, so four matches off it are look-alikes.
-            if any(_off_parallel(a, template) > SCAN_MAX_SKEW for a in found):
-                raise exc from None
-            return found
     import cv2
     import numpy as np
 
@@ -149,6 +146,36 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
     return fit_candidates(gray, template, quad, k, photo=False)
 
 
+def _by_marker_picture(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool) -> list[Alignment]:
+    """The sheet found by its four identical marker pictures (``align_by_image``); a scan
+    whose markers are not near its corners, looked for as in a photo."""
+    from workers.omr.omrchecker_align import align_by_image
+
+    try:
+        return align_by_image(gray, template, photo=photo)
+    except OmrError as exc:
+        if photo or exc.code != NO_SHEET_FOUND or "marker_rescale_range" in template.alignment.options:
+            raise
+        # A scan's markers are looked for near its corners, at about the size the page
+        # predicts; a card whose markers frame only its answer grid (a part of the page)
+        # has them anywhere and smaller. They are looked for as in a photo (over each
+        # whole quadrant, over a wider range of sizes) before the scan is refused; it is
+        # read as a scan either way. Not where the template names the sizes its markers
+        # may be matched at: it is taken at its word.
+        try:
+            found = align_by_image(gray, template, photo=True)
+        except OmrError:
+            raise exc from None
+        # Matched as in a photo, kept as a scan: a flatbed keeps the markers' rectangle a
+        # rectangle, so four matches off it are look-alikes.
+        if any(_off_parallel(a, template) > SCAN_MAX_SKEW for a in found):
+            raise exc from None
+        return found
+
+
+#: the marker correlation OMRChecker itself needs (v1 and v2), below this reader's own
+#: (omrchecker_align.MIN_MATCH): the second look of a sheet that would be refused.
+LOOSE_MATCH: Final = 0.3
 #: a scan's four markers found as a photo's are kept only where the sides joining them
 #: miss a parallelogram by at most this many marker widths (``_off_parallel``).
 SCAN_MAX_SKEW: Final = 1.0
@@ -178,8 +205,6 @@ def with_drawn_marker(template: Template, shape: str) -> Template:
     """The template with a picture of its marker drawn from its shape and size: a disc,
     or an L (a bar down the left side and one along the bottom, any turn of it matching)
     filling the marker's square, centred in paper."""
-    from dataclasses import replace
-
     import cv2
     import numpy as np
 
