@@ -166,3 +166,19 @@ def test_a_malformed_zone_layout_is_template_invalid_naming_the_setting(change: 
     with pytest.raises(TemplateError) as info:
         convert_template(raw)
     assert named in info.value.message
+
+
+def test_a_turned_sheets_tracks_give_the_ends_of_their_outer_edges_not_a_box_round_them() -> None:
+    # Turned 2 degrees, a 900 px track's outer edge runs 31 px across: its bounding box
+    # would put both ends of it at the box's side.
+    template = convert_template(_template("TWO_LINES", TRACKS)).template
+    page = _page(template, {}, kind="TWO_LINES")
+    warp = cv2.getRotationMatrix2D((PAGE[0] / 2, PAGE[1] / 2), 2.0, 1.0)
+    ok, png = cv2.imencode(".png", cv2.warpAffine(page, warp, PAGE, borderValue=250))
+    assert ok
+    reading = read_sheet(png.tobytes(), template)
+    x0, y0, x1, y1 = FRAME
+    frame = np.array([[(0.0, 0.0), (x1 - x0, 0.0), (x1 - x0, y1 - y0), (0.0, y1 - y0)]])
+    found = cv2.perspectiveTransform(frame, reading.alignment.homography)[0]
+    truth = cv2.transform(np.array([[(x0, y0), (x1, y0), (x1, y1), (x0, y1)]], np.float64), warp)[0]
+    assert np.abs(found - truth).max() < 3

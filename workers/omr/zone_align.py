@@ -69,6 +69,8 @@ MIN_LINE_SHARE: Final = 0.5
 MIN_DOT_FILL: Final = 0.5
 #: ... and be at most this many times as long as it is wide.
 MAX_DOT_ASPECT: Final = 2.0
+#: a line's end is where its outermost (or innermost) pixel lies in this many rows there.
+END_ROWS: Final = 3
 #: print is what lies darker than this share of the way from the zone's paper to its ink.
 PRINT_SHARE: Final = 0.5
 
@@ -143,16 +145,21 @@ def _line(source: Gray, zone: Mapping[str, Any], name: str, edge: str) -> tuple[
     padded = cv2.copyMakeBorder(mask, length, length, 0, 0, cv2.BORDER_CONSTANT, value=0)
     closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
     joined = np.ascontiguousarray(closed[length:-length])
-    count, _, stats, _ = cv2.connectedComponentsWithStats(joined)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined)
     if count < 2:
         raise OmrError(NO_SHEET_FOUND, f"no line was found in the zone {name}")
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_HEIGHT]))
-    left, top, w, h = (int(v) for v in stats[best, :4])
+    top, h = int(stats[best, cv2.CC_STAT_TOP]), int(stats[best, cv2.CC_STAT_HEIGHT])
     if h < MIN_LINE_SHARE * zone["dimensions"][1]:
         raise OmrError(NO_SHEET_FOUND, f"no line was found in the zone {name}")
-    outer_left = name == "leftLine"
-    x = left if (edge == "outer") == outer_left else left + w
-    return (x0 + x, y0 + top), (x0 + x, y0 + top + h)
+    # Each end of the edge from the line's own rows there, not its bounding box: a sheet
+    # turned a degree moves the edge's two ends a sixtieth of its length apart.
+    leftmost = (edge == "outer") == (name == "leftLine")
+    ends = []
+    for rows in (slice(top, top + END_ROWS), slice(top + h - END_ROWS, top + h)):
+        xs = np.nonzero((labels[rows] == best).any(axis=0))[0]
+        ends.append(float(xs[0]) if leftmost else float(xs[-1] + 1))
+    return (x0 + ends[0], y0 + top), (x0 + ends[1], y0 + top + h)
 
 
 def _dot(source: Gray, zone: Mapping[str, Any], name: str, part: str) -> tuple[tuple[float, float]]:
