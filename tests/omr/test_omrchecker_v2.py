@@ -138,10 +138,7 @@ def test_processing_shape_becomes_the_config_dimensions_and_a_custom_order_the_o
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        (
-            lambda t: t["preProcessors"][1]["options"].update(type="TWO_LINES_HORIZONTAL"),
-            "'TWO_LINES_HORIZONTAL' is not supported",
-        ),
+        (lambda t: t["preProcessors"][1]["options"].update(type="CUSTOM_ZONES"), "'CUSTOM_ZONES' is not supported"),
         (lambda t: t["preProcessors"][1]["options"].update(type="FOUR_DOTS"), "topLeftDot: the layout needs this zone"),
         (lambda t: t["preProcessors"][1]["options"].update(defaultSelector="INNER_CORNERS"), "defaultSelector"),
         (lambda t: t["fieldBlocks"]["Roll"].update(fieldDetectionType="OCR"), "fieldBlocks.Roll.fieldDetectionType"),

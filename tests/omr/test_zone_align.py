@@ -59,6 +59,7 @@ def _zone(x: float, y: float, w: float, h: float, margin: float = 12) -> dict[st
 
 
 TRACKS = {"leftLine": _zone(35, 140, 30, 920), "rightLine": _zone(835, 140, 30, 920)}
+ACROSS = {"topLine": _zone(30, 145, 840, 30), "bottomLine": _zone(30, 1025, 840, 30)}
 DOTS = {
     "topLeftDot": _zone(15, 125, 50, 50),
     "topRightDot": _zone(835, 125, 50, 50),
@@ -71,7 +72,13 @@ def _page(template: Template, marks: dict[str, int], *, kind: str) -> np.ndarray
     """The printed sheet with ``marks`` (label -> bubble) filled, on the scanned page."""
     page = np.full((PAGE[1], PAGE[0]), 250, np.uint8)
     x0, y0, x1, y1 = FRAME
-    if kind == "TWO_LINES":
+    if kind == "TWO_LINES_HORIZONTAL":
+        for x in range(x0, x1 - 8, 20):
+            cv2.rectangle(page, (x, y0), (x + 9, y0 + 18), 20, -1)
+            cv2.rectangle(page, (x, y1 - 18), (x + 9, y1), 20, -1)
+        cv2.rectangle(page, (x1 - 9, y0), (x1, y0 + 18), 20, -1)
+        cv2.rectangle(page, (x1 - 9, y1 - 18), (x1, y1), 20, -1)
+    elif kind == "TWO_LINES":
         for y in range(y0, y1 - 8, 20):  # a timing track: a dash every 20 px, the last one closing it
             cv2.rectangle(page, (x0, y), (x0 + 18, y + 9), 20, -1)
             cv2.rectangle(page, (x1 - 18, y), (x1, y + 9), 20, -1)
@@ -106,7 +113,9 @@ def _marks(template: Template, rng: random.Random) -> dict[str, int]:
     return {f.label: rng.randrange(len(f.values)) for f in template.fields if rng.random() < 0.8}
 
 
-@pytest.mark.parametrize(("kind", "zones"), [("TWO_LINES", TRACKS), ("FOUR_DOTS", DOTS)])
+@pytest.mark.parametrize(
+    ("kind", "zones"), [("TWO_LINES", TRACKS), ("TWO_LINES_HORIZONTAL", ACROSS), ("FOUR_DOTS", DOTS)]
+)
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_sheet_framed_by_timing_tracks_or_dots_reads_every_answer(kind: str, zones: Any, seed: int) -> None:
     template = convert_template(_template(kind, zones)).template
@@ -157,7 +166,7 @@ def test_a_zone_with_no_line_in_it_is_no_sheet_found_naming_the_zone() -> None:
         (lambda o: o.pop("rightLine"), "rightLine: the layout needs this zone"),
         (lambda o: o["leftLine"].update(dimensions=[0, 900]), "leftLine.dimensions"),
         (lambda o: o.update(defaultSelector="INNER_WIDTHS"), "defaultSelector"),
-        (lambda o: o.update(type="TWO_LINES_SIDEWAYS"), "'TWO_LINES_SIDEWAYS' is not supported"),
+        (lambda o: o.update(type="THREE_LINES"), "'THREE_LINES' is not supported"),
     ],
 )
 def test_a_malformed_zone_layout_is_template_invalid_naming_the_setting(change: Any, named: str) -> None:

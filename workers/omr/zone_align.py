@@ -1,7 +1,7 @@
 """Align a sheet by printed dots and lines looked for in zones (OMRChecker v2's dots and lines).
 
 OMRChecker v2's ``CropOnMarkers`` of type ``FOUR_DOTS``, ``TWO_LINES``,
-``TWO_DOTS_ONE_LINE`` or ``ONE_LINE_TWO_DOTS`` names, for each dot or line the sheet
+``TWO_LINES_HORIZONTAL``, ``TWO_DOTS_ONE_LINE`` or ``ONE_LINE_TWO_DOTS`` names, for each dot or line the sheet
 prints, a zone where it lies (``origin`` and ``dimensions``, widened by ``margins``) in
 the pixels of the picture resized to its ``processingImageShape``; the picture is the
 page ``CropPage`` found when that comes first. Each dot gives one point (its centre, or a
@@ -45,7 +45,10 @@ LAYOUTS: Final[Mapping[str, tuple[str, ...]]] = {
     "TWO_LINES": ("leftLine", "rightLine"),
     "TWO_DOTS_ONE_LINE": ("topLeftDot", "bottomLeftDot", "rightLine"),
     "ONE_LINE_TWO_DOTS": ("leftLine", "topRightDot", "bottomRightDot"),
+    "TWO_LINES_HORIZONTAL": ("topLine", "bottomLine"),
 }
+#: the lines that run across the sheet (the others run down it).
+ACROSS: Final = frozenset({"topLine", "bottomLine"})
 #: the frame's corner (0 top-left, clockwise) each dot gives, and the two each line gives.
 CORNERS: Final[Mapping[str, tuple[int, ...]]] = {
     "topLeftDot": (0,),
@@ -53,6 +56,8 @@ CORNERS: Final[Mapping[str, tuple[int, ...]]] = {
     "bottomRightDot": (2,),
     "bottomLeftDot": (3,),
     "leftLine": (0, 3),
+    "topLine": (0, 1),
+    "bottomLine": (3, 2),
     "rightLine": (1, 2),
 }
 #: the selectors (v2's ``defaultSelector``) and what they take: a dot's centre or the
@@ -132,34 +137,51 @@ def _print_mask(cut: Gray) -> Gray:
 
 
 def _line(source: Gray, zone: Mapping[str, Any], name: str, edge: str) -> tuple[tuple[float, float], ...]:
-    """The ends of a line's outer (or inner) edge: (top, bottom) in ``source`` pixels."""
-    import cv2
+    """The ends of a line's outer (or inner) edge in ``source`` pixels: (top, bottom) of a
+    line down the sheet, (left, right) of one across it."""
     import numpy as np
 
     cut, x0, y0 = _cut(source, zone)
-    mask = _print_mask(cut)
-    length = max(3, round(cut.shape[0] / 10))
+    across = name in ACROSS
+    # A line across the sheet is found as a line down its transposed zone.
+    mask = np.ascontiguousarray(_print_mask(cut).T) if across else _print_mask(cut)
+    length = zone["dimensions"][0 if across else 1]
+    # The outer edge lies toward the sheet's nearest side: left, or top for one across.
+    first = (edge == "outer") == (name in ("leftLine", "topLine"))
+    (a, start), (b, end) = _down_line(mask, name, length, first)
+    if across:
+        return (x0 + start, y0 + a), (x0 + end, y0 + b)
+    return (x0 + a, y0 + start), (x0 + b, y0 + end)
+
+
+def _down_line(mask: Gray, name: str, length: float, first: bool) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The two ends of the edge of the longest line down ``mask`` (the first column of
+    print at each end, or the last): ((column, row) at its top, (column, row) at its
+    bottom)."""
+    import cv2
+    import numpy as np
+
+    run = max(3, round(mask.shape[0] / 10))
     # A timing track's marks, joined along the line; text beside it stays apart. Padded
     # with paper first: a closing takes the picture's border for print and would run the
     # line on to the zone's edge.
-    padded = cv2.copyMakeBorder(mask, length, length, 0, 0, cv2.BORDER_CONSTANT, value=0)
-    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, length)))
-    joined = np.ascontiguousarray(closed[length:-length])
+    padded = cv2.copyMakeBorder(mask, run, run, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    closed = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, run)))
+    joined = np.ascontiguousarray(closed[run:-run])
     count, labels, stats, _ = cv2.connectedComponentsWithStats(joined)
     if count < 2:
         raise OmrError(NO_SHEET_FOUND, f"no line was found in the zone {name}")
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_HEIGHT]))
     top, h = int(stats[best, cv2.CC_STAT_TOP]), int(stats[best, cv2.CC_STAT_HEIGHT])
-    if h < MIN_LINE_SHARE * zone["dimensions"][1]:
+    if h < MIN_LINE_SHARE * length:
         raise OmrError(NO_SHEET_FOUND, f"no line was found in the zone {name}")
     # Each end of the edge from the line's own rows there, not its bounding box: a sheet
     # turned a degree moves the edge's two ends a sixtieth of its length apart.
-    leftmost = (edge == "outer") == (name == "leftLine")
     ends = []
     for rows in (slice(top, top + END_ROWS), slice(top + h - END_ROWS, top + h)):
         xs = np.nonzero((labels[rows] == best).any(axis=0))[0]
-        ends.append(float(xs[0]) if leftmost else float(xs[-1] + 1))
-    return (x0 + ends[0], y0 + top), (x0 + ends[1], y0 + top + h)
+        ends.append(float(xs[0]) if first else float(xs[-1] + 1))
+    return (ends[0], float(top)), (ends[1], float(top + h))
 
 
 def _dot(source: Gray, zone: Mapping[str, Any], name: str, part: str) -> tuple[tuple[float, float]]:
