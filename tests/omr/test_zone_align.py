@@ -167,6 +167,7 @@ def test_a_zone_with_no_line_in_it_is_no_sheet_found_naming_the_zone() -> None:
         (lambda o: o["leftLine"].update(dimensions=[0, 900]), "leftLine.dimensions"),
         (lambda o: o.update(defaultSelector="INNER_WIDTHS"), "defaultSelector"),
         (lambda o: o.update(type="THREE_LINES"), "'THREE_LINES' is not supported"),
+        (lambda o: o.update(scanZones=[]), "scanZones: custom zones are not supported"),
     ],
 )
 def test_a_malformed_zone_layout_is_template_invalid_naming_the_setting(change: Any, named: str) -> None:

@@ -165,6 +165,8 @@ def _step(step: object, where: str, processing: tuple[int, int]) -> dict[str, An
     height, width = _shape(own, f"{where}.processingImageShape") if own else processing
     kind = options.get("type", "FOUR_MARKERS")
     selector = options.get("defaultSelector", "CENTERS")
+    if "scanZones" in options:
+        raise TemplateError(f"{where}.scanZones: custom zones are not supported; the layout's named zones are")
     if kind in LAYOUTS:
         if selector not in SELECTORS:
             raise TemplateError(f"{where}.defaultSelector: {selector!r} is not one of {', '.join(SELECTORS)}")
