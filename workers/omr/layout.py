@@ -75,8 +75,8 @@ MIN_OUTLINE: Final = 0.06
 NEAR_PRIOR: Final = 0.05
 #: ... and the measured size within these shares of the template's.
 SIZE_RANGE: Final = (0.6, 1.8)
-#: ... or up to this share, in the second look for a template whose bubbles are not
-#: found printed within SIZE_RANGE (``fit_layout``'s ``largest``).
+#: ... or from the template's size up to this share, in the second look for a template
+#: whose bubbles are not found printed within SIZE_RANGE (``fit_layout``'s ``largest``).
 WIDE_SIZE: Final = 3.0
 #: a block's print may be this much narrower .. wider (or shorter .. taller) than the
 #: template lays it out (a hand-written bubble gap a few per cent short); a fit outside
@@ -472,7 +472,10 @@ def _fit_block(
     mean = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
     # Beside the bubble: up to half a spacing from its centre, less the search's reach.
     side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
-    look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side)
+    # The second, wide look (``largest`` beyond SIZE_RANGE) is for print larger than the
+    # template's boxes: smaller rings there are what is printed inside the bubbles.
+    least = 1.0 if largest > SIZE_RANGE[1] else SIZE_RANGE[0]
+    look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side, least)
     stretch = (1.0, 1.0)
     if not measure:
         found = _outline(mean, hx, hy, *look)
@@ -540,7 +543,7 @@ def _stretch(
     hx: int,
     hy: int,
     s: float,
-    look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]],
+    look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float], float],
 ) -> float:
     """How much wider (axis 0) or taller (axis 1) the block is printed than the template
     lays it out: 1.0 when it cannot tell or the print matches. ``sums``: each line's
@@ -636,15 +639,18 @@ def _outline(
     reach: tuple[float, float],
     top: tuple[float, float],
     side: tuple[float, float],
+    least: float = SIZE_RANGE[0],
 ) -> _Found | None:
     """Centre offset, radii and outline darkness of the bubble in a block's mean picture.
 
     Along each axis, through the current centre, the pair of dark outline points
     (c - r, c + r) that is darkest together gives the centre c and the radius r; the
     axes are done in turn, each through the other's latest centre. None when the
-    outline does not stand out from the paper around it.
+    outline does not stand out from the paper around it. Radii from ``least`` times
+    ``radii`` (rounded up to a whole pixel, so never under that share) are looked for:
+    smaller rings are a letter or digit printed inside the bubble.
     """
-    return _outlines(mean[None], hx, hy, radii, reach, top, side)[0]
+    return _outlines(mean[None], hx, hy, radii, reach, top, side, least)[0]
 
 
 def _outlines(
@@ -655,6 +661,7 @@ def _outlines(
     reach: tuple[float, float],
     top: tuple[float, float],
     side: tuple[float, float],
+    least: float = SIZE_RANGE[0],
 ) -> list[_Found | None]:
     """``_outline`` of each of several mean pictures (n, height, width) of one block.
 
@@ -674,7 +681,7 @@ def _outlines(
     for axis in (1, 0, 1, 0):
         stack = _profiles(means, axis, c, r, hx, hy, side)  # (pictures, profile)
         middle = hx if axis == 0 else hy
-        rr, cc, ends, prior, penalty = _pairs(stack.shape[1], middle, radii[axis], top[axis], reach[axis])
+        rr, cc, ends, prior, penalty = _pairs(stack.shape[1], middle, least * radii[axis], top[axis], reach[axis])
         # Both outline points dark, and lighter just outside them (paper).
         at = stack.take(ends, axis=1)  # (pictures, 4, radii, offsets): a, b and just outside each
         outside = 0.5 * (at[:, 2] + at[:, 3])
@@ -705,10 +712,7 @@ def _outlines(
     # (a + b) / 2 is np.mean of two floats, without its overhead.
     out: list[_Found | None] = [None] * n
     for k, picture in enumerate(live):
-        # Under SIZE_RANGE's floor (the whole-pixel radii tried start a little below it):
-        # a ring that small is a letter or digit printed inside the bubble, no outline.
-        if r[k][0] >= SIZE_RANGE[0] * radii[0] and r[k][1] >= SIZE_RANGE[0] * radii[1]:
-            out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
+        out[picture] = ((c[k][0], c[k][1]), (r[k][0], r[k][1]), (strength[k][0] + strength[k][1]) / 2)
     return out
 
 
@@ -786,14 +790,15 @@ def _band_mean(
 
 
 @functools.lru_cache(maxsize=64)
-def _pairs(length: int, middle: int, radius: float, top: float, reach: float) -> tuple[npt.NDArray[Any], ...]:
+def _pairs(length: int, middle: int, least: float, top: float, reach: float) -> tuple[npt.NDArray[Any], ...]:
     """The outline point pairs ``_outlines`` tries along one axis of a profile: radii
-    ``rr`` (column) by centre offsets ``cc`` (row); the two points' indices and those
-    just outside them, stacked (4, radii, offsets); the pull towards the middle; and that
-    pull made endless for a pair not wholly on the profile."""
+    ``rr`` (column, from ``least`` rounded up to ``top``) by centre offsets ``cc`` (row);
+    the two points' indices and those just outside them, stacked (4, radii, offsets); the
+    pull towards the middle; and that pull made endless for a pair not wholly on the
+    profile."""
     import numpy as np
 
-    lo = max(1, int(SIZE_RANGE[0] * radius))
+    lo = max(1, math.ceil(least))
     hi = max(lo + 1, int(top))
     reach_px = int(reach)
     rr = np.arange(lo, hi + 1)[:, None]

@@ -132,14 +132,16 @@ def read_gray(
         if exc.code != TEMPLATE_MISMATCH:
             raise
         refused = exc
-    if refused is not None or not fit.outlined:
+    if refused is not None or not fit.all_outlined:
         # A template written by hand may give its bubbles a box far smaller than their
         # print (OMRChecker reads only the box): their outlines then lie beyond the sizes
         # the layout looks for, and where the markers are four alike the sheet's turn,
-        # which the layout tells, is a guess too. A second look up to layout.WIDE_SIZE,
-        # only for a sheet that would be refused or shows no outline of a size looked
-        # for, and taken only where it finds every block's outline: elsewhere a wider
-        # look can take a larger ring of print round small bubbles for theirs.
+        # which the layout tells, is a guess too. A second look, from the template's size
+        # up to layout.WIDE_SIZE, for a sheet that would be refused or where a block shows
+        # no outline of a size looked for (the digits printed inside such a bubble can
+        # pass for the outline of another block's), and taken only where it finds every
+        # block's outline: elsewhere a wider look can take a larger ring of print round
+        # small bubbles for theirs.
         wider = _wide_look(image, gray, seen, template, photo=photo)
         if wider is not None:
             alignment, (fit, placed, samples) = wider
@@ -196,8 +198,8 @@ def _wide_look(
     photo: bool,
 ) -> tuple[Alignment, tuple[LayoutFit, Template, Samples]] | None:
     """``read_gray``'s second look: the sheet aligned and its blocks fitted with printed
-    sizes up to layout.WIDE_SIZE times the template's; None unless every block shows
-    its outline there and the bubbles are printed where it puts them."""
+    sizes from the template's up to layout.WIDE_SIZE times it; None unless every block
+    shows its outline there and the bubbles are printed where it puts them."""
     from workers.omr.align import align
 
     try:
