@@ -57,8 +57,8 @@ def test_a_band_of_columns_averages_as_summed_pixel_by_pixel(band: int) -> None:
 def test_a_letter_inside_the_bubble_is_not_measured_as_its_outline() -> None:
     # A small picture of a bubble with a bold letter printed inside (OMRChecker's Adrian
     # sheet shrunk to 341 px): the letter's strokes, half the bubble's size across and far
-    # darker than its thin outline, outscore the outline at the smallest radii tried,
-    # which start a little under SIZE_RANGE's floor. Such a ring is no outline.
+    # darker than its thin outline, outscore the outline under SIZE_RANGE's floor, where
+    # the whole-pixel radii tried used to start.
     size, radius = 40, 6.25
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     d = np.hypot(xx - size // 2, yy - size // 2)
