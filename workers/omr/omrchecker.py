@@ -1,4 +1,5 @@
-"""Read OMRChecker (v1, master-branch format) files with this project's reader.
+"""Read OMRChecker files with this project's reader: v1 (the master-branch format), and v2
+(its dev branch) rewritten as v1 first (workers/omr/omrchecker_v2.py).
 
 Academies migrating from OMRChecker keep their ``template.json``, the pictures it names
 (marker, reference) and ``config.json``. :func:`convert_template` turns them into a

@@ -10,6 +10,9 @@ rewritten in v1's terms and read as a v1 template (workers/omr/omrchecker.py):
 - ``CropOnMarkers`` of type ``FOUR_MARKERS`` is v1's CropOnMarkers: ``referenceImage`` is
   ``relativePath``, ``markerDimensions`` (the marker's size in the processing image) give
   ``sheetToMarkerWidthRatio``, and ``tuningOptions`` carry the marker search's options;
+- ``CropOnMarkers`` of the dot and line types (``FOUR_DOTS``, ``TWO_LINES``, ...) has no
+  v1 word: it keeps v2's own options (its zones, selector and processing size), and the
+  v1 loader makes it the alignment kind "zones" (workers/omr/zone_align.py);
 - ``CropPage``, ``FeatureBasedAlignment``, ``GaussianBlur``, ``MedianBlur`` and ``Levels``
   keep their v1 options.
 
@@ -17,8 +20,8 @@ Left out, because this reader does it itself: ``AutoRotate`` (the layout tells t
 turn, workers/omr/layout.py), ``Contrast`` (every bubble is measured against its own
 paper and the sheet's ink), a block's ``scanZone`` and the template's ``alignment`` (each
 block is looked for near where the template puts it). Refused with TEMPLATE_INVALID,
-naming the setting: fields other than bubbles (OCR, barcodes) and CropOnMarkers of any
-type but FOUR_MARKERS (dots and lines), which this reader has no aligner for.
+naming the setting: fields other than bubbles (OCR, barcodes), custom ``scanZones`` and
+selectors other than the markers' centres or the dots' and lines' centres and corners.
 """
 
 from __future__ import annotations
