@@ -126,10 +126,7 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
             "(fieldBlocks and pageDimensions, or v2's templateDimensions, are required)"
         )
     config = find_config(path.parent)
-    if is_v2_template(data):
-        # v2's processing size is the template's own: it takes the place of config.json's.
-        data, dimensions = v1_from_v2(data)
-        config = {**config, **dimensions}
+    data, config = _as_v1(data, config)
     steps = _steps(data)
     marker = reference = None
     pictures: tuple[Path, ...] = ()
@@ -151,6 +148,15 @@ def load_omrchecker_template(path: str | Path, *, student_id_label: str | None =
         student_id_label=student_id_label,
     )
     return replace(sheet, pictures=pictures)
+
+
+def _as_v1(data: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """A v2 template as the v1 template it amounts to, with its processing size in place of
+    config.json's (it is the template's own in v2); a v1 template as it is."""
+    if not is_v2_template(data):
+        return data, config
+    converted, dimensions = v1_from_v2(data)
+    return converted, {**config, **dimensions}
 
 
 def find_config(folder: Path, levels: int = 3) -> Mapping[str, Any]:
@@ -183,9 +189,7 @@ def convert_template(
     if not is_omrchecker_template(data):
         raise TemplateError("not an OMRChecker template: pageDimensions and fieldBlocks are required")
     config = config or {}
-    if is_v2_template(data):
-        data, dimensions = v1_from_v2(data)
-        config = {**config, **dimensions}
+    data, config = _as_v1(data, config)
     processing = _processing(config)
     steps = _steps(data)
     page_w, page_h = _pair(data, "pageDimensions", 50, 20000)
