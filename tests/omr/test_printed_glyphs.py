@@ -10,7 +10,9 @@ from typing import Final
 import numpy as np
 
 from workers.omr.classify import (
+    COVERED_BLANK,
     all_marked,
+    covered_blanks,
     print_taken_off,
     read_field,
     read_fields,
@@ -213,3 +215,32 @@ def test_rows_read_marked_throughout_go_to_review_and_a_double_mark_does_not() -
     assert [r.values for r in read[20:]] == [("A", "B", "C", "D", "E")] * 10
     assert not any(r.review for r in read[20:])
     assert all_marked(fields, read) == {f"q{q}" for q in range(21, 31)}
+
+
+def test_a_bubble_read_blank_whose_surroundings_a_mark_covers_sends_its_field_to_review() -> None:
+    # A bold digit measured as the bubble: its middle is the digit whether marked or not,
+    # so every bubble reads alike (blank), and the mark shows only round it, where the
+    # reader looks for paper. A shadow over a whole row darkens every bubble's
+    # surroundings alike and sends nothing to review.
+    fields = [
+        Field(f"q{q + 1}", ("A", "B", "C", "D", "E"), tuple((100.0 + 40 * c, 100.0 + 50 * q) for c in range(5)))
+        for q in range(3)
+    ]
+    index = tuple(tuple(range(5 * q, 5 * q + 5)) for q in range(3))
+    shade = np.array(
+        [
+            *(0.02, 0.6, 0.03, 0.01, 0.02),  # q1: B covered round its digit, read blank
+            *(0.45, 0.47, 0.46, 0.44, 0.48),  # q2: in a shadow, blank
+            *(0.02, 0.03, 0.01, 0.7, 0.02),  # q3: D covered, and read as marked
+        ]
+    )
+    fill = np.full(15, 0.1)
+    fill[13] = 0.9
+    clean, ceiling = print_taken_off(fill, index, ["MCQ"] * 3)
+    levels = sheet_levels(clean, index, ceiling=ceiling)
+    read = read_fields(fields, clean, index, levels, 0)
+    assert [r.values for r in read] == [(), (), ("D",)]
+    assert covered_blanks(fields, read, shade, index) == {"q1"}
+    # Just under the bar over the field's typical bubble, it is no mark's.
+    shade[1] = 0.02 + COVERED_BLANK - 0.01
+    assert covered_blanks(fields, read, shade, index) == frozenset()

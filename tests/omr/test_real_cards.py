@@ -183,25 +183,106 @@ def test_a_hand_written_template_a_third_of_a_bubble_off_the_print_still_reads_e
     _assert_exact(_tally(sheets, _read(template, sheets, tmp_path)))
 
 
-def test_a_hand_written_template_with_bubble_boxes_far_smaller_than_the_print_reads_exactly(tmp_path: Path) -> None:
-    # OMRChecker reads only the box a template gives each bubble, so a template written
-    # by hand may give a box far smaller than the printed bubble, centred in it: here
-    # under two fifths of its width and height. The printed circles lie beyond the sizes
-    # the layout first looks for, and the four identical markers leave the sheet's turn
-    # to the layout too: the sheet fed upside down was refused (TEMPLATE_MISMATCH, its
-    # bubbles "not printed"), the other read through boxes a third of the bubbles' size
-    # (every answer and the student number flagged).
-    card = C.CARDS["grey"]
-    sheets = list(C.make_cards(card, 2, "small-boxes", upside_down=FLIPS))
-    path = C.write_omrchecker(card, tmp_path / "omrchecker")
+def _small_boxes(card: C.Card, tmp: Path, share: float) -> Path:
+    """The card's OMRChecker template with every bubble's box ``share`` of its printed
+    width and height, centred in it, as a template written by hand may give."""
+    path = C.write_omrchecker(card, tmp / "omrchecker")
     data = json.loads(path.read_text(encoding="utf-8"))
     default = data["bubbleDimensions"]
     for block in data["fieldBlocks"].values():
         w, h = block.get("bubbleDimensions", default)
-        small = [round(0.38 * w), round(0.38 * h)]
+        small = [round(share * w), round(share * h)]
         block["origin"] = [block["origin"][0] + (w - small[0]) // 2, block["origin"][1] + (h - small[1]) // 2]
         block["bubbleDimensions"] = small
     path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "share"),
+    [
+        # Light-grey circles, boxes under two fifths of them: the printed circles lie
+        # beyond the sizes the layout first looks for, and the four identical markers
+        # leave the sheet's turn to the layout too. The sheet fed upside down was
+        # refused (TEMPLATE_MISMATCH), the other read through boxes a third of the
+        # bubbles' size (every answer and the student number flagged).
+        ("grey", 0.38),
+        # Dropout-red ellipses with their digit inside, boxes half their size: the digit
+        # passes for the outline at two thirds of the box in every block, and the sheet
+        # was read at the digit's size, where a solid mark covers the paper looked for
+        # round it: 40 of 90 answers read blank, silently. Looked at again from the box's
+        # size up, the ellipses' outlines stand out twice as strongly.
+        ("red", 0.5),
+        # Rectangles, boxes under half their size: beside a box that small lie the
+        # rectangle's own sides, which the outline search took off as a ruled line
+        # would be, so no outline was found in any block (one sheet refused, the other's
+        # student number unread).
+        ("corner", 0.45),
+    ],
+)
+def test_a_hand_written_template_with_bubble_boxes_far_smaller_than_the_print_reads_exactly(
+    name: str, share: float, tmp_path: Path
+) -> None:
+    # OMRChecker reads only the box a template gives each bubble, so a template written
+    # by hand may give a box far smaller than the printed bubble, centred in it.
+    card = C.CARDS[name]
+    sheets = list(C.make_cards(card, 2, "small-boxes", upside_down=FLIPS))
+    path = _small_boxes(card, tmp_path, share)
+    _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
+
+
+def test_solid_marks_on_bubbles_measured_at_their_bold_digit_go_to_review_not_blank(tmp_path: Path) -> None:
+    # Black circles with a bold black digit inside, through boxes under two fifths of
+    # the circles: the digit is found as the bubble's outline in both looks, and every
+    # bubble's middle is its digit, marked or not. A solid mark then shows only round
+    # the digit, where the paper is looked for: 27 of 90 answers read blank, silently,
+    # 16 of them solid marks. The covered surroundings now send such a field to a
+    # person; a light mark can still leave them light enough to pass.
+    card = C.CARDS["dark"]
+    sheets = list(C.make_cards(card, 2, "small-boxes", upside_down=FLIPS))
+    result = _read(_small_boxes(card, tmp_path, 0.38), sheets, tmp_path)
+    silent = []
+    for s in sheets:
+        entry = result[s.name]
+        assert "error" not in entry, entry
+        for label, want in s.truth.answers.items():
+            got = sorted(LETTER.get(v, v) for v in entry["answers"][label])
+            if s.truth.kinds[label] == "solid" and got != sorted(want) and label not in entry["review"]:
+                silent.append(f"{s.name} {label}: read {got}, truth {list(want)}")
+    assert sum(kind == "solid" for s in sheets for kind in s.truth.kinds.values()) >= 40
+    assert silent == []
+
+
+def _stretched(path: Path, kx: float, ky: float) -> None:
+    """Draw the OMRChecker template at ``path`` on a frame ``kx`` times as wide and ``ky``
+    times as tall: what OMRChecker's warp of the markers' rectangle onto that frame
+    shows, every position, box and gap stretched with it."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    w, h = data["pageDimensions"]
+    data["pageDimensions"] = [round(w * kx), round(h * ky)]
+    default = data["bubbleDimensions"]
+    for block in data["fieldBlocks"].values():
+        bw, bh = block.get("bubbleDimensions", default)
+        block["bubbleDimensions"] = [round(bw * kx), round(bh * ky)]
+        block["origin"] = [round(block["origin"][0] * kx), round(block["origin"][1] * ky)]
+        # QTYPE_INT lays its digits out down the page, the choices run across.
+        down = block.get("fieldType") == "QTYPE_INT"
+        block["bubblesGap"] = round(block["bubblesGap"] * (ky if down else kx), 1)
+        block["labelsGap"] = round(block["labelsGap"] * (kx if down else ky), 1)
+    data["bubbleDimensions"] = [round(default[0] * kx), round(default[1] * ky)]
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_a_landscape_template_for_upright_markers_reads_as_omrchecker_stretches_it(tmp_path: Path) -> None:
+    # A template drawn on a landscape frame for a card whose four markers stand upright
+    # (a public OMRChecker template had pageDimensions 1846 x 1500): OMRChecker stretches
+    # the markers' rectangle onto that frame whatever its shape, and reads there. The
+    # reader took the sheet for one turned a quarter and refused it (TEMPLATE_MISMATCH);
+    # a sheet both looks refuse is now looked at stretched, as OMRChecker does.
+    card = C.CARDS["grey"]
+    sheets = list(C.make_cards(card, 2, "landscape", upside_down=FLIPS))
+    path = _omrchecker(card, tmp_path)
+    _stretched(path, 1.5, 0.75)
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
 
 

@@ -150,6 +150,16 @@ class LayoutFit:
         """Whether every block's bubbles showed a printed outline of a size looked for."""
         return all(b.measured for b in self.blocks)
 
+    def smallest_share(self, template: Template) -> float:
+        """The smallest printed size measured, as a share of its block's size in
+        ``template`` (the template before the fit), over both axes of every block whose
+        outline was measured; 1.0 where none was."""
+        sizes = {f.block_name: template.bubble_size(f) for f in template.fields}
+        shares = [
+            min(2 * b.radii[0] / sizes[b.name][0], 2 * b.radii[1] / sizes[b.name][1]) for b in self.blocks if b.measured
+        ]
+        return min(shares, default=1.0)
+
     def _counts(self) -> list[int]:
         sizes: dict[str, int] = {}
         for f in self.template.fields:
@@ -474,7 +484,8 @@ def _fit_block(
     side = ((0.5 * gap_x - 1) * s, (0.5 * gap_y - 1) * s)
     # The second, wide look (``largest`` beyond SIZE_RANGE) is for print larger than the
     # template's boxes: smaller rings there are what is printed inside the bubbles.
-    least = 1.0 if largest > SIZE_RANGE[1] else SIZE_RANGE[0]
+    wide = largest > SIZE_RANGE[1]
+    least = 1.0 if wide else SIZE_RANGE[0]
     look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side, least)
     stretch = (1.0, 1.0)
     if not measure:
@@ -517,6 +528,12 @@ def _fit_block(
             found = refit
         else:
             stretch = (1.0, 1.0)
+    if found is None and wide:
+        # Beside a rectangle printed far larger than the template's size, where the
+        # first axis's profile is taken off, its edges run on: taken off, they cancel.
+        # Searched once more without that (only now: the profile beside a bubble keeps
+        # its neighbours' outlines in rows printed close together from pairing with it).
+        found = _outline(mean, hx, hy, *look, first_beside=False)
     if found is None:
         # No outline stands out (hairline or very light outlines): what is printed or
         # marked inside the bubbles (their digits, the students' marks) still sits at
@@ -640,6 +657,8 @@ def _outline(
     top: tuple[float, float],
     side: tuple[float, float],
     least: float = SIZE_RANGE[0],
+    *,
+    first_beside: bool = True,
 ) -> _Found | None:
     """Centre offset, radii and outline darkness of the bubble in a block's mean picture.
 
@@ -649,8 +668,12 @@ def _outline(
     outline does not stand out from the paper around it. Radii from ``least`` times
     ``radii`` (rounded up to a whole pixel, so never under that share) are looked for:
     smaller rings are a letter or digit printed inside the bubble.
+
+    ``first_beside``: whether the first axis's profile has the profile beside the bubble
+    taken off, as every later axis's has (see ``_profiles``). Where the bubble is placed
+    there is only ``radii``' guess until its size across is measured.
     """
-    return _outlines(mean[None], hx, hy, radii, reach, top, side, least)[0]
+    return _outlines(mean[None], hx, hy, radii, reach, top, side, least, first_beside=first_beside)[0]
 
 
 def _outlines(
@@ -662,6 +685,8 @@ def _outlines(
     top: tuple[float, float],
     side: tuple[float, float],
     least: float = SIZE_RANGE[0],
+    *,
+    first_beside: bool = True,
 ) -> list[_Found | None]:
     """``_outline`` of each of several mean pictures (n, height, width) of one block.
 
@@ -678,8 +703,9 @@ def _outlines(
     # not stand out along an axis has none, and is searched no further (each picture's
     # search is its own, so the others come out the same).
     live = list(range(n))
-    for axis in (1, 0, 1, 0):
-        stack = _profiles(means, axis, c, r, hx, hy, side)  # (pictures, profile)
+    for step, axis in enumerate((1, 0, 1, 0)):
+        beside = side if first_beside or step else (0.0, 0.0)  # (0, 0): nothing beside
+        stack = _profiles(means, axis, c, r, hx, hy, beside)  # (pictures, profile)
         middle = hx if axis == 0 else hy
         rr, cc, ends, prior, penalty = _pairs(stack.shape[1], middle, least * radii[axis], top[axis], reach[axis])
         # Both outline points dark, and lighter just outside them (paper).

@@ -27,6 +27,7 @@ print one marker image in every corner. So:
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -298,7 +299,13 @@ def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: 
         # pageDimensions whatever their shape, so its templates are written for a frame
         # that may be a few per cent off the markers' own rectangle.
         tol = OMRCHECKER_ASPECT_TOL
+    any_aspect = bool(template.alignment.options.get("any_aspect"))
+    if any_aspect:
+        # As OMRChecker does it: the markers' rectangle stretched onto the template's
+        # frame whatever its shape, every turn a candidate, the likeliest first.
+        tol = math.inf
     out: list[Alignment] = []
+    misses: list[float] = []
     aspects = []
     for turn in range(4):  # template top-left lies at image corner `turn` (clockwise from top-left)
         image_pts = np.array([pts[(turn + i) % 4] for i in range(4)], np.float64)
@@ -312,6 +319,9 @@ def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: 
             raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
         h = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
         out.append(Alignment(h.astype(np.float64), turn * 90, scale, ink, paper))
+        misses.append(abs(math.log(across / down / tpl_aspect)))
+    if any_aspect:
+        out = [a for _, a in sorted(zip(misses, out, strict=True), key=lambda pair: pair[0])]
     if not out:
         raise OmrError(
             TEMPLATE_MISMATCH,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from workers.omr.classify import (
     FieldReading,
     Levels,
     all_marked,
+    covered_blanks,
     print_taken_off,
     read_fields,
     sheet_levels,
@@ -42,8 +43,17 @@ STRAIGHT_SCALE: Final = 0.5
 PRINT_LEVEL: Final = 0.25
 #: this many bubble-like printed rings where the template has nothing: another layout.
 MAX_UNEXPECTED_RINGS: Final = 8
+#: a sheet whose smallest printed bubble measures under this share of its template box
+#: may have had a glyph inside the bubble taken for its outline: it takes the second,
+#: wide look too, and keeps it only where that look's outlines stand out WIDE_GAIN times
+#: as strongly as the first's.
+SHRUNK_SHARE: Final = 0.8
+WIDE_GAIN: Final = 1.25
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
+
+#: one look at a sheet: its alignment, and its blocks fitted there (``place_fit``).
+_Look: TypeAlias = "tuple[Alignment, tuple[LayoutFit, Template, Samples]]"
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ def read_gray(
     ``learned``: also check every bubble with the learned classifier (workers.omr.learned);
     by default in photo mode only."""
 
-    from workers.omr.align import align, as_gray
+    from workers.omr.align import as_gray
 
     h, w = image.shape[:2]
     if max(h, w) > MAX_ASPECT * min(h, w):
@@ -124,29 +134,7 @@ def read_gray(
         from workers.omr.filters import template_filters
 
         seen = template_filters(gray, template)
-    alignment = align(seen, template, photo=photo)
-    refused: OmrError | None = None
-    try:
-        fit, placed, samples = place_fit(image, gray, template, alignment)
-    except OmrError as exc:
-        if exc.code != TEMPLATE_MISMATCH:
-            raise
-        refused = exc
-    if refused is not None or not fit.all_outlined:
-        # A template written by hand may give its bubbles a box far smaller than their
-        # print (OMRChecker reads only the box): their outlines then lie beyond the sizes
-        # the layout looks for, and where the markers are four alike the sheet's turn,
-        # which the layout tells, is a guess too. A second look, from the template's size
-        # up to layout.WIDE_SIZE, for a sheet that would be refused or where a block shows
-        # no outline of a size looked for (the digits printed inside such a bubble can
-        # pass for the outline of another block's), and taken only where it finds every
-        # block's outline: elsewhere a wider look can take a larger ring of print round
-        # small bubbles for theirs.
-        wider = _wide_look(image, gray, seen, template, photo=photo)
-        if wider is not None:
-            alignment, (fit, placed, samples) = wider
-        elif refused is not None:
-            raise refused
+    alignment, (fit, placed, samples) = _looks(image, gray, seen, template, photo=photo)
     straight = None
     # A template in this project's format lists every bubble its sheet prints, so bubbles
     # on its grid that it does not list mean another layout. An imported template (an
@@ -179,7 +167,8 @@ def read_gray(
     # Marks that may be no more than their own glyph, and rows marked throughout; checked
     # after the classifier, which sees the same print and cannot tell it from marks either.
     glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
-    doubtful = unchecked | glyphs | all_marked(placed.fields, fields)
+    covered = covered_blanks(placed.fields, fields, samples.shade, samples.index)
+    doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | covered
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
@@ -189,6 +178,57 @@ def read_gray(
     )
 
 
+def _looks(
+    image: npt.NDArray[np.uint8],
+    gray: npt.NDArray[np.uint8],
+    seen: npt.NDArray[np.uint8],
+    template: Template,
+    *,
+    photo: bool,
+) -> _Look:
+    """The sheet aligned (on ``seen``, the picture cleaned by the template's filters) and
+    its blocks fitted: the first look; the second, wide one where the first leaves a
+    doubt; the stretched one (``_stretched_look``) for a sheet both would refuse."""
+    from workers.omr.align import align
+
+    first: _Look | None = None
+    refused: OmrError | None = None
+    try:
+        alignment = align(seen, template, photo=photo)
+        first = alignment, place_fit(image, gray, template, alignment)
+    except OmrError as exc:
+        # The markers' rectangle off the template's aspect, or the bubbles not printed
+        # where the template has them.
+        if exc.code != TEMPLATE_MISMATCH:
+            raise
+        refused = exc
+    fit = None if first is None else first[1][0]
+    shrunk = fit is not None and fit.all_outlined and fit.smallest_share(template) < SHRUNK_SHARE
+    if first is not None and first[1][0].all_outlined and not shrunk:
+        return first
+    # A template written by hand may give its bubbles a box far smaller than their
+    # print (OMRChecker reads only the box): their outlines then lie beyond the sizes
+    # the layout looks for, and where the markers are four alike the sheet's turn,
+    # which the layout tells, is a guess too. A second look, from the template's size
+    # up to layout.WIDE_SIZE, for a sheet that would be refused or where a block shows
+    # no outline of a size looked for (the digits printed inside such a bubble can
+    # pass for the outline of another block's), and taken only where it finds every
+    # block's outline: elsewhere a wider look can take a larger ring of print round
+    # small bubbles for theirs. Where the first look did find every block's, but one
+    # far smaller than the template's box (a glyph inside the bubble), the wide look
+    # must stand out more to be taken (WIDE_GAIN).
+    wider = _wide_look(image, gray, seen, template, photo=photo)
+    if wider is not None and (fit is None or not shrunk or wider[1][0].score >= WIDE_GAIN * fit.score):
+        return wider
+    if first is not None:
+        return first
+    stretched = _stretched_look(image, gray, seen, template, photo=photo)
+    if stretched is None:
+        assert refused is not None
+        raise refused
+    return stretched
+
+
 def _wide_look(
     image: npt.NDArray[np.uint8],
     gray: npt.NDArray[np.uint8],
@@ -196,7 +236,7 @@ def _wide_look(
     template: Template,
     *,
     photo: bool,
-) -> tuple[Alignment, tuple[LayoutFit, Template, Samples]] | None:
+) -> _Look | None:
     """``read_gray``'s second look: the sheet aligned and its blocks fitted with printed
     sizes from the template's up to layout.WIDE_SIZE times it; None unless every block
     shows its outline there and the bubbles are printed where it puts them."""
@@ -205,6 +245,34 @@ def _wide_look(
     try:
         alignment = align(seen, template, photo=photo, wide=True)
         fitted = place_fit(image, gray, template, alignment, wide=True)
+    except OmrError:
+        return None
+    return (alignment, fitted) if fitted[0].all_outlined else None
+
+
+def _stretched_look(
+    image: npt.NDArray[np.uint8],
+    gray: npt.NDArray[np.uint8],
+    seen: npt.NDArray[np.uint8],
+    template: Template,
+    *,
+    photo: bool,
+) -> _Look | None:
+    """``read_gray``'s last look at a sheet refused through an OMRChecker template with
+    marker pictures: its markers' rectangle taken at any aspect, every turn a candidate
+    (``any_aspect``), as OMRChecker stretches it onto ``pageDimensions`` whatever its
+    shape. A template drawn on a landscape frame for markers that stand upright reads
+    there, its bubbles drawn as wide as the stretch makes them. None unless every block
+    shows its outline and the bubbles are printed where the layout puts them."""
+    from workers.omr.align import align
+
+    if "pageDimensions" not in template.raw or template.marker_image is None:
+        return None
+    options = {**template.alignment.options, "any_aspect": True}
+    stretched = replace(template, alignment=replace(template.alignment, options=options))
+    try:
+        alignment = align(seen, stretched, photo=photo)
+        fitted = place_fit(image, gray, template, alignment)
     except OmrError:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None

@@ -71,6 +71,9 @@ _CACHE_SIZE: Final = 16
 class Samples:
     fill: npt.NDArray[np.float64]  # one per bubble, in template.fields order
     ring: npt.NDArray[np.float64]
+    #: how much darker than its group's paper each bubble's surroundings are (0 paper ..
+    #: 1 ink): a mark larger than the bubble was measured covers them.
+    shade: npt.NDArray[np.float64]
     #: (field index, bubble index) -> position in the flat arrays
     index: tuple[tuple[int, ...], ...]
     #: the colour channel (0 blue, 1 green, 2 red) the fill was read on; -1: grey.
@@ -258,7 +261,8 @@ class _Read:
     #: the picture's values there: BGR (bubbles, samples, 3) or grey.
     values: npt.NDArray[np.uint8]
     grey: npt.NDArray[np.uint8]
-    #: each bubble's paper level on grey.
+    #: each bubble's surroundings (``_surroundings``) and paper level, on grey.
+    surround: npt.NDArray[np.float64]
     paper: npt.NDArray[np.float64]
 
 
@@ -292,31 +296,36 @@ def sample(
     ink = alignment.ink
     ring_v = np.zeros(n, np.float64)
     fill = np.zeros(n, np.float64)
+    shade = np.zeros(n, np.float64)
     reads = []
     for g in layout.groups:
         pattern = _group_pattern(g, step)
         a, b = pattern.a, pattern.b
         values = _remap(image, *_maps(layout.centres[g.bubbles], pattern.offsets, alignment.homography))
         grey = _as_grey(values)
-        paper = _paper(grey[:, b:], ink)
+        surround = _surroundings(grey[:, b:])
+        paper = _paper(surround, ink)
         # Print anywhere in the bubble's place: its outline, or what is printed inside it
         # (a digit or letter, on a card that prints no outline at all, only the value).
         ring_v[g.bubbles] = np.maximum(_dark_share(grey[:, a:b], paper, ink), _dark_share(grey[:, :a], paper, ink))
-        reads.append(_Read(g, pattern, values, grey, paper))
+        reads.append(_Read(g, pattern, values, grey, surround, paper))
     channel = _dropout_channel(reads, ink) if image.ndim == 3 else -1
     for r in reads:
         g, probe, a, b = r.group, r.pattern.probe, r.pattern.a, r.pattern.b
-        marks, paper = r.grey, r.paper
+        marks, surround, paper = r.grey, r.surround, r.paper
         if channel >= 0:
             marks = _channel(r.values, channel)
-            paper = _paper(marks[:, b:], ink)
+            surround = _surroundings(marks[:, b:])
+            paper = _paper(surround, ink)
         # The fill reads the middle and the paper round it (not the outline band).
         span = np.maximum(paper - ink, 1.0)[:, None]
         beside = marks[:, marks.shape[1] - len(probe.beside_x) - len(probe.beside_y) :]
         dark_middle = (paper[:, None] - marks[:, :a].astype(np.float32)) / span  # (bubbles, samples)
         dark_beside = (paper[:, None] - beside.astype(np.float32)) / span
         fill[g.bubbles] = dark_middle.mean(axis=1) - _line_through(dark_beside, probe)
-    return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), layout.index, channel)
+        typical = float(np.median(surround))
+        shade[g.bubbles] = (typical - surround) / max(typical - ink, 1.0)
+    return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), np.clip(shade, -1, 2), layout.index, channel)
 
 
 def _group_pattern(g: _Group, step: float) -> _Pattern:
@@ -348,7 +357,7 @@ def _dropout_channel(reads: list[_Read], ink: float) -> int:
         k = b - a
         some = r.values[::every]  # (bubbles, samples, channel)
         paper = np.concatenate(
-            [r.paper[None, ::every], _paper(np.ascontiguousarray(some[:, b:].transpose(2, 0, 1)), ink)]
+            [r.paper[None, ::every], _paper(_surroundings(np.ascontiguousarray(some[:, b:].transpose(2, 0, 1))), ink)]
         )
         sums = np.concatenate([r.grey[None, ::every, a:b].sum(axis=2, dtype=np.uint32), _channel_sums(some[:, a:b]).T])
         levels.append((paper - sums / k) / np.maximum(paper - ink, 1.0))
@@ -439,13 +448,19 @@ def _dark_share(values: npt.NDArray[np.uint8], paper: npt.NDArray[np.float64], i
     return result
 
 
-def _paper(values: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]:
-    """The paper level of each bubble: a high percentile of its surroundings (the band
-    round it and the samples further out beside it, clear of a mark that overflows the
-    bubble), so a pencil stroke across part of them does not lower it."""
+def _surroundings(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    """The grey of each bubble's surroundings (the band round it and the samples further
+    out beside it, clear of a mark that overflows the bubble): a high percentile of them,
+    so a pencil stroke across part of them does not lower it."""
+    return _percentile_rows(values, PAPER_PERCENTILE)
+
+
+def _paper(surroundings: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
+    """The paper level of each bubble: its surroundings' grey (``_surroundings``), or its
+    group's paper where a mark covers them."""
     import numpy as np
 
-    paper = _percentile_rows(values, PAPER_PERCENTILE)
+    paper = surroundings
     # Surroundings as dark as ink all round: a mark covers them, the bubble printed far
     # bigger than it was measured (a template drawn on a small frame). Measured against
     # that, the mark would be paper; the paper of the group's other bubbles stands in.
