@@ -79,3 +79,15 @@ def test_non_json_template_text_is_template_invalid() -> None:
 def test_omrchecker_template_gets_a_hint_to_import_it() -> None:
     with pytest.raises(TemplateError, match="OMRChecker"):
         load_template({"pageDimensions": [1, 1], "fieldBlocks": {}})
+
+
+def test_an_omrchecker_template_older_than_v1_is_refused_naming_its_format() -> None:
+    # The format OMRChecker's forks wrote before v1: its question types lived in their code.
+    old = {
+        "Dimensions": [2134, 1999],
+        "BubbleDimensions": [50, 50],
+        "QBlocks": {"Mcq1": {"qType": "QTYPE_MCQ5", "orig": [1375, 233], "gaps": [57, 62], "qNos": [[["q1"]]]}},
+    }
+    with pytest.raises(TemplateError, match=r"before v1 \(Dimensions, QBlocks\).*v1 template") as info:
+        load_template(old)
+    assert info.value.code == "TEMPLATE_INVALID"

@@ -101,7 +101,7 @@ def _scan(page: np.ndarray, rng: random.Random, *, upside_down: bool = False) ->
     """A flatbed's copy: a hair turned and shifted, a little noise, JPEG."""
     turn = rng.uniform(-0.8, 0.8) + (180 if upside_down else 0)
     warp = cv2.getRotationMatrix2D((PAGE[0] / 2, PAGE[1] / 2), turn, rng.uniform(0.98, 1.02))
-    warp[:, 2] += (rng.uniform(-6, 6), rng.uniform(-6, 6))
+    warp[:, 2] += np.array((rng.uniform(-6, 6), rng.uniform(-6, 6)), np.float64)
     scanned = cv2.warpAffine(page, warp, PAGE, borderValue=250).astype(np.float32)
     scanned += np.random.default_rng(rng.randrange(1000)).normal(0, 3, scanned.shape)
     ok, data = cv2.imencode(".jpg", np.clip(scanned, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 88])

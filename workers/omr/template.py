@@ -165,6 +165,13 @@ def parse_template(data: Mapping[str, Any]) -> Template:
     if not isinstance(data, Mapping):
         raise TemplateError("template must be a JSON object")
     if data.get("format") != FORMAT:
+        if "format" not in data and "QBlocks" in data and "Dimensions" in data:
+            # OMRChecker's own format before v1: its question types were defined in the
+            # code of the fork that wrote it, so there is nothing to read them by.
+            raise TemplateError(
+                "this is an OMRChecker template in the format before v1 (Dimensions, QBlocks), "
+                "which is not read: write it as a v1 template (pageDimensions, fieldBlocks)"
+            )
         hint = " (this looks like an OMRChecker template; import it first)" if "fieldBlocks" in data else ""
         raise TemplateError(f"format: must be {FORMAT!r}{hint}")
     name = _string(data, "name", max_len=80)
