@@ -16,6 +16,11 @@ it. The sheets go to a temporary folder, never into the repository.
 One line per card, seed and share: answers, flagged, silent misreads (a wrong answer not
 in review), refused sheets and wrong student numbers (a "?" digit counts: it is flagged).
 It exits 0 only when there is no silent misread.
+
+``--circled``: the cards are left blank but for about half the questions, whose student
+ringed one choice in pencil instead of filling it (``cards.circled_card``), read through
+the card's own template (``--shares`` 1.0); the truth is the circled choice, as a person
+reads it, and the student number is blank.
 """
 
 from __future__ import annotations
@@ -94,6 +99,21 @@ def tally(sheets: list[C.CardScan], result: dict[str, Any]) -> Tally:
     return t
 
 
+def circled(card: C.Card, count: int, seed: str) -> list[C.CardScan]:
+    """``count`` scans of the card with choices ringed instead of filled, upright."""
+    import random
+
+    from tests.omr.corpus import degrade
+
+    out = []
+    for i in range(count):
+        rng = random.Random(f"circled:{card.name}:{seed}:{i}")
+        sheet = C.circled_card(card, rng)
+        data, _ = degrade(sheet.page, rng, upside_down=False)
+        out.append(C.CardScan(f"{card.name}_{seed}_circled_{i:03d}.jpg", data, sheet.truth))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cards", default=",".join(DEFAULT_CARDS))
@@ -101,12 +121,17 @@ def main() -> int:
     ap.add_argument("--seeds", default="x1,x2")
     ap.add_argument("--sheets", type=int, default=3, help="sheets per card and seed")
     ap.add_argument("--photo", action="store_true", help="phone photos read in photo mode, not scans")
+    ap.add_argument("--circled", action="store_true", help="choices ringed instead of filled, scanned")
     args = ap.parse_args()
     total = Tally()
     for name in args.cards.split(","):
         card = C.CARDS[name]
         for seed in args.seeds.split(","):
-            sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
+            sheets = (
+                circled(card, args.sheets, seed)
+                if args.circled
+                else list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
+            )
             for share in (float(x) for x in args.shares.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)

@@ -533,6 +533,30 @@ def fill_card(card: Card, rng: random.Random, *, blank: bool = False) -> CardShe
     return CardSheet(page, Truth(student_id, answers, kinds), pen)
 
 
+def circled_card(card: Card, rng: random.Random) -> CardSheet:
+    """A card whose student circled choices instead of filling them: about half the
+    questions have one bubble ringed in pencil, tight round its printed outline (up to a
+    tenth larger, 4-6 px thick); the student number is left blank. The truth gives the
+    circled choices, as a person reads them."""
+    page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
+    answers: dict[str, tuple[str, ...]] = {}
+    kinds: dict[str, str] = {}
+    for block in card.question_blocks:
+        for label, row in zip(block.labels, block.centres(), strict=True):
+            answers[label], kinds[label] = (), "blank"
+            if rng.random() < 0.5:
+                k = rng.randrange(len(row))
+                (cx, cy), (w, h) = row[k], block.size
+                grow = rng.uniform(1.0, 1.1)
+                grey = rng.uniform(0.15, 0.35)
+                axes = (round(w / 2 * grow), round(h / 2 * grow))
+                cv2.ellipse(
+                    page, (round(cx), round(cy)), axes, 0, 0, 360, (grey, grey, grey), rng.randint(4, 6), cv2.LINE_AA
+                )
+                answers[label], kinds[label] = (block.values[k],), "circled"
+    return CardSheet(page, Truth("", answers, kinds))
+
+
 def blank_scan(card: Card, *, seed: str) -> bytes:
     """The card with nothing written on it, scanned upright under a scanner's lid (JPEG):
     what a teacher uploads to set up the card."""

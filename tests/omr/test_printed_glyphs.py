@@ -10,9 +10,10 @@ from typing import Final
 import numpy as np
 
 from workers.omr.classify import (
+    CIRCLED_BLANK,
     COVERED_BLANK,
     all_marked,
-    covered_blanks,
+    marked_round_blanks,
     print_taken_off,
     read_field,
     read_fields,
@@ -240,7 +241,22 @@ def test_a_bubble_read_blank_whose_surroundings_a_mark_covers_sends_its_field_to
     levels = sheet_levels(clean, index, ceiling=ceiling)
     read = read_fields(fields, clean, index, levels, 0)
     assert [r.values for r in read] == [(), (), ("D",)]
-    assert covered_blanks(fields, read, shade, index) == {"q1"}
+    band = np.full(15, 0.2)  # every outline's print alike
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == {"q1"}
     # Just under the bar over the field's typical bubble, it is no mark's.
     shade[1] = 0.02 + COVERED_BLANK - 0.01
-    assert covered_blanks(fields, read, shade, index) == frozenset()
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == frozenset()
+
+
+def test_a_bubble_read_blank_with_a_ring_drawn_round_it_sends_its_field_to_review() -> None:
+    # A student who circles a choice: its middle stays paper, its outline's band darkens.
+    fields = [Field("q1", ("A", "B", "C", "D", "E"), tuple((100.0 + 40 * c, 100.0) for c in range(5)))]
+    index = ((0, 1, 2, 3, 4),)
+    clean, ceiling = print_taken_off(np.full(5, 0.05), index, ["MCQ"])
+    read = read_fields(fields, clean, index, sheet_levels(clean, index, ceiling=ceiling), 0)
+    shade = np.zeros(5)
+    band = np.array([0.2, 0.2, 0.2 + CIRCLED_BLANK + 0.05, 0.21, 0.19])
+    assert read[0].values == ()
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == {"q1"}
+    band[2] = 0.2 + CIRCLED_BLANK - 0.05
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == frozenset()

@@ -253,6 +253,36 @@ def test_solid_marks_on_bubbles_measured_at_their_bold_digit_go_to_review_not_bl
     assert silent == []
 
 
+@pytest.mark.parametrize("name", ["red", "grey"])
+def test_a_choice_circled_instead_of_filled_is_read_or_flagged_never_read_blank(name: str, tmp_path: Path) -> None:
+    # A student who rings a choice in pencil instead of filling it leaves its middle
+    # paper: the reader read such a choice blank, silently. Where the ring darkens the
+    # band of the printed outline well beyond the field's other bubbles, the field now
+    # goes to a person, if the ring is not read as a mark outright.
+    import random
+
+    from tests.omr.corpus import degrade
+
+    card = C.CARDS[name]
+    sheets = []
+    for i in range(2):
+        rng = random.Random(f"circled:{name}:{i}")
+        sheet = C.circled_card(card, rng)
+        data, _ = degrade(sheet.page, rng, upside_down=False)
+        sheets.append(C.CardScan(f"{name}_circled_{i}.jpg", data, sheet.truth))
+    result = _read(_omrchecker(card, tmp_path), sheets, tmp_path)
+    silent = []
+    for s in sheets:
+        entry = result[s.name]
+        assert "error" not in entry, entry
+        for label, want in s.truth.answers.items():
+            got = sorted(LETTER.get(v, v) for v in entry["answers"][label])
+            if got != sorted(want) and label not in entry["review"]:
+                silent.append(f"{s.name} {label}: read {got}, circled {list(want)}")
+    assert sum(kind == "circled" for s in sheets for kind in s.truth.kinds.values()) >= 30
+    assert silent == []
+
+
 def _stretched(path: Path, kx: float, ky: float) -> None:
     """Draw the OMRChecker template at ``path`` on a frame ``kx`` times as wide and ``ky``
     times as tall: what OMRChecker's warp of the markers' rectangle onto that frame

@@ -66,8 +66,10 @@ MIN_REFERENCES: Final = 3  # fewer reference marks than this and marks are not t
 #: a field of at least this many bubbles with every one read as marked goes to a person.
 ALL_MARKED_MIN: Final = 3
 #: a bubble read as unmarked whose surroundings are this much darker (0 paper .. 1 ink)
-#: than its field's typical bubble's sends its field to a person (``covered_blanks``).
+#: than its field's typical bubble's sends its field to a person (``marked_round_blanks``) ...
 COVERED_BLANK: Final = 0.4
+#: ... and so does one whose outline's band is this much darker: a ring drawn round it.
+CIRCLED_BLANK: Final = 0.3
 #: a bubble place's own empty level (without_print) is measured on at least this many fields.
 MIN_PRINT_SAMPLES: Final = 3
 #: the others in a row all at most this (score units) leave its darkest bubble alone.
@@ -290,33 +292,41 @@ def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> fro
     )
 
 
-def covered_blanks(
+def marked_round_blanks(
     fields: Sequence[Field],
     readings: Sequence[FieldReading],
-    shade: npt.NDArray[np.float64],
     index: Sequence[Sequence[int]],
+    *,
+    shade: npt.NDArray[np.float64],
+    band: npt.NDArray[np.float64],
 ) -> frozenset[str]:
-    """The fields with a bubble read as unmarked whose surroundings are COVERED_BLANK
-    darker than those of the field's median bubble (``Samples.shade``).
+    """The fields with a bubble read as unmarked that has a mark round it: surroundings
+    COVERED_BLANK darker than those of the field's median bubble (``Samples.shade``), or
+    an outline band CIRCLED_BLANK darker (``Samples.band``).
 
     A mark covers the paper round its bubble only where the bubble is printed larger
-    than it was measured: the layout took a bold glyph inside it for its outline, or
-    the template's box is far smaller than the print and nothing larger stood out. The
-    bubble's middle is then its glyph, as dark as the mark, and the mark shows only
-    round it. A shadow or a stain darkens a field's bubbles alike; an overflowing mark
-    darkens one side of its neighbour, which the surroundings' high percentile leaves
-    out. On the sheets measured (docs/benchmarks.md) no bubble read unmarked comes near
-    the bar."""
+    than it was measured: the layout took a bold glyph inside it for its outline, or the
+    template's box is far smaller than the print and nothing larger stood out. The
+    bubble's middle is then its glyph, as dark as the mark, and the mark shows only round
+    it. A student who circles a choice instead of filling it leaves its middle paper and
+    darkens the band its outline is printed in. Only a person can say what was meant.
+    A shadow or a stain darkens a field's bubbles alike; an overflowing mark darkens one
+    side of its neighbour, which the surroundings' high percentile leaves out and which
+    moves its band's mean a little. On the sheets measured (docs/benchmarks.md) no bubble
+    read unmarked comes near either bar."""
     import numpy as np
 
     out = set()
     for f, r, idx in zip(fields, readings, index, strict=True):
         if len(idx) < 2:
             continue
-        around = np.asarray(shade[list(idx)], np.float64)
-        bar = median(around) + COVERED_BLANK
-        if any(v not in r.values and s > bar for v, s in zip(f.values, around.tolist(), strict=True)):
-            out.add(r.label)
+        at = list(idx)
+        for values, bar in ((shade[at], COVERED_BLANK), (band[at], CIRCLED_BLANK)):
+            around = np.asarray(values, np.float64)
+            top = median(around) + bar
+            if any(v not in r.values and x > top for v, x in zip(f.values, around.tolist(), strict=True)):
+                out.add(r.label)
+                break
     return frozenset(out)
 
 

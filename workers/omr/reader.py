@@ -10,7 +10,7 @@ from workers.omr.classify import (
     FieldReading,
     Levels,
     all_marked,
-    covered_blanks,
+    marked_round_blanks,
     print_taken_off,
     read_fields,
     sheet_levels,
@@ -167,8 +167,8 @@ def read_gray(
     # Marks that may be no more than their own glyph, and rows marked throughout; checked
     # after the classifier, which sees the same print and cannot tell it from marks either.
     glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
-    covered = covered_blanks(placed.fields, fields, samples.shade, samples.index)
-    doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | covered
+    round_blanks = marked_round_blanks(placed.fields, fields, samples.index, shade=samples.shade, band=samples.band)
+    doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])

@@ -74,6 +74,9 @@ class Samples:
     #: how much darker than its group's paper each bubble's surroundings are (0 paper ..
     #: 1 ink): a mark larger than the bubble was measured covers them.
     shade: npt.NDArray[np.float64]
+    #: the mean darkness of the band round each bubble's printed outline, on the channel
+    #: the fill is read on (0 paper .. 1 ink): its print, and a ring drawn round it.
+    band: npt.NDArray[np.float64]
     #: (field index, bubble index) -> position in the flat arrays
     index: tuple[tuple[int, ...], ...]
     #: the colour channel (0 blue, 1 green, 2 red) the fill was read on; -1: grey.
@@ -297,6 +300,7 @@ def sample(
     ring_v = np.zeros(n, np.float64)
     fill = np.zeros(n, np.float64)
     shade = np.zeros(n, np.float64)
+    band = np.zeros(n, np.float64)
     reads = []
     for g in layout.groups:
         pattern = _group_pattern(g, step)
@@ -323,9 +327,11 @@ def sample(
         dark_middle = (paper[:, None] - marks[:, :a].astype(np.float32)) / span  # (bubbles, samples)
         dark_beside = (paper[:, None] - beside.astype(np.float32)) / span
         fill[g.bubbles] = dark_middle.mean(axis=1) - _line_through(dark_beside, probe)
+        band[g.bubbles] = ((paper[:, None] - marks[:, a:b].astype(np.float32)) / span).mean(axis=1)
         typical = float(np.median(surround))
         shade[g.bubbles] = (typical - surround) / max(typical - ink, 1.0)
-    return Samples(np.clip(fill, -1, 2), np.clip(ring_v, -1, 2), np.clip(shade, -1, 2), layout.index, channel)
+    fill, ring_v, shade, band = (np.clip(x, -1, 2) for x in (fill, ring_v, shade, band))
+    return Samples(fill, ring_v, shade, band, layout.index, channel)
 
 
 def _group_pattern(g: _Group, step: float) -> _Pattern:
