@@ -316,17 +316,20 @@ def marked_round_blanks(
     read unmarked comes near either bar."""
     import numpy as np
 
+    # Fields of one bubble count at a time: the bubbles over either bar, all at once;
+    # then, of the few fields with one, whether such a bubble was read as unmarked.
     out = set()
-    for f, r, idx in zip(fields, readings, index, strict=True):
-        if len(idx) < 2:
+    for numbers, at in _plan(index).sizes:
+        if at.shape[1] < 2:
             continue
-        at = list(idx)
+        over = np.zeros(at.shape, bool)
         for values, bar in ((shade[at], COVERED_BLANK), (band[at], CIRCLED_BLANK)):
-            around = np.asarray(values, np.float64)
-            top = median(around) + bar
-            if any(v not in r.values and x > top for v, x in zip(f.values, around.tolist(), strict=True)):
-                out.add(r.label)
-                break
+            over |= values > np.median(values, axis=1, keepdims=True) + bar
+        for k in np.flatnonzero(over.any(axis=1)).tolist():
+            n = int(numbers[k])
+            read = readings[n].values
+            if any(hit and v not in read for v, hit in zip(fields[n].values, over[k].tolist(), strict=True)):
+                out.add(readings[n].label)
     return frozenset(out)
 
 

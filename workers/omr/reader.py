@@ -43,11 +43,11 @@ STRAIGHT_SCALE: Final = 0.5
 PRINT_LEVEL: Final = 0.25
 #: this many bubble-like printed rings where the template has nothing: another layout.
 MAX_UNEXPECTED_RINGS: Final = 8
-#: a sheet whose smallest printed bubble measures under this share of its template box
-#: may have had a glyph inside the bubble taken for its outline: it takes the second,
-#: wide look too, and keeps it only where that look's outlines stand out WIDE_GAIN times
-#: as strongly as the first's.
-SHRUNK_SHARE: Final = 0.8
+#: a sheet whose smallest printed bubble measures under this share of its spacing
+#: (``LayoutFit.smallest_share``) may have had a glyph inside the bubble taken for its
+#: outline: it takes the second, wide look too, and keeps it only where that look's
+#: outlines stand out WIDE_GAIN times as strongly as the first's.
+SHRUNK_SHARE: Final = 0.3
 WIDE_GAIN: Final = 1.25
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
@@ -215,8 +215,8 @@ def _looks(
     # pass for the outline of another block's), and taken only where it finds every
     # block's outline: elsewhere a wider look can take a larger ring of print round
     # small bubbles for theirs. Where the first look did find every block's, but one
-    # far smaller than the template's box (a glyph inside the bubble), the wide look
-    # must stand out more to be taken (WIDE_GAIN).
+    # far smaller than its spacing (a glyph inside the bubble), the wide look must
+    # stand out more to be taken (WIDE_GAIN).
     wider = _wide_look(image, gray, seen, template, photo=photo)
     if wider is not None and (fit is None or not shrunk or wider[1][0].score >= WIDE_GAIN * fit.score):
         return wider
