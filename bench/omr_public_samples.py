@@ -1,6 +1,6 @@
 """OMRChecker's public sample sheets, each read through its own template.json.
 
-    .venv/bin/python bench/omr_public_samples.py [SAMPLES_DIR] [--truth FILE] [--photo] [-v]
+    .venv/bin/python bench/omr_public_samples.py [SAMPLES_DIR] [--truth FILE] [--photo] [--shrink K] [-v]
 
 SAMPLES_DIR is a copy of OMRChecker's ``samples/`` folder (default
 /work/omrchecker/samples); nothing of it ships with this repository. As OMRChecker does,
@@ -13,7 +13,8 @@ field, a blank as the template's emptyValue, several marks joined ("AC").
 Counted per output column of each sheet with a truth row: right, wrong, *silent* (wrong
 and not in ``review``: must stay 0) and flagged. A refused sheet counts all its columns
 wrong (not silent). Sheets without a truth row (community samples the snapshot leaves
-out) are read and listed, not scored.
+out) are read and listed, not scored. ``--shrink K`` reads each sheet at K of its size
+(area averaging, encoded again as JPEG or PNG): the copies people send through messengers.
 """
 
 from __future__ import annotations
@@ -210,12 +211,32 @@ def alignment_note(image: Path, sheet: OmrCheckerTemplate, photo: bool) -> str:
     return f"aligned ({tpl.alignment.kind}, {found.rotation} deg): {score:.0%} of the bubbles printed where expected"
 
 
+def shrunk(image: Path, share: float) -> bytes:
+    """The picture at ``share`` of its size (area averaging), encoded again as its own
+    kind: a copy sent through a messenger or saved small."""
+    import cv2
+    import numpy as np
+
+    picture = cv2.imdecode(np.frombuffer(image.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    if picture is None:
+        raise SystemExit(f"cv2 cannot decode {image}")
+    small = cv2.resize(picture, None, fx=share, fy=share, interpolation=cv2.INTER_AREA)
+    suffix = ".png" if image.suffix.lower() == ".png" else ".jpg"
+    ok, buf = cv2.imencode(suffix, small, [cv2.IMWRITE_JPEG_QUALITY, 90] if suffix == ".jpg" else [])
+    if not ok:
+        raise SystemExit(f"cv2 cannot encode {image} shrunk")
+    return bytes(buf)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("samples", nargs="?", type=Path, default=DEFAULT_SAMPLES)
     parser.add_argument("--truth", type=Path, default=None, help=f"OMRChecker's {SNAPSHOT}")
     parser.add_argument("--photo", action="store_true", help="read in photo mode")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every wrong column")
+    parser.add_argument(
+        "--shrink", type=float, default=1.0, help="read every sheet shrunk to this share of its size first"
+    )
     args = parser.parse_args()
     root: Path = args.samples.resolve()
     truth_path = args.truth or root.parent / SNAPSHOT
@@ -240,7 +261,8 @@ def main() -> int:
         try:
             if isinstance(sheet, BadInput):
                 raise sheet
-            entry = read_sheet(image.read_bytes(), sheet.template, photo=args.photo).to_dict()
+            data = image.read_bytes() if args.shrink == 1.0 else shrunk(image, args.shrink)
+            entry = read_sheet(data, sheet.template, photo=args.photo).to_dict()
         except BadInput as exc:
             status = f"REFUSED {exc.code}: {exc.message}"
             if expected is None:

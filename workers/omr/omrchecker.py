@@ -78,7 +78,7 @@ MARKER_OPTIONS: Final[Mapping[str, str]] = {
 DEFAULT_MARKER: Final = "omr_marker.jpg"
 MAX_FIELDS: Final = 400
 #: the smallest bubble half side, in image pixels, a sheet is read at (see convert_template).
-MIN_BUBBLE_RADIUS_PX: Final = 3.5
+MIN_BUBBLE_RADIUS_PX: Final = 2.5
 _RANGE = re.compile(r"^(.*?\D)(\d+)\.{2,3}(\d+)$")
 _ROLL_NAME = re.compile(r"roll|student|regist|enrol|(^|[^a-z])id($|[^a-z])")
 

@@ -60,7 +60,7 @@ MIN_RECTANGULAR: Final = 0.985
 MIN_SUPPORT: Final = 0.6
 #: a bubble's half side must be this many image pixels to be read (as for OMRChecker
 #: templates, omrchecker.MIN_BUBBLE_RADIUS_PX).
-MIN_RADIUS_PX: Final = 3.5
+MIN_RADIUS_PX: Final = 2.5
 #: two orientations whose layout scores differ by less than this are a tie.
 TIE: Final = 0.1
 #: a block's shift to its print counts (refine_by_print) when this share of its bubbles

@@ -49,6 +49,11 @@ MAX_UNEXPECTED_RINGS: Final = 8
 #: outlines stand out WIDE_GAIN times as strongly as the first's.
 SHRUNK_SHARE: Final = 0.3
 WIDE_GAIN: Final = 1.25
+#: bubbles under this half size in the picture (pixels) are read, down to the floor of
+#: RESOLUTION_TOO_LOW, with a field sent to review below this confidence, not only below
+#: classify.REVIEW_BELOW.
+SMALL_BUBBLE_RADIUS_PX: Final = 3.5
+SMALL_REVIEW_BELOW: Final = 0.65
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
 
@@ -169,6 +174,10 @@ def read_gray(
     glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
     round_blanks = marked_round_blanks(placed.fields, fields, samples.index, shade=samples.shade, band=samples.band)
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
+    if template.bubble_radius * alignment.scale < SMALL_BUBBLE_RADIUS_PX:
+        # A few pixels a bubble: a half-filled mark fills fewer of them than it shows a
+        # person, and its field's certainty is worth less.
+        doubtful |= {r.label for r in fields if r.confidence < SMALL_REVIEW_BELOW}
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
