@@ -7,7 +7,10 @@ and ``cv2.remap`` do the mapping and the gather in C). Per bubble it returns:
 - ``fill``: how dark the middle of the bubble is, 0 = paper, 1 = marker ink;
 - ``ring``: the darkness of the darkest tenth of a band round the printed outline, or of
   the bubble's middle, whichever is darker (is a bubble printed there at all? an outline,
-  or only the value printed where the bubble is).
+  or only the value printed where the bubble is);
+- ``shade`` and ``band``: how much darker than its group's paper the bubble's
+  surroundings are, and the mean darkness of its outline's band (a mark round a bubble
+  read as blank: ``classify.marked_round_blanks``).
 
 Paper is measured just outside each bubble, so a shadow or uneven scan lighting does
 not read as a mark.
