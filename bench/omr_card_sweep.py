@@ -56,21 +56,6 @@ class Tally:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def shrunk_template(card: C.Card, folder: Path, share: float) -> Path:
-    """The card's OMRChecker template with every box ``share`` of its bubble's printed
-    width and height, centred on it."""
-    path = C.write_omrchecker(card, folder)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    default = data["bubbleDimensions"]
-    for block in data["fieldBlocks"].values():
-        w, h = block.get("bubbleDimensions", default)
-        small = [round(share * w), round(share * h)]
-        block["origin"] = [block["origin"][0] + (w - small[0]) // 2, block["origin"][1] + (h - small[1]) // 2]
-        block["bubbleDimensions"] = small
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
-
-
 def read(template: Path, sheets: list[C.CardScan], folder: Path, *, photo: bool) -> dict[str, Any]:
     for s in sheets:
         (folder / s.name).write_bytes(s.data)
@@ -99,21 +84,6 @@ def tally(sheets: list[C.CardScan], result: dict[str, Any]) -> Tally:
     return t
 
 
-def circled(card: C.Card, count: int, seed: str) -> list[C.CardScan]:
-    """``count`` scans of the card with choices ringed instead of filled, upright."""
-    import random
-
-    from tests.omr.corpus import degrade
-
-    out = []
-    for i in range(count):
-        rng = random.Random(f"circled:{card.name}:{seed}:{i}")
-        sheet = C.circled_card(card, rng)
-        data, _ = degrade(sheet.page, rng, upside_down=False)
-        out.append(C.CardScan(f"{card.name}_{seed}_circled_{i:03d}.jpg", data, sheet.truth))
-    return out
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cards", default=",".join(DEFAULT_CARDS))
@@ -128,14 +98,14 @@ def main() -> int:
         card = C.CARDS[name]
         for seed in args.seeds.split(","):
             sheets = (
-                circled(card, args.sheets, seed)
+                C.circled_scans(card, args.sheets, seed)
                 if args.circled
                 else list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
             )
             for share in (float(x) for x in args.shares.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)
-                    template = shrunk_template(card, folder / "omrchecker", share)
+                    template = C.write_omrchecker(card, folder / "omrchecker", box_share=share)
                     t = tally(sheets, read(template, sheets, folder, photo=args.photo))
                 print(
                     f"{name:7s} {seed:4s} boxes x{share:<5} answers {t.answers:4d} flagged {t.flagged:3d} "

@@ -557,6 +557,18 @@ def circled_card(card: Card, rng: random.Random) -> CardSheet:
     return CardSheet(page, Truth("", answers, kinds))
 
 
+def circled_scans(card: Card, count: int, seed: str) -> list[CardScan]:
+    """``count`` scans of the card with choices circled instead of filled
+    (:func:`circled_card`), fed upright."""
+    out = []
+    for i in range(count):
+        rng = random.Random(f"circled:{card.name}:{seed}:{i}")
+        sheet = circled_card(card, rng)
+        data, _ = degrade(sheet.page, rng, upside_down=False)
+        out.append(CardScan(f"{card.name}_{seed}_circled_{i:03d}.jpg", data, sheet.truth))
+    return out
+
+
 def blank_scan(card: Card, *, seed: str) -> bytes:
     """The card with nothing written on it, scanned upright under a scanner's lid (JPEG):
     what a teacher uploads to set up the card."""
@@ -641,7 +653,12 @@ def _frame(card: Card, crop: str) -> tuple[Point, tuple[int, int]]:
 
 
 def omrchecker_template(
-    card: Card, *, crop: str = "markers", values: str = "mcq5", off_by: tuple[float, float] = (0, 0)
+    card: Card,
+    *,
+    crop: str = "markers",
+    values: str = "mcq5",
+    off_by: tuple[float, float] = (0, 0),
+    box_share: float = 1.0,
 ) -> dict[str, Any]:
     """The card's OMRChecker v1 template.json.
 
@@ -650,7 +667,9 @@ def omrchecker_template(
     OMRChecker's phone-photo samples do), "none" (the picture is the page). ``values``: "mcq5" (QTYPE_MCQ5, read
     as A..E) or "digits" (custom ``bubbleValues`` 1..5 as printed). ``off_by`` moves every
     block's origin by (dx, dy) template pixels: a template written by hand, a little off
-    the print."""
+    the print. ``box_share`` draws every bubble's box that share of its printed width and
+    height, centred on it: OMRChecker reads only the box, so a template written by hand
+    may give one far smaller than the print."""
     (fx, fy), dims = _frame(card, "markers" if crop == "page+markers" else crop)
     blocks: dict[str, Any] = {}
     default = card.question_blocks[0].size
@@ -670,7 +689,11 @@ def omrchecker_template(
         else:
             entry["bubbleValues"] = list(block.values)
             entry["direction"] = "horizontal"
-        if block.size != default:
+        if box_share != 1.0:
+            small = [round(box_share * w), round(box_share * h)]
+            entry["origin"] = [entry["origin"][0] + (w - small[0]) // 2, entry["origin"][1] + (h - small[1]) // 2]
+            entry["bubbleDimensions"] = small
+        elif block.size != default:
             entry["bubbleDimensions"] = [w, h]
         blocks[block.name] = entry
     n_questions = sum(len(b.labels) for b in card.question_blocks)
@@ -711,11 +734,17 @@ def omrchecker_config(card: Card) -> dict[str, Any]:
 
 
 def write_omrchecker(
-    card: Card, folder: Path, *, crop: str = "markers", values: str = "mcq5", off_by: tuple[float, float] = (0, 0)
+    card: Card,
+    folder: Path,
+    *,
+    crop: str = "markers",
+    values: str = "mcq5",
+    off_by: tuple[float, float] = (0, 0),
+    box_share: float = 1.0,
 ) -> Path:
     """Write template.json, config.json and (for markers) omr_marker.png; returns the template path."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = omrchecker_template(card, crop=crop, values=values, off_by=off_by)
+    data = omrchecker_template(card, crop=crop, values=values, off_by=off_by, box_share=box_share)
     (folder / "template.json").write_text(json.dumps(data, indent=2))
     (folder / "config.json").write_text(json.dumps(omrchecker_config(card), indent=2))
     if crop in ("markers", "page+markers"):

@@ -197,7 +197,7 @@ def _looks(
 ) -> _Look:
     """The sheet aligned (on ``seen``, the picture cleaned by the template's filters) and
     its blocks fitted: the first look; the second, wide one where the first leaves a
-    doubt; the stretched one (``_stretched_look``) for a sheet both would refuse."""
+    doubt; the stretched one (``_another_look``'s ``any_aspect``) for a sheet both would refuse."""
     from workers.omr.align import align
 
     first: _Look | None = None
@@ -226,62 +226,49 @@ def _looks(
     # small bubbles for theirs. Where the first look did find every block's, but one
     # far smaller than its spacing (a glyph inside the bubble), the wide look must
     # stand out more to be taken (WIDE_GAIN).
-    wider = _wide_look(image, gray, seen, template, photo=photo)
+    wider = _another_look(image, gray, seen, template, photo=photo, wide=True)
     if wider is not None and (fit is None or not shrunk or wider[1][0].score >= WIDE_GAIN * fit.score):
         return wider
     if first is not None:
         return first
-    stretched = _stretched_look(image, gray, seen, template, photo=photo)
+    stretched = _another_look(image, gray, seen, template, photo=photo, any_aspect=True)
     if stretched is None:
         assert refused is not None
         raise refused
     return stretched
 
 
-def _wide_look(
+def _another_look(
     image: npt.NDArray[np.uint8],
     gray: npt.NDArray[np.uint8],
     seen: npt.NDArray[np.uint8],
     template: Template,
     *,
     photo: bool,
+    wide: bool = False,
+    any_aspect: bool = False,
 ) -> _Look | None:
-    """``read_gray``'s second look: the sheet aligned and its blocks fitted with printed
-    sizes from the template's up to layout.WIDE_SIZE times it; None unless every block
-    shows its outline there and the bubbles are printed where it puts them."""
+    """The sheet aligned and its blocks fitted once more; None unless every block shows
+    its outline there and the bubbles are printed where it puts them.
+
+    ``wide``: the second look, printed sizes from the template's up to layout.WIDE_SIZE
+    times it. ``any_aspect``: the last look at a sheet refused through an OMRChecker
+    template with marker pictures (None for any other template): its markers' rectangle
+    taken at any aspect, every turn a candidate, as OMRChecker stretches it onto
+    ``pageDimensions`` whatever its shape. A template drawn on a landscape frame for
+    markers that stand upright reads there, its bubbles drawn as wide as the stretch
+    makes them."""
     from workers.omr.align import align
 
+    aligned_by = template
+    if any_aspect:
+        if "pageDimensions" not in template.raw or template.marker_image is None:
+            return None
+        options = {**template.alignment.options, "any_aspect": True}
+        aligned_by = replace(template, alignment=replace(template.alignment, options=options))
     try:
-        alignment = align(seen, template, photo=photo, wide=True)
-        fitted = place_fit(image, gray, template, alignment, wide=True)
-    except OmrError:
-        return None
-    return (alignment, fitted) if fitted[0].all_outlined else None
-
-
-def _stretched_look(
-    image: npt.NDArray[np.uint8],
-    gray: npt.NDArray[np.uint8],
-    seen: npt.NDArray[np.uint8],
-    template: Template,
-    *,
-    photo: bool,
-) -> _Look | None:
-    """``read_gray``'s last look at a sheet refused through an OMRChecker template with
-    marker pictures: its markers' rectangle taken at any aspect, every turn a candidate
-    (``any_aspect``), as OMRChecker stretches it onto ``pageDimensions`` whatever its
-    shape. A template drawn on a landscape frame for markers that stand upright reads
-    there, its bubbles drawn as wide as the stretch makes them. None unless every block
-    shows its outline and the bubbles are printed where the layout puts them."""
-    from workers.omr.align import align
-
-    if "pageDimensions" not in template.raw or template.marker_image is None:
-        return None
-    options = {**template.alignment.options, "any_aspect": True}
-    stretched = replace(template, alignment=replace(template.alignment, options=options))
-    try:
-        alignment = align(seen, stretched, photo=photo)
-        fitted = place_fit(image, gray, template, alignment)
+        alignment = align(seen, aligned_by, photo=photo, wide=wide)
+        fitted = place_fit(image, gray, template, alignment, wide=wide)
     except OmrError:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
