@@ -51,7 +51,9 @@ SHRUNK_SHARE: Final = 0.3
 WIDE_GAIN: Final = 1.25
 #: bubbles under this half size in the picture (pixels) are read, down to the floor of
 #: RESOLUTION_TOO_LOW, with a field sent to review below this confidence, not only below
-#: classify.REVIEW_BELOW.
+#: classify.REVIEW_BELOW. It was the floor: every sheet read before reads as it did.
+#: (At 4 px the faint stroke of a dev-branch sample, 3.7 px, goes to review too, and
+#: those samples' flags go from 1.7 to 2.6 %.)
 SMALL_BUBBLE_RADIUS_PX: Final = 3.5
 SMALL_REVIEW_BELOW: Final = 0.65
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
