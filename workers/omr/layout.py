@@ -156,13 +156,11 @@ class LayoutFit:
         bubble), the larger of its two axes' shares; 1.0 where there is none. A
         printed bubble fills a third of its spacing or more (0.34 the least measured on
         omr-dev and OMRChecker's samples); a digit printed inside it, a sixth."""
-        shares = []
-        for block, fit in zip(_blocks_of(template), self.blocks, strict=True):
-            if not fit.measured or len(block.points) < 2:
-                continue
-            gap_x = _spacing(block.points, 0, math.inf)
-            gap_y = _spacing(block.points, 1, math.inf)
-            shares.append(max(2 * fit.radii[0] / gap_x, 2 * fit.radii[1] / gap_y))
+        shares = [
+            max(2 * fit.radii[0] / block.gaps[0], 2 * fit.radii[1] / block.gaps[1])
+            for block, fit in zip(_blocks_of(template), self.blocks, strict=True)
+            if fit.measured and len(block.points) > 1
+        ]
         return min(shares, default=1.0)
 
     def _counts(self) -> list[int]:
@@ -240,6 +238,8 @@ class _Block:
     middle: tuple[float, float]
     #: its bubbles' weight in the layout score (LayoutFit.score): 0 for a field without a block.
     weight: int
+    #: the smallest step between its bubbles along each axis (``_spacing``; inf: one line).
+    gaps: tuple[float, float]
     #: its search frames (``_frame``) by bubble size, scale and largest size, as needed.
     frames: dict[tuple[tuple[float, float], float, float], _Frame] = field(default_factory=dict)
 
@@ -267,7 +267,8 @@ def _blocks_of(template: Template) -> tuple[_Block, ...]:
         points.flags.writeable = False
         # As LayoutFit.score weighs it: a field standing alone (no block) weighs nothing.
         weight = len(points) if members[0].block else 0
-        blocks.append(_Block(name, idx, members, points, _middle_of(members), weight))
+        gaps = (_spacing(points, 0, math.inf), _spacing(points, 1, math.inf))
+        blocks.append(_Block(name, idx, members, points, _middle_of(members), weight, gaps))
     if len(_TEMPLATE_BLOCKS) >= _TEMPLATES_KEPT:
         _TEMPLATE_BLOCKS.clear()
     kept = tuple(blocks)
