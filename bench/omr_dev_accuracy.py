@@ -1,6 +1,6 @@
 """The OMR reader on answer cards this project did not draw: the omr-dev sheets.
 
-    .venv/bin/python bench/omr_dev_accuracy.py [OMR_DEV] [--sets scan,hard,photo] [--project] [--limit N]
+    .venv/bin/python bench/omr_dev_accuracy.py [OMR_DEV] [--sets scan,hard,photo] [--project] [--limit N] [--jobs N]
 
 ``OMR_DEV`` is the development set's folder (default ``../shared/omr-dev`` next to the
 repository root; its README describes it). For each set it runs the real command line,
@@ -20,9 +20,9 @@ repository root; its README describes it). For each set it runs the real command
 - prints the same ratio in CPU seconds (the child's user + system time from ``wait4``
   over the decode passes' ``process_time``): other load on a shared machine stretches
   wall time by half and more, CPU time far less, so two commits compare better on it.
-  It counts every thread: OpenCV runs some loops (warps, remaps, template matching) on
-  all cores, and the command line decodes the next sheet on a thread of its own while it
-  reads one, which the wall ratio credits to the reader and this one does not;
+  It counts every thread and process: OpenCV runs some loops (warps, remaps, template
+  matching) on all cores, and the command line reads a folder in one process per core
+  (``--jobs``), which the wall ratio credits to the reader and this one does not;
 - prints the wall ratio again against the strongest decode-only setup: ``cv2.imdecode``
   of the same files on a pool of as many threads as the machine has cores (OpenCV lets go
   of Python's lock while it decodes). The reader's own target is set against the plain
@@ -31,6 +31,8 @@ repository root; its README describes it). For each set it runs the real command
 - and where the time goes: the command line over the first sheet alone (start-up,
   imports, the template, one sheet), and each further sheet against its decode.
 
+``--jobs N`` is handed to the command line (its default: one process per core; 1: one
+process, which decodes the next file on a thread of its own while it reads one).
 ``--project`` also reads the scan and hard sets with ``project-template.json`` (the same
 card in this project's template format; its questions "1".."45" are scored as the set's
 "q1".."q45"). Refused sheets show up as the scorer's
@@ -144,11 +146,18 @@ def _decode_only(files: list[Path]) -> tuple[float, float]:
     return best, best_cpu
 
 
-def run_cli(template: Path, files: list[Path], out: Path, *, photo: bool) -> tuple[float, float, int, float]:
-    """Wall seconds, peak RSS (MB), exit status and CPU seconds of one ``python -m workers.omr read``."""
+def run_cli(
+    template: Path, files: list[Path], out: Path, *, photo: bool, jobs: int | None
+) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS (MB), exit status and CPU seconds of one ``python -m workers.omr read``.
+
+    The peak is the largest of the command's processes: wait4 reports the child's own and
+    that of every process it waited for, its readers included."""
     cmd = [sys.executable, "-m", "workers.omr", "read", "--template", str(template), "--out", str(out)]
     if photo:
         cmd += ["--mode", "photo"]
+    if jobs is not None:
+        cmd += ["--jobs", str(jobs)]
     cmd += [str(f) for f in files]
     start = time.perf_counter()
     child = subprocess.Popen(cmd, cwd=ROOT, env=_user_env())
@@ -202,7 +211,9 @@ def _as_dev_labels(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_set(dev: Path, name: str, template: Path, *, limit: int | None, label: str, project: bool = False) -> Run:
+def run_set(
+    dev: Path, name: str, template: Path, *, limit: int | None, jobs: int | None, label: str, project: bool = False
+) -> Run:
     folder = dev / name
     files = sorted(folder.glob("*.jpg"))
     truth_all = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
@@ -216,9 +227,10 @@ def run_set(dev: Path, name: str, template: Path, *, limit: int | None, label: s
         truth.write_text(json.dumps({f.name: truth_all[f.name] for f in files}), encoding="utf-8")
         # An untimed first run leaves what any run after a user's first finds: the
         # compiled modules cached, the program's files in the page cache.
-        run_cli(template, files[:1], Path(tmp) / "one.json", photo=name == "photo")
-        seconds, peak, _, cpu = run_cli(template, files, out, photo=name == "photo")
-        one, _, _, _ = run_cli(template, files[:1], Path(tmp) / "one.json", photo=name == "photo")
+        photo = name == "photo"
+        run_cli(template, files[:1], Path(tmp) / "one.json", photo=photo, jobs=jobs)
+        seconds, peak, _, cpu = run_cli(template, files, out, photo=photo, jobs=jobs)
+        one, _, _, _ = run_cli(template, files[:1], Path(tmp) / "one.json", photo=photo, jobs=jobs)
         decoded, decoded_cpu, pooled = decode_seconds(files)
         if out.exists():
             results = json.loads(out.read_text(encoding="utf-8"))
@@ -239,6 +251,7 @@ def main() -> int:
     parser.add_argument("--sets", default="scan,hard,photo", help="comma-separated sets to read")
     parser.add_argument("--project", action="store_true", help="also read scan/hard with project-template.json")
     parser.add_argument("--limit", type=int, help="read only the first N sheets of each set")
+    parser.add_argument("--jobs", type=int, help="the command line's --jobs (default: its own, one per core)")
     parser.add_argument("--decode-only", nargs="+", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.decode_only:
@@ -254,7 +267,8 @@ def main() -> int:
         if name not in TARGETS:
             print(f"unknown set {name!r}; choose from {', '.join(TARGETS)}", file=sys.stderr)
             return 2
-        runs.append(run_set(dev, name, dev / name / "omrchecker" / "template.json", limit=args.limit, label=name))
+        omrchecker = dev / name / "omrchecker" / "template.json"
+        runs.append(run_set(dev, name, omrchecker, limit=args.limit, jobs=args.jobs, label=name))
         if args.project and name in ("scan", "hard"):
             runs.append(
                 run_set(
@@ -262,6 +276,7 @@ def main() -> int:
                     name,
                     dev / "project-template.json",
                     limit=args.limit,
+                    jobs=args.jobs,
                     label=f"{name} (project tpl)",
                     project=True,
                 )

@@ -86,7 +86,7 @@ def run(dev: Path, name: str, seed: int, *, project: bool) -> tuple[str, bool]:
         out = Path(tmp) / "out.json"
         truth = Path(tmp) / "truth.json"
         truth.write_text(json.dumps({f.name: truth_all[f.name] for f in files}), encoding="utf-8")
-        run_cli(template, files, out, photo=name == "photo")
+        run_cli(template, files, out, photo=name == "photo", jobs=None)
         if not out.exists():
             return "no output written", False
         results = json.loads(out.read_text(encoding="utf-8"))

@@ -16,9 +16,9 @@ from workers.omr.template import DEFAULT_TEMPLATE, Template
 TPL = str(DEFAULT_TEMPLATE)
 
 
-def _read(tmp_path: Path, *inputs: Path) -> tuple[int, dict[str, dict[str, Any]]]:
+def _read(tmp_path: Path, *inputs: Path, jobs: int = 0) -> tuple[int, dict[str, dict[str, Any]]]:
     out = tmp_path / "out.json"
-    rc = main(["read", "--template", TPL, "--out", str(out), *map(str, inputs)])
+    rc = main(["read", "--template", TPL, "--out", str(out), "--jobs", str(jobs), *map(str, inputs)])
     return rc, json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -42,9 +42,13 @@ def test_read_folder_keys_by_file_name_and_reports_bad_files_without_stopping(
     assert {k: tuple(v) for k, v in a["answers"].items()} == truth.answers
 
 
-def test_a_batch_keeps_input_order_and_reads_each_sheet_as_if_alone(template: Template, tmp_path: Path) -> None:
-    # The next file is decoded on a thread of its own while a sheet is read: every entry
-    # must still be its own file's, in the order the files were given, errors included.
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_a_batch_keeps_input_order_and_reads_each_sheet_as_if_alone(
+    template: Template, tmp_path: Path, jobs: int
+) -> None:
+    # One process decodes the next file on a thread of its own while it reads a sheet;
+    # several read a file each at once. Either way every entry must be its own file's,
+    # in the order the files were given, errors included.
     rng = random.Random(7)
     files: list[Path] = []
     for name in ("c.jpg", "a.jpg", "gone.jpg", "e.jpg", "bad.png", "b.jpg"):
@@ -54,15 +58,48 @@ def test_a_batch_keeps_input_order_and_reads_each_sheet_as_if_alone(template: Te
             path.write_bytes(b"\x89PNG broken")
         elif name != "gone.jpg":
             path.write_bytes(degrade(fill_sheet(template, rng)[0], rng)[0])
-    rc, batch = _read(tmp_path, *files)
+    rc, batch = _read(tmp_path, *files, jobs=jobs)
     assert rc == 1
     assert list(batch) == [f.name for f in files]
     assert batch["gone.jpg"]["error"]["code"] == "FILE_NOT_FOUND"
     assert batch["bad.png"]["error"]["code"] == "FILE_UNREADABLE"
     for path in files:
         if path.exists() and path.suffix == ".jpg":
-            _, alone = _read(tmp_path, path)
+            _, alone = _read(tmp_path, path, jobs=1)
             assert batch[path.name] == alone[path.name]
+
+
+def test_processes_write_the_same_json_as_one_process(template: Template, tmp_path: Path) -> None:
+    # Files of the same name in two folders, a PDF of two pages and a broken file.
+    import cv2
+    import numpy as np
+
+    rng = random.Random(53)
+    for folder in ("mon", "tue"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.jpg").write_bytes(degrade(fill_sheet(template, rng)[0], rng)[0])
+    (tmp_path / "tue" / "z.png").write_bytes(b"\x89PNG broken")
+    doc = pdfium.PdfDocument.new()
+    for _ in range(2):
+        page = fill_sheet(template, rng)[0]
+        gray = np.asarray(cv2.imdecode(np.frombuffer(clean(page), np.uint8), cv2.IMREAD_GRAYSCALE), np.uint8)
+        doc.import_pages(pdfium.PdfDocument(image_to_pdf(gray, template.dpi)))
+    doc.save(str(tmp_path / "tue" / "class.pdf"))
+    inputs = (tmp_path / "mon", tmp_path / "tue")
+    rc_one, one = _read(tmp_path, *inputs, jobs=1)
+    rc_many, many = _read(tmp_path, *inputs, jobs=4)
+    assert (rc_one, rc_many) == (1, 1)
+    assert list(one) == ["a.jpg", str(tmp_path / "tue" / "a.jpg"), "class.pdf#1", "class.pdf#2", "z.png"]
+    assert json.dumps(many) == json.dumps(one)
+    assert one["class.pdf#2"]["student_id"].isdigit()
+
+
+@pytest.mark.parametrize("jobs", ["-1", "two", "1.5"])
+def test_jobs_must_be_a_whole_number(jobs: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["read", "--template", TPL, "--jobs", jobs, "x.jpg"])
+    assert stop.value.code == 2
+    assert "whole number of processes" in capsys.readouterr().err
 
 
 def test_read_pdf_gives_one_entry_per_page(template: Template, tmp_path: Path) -> None:
