@@ -26,10 +26,11 @@ reads it, and the student number is blank.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,14 @@ class Tally:
     silent: int = 0
     refused: int = 0
     wrong_ids: int = 0
+    #: flagged answers by what the pen did there (the truth's kind: "blank", "light",
+    #: "erased_blank", ...), and whether the reading was right.
+    flagged_kinds: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, other: Tally) -> None:
         for name in ("answers", "flagged", "silent", "refused", "wrong_ids"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.flagged_kinds.update(other.flagged_kinds)
 
 
 def read(template: Path, sheets: list[C.CardScan], folder: Path, *, photo: bool) -> dict[str, Any]:
@@ -79,8 +84,11 @@ def tally(sheets: list[C.CardScan], result: dict[str, Any]) -> Tally:
         for label, want in s.truth.answers.items():
             got = sorted(LETTER.get(v, v) for v in entry["answers"].get(label, []))
             t.answers += 1
+            right = got == sorted(want)
             t.flagged += label in review
-            t.silent += got != sorted(want) and label not in review
+            t.silent += not right and label not in review
+            if label in review:
+                t.flagged_kinds[f"{s.truth.kinds.get(label, '?')} ({'right' if right else 'wrong'})"] += 1
     return t
 
 
@@ -117,6 +125,7 @@ def main() -> int:
         f"total: answers {total.answers}, flagged {total.flagged}, silent {total.silent}, "
         f"sheets refused {total.refused}, wrong student numbers {total.wrong_ids}"
     )
+    print("flagged by mark: " + ", ".join(f"{kind} {n}" for kind, n in sorted(total.flagged_kinds.items())))
     return 0 if total.silent == 0 else 1
 
 

@@ -474,7 +474,9 @@ def test_each_design_builds_from_three_scans_of_its_blank_and_reads_its_filled_s
         if seed == 0:
             silent, flagged, answers = _read_silent_flagged(card, proposal.template, "design", how="scan")
             assert silent == 0
-            assert flagged <= 0.02 * answers
+            # A person sees an erasure that left a fifth of a mark or more (classify's
+            # lone_light_marks): one such answer on a sheet of 20 is not too many.
+            assert flagged <= max(1, 0.02 * answers)
 
 
 @pytest.mark.parametrize("name", ["grey", "q200", "mixed"])

@@ -154,8 +154,9 @@ def test_crop_on_markers_default_marker_file_is_omr_marker_jpg(tmp_path: Path) -
         ({"apply_erode_subtract": "yes"}, "apply_erode_subtract"),
         ({"sheetToMarkerWidthRatio": 1}, "sheetToMarkerWidthRatio"),
         ({"warp": True}, "CropOnMarkers.options.warp"),
+        ({"type": "aruco"}, "markers of type 'aruco' are not read here"),
     ],
-    ids=["threshold", "range", "erode", "ratio", "unknown"],
+    ids=["threshold", "range", "erode", "ratio", "unknown", "kind of marker"],
 )
 def test_a_bad_crop_on_markers_option_is_refused_naming_it(options: dict[str, Any], message: str) -> None:
     data = json.loads(SAMPLE.read_text(encoding="utf-8"))
@@ -386,6 +387,30 @@ def test_markers_a_few_per_cent_off_the_omrchecker_frame_are_stretched_onto_it()
     wide = np.asarray(cv2.resize(page, None, fx=1.08 * 0.6, fy=0.6, interpolation=cv2.INTER_AREA), np.uint8)
     reading = read_gray(wide, sheet.template)
     assert all(v == [] for v in reading.answers.values())
+
+
+@pytest.mark.parametrize("share", [0.2, 0.26])
+def test_a_pen_stroke_through_a_bubble_goes_to_review_not_blank(share: float) -> None:
+    # A thin dark line down the middle of q5's C: a person sees something there. It
+    # covers a fifth of the bubble whatever its size (4 and 5.2 px of half size here),
+    # under the midpoint, and only the one bubble standing out in its row shows it.
+    from workers.omr.reader import read_gray
+
+    t = convert_template(_plain()).template
+    marks = {"roll1": ["4"], "roll2": ["0"], "roll3": ["7"], "q1": ["B"], "q3": ["D"], "q4": ["A"], "agree": ["no"]}
+    page = _draw(t.fields, marks, (600, 800))
+    x, y = t.fields[[f.label for f in t.fields].index("q5")].centres[2]
+    cv2.line(page, (round(2 * x), round(2 * y - 16)), (round(2 * x), round(2 * y + 16)), 40, 6)
+    small = np.asarray(cv2.resize(page, None, fx=share, fy=share, interpolation=cv2.INTER_AREA), np.uint8)
+    reading = read_gray(small, t).to_dict()
+    assert reading["answers"]["q5"] == []
+    assert reading["review"] == ["q5"]
+    # The same sheet without the stroke reads as it is, nothing flagged.
+    clean = np.asarray(
+        cv2.resize(_draw(t.fields, marks, (600, 800)), None, fx=share, fy=share, interpolation=cv2.INTER_AREA),
+        np.uint8,
+    )
+    assert read_gray(clean, t).to_dict()["review"] == []
 
 
 def test_bubbles_under_seven_pixels_across_are_read_and_their_doubtful_fields_sent_to_review() -> None:

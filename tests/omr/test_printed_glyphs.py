@@ -12,7 +12,10 @@ import numpy as np
 from workers.omr.classify import (
     CIRCLED_BLANK,
     COVERED_BLANK,
+    LONE_LIGHT_GAP,
+    FieldReading,
     all_marked,
+    lone_light_marks,
     marked_round_blanks,
     print_taken_off,
     read_field,
@@ -260,3 +263,19 @@ def test_a_bubble_read_blank_with_a_ring_drawn_round_it_sends_its_field_to_revie
     assert marked_round_blanks(fields, read, index, shade=shade, band=band) == {"q1"}
     band[2] = 0.2 + CIRCLED_BLANK - 0.05
     assert marked_round_blanks(fields, read, index, shade=shade, band=band) == frozenset()
+
+
+def test_a_blank_row_with_one_bubble_standing_out_goes_to_review_and_an_even_grey_row_does_not() -> None:
+    def blank(label: str, scores: tuple[float, ...]) -> FieldReading:
+        confidence = min(abs(v - 0.5) / 0.5 for v in scores)
+        return FieldReading(label, (), scores, round(confidence, 3), False)
+
+    rows = [
+        blank("stroke", (-0.09, 0.21, 0.07, -0.07)),  # one bubble lifted: a stroke or erasure
+        blank("grey", (0.18, 0.13, 0.21, 0.16)),  # all a little grey alike: a shadow
+        blank("faint", (0.0, 0.12, 0.01, 0.0)),  # stands out, but too faint to be anything
+        FieldReading("marked", ("B",), (0.0, 0.9, 0.2, 0.0), 0.6, False),  # read, not blank
+    ]
+    assert lone_light_marks(rows) == {"stroke"}
+    # Just under the gap, the row is noise.
+    assert lone_light_marks([blank("near", (0.2, 0.2 - LONE_LIGHT_GAP + 0.01, 0.0))]) == frozenset()

@@ -70,6 +70,11 @@ ALL_MARKED_MIN: Final = 3
 COVERED_BLANK: Final = 0.4
 #: ... and so does one whose outline's band is this much darker: a ring drawn round it.
 CIRCLED_BLANK: Final = 0.3
+#: a field read blank under LONE_LIGHT_BELOW confidence (its darkest bubble past 0.175
+#: of the way to a mark) whose darkest bubble stands LONE_LIGHT_GAP (score units) above
+#: the rest of its row may hold a light stroke or an erasure (``lone_light_marks``).
+LONE_LIGHT_BELOW: Final = 0.65
+LONE_LIGHT_GAP: Final = 0.1
 #: a bubble place's own empty level (without_print) is measured on at least this many fields.
 MIN_PRINT_SAMPLES: Final = 3
 #: the others in a row all at most this (score units) leave its darkest bubble alone.
@@ -290,6 +295,25 @@ def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> fro
         for f, r in zip(fields, readings, strict=True)
         if len(f.values) >= ALL_MARKED_MIN and len(r.values) == len(f.values)
     )
+
+
+def lone_light_marks(readings: Sequence[FieldReading]) -> frozenset[str]:
+    """The fields read blank, under LONE_LIGHT_BELOW confidence, whose darkest bubble
+    stands LONE_LIGHT_GAP or more above the next of its row.
+
+    A blank row's bubbles scatter about the paper level together; a light stroke, a
+    partial fill or what an eraser left lifts one of them alone. A stroke through a
+    bubble covers the same share of it at any size and can stay well under the
+    midpoint, so the one bubble standing out is all that shows it: a person decides.
+    Rows whose bubbles are all a little grey (a shadow, print, noise) stay as they are."""
+    out: set[str] = set()
+    for r in readings:
+        if r.values or len(r.scores) < 2 or r.confidence >= LONE_LIGHT_BELOW:
+            continue
+        top, second = sorted(r.scores, reverse=True)[:2]
+        if top - second >= LONE_LIGHT_GAP:
+            out.add(r.label)
+    return frozenset(out)
 
 
 def marked_round_blanks(

@@ -10,6 +10,7 @@ from workers.omr.classify import (
     FieldReading,
     Levels,
     all_marked,
+    lone_light_marks,
     marked_round_blanks,
     print_taken_off,
     read_fields,
@@ -52,8 +53,6 @@ WIDE_GAIN: Final = 1.25
 #: bubbles under this half size in the picture (pixels) are read, down to the floor of
 #: RESOLUTION_TOO_LOW, with a field sent to review below this confidence, not only below
 #: classify.REVIEW_BELOW. It was the floor: every sheet read before reads as it did.
-#: (At 4 px the faint stroke of a dev-branch sample, 3.7 px, goes to review too, and
-#: those samples' flags go from 1.7 to 2.6 %.)
 SMALL_BUBBLE_RADIUS_PX: Final = 3.5
 SMALL_REVIEW_BELOW: Final = 0.65
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
@@ -180,6 +179,8 @@ def read_gray(
         # A few pixels a bubble: a half-filled mark fills fewer of them than it shows a
         # person, and its field's certainty is worth less.
         doubtful |= {r.label for r in fields if r.confidence < SMALL_REVIEW_BELOW}
+    else:
+        doubtful |= lone_light_marks(fields)
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
