@@ -432,6 +432,13 @@ def _marker_passthrough(options: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in options.items():
         kind = MARKER_OPTIONS.get(key)
         where = f"CropOnMarkers.options.{key}"
+        if kind is None and key == "type":
+            # OMRChecker v2 and some forks choose the kind of marker here (ArUco codes,
+            # dots, lines); a v1 template's markers are found by their picture.
+            raise TemplateError(
+                f"{where}: markers of type {value!r} are not read here; "
+                "CropOnMarkers finds four corner markers by their picture (relativePath)"
+            )
         if kind is None:
             raise TemplateError(f"{where}: not an option of CropOnMarkers")
         if kind == "string" and not (isinstance(value, str) and value):

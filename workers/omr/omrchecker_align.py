@@ -137,13 +137,31 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         if full is None:
             raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
         return _corners_fit(gray, template, variants, full, photo)
-    except OmrError:
+    except OmrError as exc:
         retry = None
         if photo and not in_page_first and "cropPage" not in options:
             retry = _in_page_fit(gray, template, variants, options, threshold)
+        if retry is None and photo:
+            retry = _as_flat_page(gray, template, exc)
         if retry is None:
             raise
         return retry
+
+
+def _as_flat_page(gray: Gray, template: Template, refused: OmrError) -> list[Alignment] | None:
+    """A picture read in photo mode that is a flat page (a scanning app's output, a PDF
+    drawn to a picture), its markers looked for as on a scan: four corners of a
+    parallelogram. Where every match is chosen on its own, as in a photo, a bubble
+    printed about the marker's size can outscore a small marker in its quarter of the
+    picture. None where the scan's search finds none either; TEMPLATE_MISMATCH where it
+    finds markers the template does not fit (``_looks`` may then stretch the template
+    over them, as for a scan)."""
+    try:
+        return align_by_image(gray, template, photo=False)
+    except OmrError as exc:
+        if exc.code == TEMPLATE_MISMATCH and refused.code != TEMPLATE_MISMATCH:
+            raise
+        return None
 
 
 def _in_page_fit(
