@@ -270,12 +270,23 @@ def test_a_blank_row_with_one_bubble_standing_out_goes_to_review_and_an_even_gre
         confidence = min(abs(v - 0.5) / 0.5 for v in scores)
         return FieldReading(label, (), scores, round(confidence, 3), False)
 
+    quiet = [blank(f"q{n}", (0.01, 0.02, 0.0, 0.01)) for n in range(5, 9)]
     rows = [
         blank("stroke", (-0.09, 0.21, 0.07, -0.07)),  # one bubble lifted: a stroke or erasure
         blank("grey", (0.18, 0.13, 0.21, 0.16)),  # all a little grey alike: a shadow
         blank("faint", (0.0, 0.12, 0.01, 0.0)),  # stands out, but too faint to be anything
         FieldReading("marked", ("B",), (0.0, 0.9, 0.2, 0.0), 0.6, False),  # read, not blank
+        *quiet,
     ]
-    assert lone_light_marks(rows) == {"stroke"}
+    fields = [
+        Field(r.label, ("A", "B", "C", "D"), tuple((40.0 * c, 50.0 * q) for c in range(4)), block="MCQ")
+        for q, r in enumerate(rows)
+    ]
+    assert lone_light_marks(fields, rows) == {"stroke"}
     # Just under the gap, the row is noise.
-    assert lone_light_marks([blank("near", (0.2, 0.2 - LONE_LIGHT_GAP + 0.01, 0.0))]) == frozenset()
+    near = [blank("near", (0.2, 0.2 - LONE_LIGHT_GAP + 0.01, 0.0, 0.0)), *quiet]
+    assert lone_light_marks(fields[: len(near)], near) == frozenset()
+    # A bubble as grey in every field of its block is print (a glyph bolder than the
+    # others), not a stroke in one of them.
+    bold = [blank(f"q{n}", (0.22 + 0.01 * (n % 3), 0.02, 0.0, 0.01)) for n in range(8)]
+    assert lone_light_marks(fields, bold) == frozenset()

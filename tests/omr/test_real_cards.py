@@ -418,3 +418,19 @@ def test_phone_photos_of_a_vendor_card_read_exactly_in_photo_mode(name: str, cro
     sheets = list(C.make_cards(card, 2, "photo", how="photo", frame=(1500, 2000)))
     result = _read(_omrchecker(card, tmp_path, crop=crop), sheets, tmp_path, photo=True)
     _assert_exact(_tally(sheets, result))
+
+
+@pytest.mark.parametrize(("name", "seed", "index"), [("grey", "x2", 1), ("dark", "x2", 2)])
+def test_a_photo_whose_filled_bubbles_outscore_its_markers_is_found_within_its_page(
+    name: str, seed: str, index: int, tmp_path: Path
+) -> None:
+    # A photo showing the card small in a large picture (and, on the grey card, turned a
+    # tenth of a right angle): filled bubbles between two of the photo search's steps of
+    # size matched the square marker better than the markers did, and four of them in
+    # the middle of the card made a sheet turned a quarter, which the layout refused
+    # (TEMPLATE_MISMATCH). The markers are now looked for in the corners of the page
+    # the paper's edges outline, where the photo would otherwise be refused.
+    card = C.CARDS[name]
+    sheet = list(C.make_cards(card, index + 1, seed, how="photo"))[index]
+    result = _read(_omrchecker(card, tmp_path), [sheet], tmp_path, photo=True)
+    _assert_exact(_tally([sheet], result))

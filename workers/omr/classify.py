@@ -297,21 +297,34 @@ def all_marked(fields: Sequence[Field], readings: Sequence[FieldReading]) -> fro
     )
 
 
-def lone_light_marks(readings: Sequence[FieldReading]) -> frozenset[str]:
+def lone_light_marks(fields: Sequence[Field], readings: Sequence[FieldReading]) -> frozenset[str]:
     """The fields read blank, under LONE_LIGHT_BELOW confidence, whose darkest bubble
-    stands LONE_LIGHT_GAP or more above the next of its row.
+    stands LONE_LIGHT_GAP or more above the next of its row, and as far above the same
+    bubble's typical score in its block (the median over the block's fields).
 
     A blank row's bubbles scatter about the paper level together; a light stroke, a
     partial fill or what an eraser left lifts one of them alone. A stroke through a
     bubble covers the same share of it at any size and can stay well under the
     midpoint, so the one bubble standing out is all that shows it: a person decides.
-    Rows whose bubbles are all a little grey (a shadow, print, noise) stay as they are."""
+    Rows whose bubbles are all a little grey (a shadow, print, noise) stay as they are,
+    and so does a bubble whose place is as grey in every field of its block (a glyph
+    printed bolder than the others, which ``without_print`` cannot take off)."""
+    import numpy as np
+
+    places: dict[tuple[str, int], list[float]] = {}
+    for f, r in zip(fields, readings, strict=True):
+        for k, v in enumerate(r.scores):
+            places.setdefault((f.block_name, k), []).append(v)
+    typical = {place: float(np.median(v)) for place, v in places.items() if len(v) >= MIN_PRINT_SAMPLES}
     out: set[str] = set()
-    for r in readings:
+    for f, r in zip(fields, readings, strict=True):
         if r.values or len(r.scores) < 2 or r.confidence >= LONE_LIGHT_BELOW:
             continue
-        top, second = sorted(r.scores, reverse=True)[:2]
-        if top - second >= LONE_LIGHT_GAP:
+        k = max(range(len(r.scores)), key=r.scores.__getitem__)
+        top = r.scores[k]
+        second = max(v for i, v in enumerate(r.scores) if i != k)
+        usual = typical.get((f.block_name, k), second)
+        if top - second >= LONE_LIGHT_GAP and top - usual >= LONE_LIGHT_GAP:
             out.add(r.label)
     return frozenset(out)
 

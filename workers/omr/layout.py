@@ -61,6 +61,10 @@ ORIENT_SCALE: Final = 0.3
 REACH: Final = 0.45
 #: ... and never further than this many bubble radii.
 MAX_REACH_RADII: Final = 1.5
+#: an outline found this share of the reach away or further lies at the search's edge,
+#: and tells nothing of which way up the sheet lies (``pick_orientation``; the most a
+#: block of OMRChecker's samples is fitted off its template is 0.84 of the reach).
+EDGE_OF_REACH: Final = 0.95
 #: two orientations whose layout scores differ by less than this are a tie (a layout that
 #: looks the same upside down); the first candidate, the likelier, is kept.
 TIE: Final = 0.01
@@ -551,6 +555,12 @@ def _fit_block(
             return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
         return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], measured=False)
     (ox, oy), (mrx, mry), strength = found
+    if not measure and (abs(ox) >= EDGE_OF_REACH * reach_x * s or abs(oy) >= EDGE_OF_REACH * reach_y * s):
+        # Telling which way up the sheet lies, an outline at the edge of the search
+        # counts for nothing: turned the wrong way, a row's outline or a printed number
+        # comes just within reach of many blocks at once. (Reading, it places the block:
+        # a template a little more than the reach off reads right there.)
+        return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
     radii = (mrx / s, mry / s) if measure else (rx, ry)
     return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)
 

@@ -104,6 +104,13 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
     threshold = float(options.get("min_matching_threshold", MIN_MATCH))
     own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
+    if photo and options.get("in_page"):
+        # The reader's look at a photo its first alignment gave no sheet for: the
+        # markers looked for only in the corners of the page its edges outline.
+        in_page = _in_page_fit(gray, template, variants, options, threshold)
+        if in_page is None:
+            raise OmrError(NO_SHEET_FOUND, "no page with four corner markers was found in the photo")
+        return in_page
     # An L-shaped marker (a picture that is not the same turned) looks like the paper's
     # corner against the desk: a photo's markers are then looked for first on the page.
     in_page_first = photo and len(variants) > 1 and "cropPage" not in options

@@ -180,7 +180,7 @@ def read_gray(
         # person, and its field's certainty is worth less.
         doubtful |= {r.label for r in fields if r.confidence < SMALL_REVIEW_BELOW}
     else:
-        doubtful |= lone_light_marks(fields)
+        doubtful |= lone_light_marks(placed.fields, fields)
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
@@ -200,7 +200,8 @@ def _looks(
 ) -> _Look:
     """The sheet aligned (on ``seen``, the picture cleaned by the template's filters) and
     its blocks fitted: the first look; the second, wide one where the first leaves a
-    doubt; the stretched one (``_another_look``'s ``any_aspect``) for a sheet both would refuse."""
+    doubt; for a photo both would refuse, the markers looked for in the page its edges
+    outline (``in_page``); the stretched one (``any_aspect``) for a sheet all would refuse."""
     from workers.omr.align import align
 
     first: _Look | None = None
@@ -234,6 +235,14 @@ def _looks(
         return wider
     if first is not None:
         return first
+    if photo:
+        # A photo's marker search takes each quarter's best match on its own: filled
+        # bubbles of a size between two of its steps can outscore the markers there, and
+        # four of them make a sheet the layout then refuses. The page's edges bound
+        # where the markers can be.
+        in_page = _another_look(image, gray, seen, template, photo=photo, in_page=True)
+        if in_page is not None:
+            return in_page
     stretched = _another_look(image, gray, seen, template, photo=photo, any_aspect=True)
     if stretched is None:
         assert refused is not None
@@ -250,6 +259,7 @@ def _another_look(
     photo: bool,
     wide: bool = False,
     any_aspect: bool = False,
+    in_page: bool = False,
 ) -> _Look | None:
     """The sheet aligned and its blocks fitted once more; None unless every block shows
     its outline there and the bubbles are printed where it puts them.
@@ -260,14 +270,16 @@ def _another_look(
     taken at any aspect, every turn a candidate, as OMRChecker stretches it onto
     ``pageDimensions`` whatever its shape. A template drawn on a landscape frame for
     markers that stand upright reads there, its bubbles drawn as wide as the stretch
-    makes them."""
+    makes them. ``in_page``: a photo read through a template with a marker picture, its
+    markers looked for only in the corners of the page its edges outline
+    (``omrchecker_align._in_page_fit``)."""
     from workers.omr.align import align
 
     aligned_by = template
-    if any_aspect:
-        if "pageDimensions" not in template.raw or template.marker_image is None:
+    if any_aspect or in_page:
+        if template.marker_image is None or (any_aspect and "pageDimensions" not in template.raw):
             return None
-        options = {**template.alignment.options, "any_aspect": True}
+        options = {**template.alignment.options, "any_aspect": any_aspect, "in_page": in_page}
         aligned_by = replace(template, alignment=replace(template.alignment, options=options))
     try:
         alignment = align(seen, aligned_by, photo=photo, wide=wide)
