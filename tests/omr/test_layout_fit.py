@@ -57,3 +57,24 @@ def test_light_grey_print_a_third_of_a_bubble_off_the_template_is_found_and_read
     assert got == _expected(answers)
     assert sid == "4071"
     assert set(review) <= {"13"}
+
+
+def test_a_template_row_the_sheet_does_not_print_refuses_the_sheet_naming_it() -> None:
+    # The template's first column lists an eleventh row the card does not print. The
+    # same sign (a row of a block with no print at all, the rest printed) is what a
+    # sheet read the wrong way up shows, when its layout looks alike turned round
+    # (columns of 9 and 8 rows): there every mark is read as another answer. Such a
+    # sheet is refused, naming the row, not read with that row blank.
+    from workers.omr.errors import TEMPLATE_MISMATCH, OmrError
+    from workers.omr.reader import read_gray
+    from workers.omr.template import load_template
+
+    card = _card(CARD, _answers(4), "1618", seed=4)
+    longer = copy.deepcopy(CARD)
+    longer["question_blocks"][0]["count"] = 11
+    longer["question_blocks"][1]["first"] = 12
+    with pytest.raises(OmrError) as info:
+        read_gray(card, load_template(longer))
+    assert info.value.code == TEMPLATE_MISMATCH
+    assert "'11'" in info.value.message
+    assert "does not print" in info.value.message

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
 from tests.omr import cards as C
 from workers.omr.omrchecker import load_omrchecker_template
 from workers.omr.reader import read_sheet
+from workers.omr.template import Template
 
 
 @pytest.mark.parametrize("name", ["grey", "circle"])
@@ -42,24 +43,24 @@ def _bullseye(page: Any, centre: tuple[int, int], r: int) -> None:
     cv2.circle(page, centre, r // 5, 0, -1, cv2.LINE_AA)
 
 
-def test_a_flat_page_read_in_photo_mode_is_found_as_a_scan_where_a_look_alike_outscores_a_marker() -> None:
-    # A page drawn from a PDF (no desk, no perspective) read in photo mode, with a copy of
-    # the corner marker printed inside it (a key to the sheet) nearer the middle. A
-    # photo's search takes the best match of each quarter on its own, here the copy, and
-    # the four made no sheet (NO_SHEET_FOUND). Such a page's markers are then looked for
-    # as on a scan, four corners of a parallelogram.
+#: the ringed card below: its answers marked (question index -> choice index).
+RINGED_MARKS: Final = {3: 1, 7: 2, 20: 0, 28: 3}
+
+
+def _ringed_card(*, look_alike: bool) -> tuple[Any, Template, dict[str, list[str]]]:
+    """A 200-dpi page with four bullseye corner markers (26 px radius) and 30 questions
+    of ringed, lettered bubbles about the marker's size, its OMRChecker template and the
+    answers marked. ``look_alike``: a copy of the marker printed inside the page too."""
     import cv2
     import numpy as np
 
     from workers.omr.omrchecker import convert_template
-    from workers.omr.reader import read_gray
 
     w, h, r = 1654, 2339, 26
     page = np.full((h, w), 255, np.uint8)
     corners = [(140, 90), (w - 140, 90), (w - 140, h - 160), (140, h - 160)]
-    for c in [*corners, (1450, 1300)]:
+    for c in [*corners, *([(1450, 1300)] if look_alike else [])]:
         _bullseye(page, c, r)
-    marked = {3: 1, 7: 2, 20: 0, 28: 3}
     for column, x0 in enumerate((250, 950)):
         for row in range(15):
             y = 580 + row * 97
@@ -67,7 +68,7 @@ def test_a_flat_page_read_in_photo_mode_is_found_as_a_scan_where_a_look_alike_ou
                 x = x0 + 85 + k * 83
                 cv2.circle(page, (x, y), 24, 0, 3, cv2.LINE_AA)
                 cv2.putText(page, "ABCD"[k], (x - 9, y + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 0, 2, cv2.LINE_AA)
-                if marked.get(column * 15 + row) == k:
+                if RINGED_MARKS.get(column * 15 + row) == k:
                     cv2.circle(page, (x, y), 20, 30, -1, cv2.LINE_AA)
     marker = np.full((2 * r + 12, 2 * r + 12), 255, np.uint8)
     _bullseye(marker, (r + 6, r + 6), r)
@@ -85,8 +86,42 @@ def test_a_flat_page_read_in_photo_mode_is_found_as_a_scan_where_a_look_alike_ou
     crop = {"name": "CropOnMarkers", "options": {"relativePath": "marker.png", "sheetToMarkerWidthRatio": 22}}
     data = {"pageDimensions": [frame_w, frame_h], "bubbleDimensions": [50, 50], "preProcessors": [crop]}
     template = convert_template({**data, "fieldBlocks": blocks}, marker=bytes(cv2.imencode(".png", marker)[1])).template
-    want = {f"q{q + 1}": ["ABCD"[k]] for q, k in marked.items()}
+    return page, template, {f"q{q + 1}": ["ABCD"[k]] for q, k in RINGED_MARKS.items()}
+
+
+def test_a_flat_page_read_in_photo_mode_is_found_as_a_scan_where_a_look_alike_outscores_a_marker() -> None:
+    # A page drawn from a PDF (no desk, no perspective) read in photo mode, with a copy of
+    # the corner marker printed inside it (a key to the sheet) nearer the middle. A
+    # photo's search takes the best match of each quarter on its own, here the copy, and
+    # the four made no sheet (NO_SHEET_FOUND). Such a page's markers are then looked for
+    # as on a scan, four corners of a parallelogram.
+    from workers.omr.reader import read_gray
+
+    page, template, want = _ringed_card(look_alike=True)
     for photo in (False, True):
         reading = read_gray(page, template, photo=photo)
         assert {label: values for label, values in reading.answers.items() if values} == want
         assert reading.review == []
+
+
+def test_a_photo_taken_at_a_slant_finds_ringed_markers_of_two_sizes() -> None:
+    # The card photographed from below its bottom edge: its top markers come out a
+    # fifth smaller than its bottom ones. A bullseye matches at one size only, and no
+    # one size of the photo search's steps showed all four (NO_SHEET_FOUND); each corner
+    # may now match a step off the others.
+    import cv2
+    import numpy as np
+
+    from workers.omr.reader import read_gray
+
+    page, template, want = _ringed_card(look_alike=False)
+    h, w = page.shape
+    src = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float32)
+    dst = np.array([(430, 300), (1970, 300), (2150, 2500), (250, 2500)], np.float32)
+    desk = np.full((2800, 2400), 235, np.uint8)
+    photo = cv2.warpPerspective(
+        page, cv2.getPerspectiveTransform(src, dst), (2400, 2800), dst=desk, borderMode=cv2.BORDER_TRANSPARENT
+    )
+    reading = read_gray(np.asarray(photo, np.uint8), template, photo=True)
+    assert {label: values for label, values in reading.answers.items() if values} == want
+    assert reading.review == []

@@ -131,6 +131,11 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         found = _search(
             small, variants, expected, *wide, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
         )
+    if found is None and photo:
+        # Where no one size shows all four markers: a photo taken at a slant.
+        found = _search(
+            small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=True, mixed_sizes=True
+        )
     full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
     if full is None and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
@@ -395,9 +400,15 @@ def _search(
     closure_cost: float = 0.0,
     coarse: bool = False,
     near: bool = False,
+    mixed_sizes: bool = False,
 ) -> tuple[list[tuple[float, float]], float] | None:
     """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
     quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it).
+
+    ``mixed_sizes`` (only with ``closure_cost`` 0): each quadrant's match may come from a
+    size next to the common one (a photo taken at a slant shows its far markers a step
+    smaller than its near ones, and a ringed marker matches at one size only); the size
+    given is the common one.
 
     ``closure_cost``: the four markers of a scan lie on a parallelogram; each marker width
     by which a set of four matches misses one costs this much correlation, so a look-alike
@@ -426,6 +437,8 @@ def _search(
     # The sizes searched in full come first: the others are searched near their matches.
     order = sorted(range(steps), key=lambda i: (_seed_size(i, steps, near) is not None, i))
     scored_at: dict[tuple[int, int], tuple[float, list[tuple[float, float]]] | None] = {}
+    #: each size's and turn's matches per quadrant (``mixed_sizes``).
+    kept: dict[tuple[int, int], list[list[tuple[float, float, float]]]] = {}
     seeds: dict[tuple[int, int], list[list[tuple[float, float]]]] = {}
     for i in order:
         width = expected * factors[i]
@@ -487,6 +500,18 @@ def _search(
             if near and source is None:
                 seeds[(i, v)] = best_few
             scored_at[(i, v)] = _best_four(peaks, width, closure_cost, threshold)
+            if mixed_sizes:
+                kept[(i, v)] = peaks
+    if mixed_sizes:
+        for i in range(steps):
+            for v in range(len(variants)):
+                beside = [kept[(j, v)] for j in (i - 1, i, i + 1) if (j, v) in kept]
+                if (i, v) not in kept or len(beside) < 2:
+                    continue
+                merged = [
+                    max((quads[q] for quads in beside), key=lambda found: max(f[0] for f in found)) for q in range(4)
+                ]
+                scored_at[(i, v)] = _best_four(merged, expected * factors[i], closure_cost, threshold)
     # The first best in the order of sizes and turns, as when searched one after another.
     best: tuple[float, list[tuple[float, float]], float] | None = None
     for i in range(steps):

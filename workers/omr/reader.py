@@ -320,6 +320,7 @@ def place_fit(
     placed = fit.template
     samples = sample(image, placed, alignment, spacing=template)
     rings_check(samples, template)
+    bare_fields_check(samples, placed, template)
     return fit, placed, samples
 
 
@@ -349,6 +350,36 @@ def rings_check(samples: Samples, template: Template) -> None:
             TEMPLATE_MISMATCH,
             f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
         )
+
+
+def bare_fields_check(samples: Samples, placed: Template, template: Template) -> None:
+    """TEMPLATE_MISMATCH where a field shows neither print nor a mark at any of its
+    bubbles while other fields of its block do: a row of the block lies off the print.
+
+    The template's grid then is a row or more from where it is printed (beyond the
+    layout's reach), or the sheet was taken the wrong way up: a layout that looks alike
+    turned round (four identical markers, columns of 9 and 8 rows) fits every row but
+    one of each column, and reads every mark as another answer. On every sheet of
+    omr-dev and of OMRChecker's and the public searches' samples read through a template
+    that fits, every field shows print. A block with no print at all is the layout's
+    to flag (``LayoutFit.unfound``): a template may list more than the card prints."""
+    import numpy as np
+
+    printed = (samples.ring >= MIN_RING) | (samples.fill >= MIN_MARKED)
+    shown: dict[str, bool] = {}
+    bare: dict[str, str] = {}
+    for f, at in zip(placed.fields, samples.index, strict=True):
+        shows = bool(np.any(printed[list(at)]))
+        shown[f.block_name] = shown.get(f.block_name, False) or shows
+        if not shows:
+            bare.setdefault(f.block_name, f.label)
+    for block, label in bare.items():
+        if shown[block]:
+            raise OmrError(
+                TEMPLATE_MISMATCH,
+                f"{label!r} of template {template.name!r} shows no printed bubble where the rest of its block "
+                "is printed: the template lists a row this sheet does not print, or lies a row or more off it",
+            )
 
 
 def straighten(
