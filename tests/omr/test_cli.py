@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,17 @@ from workers.omr.template import DEFAULT_TEMPLATE, Template
 TPL = str(DEFAULT_TEMPLATE)
 
 
-def _read(tmp_path: Path, *inputs: Path, jobs: int = 0) -> tuple[int, dict[str, dict[str, Any]]]:
+def _read(tmp_path: Path, *inputs: Path, jobs: int = 1) -> tuple[int, dict[str, dict[str, Any]]]:
+    """``main()`` in this process with ``--jobs 1``; with more jobs, the command line in a
+    process of its own (``python -m workers.omr``), as a user runs it: the test process
+    holds the platform's broker connections, which a forked reader must not inherit."""
     out = tmp_path / "out.json"
-    rc = main(["read", "--template", TPL, "--out", str(out), "--jobs", str(jobs), *map(str, inputs)])
+    argv = ["read", "--template", TPL, "--out", str(out), "--jobs", str(jobs), *map(str, inputs)]
+    if jobs == 1:
+        rc = main(argv)
+    else:
+        root = Path(__file__).resolve().parents[2]
+        rc = subprocess.run([sys.executable, "-m", "workers.omr", *argv], cwd=root, check=False).returncode
     return rc, json.loads(out.read_text(encoding="utf-8"))
 
 

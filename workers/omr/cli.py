@@ -3,8 +3,11 @@
 ``read`` prints (or writes with ``--out``) one JSON object keyed by input name; a file
 that cannot be read gets ``{"error": {"code", "message"}}`` and the batch goes on.
 ``--mode photo`` (or its alias ``--photo``) reads phone photos; ``--mode scan`` is the default.
-``--jobs N`` reads N files at once, each in a process of its own (default: one per core);
-the JSON is the same whatever N is.
+``--jobs N`` reads N files at once, each in a process of its own (0: one per core, the
+default of ``python -m workers.omr``; 1, the default of ``main()`` called from Python:
+forking a process that holds other libraries' connections, a broker's or a database's,
+hands the children those connections, and Celery's kombu closes its own in every forked
+child over the parent's socket); the JSON is the same whatever N is.
 Exit status: 0 all read, 1 some inputs had errors, 2 bad arguments or template.
 """
 
@@ -32,7 +35,9 @@ IMAGE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".b
 PDF_SUFFIX: Final = ".pdf"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, default_jobs: int = 1) -> int:
+    """The command line. ``default_jobs``: ``read --jobs`` when not given (``__main__``
+    passes 0, one process per core; see the module's docstring for why not always)."""
     parser = argparse.ArgumentParser(prog="python -m workers.omr", description="OMR answer-sheet reader")
     sub = parser.add_subparsers(dest="command", required=True)
     read = sub.add_parser("read", help="read scanned sheets (images, folders, PDFs)")
@@ -47,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     read.add_argument(
         "--jobs",
         type=_jobs,
-        default=0,
+        default=default_jobs,
         metavar="N",
-        help="files read at once, each in a process of its own (default 0: one per core)",
+        help=f"files read at once, each in a process of its own (0: one per core; default {default_jobs})",
     )
     read.add_argument("inputs", nargs="+", type=Path)
     render = sub.add_parser("render", help="draw a blank sheet")
