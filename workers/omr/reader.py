@@ -338,13 +338,19 @@ def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8
     return np.asarray(cv2.extractChannel(image, channel), dtype=np.uint8)
 
 
+def shows_print(samples: Samples) -> npt.NDArray[np.bool_]:
+    """Per bubble: its printed outline (MIN_RING) or a mark (MIN_MARKED) is where the
+    alignment put it."""
+    return (samples.ring >= MIN_RING) | (samples.fill >= MIN_MARKED)
+
+
 def rings_check(samples: Samples, template: Template) -> None:
     """TEMPLATE_MISMATCH unless the template's bubbles are printed - or marked - where the
     alignment put them (MIN_RINGS_FOUND of them): measured on the sheet's own paper, so
     it holds for any ink, outline or shape the template's bubble size describes."""
     import numpy as np
 
-    found = float(np.mean((samples.ring >= MIN_RING) | (samples.fill >= MIN_MARKED)))
+    found = float(np.mean(shows_print(samples)))
     if found < MIN_RINGS_FOUND:
         raise OmrError(
             TEMPLATE_MISMATCH,
@@ -365,7 +371,7 @@ def bare_fields_check(samples: Samples, placed: Template, template: Template) ->
     to flag (``LayoutFit.unfound``): a template may list more than the card prints."""
     import numpy as np
 
-    printed = (samples.ring >= MIN_RING) | (samples.fill >= MIN_MARKED)
+    printed = shows_print(samples)
     shown: dict[str, bool] = {}
     bare: dict[str, str] = {}
     for f, at in zip(placed.fields, samples.index, strict=True):
