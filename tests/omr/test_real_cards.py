@@ -434,3 +434,15 @@ def test_a_photo_whose_filled_bubbles_outscore_its_markers_is_found_within_its_p
     sheet = list(C.make_cards(card, index + 1, seed, how="photo"))[index]
     result = _read(_omrchecker(card, tmp_path), [sheet], tmp_path, photo=True)
     _assert_exact(_tally([sheet], result))
+
+
+def test_a_photo_through_boxes_under_the_pixel_floor_reads_by_its_printed_bubbles(tmp_path: Path) -> None:
+    # Boxes under half the printed bubble, on a photo that shows the card small: the
+    # boxes come to under 5 px across, the reader's floor, and the photo was refused
+    # (RESOLUTION_TOO_LOW) though the bubbles printed are twice that. The wide look now
+    # runs with the floor lowered as far as it reaches, and keeps the sheet only where
+    # every block's printed bubbles, as measured, are above the floor.
+    card = C.CARDS["mixed"]
+    sheet = list(C.make_cards(card, 2, "x1", how="photo"))[1]
+    result = _read(C.write_omrchecker(card, tmp_path / "omrchecker", box_share=0.45), [sheet], tmp_path, photo=True)
+    _assert_exact(_tally([sheet], result))

@@ -345,7 +345,7 @@ def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: 
         if abs(across / down / tpl_aspect - 1) > tol:
             continue
         scale = _quad_size(image_pts) / _quad_size(tpl_pts)
-        if scale * template.dpi < MIN_DPI:
+        if scale * template.dpi < float(template.alignment.options.get("min_dpi", MIN_DPI)):
             raise OmrError(RESOLUTION_TOO_LOW, f"the sheet is scanned at about {scale * template.dpi:.0f} dpi")
         h = cv2.getPerspectiveTransform(tpl_pts.astype(np.float32), image_pts.astype(np.float32))
         out.append(Alignment(h.astype(np.float64), turn * 90, scale, ink, paper))

@@ -18,7 +18,7 @@ from workers.omr.classify import (
     under_print,
     without_print,
 )
-from workers.omr.errors import NO_SHEET_FOUND, TEMPLATE_MISMATCH, OmrError
+from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
 if TYPE_CHECKING:
@@ -211,8 +211,10 @@ def _looks(
         first = alignment, place_fit(image, gray, template, alignment)
     except OmrError as exc:
         # The markers' rectangle off the template's aspect, or the bubbles not printed
-        # where the template has them.
-        if exc.code != TEMPLATE_MISMATCH:
+        # where the template has them; or, through an OMRChecker template, its boxes too
+        # few pixels across, which may be far smaller than the bubbles printed.
+        small_boxes = exc.code == RESOLUTION_TOO_LOW and template.marker_image is not None
+        if exc.code != TEMPLATE_MISMATCH and not small_boxes:
             raise
         refused = exc
     fit = None if first is None else first[1][0]
@@ -230,7 +232,8 @@ def _looks(
     # small bubbles for theirs. Where the first look did find every block's, but one
     # far smaller than its spacing (a glyph inside the bubble), the wide look must
     # stand out more to be taken (WIDE_GAIN).
-    wider = _another_look(image, gray, seen, template, photo=photo, wide=True)
+    small = refused is not None and refused.code == RESOLUTION_TOO_LOW
+    wider = _another_look(image, gray, seen, template, photo=photo, wide=True, small_boxes=small)
     if wider is not None and (fit is None or not shrunk or wider[1][0].score >= WIDE_GAIN * fit.score):
         return wider
     if first is not None:
@@ -260,6 +263,7 @@ def _another_look(
     wide: bool = False,
     any_aspect: bool = False,
     in_page: bool = False,
+    small_boxes: bool = False,
 ) -> _Look | None:
     """The sheet aligned and its blocks fitted once more; None unless every block shows
     its outline there and the bubbles are printed where it puts them.
@@ -272,19 +276,28 @@ def _another_look(
     markers that stand upright reads there, its bubbles drawn as wide as the stretch
     makes them. ``in_page``: a photo read through a template with a marker picture, its
     markers looked for only in the corners of the page its edges outline
-    (``omrchecker_align._in_page_fit``)."""
-    from workers.omr.align import align
+    (``omrchecker_align._in_page_fit``). ``small_boxes`` (with ``wide``): a sheet whose
+    template boxes are under the reader's floor of pixels (RESOLUTION_TOO_LOW) is aligned
+    with that floor lowered as far as the wide look reaches, and kept only where every
+    block's printed bubbles, as measured, are above it."""
+    from workers.omr.align import MIN_DPI, align
+    from workers.omr.layout import WIDE_SIZE
+    from workers.omr.omrchecker import MIN_BUBBLE_RADIUS_PX
 
     aligned_by = template
-    if any_aspect or in_page:
+    if any_aspect or in_page or small_boxes:
         if template.marker_image is None or (any_aspect and "pageDimensions" not in template.raw):
             return None
         options = {**template.alignment.options, "any_aspect": any_aspect, "in_page": in_page}
+        if small_boxes:
+            options["min_dpi"] = MIN_DPI / WIDE_SIZE
         aligned_by = replace(template, alignment=replace(template.alignment, options=options))
     try:
         alignment = align(seen, aligned_by, photo=photo, wide=wide)
         fitted = place_fit(image, gray, template, alignment, wide=wide)
     except OmrError:
+        return None
+    if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
 
@@ -354,7 +367,8 @@ def rings_check(samples: Samples, template: Template) -> None:
     if found < MIN_RINGS_FOUND:
         raise OmrError(
             TEMPLATE_MISMATCH,
-            f"only {found:.0%} of the bubbles of template {template.name!r} are printed on this sheet",
+            f"only {found:.0%} of the bubbles of template {template.name!r} show print where it puts them "
+            "on this sheet: another card, or a template that lies off its print",
         )
 
 
