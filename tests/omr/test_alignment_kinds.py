@@ -225,6 +225,27 @@ def test_a_turned_scan_is_aligned_to_a_reference_picture_of_the_blank_card(affin
     assert _read_answers(img, t) == marks
 
 
+@pytest.mark.parametrize(("affine", "angle", "seed"), [(True, 3, 1), (False, 2, 0)], ids=["2d", "homography"])
+def test_a_small_scan_whose_features_sit_in_its_heading_is_aligned_to_the_reference_with_one_scale(
+    affine: bool, angle: float, seed: int
+) -> None:
+    # Half size and JPEG: the bubbles, hundreds alike, match nothing for sure, so the
+    # pairs come from the heading's text. A scale (an affine map) or a perspective (a
+    # homography) fitted down the page from them alone came out a bubble and more off
+    # at the foot of the page: 8 answers wrong, 6 of them unflagged, on the homography.
+    probe = _template("none")
+    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
+    assert ok
+    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": affine}))
+    marks = _marks(t)
+    scan, truth = _scan(_page(t, marks), angle=angle, scale=0.5, upside_down=False, seed=seed)
+    ok, jpeg = cv2.imencode(".jpg", scan, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    assert ok
+    img = np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE), np.uint8)
+    assert _max_error(t, align(img, t).homography, truth) < 0.25
+    assert _read_answers(img, t) == marks
+
+
 def test_a_phone_photo_is_aligned_to_the_reference_in_perspective_even_when_the_template_says_2d() -> None:
     probe = _template("none")
     ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))

@@ -1,5 +1,6 @@
 """The template's blocks fitted to the print: a hand-written bubble gap a few per cent off
-the print, and a block with no print where the template puts it.
+the print (on dark and on light print, with the template moved off it too), and a block
+with no print where the template puts it.
 
 The card is the vendor card of test_foreign_cards (drawn here with cv2), read through a
 template that differs from its print in exactly the way each test names.
@@ -28,6 +29,28 @@ def test_a_block_printed_wider_or_narrower_than_its_template_still_reads_each_co
     assert got == _expected(answers)
     assert sid == "3141"
     assert set(review) <= {"13"}  # the two-mark answer may be looked at; nothing else
+
+
+@pytest.mark.parametrize(("stretch", "left", "high"), [(1.03, 6, 10), (1.05, 0, 0)])
+def test_light_print_wider_than_its_template_and_off_it_is_found_at_its_outer_columns(
+    stretch: float, left: int, high: int
+) -> None:
+    # Light-grey print, a choice gap a few per cent short of it and the whole template
+    # moved up and left: the outer columns' bubbles lie more than their 10 px half width
+    # across from the template's, so a profile down the template's place misses their
+    # top and bottom; they are searched again from a half width either side.
+    answers = _answers(8)
+    card = _card(CARD, answers, "3141", ink=(225, 225, 225), seed=8)
+    off = copy.deepcopy(CARD)
+    for block in [*off["question_blocks"], off["student_id"]]:
+        block["origin"][0] -= left
+        block["origin"][1] -= high
+    for block in off["question_blocks"]:
+        block["choice_gap"] = block["choice_gap"] / stretch
+    got, sid, _, review = _read(card, off)
+    assert got == _expected(answers)
+    assert sid == "3141"
+    assert set(review) <= {"13"}
 
 
 def test_a_block_with_no_print_where_the_template_puts_it_is_flagged_not_read_blindly() -> None:

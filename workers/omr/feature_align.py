@@ -5,8 +5,9 @@ template's page. Corner-like features (ORB, rotation-invariant, so a sideways or
 upside-down sheet matches too) are found in the reference and in the sheet, each sheet
 feature is paired with its nearest reference feature (Hamming distance), the best
 ``goodMatchPercent`` of the pairs are kept, and a transform is fitted to them with RANSAC:
-a full perspective homography, or with ``2d`` an affine one (a flatbed scan: shift,
-turn, scale).
+on a scan a similarity (shift, turn, one scale, as a scanner makes), on a phone photo a
+full perspective homography. The fit is then refined on grey levels over the whole page
+(ECC): an affine map with ``2d``, else a homography.
 
 Bubbles are poor features (hundreds look alike), which is why OMRChecker advises a
 reference picture with the bubbles cleared; printed text works well. Too few consistent
@@ -52,8 +53,8 @@ ECC_STEPS: Final = 60
 @aligner_register("reference")
 def align_by_reference(gray: Gray, template: Template, *, photo: bool = False) -> Alignment:
     """Aligner "reference". Options (``template.alignment.options``): ``reference`` (the
-    picture's bytes, required), ``maxFeatures``, ``goodMatchPercent``, ``2d`` (an affine
-    fit, for scans; ignored in photo mode)."""
+    picture's bytes, required), ``maxFeatures``, ``goodMatchPercent``, ``2d`` (the refinement
+    of a scan's fit kept affine; ignored in photo mode)."""
     options = template.alignment.options
     reference = options.get("reference")
     if not isinstance(reference, bytes):
@@ -108,11 +109,17 @@ def align_reference(
         raise OmrError(NO_SHEET_FOUND, "the sheet shares too few features with the reference picture")
     src = np.array([ref_kp[m.trainIdx] for m in matches], np.float32)  # reference work copy
     dst = np.array([kp[m.queryIdx].pt for m in matches], np.float32)  # sheet work copy
-    if affine:
-        m, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
-        hom = None if m is None else np.vstack([m, [0, 0, 1]])
-    else:
+    if photo:
         hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
+    else:
+        # A scanner turns, scales and shifts the page, the same scale both ways. A full
+        # affine map (OMRChecker's ``2d``) or a homography (its default) also fits a
+        # scale, or a perspective, of its own down the page, which features bunched in
+        # the heading hardly tell: a few per cent off there is a row off at the page's
+        # foot. The heading's width tells the one scale well; the grey-level refinement
+        # over the whole page (``_refine``) then frees what ``2d`` leaves free.
+        m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
+        hom = None if m is None else np.vstack([m, [0, 0, 1]])
     inliers = 0 if mask is None else int(np.count_nonzero(mask))
     if hom is None or inliers < max(MIN_INLIERS, MIN_INLIER_SHARE * len(matches)):
         raise OmrError(NO_SHEET_FOUND, f"only {inliers} of {len(matches)} features agree with the reference picture")

@@ -122,6 +122,10 @@ class BlockFit:
     #: False when its bubbles' size is the template's, not measured on a printed outline
     #: (the block placed by what is printed or marked inside its bubbles, or not found).
     measured: bool = True
+    #: True when its outline stood out only searched from a radius to the side of the
+    #: template's place (``_from_sides``): a block printed wider than its template and
+    #: off it, or the edge of a glyph inside a bubble printed far larger than its box.
+    sided: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,11 @@ class LayoutFit:
     def outlined(self) -> bool:
         """Whether any block's bubbles showed a printed outline of a size looked for."""
         return any(b.measured for b in self.blocks)
+
+    @property
+    def sided(self) -> bool:
+        """Whether any block's outline stood out only searched from a side."""
+        return any(b.sided for b in self.blocks)
 
     @property
     def all_outlined(self) -> bool:
@@ -498,6 +507,11 @@ def _fit_block(
     least = 1.0 if wide else SIZE_RANGE[0]
     look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side, least)
     stretch = (1.0, 1.0)
+    # Reading, a bubble whose outline does not stand out searched from the template's
+    # place is searched again from a radius either side (``_outlines``). Not when only
+    # telling which way up the sheet lies: a wider search finds more in text.
+    starts = (-rx * s, rx * s) if measure else ()
+    sided = False
     if not measure:
         found = _outline(mean, hx, hy, *look)
     else:
@@ -508,12 +522,18 @@ def _fit_block(
         stacked = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx))
         sums = [_line_sums(stacked, lines) if len(lines.places) >= MIN_STRETCH_LINES else None for lines in frame.lines]
         halves = [_halves(x, lines) for x, lines in zip(sums, frame.lines, strict=True) if x is not None]
-        got = iter(_outlines(np.concatenate([mean[None], *halves]), hx, hy, *look))
+        pictures = np.concatenate([mean[None], *halves])
+        middle = _outlines(pictures, hx, hy, *look)
+        # Where the block's outline shows from the middle in none of them, an outline
+        # found from a side may be the edge of a glyph inside a bubble printed far
+        # larger than the template's boxes (``BlockFit.sided``).
+        sided = not any(middle)
+        got = iter(_from_sides(pictures, middle, hx, hy, *look, starts=starts))
         found = next(got)
         fitted = [1.0, 1.0]
         for axis, (x, lines) in enumerate(zip(sums, frame.lines, strict=True)):
             if x is not None and not _halves_agree(lines, axis, s, next(got), next(got)):
-                fitted[axis] = _stretch(x, lines, axis, hx, hy, s, look)
+                fitted[axis] = _stretch(x, lines, axis, hx, hy, s, look, starts=starts)
         stretch = (fitted[0], fitted[1])
     if stretch != (1.0, 1.0):
         # The block printed wider or taller than the template: its bubbles are
@@ -530,7 +550,8 @@ def _fit_block(
             cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        refit = _outline(np.asarray(again, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0), hx, hy, *look)
+        again_mean = np.asarray(again, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
+        refit = _outline(again_mean, hx, hy, *look, starts=starts)
         # Where the template's spacing already shows an outline, the stretched one must
         # stand out clearly more: on a block of few bubbles, mostly marked, the marks'
         # own edges can pull each column a little and fake a stretch.
@@ -562,7 +583,7 @@ def _fit_block(
         # a template a little more than the reach off reads right there.)
         return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
     radii = (mrx / s, mry / s) if measure else (rx, ry)
-    return BlockFit(name, (ox / s, oy / s), radii, strength, stretch)
+    return BlockFit(name, (ox / s, oy / s), radii, strength, stretch, sided=sided)
 
 
 #: an outline found on a mean bubble: centre offset, radii (patch pixels) and darkness.
@@ -577,6 +598,8 @@ def _stretch(
     hy: int,
     s: float,
     look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float], float],
+    *,
+    starts: tuple[float, ...] = (),
 ) -> float:
     """How much wider (axis 0) or taller (axis 1) the block is printed than the template
     lays it out: 1.0 when it cannot tell or the print matches. ``sums``: each line's
@@ -592,7 +615,7 @@ def _stretch(
 
     places, offsets, weights = [], [], []
     means = (sums / lines.counts[:, None, None]).astype(np.float32)
-    for value, got in zip(lines.places.tolist(), _outlines(means, hx, hy, *look), strict=True):
+    for value, got in zip(lines.places.tolist(), _outlines(means, hx, hy, *look, starts=starts), strict=True):
         if got is None:
             continue
         places.append(value)
@@ -675,6 +698,7 @@ def _outline(
     least: float = SIZE_RANGE[0],
     *,
     first_beside: bool = True,
+    starts: tuple[float, ...] = (),
 ) -> _Found | None:
     """Centre offset, radii and outline darkness of the bubble in a block's mean picture.
 
@@ -689,7 +713,7 @@ def _outline(
     taken off, as every later axis's has (see ``_profiles``). Where the bubble is placed
     there is only ``radii``' guess until its size across is measured.
     """
-    return _outlines(mean[None], hx, hy, radii, reach, top, side, least, first_beside=first_beside)[0]
+    return _outlines(mean[None], hx, hy, radii, reach, top, side, least, first_beside=first_beside, starts=starts)[0]
 
 
 def _outlines(
@@ -703,16 +727,72 @@ def _outlines(
     least: float = SIZE_RANGE[0],
     *,
     first_beside: bool = True,
+    starts: tuple[float, ...] = (),
 ) -> list[_Found | None]:
     """``_outline`` of each of several mean pictures (n, height, width) of one block.
 
     The pairs of outline points tried are the same for every picture, so they are scored
     for all pictures at once: a block's columns and rows (``_stretch``) cost one pass.
+
+    ``starts``: across offsets to search once more from (``_from_sides``).
     """
+    out = _outlines_from(means, hx, hy, radii, reach, top, side, least, first_beside, 0.0)
+    return _from_sides(means, out, hx, hy, radii, reach, top, side, least, first_beside=first_beside, starts=starts)
+
+
+def _from_sides(
+    means: npt.NDArray[np.float32],
+    out: list[_Found | None],
+    hx: int,
+    hy: int,
+    radii: tuple[float, float],
+    reach: tuple[float, float],
+    top: tuple[float, float],
+    side: tuple[float, float],
+    least: float = SIZE_RANGE[0],
+    *,
+    first_beside: bool = True,
+    starts: tuple[float, ...] = (),
+) -> list[_Found | None]:
+    """``out`` (``_outlines`` searched from the middle), where it has no outline searched
+    again from each of ``starts``, offsets across (patch pixels); of the outlines found
+    from several, the darkest is kept.
+
+    The first profile runs down through the middle: a bubble printed about a radius off
+    across (a block printed wider than its template lays it out, at its outer columns)
+    shows it only its side, and no top and bottom outline; begun a radius over, it runs
+    through the bubble.
+    """
+    lost = [k for k, got in enumerate(out) if got is None]
+    if not starts or not lost:
+        return out
+    out = list(out)
+    for start in starts:
+        again = _outlines_from(means[lost], hx, hy, radii, reach, top, side, least, first_beside, start)
+        for k, got in zip(lost, again, strict=True):
+            best = out[k]
+            if got is not None and (best is None or got[2] > best[2]):
+                out[k] = got
+    return out
+
+
+def _outlines_from(
+    means: npt.NDArray[np.float32],
+    hx: int,
+    hy: int,
+    radii: tuple[float, float],
+    reach: tuple[float, float],
+    top: tuple[float, float],
+    side: tuple[float, float],
+    least: float,
+    first_beside: bool,
+    start: float,
+) -> list[_Found | None]:
+    """``_outlines`` begun ``start`` patch pixels across (along x) from the middle."""
     import numpy as np
 
     n = len(means)
-    c = [[0.0, 0.0] for _ in range(n)]  # offset x, y (patch pixels from its middle)
+    c = [[start, 0.0] for _ in range(n)]  # offset x, y (patch pixels from its middle)
     r = [[radii[0], radii[1]] for _ in range(n)]
     strength = [[0.0, 0.0] for _ in range(n)]
     # The pictures still searched (their indices among ``means``): one whose outline does

@@ -219,7 +219,10 @@ def _looks(
         refused = exc
     fit = None if first is None else first[1][0]
     shrunk = fit is not None and fit.all_outlined and fit.smallest_share(template) < SHRUNK_SHARE
-    if first is not None and first[1][0].all_outlined and not shrunk:
+    # A block found only from a side of its template place: printed wider than the
+    # template and off it, or a glyph's edge inside a bubble printed far larger.
+    doubted = shrunk or (fit is not None and fit.sided)
+    if first is not None and first[1][0].all_outlined and not doubted:
         return first
     # A template written by hand may give its bubbles a box far smaller than their
     # print (OMRChecker reads only the box): their outlines then lie beyond the sizes
@@ -234,7 +237,7 @@ def _looks(
     # stand out more to be taken (WIDE_GAIN).
     small = refused is not None and refused.code == RESOLUTION_TOO_LOW
     wider = _another_look(image, gray, seen, template, photo=photo, wide=True, small_boxes=small)
-    if wider is not None and (fit is None or not shrunk or wider[1][0].score >= WIDE_GAIN * fit.score):
+    if wider is not None and (fit is None or not doubted or wider[1][0].score >= WIDE_GAIN * fit.score):
         return wider
     if first is not None:
         return first
