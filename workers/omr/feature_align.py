@@ -45,8 +45,16 @@ MIN_INLIER_SHARE: Final = 0.25
 RANSAC_PX: Final = 4.0
 #: a pair is kept when its best match is this much closer than its second best.
 RATIO: Final = 0.85
+#: a photo's similarity start (``align_reference``) takes pairs this many times RANSAC_PX
+#: off as agreeing: its perspective moves the page's far side from where one scale puts it.
+PHOTO_SIMILARITY_SLACK: Final = 4.0
 #: the fit is refined by intensity (ECC) on copies of this long side.
 ECC_SIDE: Final = 700
+#: ... and kept only where that moves no page corner further than this share of the
+#: sheet's long side (a wrong turn, not a refinement), or this share for a photo's
+#: starts, which its perspective can leave further off.
+FINE_MOVE: Final = 0.03
+COARSE_MOVE: Final = 0.1
 ECC_STEPS: Final = 60
 
 
@@ -109,21 +117,38 @@ def align_reference(
         raise OmrError(NO_SHEET_FOUND, "the sheet shares too few features with the reference picture")
     src = np.array([ref_kp[m.trainIdx] for m in matches], np.float32)  # reference work copy
     dst = np.array([kp[m.queryIdx].pt for m in matches], np.float32)  # sheet work copy
+    # A scanner turns, scales and shifts the page, the same scale both ways. A full
+    # affine map (OMRChecker's ``2d``) or a homography (its default) also fits a scale,
+    # or a perspective, of its own down the page, which features bunched in the heading
+    # hardly tell: a few per cent off there is a row off at the page's foot. The
+    # heading's width tells the one scale well; the grey-level refinement over the
+    # whole page (``_refine``) then frees what ``2d`` leaves free.
+    slack = PHOTO_SIMILARITY_SLACK if photo else 1.0
+    m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX * slack)
+    starts = [] if m is None else [(np.vstack([m, [0, 0, 1]]), mask)]
     if photo:
-        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
-    else:
-        # A scanner turns, scales and shifts the page, the same scale both ways. A full
-        # affine map (OMRChecker's ``2d``) or a homography (its default) also fits a
-        # scale, or a perspective, of its own down the page, which features bunched in
-        # the heading hardly tell: a few per cent off there is a row off at the page's
-        # foot. The heading's width tells the one scale well; the grey-level refinement
-        # over the whole page (``_refine``) then frees what ``2d`` leaves free.
-        m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX)
-        hom = None if m is None else np.vstack([m, [0, 0, 1]])
-    inliers = 0 if mask is None else int(np.count_nonzero(mask))
-    if hom is None or inliers < max(MIN_INLIERS, MIN_INLIER_SHARE * len(matches)):
+        # A photo's perspective is real: a homography fitted to the features follows
+        # it, or, where they lie bunched in the heading, folds the rest of the page.
+        # Both starts are refined and the one whose grey levels then match the
+        # reference's best is kept.
+        hom, hmask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
+        if hom is not None:
+            starts.insert(0, (hom, hmask))
+    least = max(MIN_INLIERS, MIN_INLIER_SHARE * len(matches))
+    agreed = [(start, int(np.count_nonzero(agree))) for start, agree in starts if agree is not None]
+    kept = [np.asarray(start, np.float64) for start, inliers in agreed if inliers >= least]
+    if not kept:
+        inliers = max((n for _, n in agreed), default=0)
         raise OmrError(NO_SHEET_FOUND, f"only {inliers} of {len(matches)} features agree with the reference picture")
-    hom = _refine(ref_data=reference, ref_k=ref_k, small=small, hom=np.asarray(hom, np.float64), affine=affine)
+    # A photo's starts are refined at ECC's size alone and coarse to fine: the coarse
+    # copies reach a start a row off, and can also pull a good one astray.
+    fits = [
+        _refine(ref_data=reference, ref_k=ref_k, small=small, hom=start, affine=affine, coarse=coarse)
+        for start in kept
+        for coarse in ((False, True) if photo else (False,))
+    ]
+    # The first start unrefined where no refinement converged.
+    hom = max(fits, key=lambda fit: fit[1])[0]
     # template px -> reference px (the reference is the page) -> reference work copy
     # -> sheet work copy -> sheet px.
     rh, rw = ref_shape
@@ -167,40 +192,54 @@ def _reference(
 
 
 def _refine(
-    *, ref_data: bytes, ref_k: float, small: Gray, hom: npt.NDArray[np.float64], affine: bool
-) -> npt.NDArray[np.float64]:
+    *,
+    ref_data: bytes,
+    ref_k: float,
+    small: Gray,
+    hom: npt.NDArray[np.float64],
+    affine: bool,
+    coarse: bool = False,
+) -> tuple[npt.NDArray[np.float64], float]:
     """The feature fit refined so the sheet's grey levels match the reference's (OpenCV's
     ECC), starting from it: features cluster where the print is busy (the heading), and a
     fit to them alone can be a third of a bubble off at the far end of the page. Kept as
-    it was when the refinement does not converge."""
+    it was when the refinement does not converge. With it, how well the grey levels
+    match there: ECC's correlation, -1 where it did not converge.
+
+    ``coarse``: refined first on copies a quarter and half as large (a start further
+    off, a photo's, converges there), and allowed to move the page's corners further
+    (COARSE_MOVE)."""
     import cv2
     import numpy as np
 
-    ref = _reference_copy(ref_data, ECC_SIDE)
-    e = ref.shape[1] / (_decoded_size(ref_data)[1] * ref_k)  # reference work copy -> ECC copy
-    f = ECC_SIDE / max(small.shape)  # sheet work copy -> its ECC copy
-    sheet = cv2.resize(small, None, fx=f, fy=f, interpolation=cv2.INTER_AREA).astype(np.float32)
-    start = np.diag([f, f, 1.0]) @ hom @ np.diag([1 / e, 1 / e, 1.0])
-    start /= start[2, 2]
     motion = cv2.MOTION_AFFINE if affine else cv2.MOTION_HOMOGRAPHY
-    warp = (start[:2] if affine else start).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_STEPS, 1e-5)
-    try:
-        mask = np.full(sheet.shape, 255, np.uint8)  # every sheet pixel counts
-        _, fitted = cv2.findTransformECC(ref, sheet, warp, motion, criteria, mask, 5)
-    except cv2.error:
-        return hom
-    fitted = np.asarray(fitted, np.float64)
-    found = np.vstack([fitted, [0, 0, 1]]) if affine else fitted
-    refined = np.diag([1 / f, 1 / f, 1.0]) @ found.astype(np.float64) @ np.diag([e, e, 1.0])
+    current = hom
+    match = -1.0
+    for side in (ECC_SIDE // 4, ECC_SIDE // 2, ECC_SIDE) if coarse else (ECC_SIDE,):
+        ref = _reference_copy(ref_data, side)
+        e = ref.shape[1] / (_decoded_size(ref_data)[1] * ref_k)  # reference work copy -> ECC copy
+        f = side / max(small.shape)  # sheet work copy -> its ECC copy
+        sheet = cv2.resize(small, None, fx=f, fy=f, interpolation=cv2.INTER_AREA).astype(np.float32)
+        start = np.diag([f, f, 1.0]) @ current @ np.diag([1 / e, 1 / e, 1.0])
+        start /= start[2, 2]
+        warp = (start[:2] if affine else start).astype(np.float32)
+        try:
+            mask = np.full(sheet.shape, 255, np.uint8)  # every sheet pixel counts
+            match, fitted = cv2.findTransformECC(ref, sheet, warp, motion, criteria, mask, 5)
+        except cv2.error:
+            return hom, -1.0
+        fitted = np.asarray(fitted, np.float64)
+        found = np.vstack([fitted, [0, 0, 1]]) if affine else fitted
+        current = np.diag([1 / f, 1 / f, 1.0]) @ found.astype(np.float64) @ np.diag([e, e, 1.0])
     # A refinement that moved the page corners far is a wrong turn, not a refinement.
     h, w = _decoded_size(ref_data)
     corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64).reshape(-1, 1, 2) * ref_k
     before = cv2.perspectiveTransform(corners, hom).reshape(-1, 2)
-    after = cv2.perspectiveTransform(corners, refined).reshape(-1, 2)
-    if float(np.max(np.hypot(*(before - after).T))) > 0.03 * max(small.shape):
-        return hom
-    return refined
+    after = cv2.perspectiveTransform(corners, current).reshape(-1, 2)
+    if float(np.max(np.hypot(*(before - after).T))) > (COARSE_MOVE if coarse else FINE_MOVE) * max(small.shape):
+        return hom, -1.0
+    return current, float(match)
 
 
 @functools.lru_cache(maxsize=4)

@@ -99,6 +99,10 @@ MIN_STRETCH_LINES: Final = 3
 #: sample sheet. Half the share at which a stretch the lines find first slips through on
 #: a synthetic block (tests/omr/test_layout_stretch.py).
 SAME_HALVES: Final = 0.375
+#: a block placed by the print inside its bubbles is trusted only where its first and
+#: last half of rows (columns) centre within this share of the search's reach of each
+#: other (``_halves_centred``; at most 0.35 on OMRChecker's samples).
+HALVES_APART: Final = 0.5
 #: np.add.reduce sums a contiguous run of this many values or more pairwise, a shorter one
 #: value after value, as it sums rows (``_band_mean`` takes a band of columns as rows).
 PAIRWISE: Final = 8
@@ -571,10 +575,20 @@ def _fit_block(
         # their centres and places the block; its size stays the template's. Not when
         # only telling which way up the sheet lies: text under a turned template can
         # centre on its bubbles as well as digits do.
-        centre = _middle(mean, hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s)) if measure else None
+        inner = ((rx * s, ry * s), (reach_x * s, reach_y * s))
+        centre = _middle(mean, hx, hy, *inner) if measure else None
         if centre is None:
             return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
-        return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], measured=False)
+        # Each half of its rows and of its columns must centre there too: on a sheet
+        # aligned a little askew (a perspective fitted wrong), the block's first rows
+        # can sit on their bubbles and its last ones a row off, which the whole block's
+        # mean still centres on. Its fields then go to review.
+        whole = all(
+            _halves_centred(x, lines, hx, hy, *inner)
+            for x, lines in zip(sums, frame.lines, strict=True)
+            if x is not None
+        )
+        return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], found=whole, measured=False)
     (ox, oy), (mrx, mry), strength = found
     if not measure and (abs(ox) >= EDGE_OF_REACH * reach_x * s or abs(oy) >= EDGE_OF_REACH * reach_y * s):
         # Telling which way up the sheet lies, an outline at the edge of the search
@@ -663,6 +677,23 @@ def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: 
     apart = float(places[last].sum() / counts[last].sum() - places[first].sum() / counts[first].sum())
     # The offsets are region pixels, the places template pixels.
     return abs(high[0][axis] - low[0][axis]) < SAME_HALVES * MIN_STRETCH * apart * s
+
+
+def _halves_centred(
+    sums: npt.NDArray[np.float32],
+    lines: _Lines,
+    hx: int,
+    hy: int,
+    radii: tuple[float, float],
+    reach: tuple[float, float],
+) -> bool:
+    """Whether the print inside the bubbles (``_middle``) of the block's first and last
+    half of lines (``_halves``) centres in both, within HALVES_APART of the search's
+    reach of each other along each axis."""
+    first, last = (_middle(half, hx, hy, radii, reach) for half in _halves(sums, lines))
+    if first is None or last is None:
+        return False
+    return all(abs(first[axis] - last[axis]) <= HALVES_APART * reach[axis] for axis in (0, 1))
 
 
 def _half_slices(lines: _Lines) -> tuple[slice, slice]:
