@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +30,7 @@ import numpy as np
 from tests.omr import test_alignment_kinds as kinds
 from workers.omr.errors import OmrError
 from workers.omr.reader import read_gray
-from workers.omr.template import AlignmentSpec, Template
+from workers.omr.template import Template
 
 
 @dataclass
@@ -41,20 +41,14 @@ class Tally:
     silent: int = 0
 
 
-def _template(reference: bytes, *, affine: bool) -> Template:
-    return replace(
-        kinds._template("none"), alignment=AlignmentSpec("reference", {"reference": reference, "2d": affine})
-    )
-
-
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     return np.asarray(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE), np.uint8)
 
 
-def _scans(reference: bytes, seeds: int, *, affine: bool) -> Iterator[tuple[np.ndarray, Template]]:
-    template = _template(reference, affine=affine)
+def _scans(seeds: int, *, affine: bool) -> Iterator[tuple[np.ndarray, Template]]:
+    template = kinds.reference_template(affine=affine)
     page = kinds._page(template, kinds._marks(template))
     for seed in range(seeds):
         for size in (0.5, 0.6, 0.7):
@@ -62,8 +56,8 @@ def _scans(reference: bytes, seeds: int, *, affine: bool) -> Iterator[tuple[np.n
             yield _jpeg(scan, 70), template
 
 
-def _photos(reference: bytes) -> Iterator[tuple[np.ndarray, Template]]:
-    template = _template(reference, affine=False)
+def _photos() -> Iterator[tuple[np.ndarray, Template]]:
+    template = kinds.reference_template()
     page = kinds._page(template, kinds._marks(template))
     for upside_down in (False, True):
         photo, _ = kinds._photo(page, upside_down=upside_down)
@@ -93,14 +87,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=6, help="scans per size and template kind")
     args = ap.parse_args()
-    probe = kinds._template("none")
-    ok, png = cv2.imencode(".png", kinds._page(probe, {q.label: [] for q in probe.questions}))
-    assert ok
-    reference = bytes(png)
     runs = (
-        ("scans, 2d", tally(_scans(reference, args.seeds, affine=True), photo=False), 3 * args.seeds),
-        ("scans, homography", tally(_scans(reference, args.seeds, affine=False), photo=False), 3 * args.seeds),
-        ("photos", tally(_photos(reference), photo=True), 16),
+        ("scans, 2d", tally(_scans(args.seeds, affine=True), photo=False), 3 * args.seeds),
+        ("scans, homography", tally(_scans(args.seeds, affine=False), photo=False), 3 * args.seeds),
+        ("photos", tally(_photos(), photo=True), 16),
     )
     silent = 0
     for name, t, sheets in runs:

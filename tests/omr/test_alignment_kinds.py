@@ -110,6 +110,15 @@ def _max_error(template: Template, found: np.ndarray, truth: np.ndarray) -> floa
     return float(np.max(np.hypot(*(a - b).T)) / (RADIUS * scale))
 
 
+def reference_template(*, affine: bool = False) -> Template:
+    """The plain card aligned by a picture of itself left blank (OMRChecker's
+    ``FeatureBasedAlignment``; ``affine``: its ``2d``)."""
+    probe = _template("none")
+    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
+    assert ok
+    return replace(probe, alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": affine}))
+
+
 def _read_answers(img: np.ndarray, template: Template) -> dict[str, list[str]]:
     from workers.omr.reader import read_gray
 
@@ -212,11 +221,7 @@ def test_a_scan_cropped_off_the_template_frame_is_put_back_on_its_printed_bubble
 
 @pytest.mark.parametrize("affine", [False, True], ids=["homography", "2d"])
 def test_a_turned_scan_is_aligned_to_a_reference_picture_of_the_blank_card(affine: bool) -> None:
-    probe = _template("none")
-    blank = _page(probe, {q.label: [] for q in probe.questions})
-    ok, png = cv2.imencode(".png", blank)
-    assert ok
-    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": affine}))
+    t = reference_template(affine=affine)
     marks = _marks(t)
     img, truth = _scan(_page(t, marks), angle=7, scale=0.85, upside_down=True, seed=3)
     alignment = align(img, t)
@@ -233,10 +238,7 @@ def test_a_small_scan_whose_features_sit_in_its_heading_is_aligned_to_the_refere
     # pairs come from the heading's text. A scale (an affine map) or a perspective (a
     # homography) fitted down the page from them alone came out a bubble and more off
     # at the foot of the page: 8 answers wrong, 6 of them unflagged, on the homography.
-    probe = _template("none")
-    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
-    assert ok
-    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": affine}))
+    t = reference_template(affine=affine)
     marks = _marks(t)
     scan, truth = _scan(_page(t, marks), angle=angle, scale=0.5, upside_down=False, seed=seed)
     ok, jpeg = cv2.imencode(".jpg", scan, [cv2.IMWRITE_JPEG_QUALITY, 70])
@@ -247,10 +249,7 @@ def test_a_small_scan_whose_features_sit_in_its_heading_is_aligned_to_the_refere
 
 
 def test_a_phone_photo_is_aligned_to_the_reference_in_perspective_even_when_the_template_says_2d() -> None:
-    probe = _template("none")
-    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
-    assert ok
-    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png), "2d": True}))
+    t = reference_template(affine=True)
     img, truth = _photo(_page(t, _marks(t)), upside_down=False)
     alignment = align(img, t, photo=True)
     assert _max_error(t, alignment.homography, truth) < 0.3
@@ -262,10 +261,7 @@ def test_a_small_phone_photo_is_aligned_to_the_reference_from_the_better_of_two_
     # and more off, beyond what the grey-level refinement reaches at full size. A start
     # of one scale and that homography are both refined, coarse to fine, and the one
     # whose grey levels match the reference best is kept.
-    probe = _template("none")
-    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
-    assert ok
-    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png)}))
+    t = reference_template()
     marks = _marks(t)
     photo, truth = _photo(_page(t, marks), upside_down=False)
     small = cv2.resize(photo, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
@@ -285,10 +281,7 @@ def test_a_small_phone_photo_aligned_askew_by_its_reference_reads_no_answer_wron
     # by the marks inside its bubbles: its first rows sit on their bubbles and its last
     # ones a row off. 17 answers were read wrong without review.
     upside_down, size, quality = True, 0.6, 70
-    probe = _template("none")
-    ok, png = cv2.imencode(".png", _page(probe, {q.label: [] for q in probe.questions}))
-    assert ok
-    t = replace(_template("none"), alignment=AlignmentSpec("reference", {"reference": bytes(png)}))
+    t = reference_template()
     marks = _marks(t)
     photo, _ = _photo(_page(t, marks), upside_down=upside_down)
     small = cv2.resize(photo, None, fx=size, fy=size, interpolation=cv2.INTER_AREA)

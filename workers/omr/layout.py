@@ -127,7 +127,7 @@ class BlockFit:
     #: (the block placed by what is printed or marked inside its bubbles, or not found).
     measured: bool = True
     #: True when its outline stood out only searched from a radius to the side of the
-    #: template's place (``_from_sides``): a block printed wider than its template and
+    #: template's place (``_outlines``' ``starts``): a block printed wider than its template and
     #: off it, or the edge of a glyph inside a bubble printed far larger than its box.
     sided: bool = False
 
@@ -532,7 +532,7 @@ def _fit_block(
         # found from a side may be the edge of a glyph inside a bubble printed far
         # larger than the template's boxes (``BlockFit.sided``).
         sided = not any(middle)
-        got = iter(_from_sides(pictures, middle, hx, hy, *look, starts=starts))
+        got = iter(_outlines(pictures, hx, hy, *look, starts=starts, middle=middle))
         found = next(got)
         fitted = [1.0, 1.0]
         for axis, (x, lines) in enumerate(zip(sums, frame.lines, strict=True)):
@@ -759,47 +759,29 @@ def _outlines(
     *,
     first_beside: bool = True,
     starts: tuple[float, ...] = (),
+    middle: list[_Found | None] | None = None,
 ) -> list[_Found | None]:
     """``_outline`` of each of several mean pictures (n, height, width) of one block.
 
     The pairs of outline points tried are the same for every picture, so they are scored
     for all pictures at once: a block's columns and rows (``_stretch``) cost one pass.
 
-    ``starts``: across offsets to search once more from (``_from_sides``).
+    ``starts``: for a picture whose outline does not stand out searched from the middle
+    (``middle``: that search, where already made), offsets across (patch pixels) to
+    search again from; of the outlines found from several, the darkest is kept. The
+    first profile runs down
+    through the middle: a bubble printed about a radius off across (a block printed
+    wider than its template lays it out, at its outer columns) shows it only its side,
+    and no top and bottom outline; begun a radius over, it runs through the bubble.
     """
-    out = _outlines_from(means, hx, hy, radii, reach, top, side, least, first_beside, 0.0)
-    return _from_sides(means, out, hx, hy, radii, reach, top, side, least, first_beside=first_beside, starts=starts)
-
-
-def _from_sides(
-    means: npt.NDArray[np.float32],
-    out: list[_Found | None],
-    hx: int,
-    hy: int,
-    radii: tuple[float, float],
-    reach: tuple[float, float],
-    top: tuple[float, float],
-    side: tuple[float, float],
-    least: float = SIZE_RANGE[0],
-    *,
-    first_beside: bool = True,
-    starts: tuple[float, ...] = (),
-) -> list[_Found | None]:
-    """``out`` (``_outlines`` searched from the middle), where it has no outline searched
-    again from each of ``starts``, offsets across (patch pixels); of the outlines found
-    from several, the darkest is kept.
-
-    The first profile runs down through the middle: a bubble printed about a radius off
-    across (a block printed wider than its template lays it out, at its outer columns)
-    shows it only its side, and no top and bottom outline; begun a radius over, it runs
-    through the bubble.
-    """
+    out = (
+        list(middle)
+        if middle is not None
+        else _search(means, hx, hy, radii, reach, top, side, least, first_beside, 0.0)
+    )
     lost = [k for k, got in enumerate(out) if got is None]
-    if not starts or not lost:
-        return out
-    out = list(out)
-    for start in starts:
-        again = _outlines_from(means[lost], hx, hy, radii, reach, top, side, least, first_beside, start)
+    for other in starts if lost else ():
+        again = _search(means[lost], hx, hy, radii, reach, top, side, least, first_beside, other)
         for k, got in zip(lost, again, strict=True):
             best = out[k]
             if got is not None and (best is None or got[2] > best[2]):
@@ -807,7 +789,7 @@ def _from_sides(
     return out
 
 
-def _outlines_from(
+def _search(
     means: npt.NDArray[np.float32],
     hx: int,
     hy: int,
