@@ -1,6 +1,7 @@
 """The template's blocks fitted to the print: a hand-written bubble gap a few per cent off
-the print (on dark and on light print, with the template moved off it too), and a block
-with no print where the template puts it.
+the print (on dark and on light print, with the template moved off it too), a block
+with no print where the template puts it, and a block placed by its marks on rows that
+drift off the template.
 
 The card is the vendor card of test_foreign_cards (drawn here with cv2), read through a
 template that differs from its print in exactly the way each test names.
@@ -101,3 +102,34 @@ def test_a_template_row_the_sheet_does_not_print_refuses_the_sheet_naming_it() -
     assert info.value.code == TEMPLATE_MISMATCH
     assert "'11'" in info.value.message
     assert "does not print" in info.value.message
+
+
+def test_a_block_placed_by_its_marks_whose_rows_drift_off_the_template_is_not_trusted() -> None:
+    # Faint outlines and a sheet whose rows run 14 % further apart than the alignment
+    # says (a perspective fitted wrong): the rows' drift smears the block's mean bubble,
+    # so no outline stands out, and the marks inside the bubbles place the block where
+    # its first rows fit and its last ones sit a row off. The block must not be read as
+    # found there: its first and last half of rows centre apart.
+    import cv2
+    import numpy as np
+
+    from tests.omr import test_alignment_kinds as kinds
+    from workers.omr.align import Alignment
+    from workers.omr.layout import fit_layout
+
+    template = kinds._template("none")
+    marks = kinds._marks(template)
+    page = np.full((kinds.H, kinds.W), 250, np.uint8)
+    for q in template.questions:
+        for value, (x, y) in zip(q.values, q.centres, strict=True):
+            cv2.circle(page, (round(x), round(y)), kinds.RADIUS, 200, 1, cv2.LINE_AA)
+            if value in marks[q.label]:
+                cv2.circle(page, (round(x), round(y)), kinds.RADIUS - 3, 25, -1, cv2.LINE_AA)
+    first_row = template.questions[0].centres[0][1]
+    drift = np.array([[1, 0, 0], [0, 1.14, -0.14 * first_row], [0, 0, 1]], np.float64)
+    sheet = np.asarray(cv2.warpPerspective(page, drift, (kinds.W, kinds.H), borderValue=250), np.uint8)
+    fit = fit_layout(sheet, template, Alignment(np.eye(3), 0, 1.0, 25.0, 250.0))
+    placed_by_marks = [b for b in fit.blocks if b.score > 0 and not b.measured]
+    assert placed_by_marks, "no block is placed by its marks: the sheet no longer shows the case"
+    assert not any(b.found for b in placed_by_marks)
+    assert {q.label for q in template.questions if q.block == placed_by_marks[0].name} <= fit.unfound

@@ -140,6 +140,10 @@ def align_reference(
     if not kept:
         inliers = max((n for _, n in agreed), default=0)
         raise OmrError(NO_SHEET_FOUND, f"only {inliers} of {len(matches)} features agree with the reference picture")
+    if photo:
+        edges = _page_start(gray, k, ref_k, _decoded_size(reference), kept[0])
+        if edges is not None:
+            kept.append(edges)
     # A photo's starts are refined at ECC's size alone and coarse to fine: the coarse
     # copies reach a start a row off, and can also pull a good one astray.
     fits = [
@@ -168,6 +172,28 @@ def align_reference(
     if paper - ink < 20:
         raise OmrError(NO_SHEET_FOUND, "the page is blank or as dark as its print")
     return Alignment(full, rotation, scale, ink, paper)
+
+
+def _page_start(
+    gray: Gray, k: float, ref_k: float, ref_size: tuple[int, int], hom: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64] | None:
+    """The reference picture's corners on the page's edges in the photo (work copies), each
+    corner on the edge corner nearest where ``hom`` puts it; None where no page stands out."""
+    import cv2
+    import numpy as np
+
+    from workers.omr.page_align import find_page
+
+    quad = find_page(gray)
+    if quad is None:
+        return None
+    h, w = ref_size
+    corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64) * ref_k
+    guess = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), hom).reshape(-1, 2)
+    page = np.asarray(quad, np.float64) * k
+    turn = min(range(4), key=lambda r: float(np.sum(np.hypot(*(np.roll(page, -r, axis=0) - guess).T))))
+    start = cv2.getPerspectiveTransform(corners.astype(np.float32), np.roll(page, -turn, axis=0).astype(np.float32))
+    return np.asarray(start, np.float64)
 
 
 @functools.lru_cache(maxsize=4)
