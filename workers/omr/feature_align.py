@@ -129,8 +129,8 @@ def align_reference(
     if photo:
         # A photo's perspective is real: a homography fitted to the features follows
         # it, or, where they lie bunched in the heading, folds the rest of the page.
-        # Both starts are refined and the one whose grey levels then match the
-        # reference's best is kept.
+        # It, the similarity and the page's edges (``_page_start``) are each refined,
+        # and the refinement whose grey levels then match the reference's best is kept.
         hom, hmask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
         if hom is not None:
             starts.insert(0, (hom, hmask))

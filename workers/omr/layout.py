@@ -769,10 +769,10 @@ def _outlines(
     ``starts``: for a picture whose outline does not stand out searched from the middle
     (``middle``: that search, where already made), offsets across (patch pixels) to
     search again from; of the outlines found from several, the darkest is kept. The
-    first profile runs down
-    through the middle: a bubble printed about a radius off across (a block printed
-    wider than its template lays it out, at its outer columns) shows it only its side,
-    and no top and bottom outline; begun a radius over, it runs through the bubble.
+    first profile runs down through the middle: a bubble printed about a radius off
+    across (a block printed wider than its template lays it out, at its outer columns)
+    shows it only its side, and no top and bottom outline; begun a radius over, it runs
+    through the bubble.
     """
     out = (
         list(middle)
