@@ -52,10 +52,12 @@ PHOTO_SIMILARITY_SLACK: Final = 4.0
 ECC_SIDE: Final = 700
 #: ... and kept only where that moves no page corner further than this share of the
 #: sheet's long side (a wrong turn, not a refinement), or this share for a photo's
-#: starts, which its perspective can leave further off.
+#: starts on the smaller copies, which its perspective can leave further off.
 FINE_MOVE: Final = 0.03
 COARSE_MOVE: Final = 0.1
 ECC_STEPS: Final = 60
+#: ... and this many at ECC's size for a photo, whose start the smaller copies refined.
+FINE_STEPS: Final = 15
 
 
 @aligner_register("reference")
@@ -144,15 +146,21 @@ def align_reference(
         edges = _page_start(gray, k, ref_k, _decoded_size(reference), kept[0])
         if edges is not None:
             kept.append(edges)
-    # A photo's starts are refined at ECC's size alone and coarse to fine: the coarse
-    # copies reach a start a row off, and can also pull a good one astray.
-    fits = [
-        _refine(ref_data=reference, ref_k=ref_k, small=small, hom=start, affine=affine, coarse=coarse)
-        for start in kept
-        for coarse in ((False, True) if photo else (False,))
-    ]
-    # The first start unrefined where no refinement converged.
-    hom = max(fits, key=lambda fit: fit[1])[0]
+    refine = functools.partial(_refine, ref_data=reference, ref_k=ref_k, small=small, affine=affine)
+    if photo:
+        # Each start is refined on the smaller copies only, straight at half of ECC's
+        # size and from a quarter of it up (the quarter reaches a start a row off, and
+        # can also pull a good one astray); the refinement whose grey levels match the
+        # reference best there is refined at ECC's size. Refining every start at full
+        # size costs ten times as much.
+        coarse = [
+            refine(hom=start, sides=sides, move=COARSE_MOVE)
+            for start in kept
+            for sides in ((ECC_SIDE // 2,), (ECC_SIDE // 4, ECC_SIDE // 2))
+        ]
+        chosen, agreement = max(coarse, key=lambda fit: fit[1])
+        kept = [chosen if agreement > -1.0 else kept[0]]
+    hom = refine(hom=kept[0], sides=(ECC_SIDE,), move=FINE_MOVE, steps=FINE_STEPS if photo else ECC_STEPS)[0]
     # template px -> reference px (the reference is the page) -> reference work copy
     # -> sheet work copy -> sheet px.
     rh, rw = ref_shape
@@ -224,25 +232,25 @@ def _refine(
     small: Gray,
     hom: npt.NDArray[np.float64],
     affine: bool,
-    coarse: bool = False,
+    sides: tuple[int, ...],
+    move: float,
+    steps: int = ECC_STEPS,
 ) -> tuple[npt.NDArray[np.float64], float]:
     """The feature fit refined so the sheet's grey levels match the reference's (OpenCV's
-    ECC), starting from it: features cluster where the print is busy (the heading), and a
-    fit to them alone can be a third of a bubble off at the far end of the page. Kept as
-    it was when the refinement does not converge. With it, how well the grey levels
-    match there: ECC's correlation, -1 where it did not converge.
-
-    ``coarse``: refined first on copies a quarter and half as large (a start further
-    off, a photo's, converges there), and allowed to move the page's corners further
-    (COARSE_MOVE)."""
+    ECC), starting from it, on copies of each of ``sides`` in turn: features cluster where
+    the print is busy (the heading), and a fit to them alone can be a third of a bubble
+    off at the far end of the page. With it, how well the grey levels match there (ECC's
+    correlation). Kept as it was, with -1, where the refinement does not converge or
+    moves a page corner further than ``move`` of the sheet's long side (a wrong turn,
+    not a refinement)."""
     import cv2
     import numpy as np
 
     motion = cv2.MOTION_AFFINE if affine else cv2.MOTION_HOMOGRAPHY
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_STEPS, 1e-5)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, steps, 1e-5)
     current = hom
     match = -1.0
-    for side in (ECC_SIDE // 4, ECC_SIDE // 2, ECC_SIDE) if coarse else (ECC_SIDE,):
+    for side in sides:
         ref = _reference_copy(ref_data, side)
         e = ref.shape[1] / (_decoded_size(ref_data)[1] * ref_k)  # reference work copy -> ECC copy
         f = side / max(small.shape)  # sheet work copy -> its ECC copy
@@ -258,12 +266,11 @@ def _refine(
         fitted = np.asarray(fitted, np.float64)
         found = np.vstack([fitted, [0, 0, 1]]) if affine else fitted
         current = np.diag([1 / f, 1 / f, 1.0]) @ found.astype(np.float64) @ np.diag([e, e, 1.0])
-    # A refinement that moved the page corners far is a wrong turn, not a refinement.
     h, w = _decoded_size(ref_data)
     corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64).reshape(-1, 1, 2) * ref_k
     before = cv2.perspectiveTransform(corners, hom).reshape(-1, 2)
     after = cv2.perspectiveTransform(corners, current).reshape(-1, 2)
-    if float(np.max(np.hypot(*(before - after).T))) > (COARSE_MOVE if coarse else FINE_MOVE) * max(small.shape):
+    if float(np.max(np.hypot(*(before - after).T))) > move * max(small.shape):
         return hom, -1.0
     return current, float(match)
 
