@@ -10,16 +10,19 @@ reference, through a template with ``2d`` and one without. Photos: the page on a
 perspective, upright and upside down, shrunk to 1.0, 0.8, 0.6 and 0.5, at JPEG quality
 70 and 90, in photo mode. Nothing is written to disk.
 
-One line per kind: sheets read right, sheets refused, answers wrong, and silent misreads
-(a wrong answer not in review). It exits 0 only when there is no silent misread.
+One line per kind: sheets read right, sheets refused, answers wrong, silent misreads (a
+wrong answer not in review), and the median time ``read_gray`` took a sheet (decoded
+already; one process). It exits 0 only when there is no silent misread.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,6 +42,7 @@ class Tally:
     refused: int = 0
     wrong: int = 0
     silent: int = 0
+    seconds: list[float] = field(default_factory=list)
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -71,11 +75,14 @@ def tally(sheets: Iterator[tuple[np.ndarray, Template]], *, photo: bool) -> Tall
     t = Tally()
     for image, template in sheets:
         truth = kinds._marks(template)
+        began = time.perf_counter()
         try:
             reading = read_gray(image, template, photo=photo)
         except OmrError:
+            t.seconds.append(time.perf_counter() - began)
             t.refused += 1
             continue
+        t.seconds.append(time.perf_counter() - began)
         wrong = [q for q, want in truth.items() if reading.answers[q] != want]
         t.right += not wrong
         t.wrong += len(wrong)
@@ -96,7 +103,7 @@ def main() -> int:
     for name, t, sheets in runs:
         print(
             f"{name:18s} sheets {sheets:3d} right {t.right:3d} refused {t.refused:3d} "
-            f"wrong {t.wrong:3d} silent {t.silent}"
+            f"wrong {t.wrong:3d} silent {t.silent} median {1000 * statistics.median(t.seconds):.0f} ms a sheet"
         )
         silent += t.silent
     return 0 if silent == 0 else 1

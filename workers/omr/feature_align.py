@@ -152,7 +152,7 @@ def align_reference(
         # size and from a quarter of it up (the quarter reaches a start a row off, and
         # can also pull a good one astray); the refinement whose grey levels match the
         # reference best there is refined at ECC's size. Refining every start at full
-        # size costs ten times as much.
+        # size took four times as long on a full-size photo.
         coarse = [
             refine(hom=start, sides=sides, move=COARSE_MOVE)
             for start in kept
