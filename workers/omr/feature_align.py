@@ -142,25 +142,24 @@ def align_reference(
     if not kept:
         inliers = max((n for _, n in agreed), default=0)
         raise OmrError(NO_SHEET_FOUND, f"only {inliers} of {len(matches)} features agree with the reference picture")
-    if photo:
-        edges = _page_start(gray, k, ref_k, _decoded_size(reference), kept[0])
-        if edges is not None:
-            kept.append(edges)
+    start = kept[0]
     refine = functools.partial(_refine, ref_data=reference, ref_k=ref_k, small=small, affine=affine)
     if photo:
+        edges = _page_start(gray, k, _reference_corners(reference, ref_k), start)
         # Each start is refined on the smaller copies only, straight at half of ECC's
         # size and from a quarter of it up (the quarter reaches a start a row off, and
         # can also pull a good one astray); the refinement whose grey levels match the
         # reference best there is refined at ECC's size. Refining every start at full
         # size took four times as long on a full-size photo.
         coarse = [
-            refine(hom=start, sides=sides, move=COARSE_MOVE)
-            for start in kept
+            refine(hom=each, sides=sides, move=COARSE_MOVE)
+            for each in (kept if edges is None else [*kept, edges])
             for sides in ((ECC_SIDE // 2,), (ECC_SIDE // 4, ECC_SIDE // 2))
         ]
         chosen, agreement = max(coarse, key=lambda fit: fit[1])
-        kept = [chosen if agreement > -1.0 else kept[0]]
-    hom = refine(hom=kept[0], sides=(ECC_SIDE,), move=FINE_MOVE, steps=FINE_STEPS if photo else ECC_STEPS)[0]
+        if agreement > -1.0:
+            start = chosen
+    hom = refine(hom=start, sides=(ECC_SIDE,), move=FINE_MOVE, steps=FINE_STEPS if photo else ECC_STEPS)[0]
     # template px -> reference px (the reference is the page) -> reference work copy
     # -> sheet work copy -> sheet px.
     rh, rw = ref_shape
@@ -183,10 +182,11 @@ def align_reference(
 
 
 def _page_start(
-    gray: Gray, k: float, ref_k: float, ref_size: tuple[int, int], hom: npt.NDArray[np.float64]
+    gray: Gray, k: float, corners: npt.NDArray[np.float64], hom: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64] | None:
-    """The reference picture's corners on the page's edges in the photo (work copies), each
-    corner on the edge corner nearest where ``hom`` puts it; None where no page stands out."""
+    """The reference picture's ``corners`` (its work copy) on the page's edges in the photo
+    (work copy, ``k`` of ``gray``), each corner on the edge corner nearest where ``hom``
+    puts it; None where no page stands out."""
     import cv2
     import numpy as np
 
@@ -195,8 +195,6 @@ def _page_start(
     quad = find_page(gray)
     if quad is None:
         return None
-    h, w = ref_size
-    corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64) * ref_k
     guess = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), hom).reshape(-1, 2)
     page = np.asarray(quad, np.float64) * k
     turn = min(range(4), key=lambda r: float(np.sum(np.hypot(*(np.roll(page, -r, axis=0) - guess).T))))
@@ -266,13 +264,20 @@ def _refine(
         fitted = np.asarray(fitted, np.float64)
         found = np.vstack([fitted, [0, 0, 1]]) if affine else fitted
         current = np.diag([1 / f, 1 / f, 1.0]) @ found.astype(np.float64) @ np.diag([e, e, 1.0])
-    h, w = _decoded_size(ref_data)
-    corners = np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64).reshape(-1, 1, 2) * ref_k
+    corners = _reference_corners(ref_data, ref_k).reshape(-1, 1, 2)
     before = cv2.perspectiveTransform(corners, hom).reshape(-1, 2)
     after = cv2.perspectiveTransform(corners, current).reshape(-1, 2)
     if float(np.max(np.hypot(*(before - after).T))) > move * max(small.shape):
         return hom, -1.0
     return current, float(match)
+
+
+def _reference_corners(data: bytes, ref_k: float) -> npt.NDArray[np.float64]:
+    """The reference picture's four corners in its work copy (``ref_k`` of its size)."""
+    import numpy as np
+
+    h, w = _decoded_size(data)
+    return np.array([(0, 0), (w, 0), (w, h), (0, h)], np.float64) * ref_k
 
 
 @functools.lru_cache(maxsize=4)
