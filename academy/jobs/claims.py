@@ -21,8 +21,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, F, JSONField, Q, Value, When
-from django.db.models.functions import Coalesce
+from django.db.models import Case, CharField, F, JSONField, Q, TextField, Value, When
+from django.db.models.functions import Cast, Coalesce, Concat
 from django.utils import timezone
 
 from academy import selectors, sqlrows
@@ -34,6 +34,17 @@ logger = logging.getLogger(__name__)
 
 #: a claimed run's progress until its processor reports any
 _STARTED: dict[str, Any] = {"stage": "started", "percent": 0}
+
+#: why a run ended with its lease: the worker that held it and the attempt it was on.
+#: The sweeper writes it when it hands the job back, and a claim writes it when it takes
+#: the job over first (a redelivered message can get there before the sweeper does).
+#: Both ``%`` in Python and PostgreSQL's ``format()`` fill its ``%s``.
+LEASE_EXPIRED = "lease expired on %s (attempt %s)"
+
+
+def lease_expired_error(*, locked_by: str, attempt: int) -> str:
+    """:data:`LEASE_EXPIRED` for one run."""
+    return LEASE_EXPIRED % (locked_by, attempt)
 
 
 def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
@@ -83,8 +94,13 @@ def jobs_claim(*, job_ids: Sequence[str], worker: str) -> Claims:
 
 def _claim_one(*, job_id: str, token: str, worker: str, now: Any) -> AIJob | None:
     """:func:`jobs_claim` for one job through the ORM (databases other than PostgreSQL)."""
-    claimable = Q(status__in=CLAIMABLE_STATUSES) | Q(status__in=HELD_STATUSES, lease_expires_at__lt=now)
+    taken_over = Q(status__in=HELD_STATUSES, lease_expires_at__lt=now)
+    claimable = Q(status__in=CLAIMABLE_STATUSES) | taken_over
+    before, between, after = LEASE_EXPIRED.split("%s")
+    attempt = Cast("attempt_count", CharField())
+    expired = Concat(Value(before), F("locked_by"), Value(between), attempt, Value(after), output_field=TextField())
     updated = AIJob.objects.filter(claimable, job_id=job_id, attempt_count__lt=F("max_attempts")).update(
+        last_error=Case(When(taken_over, then=expired), default=F("last_error"), output_field=TextField()),
         status=JobStatus.RUNNING,
         attempt_count=F("attempt_count") + 1,
         locked_by=worker[:200],
@@ -120,7 +136,10 @@ def _claim_sql() -> str:
         "WITH t AS (SELECT * FROM unnest(%s::text[], %s::text[]) AS t(job_id, token)),"
         f" j AS (UPDATE {jobs} AS u SET status = %s, attempt_count = u.attempt_count + 1, locked_by = %s,"
         " locked_at = %s, lease_token = t.token, lease_expires_at = %s, last_heartbeat_at = %s,"
-        " started_at = COALESCE(u.started_at, %s), progress = %s::jsonb"
+        " started_at = COALESCE(u.started_at, %s), progress = %s::jsonb,"
+        # A run taken over from a dead one says so, as the sweeper's hand-back does.
+        " last_error = CASE WHEN u.status IN (%s, %s) THEN format(%s, u.locked_by, u.attempt_count)"
+        " ELSE u.last_error END"
         " FROM t WHERE u.job_id = t.job_id AND u.attempt_count < u.max_attempts"
         " AND (u.status IN (%s, %s) OR (u.status IN (%s, %s) AND u.lease_expires_at < %s)) RETURNING u.*)"
         f" SELECT {columns} FROM j LEFT OUTER JOIN {tenants} te"
@@ -144,6 +163,8 @@ def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[A
         now,
         now,
         json.dumps(_STARTED),
+        *sorted(HELD_STATUSES),
+        LEASE_EXPIRED,
         *sorted(CLAIMABLE_STATUSES),
         *sorted(HELD_STATUSES),
         now,

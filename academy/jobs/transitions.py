@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from academy import policies, selectors
-from academy.jobs.claims import locked_run, run_close
+from academy.jobs.claims import lease_expired_error, locked_run, run_close
 from academy.jobs.decision import fallback_wanted
 from academy.jobs.publish import job_publish
 from academy.models import AIJob, AIResult, FallbackQuota, JobStatus
@@ -145,7 +145,7 @@ def job_requeue_expired(*, job: AIJob) -> bool:
             locked,
             status=JobStatus.RETRYING,
             next_run_at=timezone.now() + timedelta(seconds=settings.AI_REPUBLISH_AFTER_SECONDS),
-            last_error=f"lease expired on {locked.locked_by} (attempt {locked.attempt_count})",
+            last_error=lease_expired_error(locked_by=locked.locked_by, attempt=locked.attempt_count),
             finished_at=None,
         )
         transaction.on_commit(lambda: job_publish(job_id=locked.job_id, tier=locked.tier, fail=False))

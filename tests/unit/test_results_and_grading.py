@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from academy import flags
 from academy.jobs.claims import job_claim
@@ -67,6 +69,22 @@ def test_a_run_that_lost_its_lease_cannot_finish(exam: Exam) -> None:
     assert job_finish(job_id=job.job_id, token=token, finish=finish) is True
     assert job_finish(job_id=job.job_id, token=token, finish=finish) is False  # already closed
     assert AIResult.objects.filter(job=job).count() == 1
+
+
+def test_a_claim_that_takes_over_an_expired_lease_records_the_dead_run(exam: Exam) -> None:
+    # A redelivered message can reach a job whose worker died before the sweeper does:
+    # its claim (one statement on PostgreSQL, the ORM's on SQLite) says why it ran again.
+    job = AIJob.objects.create(job_type="ping", tenant=exam.tenant, last_error="an older error")
+    first, _ = job_claim(job_id=job.job_id, worker="host-a:41")
+    assert first is not None
+    assert first.last_error == "an older error"  # a first claim takes over nothing
+    assert job_claim(job_id=job.job_id, worker="host-b:7") == (None, "not_claimable")  # still leased
+    AIJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    second, _ = job_claim(job_id=job.job_id, worker="host-b:7")
+    assert second is not None
+    assert (second.attempt_count, second.locked_by) == (2, "host-b:7")
+    # The same words the sweeper writes when it hands such a job back itself.
+    assert second.last_error == "lease expired on host-a:41 (attempt 1)"
 
 
 def test_callback_applies_answers_and_grades_exactly_once(exam: Exam, django_capture_on_commit_callbacks: Any) -> None:
