@@ -125,13 +125,17 @@ def align_reference(
     # hardly tell: a few per cent off there is a row off at the page's foot. The
     # heading's width tells the one scale well; the grey-level refinement over the
     # whole page (``_refine``) then frees what ``2d`` leaves free.
-    slack = PHOTO_SIMILARITY_SLACK if photo else 1.0
-    m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX * slack)
-    starts = [] if m is None else [(np.vstack([m, [0, 0, 1]]), mask)]
+    # A photo starts from the similarity a scan gets too (a scan read in photo mode: the
+    # looser one, fitted to features bunched in the heading, came out a few per cent off).
+    starts = []
+    for slack in (1.0, PHOTO_SIMILARITY_SLACK) if photo else (1.0,):
+        m, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX * slack)
+        if m is not None:
+            starts.append((np.vstack([m, [0, 0, 1]]), mask))
     if photo:
         # A photo's perspective is real: a homography fitted to the features follows
         # it, or, where they lie bunched in the heading, folds the rest of the page.
-        # It, the similarity and the page's edges (``_page_start``) are each refined,
+        # It, the similarities and the page's edges (``_page_start``) are each refined,
         # and the refinement whose grey levels then match the reference's best is kept.
         hom, hmask = cv2.findHomography(src, dst, cv2.RANSAC, RANSAC_PX)
         if hom is not None:
