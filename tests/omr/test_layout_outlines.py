@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workers.omr.layout import _band_mean, _outlines
+from workers.omr.layout import _band_mean, _outlines, _OutlineSearch
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -30,8 +30,9 @@ def test_pictures_searched_together_come_out_as_each_alone(seed: int) -> None:
         reach = (min(rx, hx / 4), min(ry, hy / 4))
         top = (min(1.8 * rx, hx - reach[0] - 2), min(1.8 * ry, hy - reach[1] - 2))
         side = (float(rng.uniform(rx, hx)), float(rng.uniform(ry, hy)))
-        together = _outlines(means, hx, hy, (rx, ry), reach, top, side)
-        alone = [_outlines(means[k : k + 1], hx, hy, (rx, ry), reach, top, side)[0] for k in range(n)]
+        look = _OutlineSearch(hx, hy, (rx, ry), reach, top, side)
+        together = _outlines(means, look)
+        alone = [_outlines(means[k : k + 1], look)[0] for k in range(n)]
         assert together == alone
 
 
@@ -65,5 +66,6 @@ def test_a_letter_inside_the_bubble_is_not_measured_as_its_outline() -> None:
     mean = np.zeros((1, size, size), np.float32)
     mean[0] += 0.25 * (np.abs(d - radius) < 0.7)  # the thin printed outline
     mean[0] += 0.9 * (np.abs(d - 3.0) < 0.8)  # the letter's strokes
-    found = _outlines(mean, size // 2, size // 2, (radius, radius), (2.0, 2.0), (1.8 * radius,) * 2, (9.0, 9.0))[0]
+    look = _OutlineSearch(size // 2, size // 2, (radius, radius), (2.0, 2.0), (1.8 * radius,) * 2, (9.0, 9.0))
+    found = _outlines(mean, look)[0]
     assert found is None or min(found[1]) >= 0.6 * radius

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import workers.omr.layout as layout
-from workers.omr.layout import _halves, _halves_agree, _line_sums, _lines, _outlines, _stretch
+from workers.omr.layout import _halves, _halves_agree, _line_sums, _lines, _outlines, _OutlineSearch, _stretch
 
 SCALE = 0.5
 RADIUS = 10.0
@@ -33,18 +33,20 @@ def _block(stretch: float, axis: int, seed: int) -> tuple[np.ndarray, layout._Li
         sx, sy = (shift, 0.0) if axis == 0 else (0.0, shift)
         d = np.hypot(xx - sx, yy - sy) / (RADIUS * SCALE)
         patches.append(0.6 * np.exp(-(((d - 1) / 0.12) ** 2)) + rng.normal(0, 0.01, xx.shape))
-    look = (
+    look = _OutlineSearch(
+        hx,
+        hy,
         (RADIUS * SCALE, RADIUS * SCALE),
         (15 * SCALE, 15 * SCALE),
         (18 * SCALE, 18 * SCALE),
         ((0.5 * GAP - 1) * SCALE, (0.6 * GAP - 1) * SCALE),
     )
-    params: dict[str, Any] = {"axis": axis, "hx": hx, "hy": hy, "s": SCALE, "look": look}
+    params: dict[str, Any] = {"axis": axis, "s": SCALE, "look": look}
     return np.asarray(patches, np.float32), _lines(centres, axis), params
 
 
 def _agree(patches: np.ndarray, lines: layout._Lines, params: dict[str, Any]) -> bool:
-    low, high = _outlines(_halves(_line_sums(patches, lines), lines), params["hx"], params["hy"], *params["look"])
+    low, high = _outlines(_halves(_line_sums(patches, lines), lines), params["look"])
     return _halves_agree(lines, params["axis"], params["s"], low, high)
 
 

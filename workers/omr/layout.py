@@ -509,7 +509,7 @@ def _fit_block(
     # template's boxes: smaller rings there are what is printed inside the bubbles.
     wide = largest > SIZE_RANGE[1]
     least = 1.0 if wide else SIZE_RANGE[0]
-    look = ((rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side, least)
+    look = _OutlineSearch(hx, hy, (rx * s, ry * s), (reach_x * s, reach_y * s), (top_x * s, top_y * s), side, least)
     stretch = (1.0, 1.0)
     # Reading, a bubble whose outline does not stand out searched from the template's
     # place is searched again from a radius either side (``_outlines``). Not when only
@@ -517,7 +517,7 @@ def _fit_block(
     starts = (-rx * s, rx * s) if measure else ()
     sided = False
     if not measure:
-        found = _outline(mean, hx, hy, *look)
+        found = _outline(mean, look)
     else:
         # Each template column (row) found on its own: a bubble gap a few per cent off
         # the print smears the block's mean bubble so that no outline stands out. Its
@@ -527,17 +527,17 @@ def _fit_block(
         sums = [_line_sums(stacked, lines) if len(lines.places) >= MIN_STRETCH_LINES else None for lines in frame.lines]
         halves = [_halves(x, lines) for x, lines in zip(sums, frame.lines, strict=True) if x is not None]
         pictures = np.concatenate([mean[None], *halves])
-        middle = _outlines(pictures, hx, hy, *look)
+        middle = _outlines(pictures, look)
         # Where the block's outline shows from the middle in none of them, an outline
         # found from a side may be the edge of a glyph inside a bubble printed far
         # larger than the template's boxes (``BlockFit.sided``).
         sided = not any(middle)
-        got = iter(_outlines(pictures, hx, hy, *look, starts=starts, middle=middle))
+        got = iter(_outlines(pictures, look, starts=starts, middle=middle))
         found = next(got)
         fitted = [1.0, 1.0]
         for axis, (x, lines) in enumerate(zip(sums, frame.lines, strict=True)):
             if x is not None and not _halves_agree(lines, axis, s, next(got), next(got)):
-                fitted[axis] = _stretch(x, lines, axis, hx, hy, s, look, starts=starts)
+                fitted[axis] = _stretch(x, lines, axis, s, look, starts=starts)
         stretch = (fitted[0], fitted[1])
     if stretch != (1.0, 1.0):
         # The block printed wider or taller than the template: its bubbles are
@@ -555,7 +555,7 @@ def _fit_block(
             borderMode=cv2.BORDER_REPLICATE,
         )
         again_mean = np.asarray(again, np.float32).reshape(n, len(gy), len(gx)).mean(axis=0)
-        refit = _outline(again_mean, hx, hy, *look, starts=starts)
+        refit = _outline(again_mean, look, starts=starts)
         # Where the template's spacing already shows an outline, the stretched one must
         # stand out clearly more: on a block of few bubbles, mostly marked, the marks'
         # own edges can pull each column a little and fake a stretch.
@@ -568,15 +568,14 @@ def _fit_block(
         # first axis's profile is taken off, its edges run on: taken off, they cancel.
         # Searched once more without that (only now: the profile beside a bubble keeps
         # its neighbours' outlines in rows printed close together from pairing with it).
-        found = _outline(mean, hx, hy, *look, first_beside=False)
+        found = _outline(mean, look, first_beside=False)
     if found is None:
         # No outline stands out (hairline or very light outlines): what is printed or
         # marked inside the bubbles (their digits, the students' marks) still sits at
         # their centres and places the block; its size stays the template's. Not when
         # only telling which way up the sheet lies: text under a turned template can
         # centre on its bubbles as well as digits do.
-        inner = ((rx * s, ry * s), (reach_x * s, reach_y * s))
-        centre = _middle(mean, hx, hy, *inner) if measure else None
+        centre = _middle(mean, look) if measure else None
         if centre is None:
             return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
         # Each half of its rows and of its columns must centre there too: on a sheet
@@ -584,9 +583,7 @@ def _fit_block(
         # can sit on their bubbles and its last ones a row off, which the whole block's
         # mean still centres on. Its fields then go to review.
         whole = all(
-            _halves_centred(x, lines, hx, hy, *inner)
-            for x, lines in zip(sums, frame.lines, strict=True)
-            if x is not None
+            _halves_centred(x, lines, look) for x, lines in zip(sums, frame.lines, strict=True) if x is not None
         )
         return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], found=whole, measured=False)
     (ox, oy), (mrx, mry), strength = found
@@ -604,14 +601,32 @@ def _fit_block(
 _Found = tuple[tuple[float, float], tuple[float, float], float]
 
 
+@dataclass(frozen=True)
+class _OutlineSearch:
+    """How a block's mean bubble is searched for its printed outline, in patch pixels
+    (the block's region at its work scale)."""
+
+    #: the patch's middle: where the template puts the bubble's centre.
+    hx: int
+    hy: int
+    #: the template's bubble half width and half height.
+    radii: tuple[float, float]
+    #: how far from the middle the centre is looked for, along each axis.
+    reach: tuple[float, float]
+    #: the largest half size looked for.
+    top: tuple[float, float]
+    #: how far beside the bubble its surroundings lie (``_profiles``).
+    side: tuple[float, float]
+    #: the smallest half size looked for, as a share of ``radii``.
+    least: float = SIZE_RANGE[0]
+
+
 def _stretch(
     sums: npt.NDArray[np.float32],
     lines: _Lines,
     axis: int,
-    hx: int,
-    hy: int,
     s: float,
-    look: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float], float],
+    look: _OutlineSearch,
     *,
     starts: tuple[float, ...] = (),
 ) -> float:
@@ -629,7 +644,7 @@ def _stretch(
 
     places, offsets, weights = [], [], []
     means = (sums / lines.counts[:, None, None]).astype(np.float32)
-    for value, got in zip(lines.places.tolist(), _outlines(means, hx, hy, *look, starts=starts), strict=True):
+    for value, got in zip(lines.places.tolist(), _outlines(means, look, starts=starts), strict=True):
         if got is None:
             continue
         places.append(value)
@@ -679,21 +694,14 @@ def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: 
     return abs(high[0][axis] - low[0][axis]) < SAME_HALVES * MIN_STRETCH * apart * s
 
 
-def _halves_centred(
-    sums: npt.NDArray[np.float32],
-    lines: _Lines,
-    hx: int,
-    hy: int,
-    radii: tuple[float, float],
-    reach: tuple[float, float],
-) -> bool:
+def _halves_centred(sums: npt.NDArray[np.float32], lines: _Lines, look: _OutlineSearch) -> bool:
     """Whether the print inside the bubbles (``_middle``) of the block's first and last
     half of lines (``_halves``) centres in both, within HALVES_APART of the search's
     reach of each other along each axis."""
-    first, last = (_middle(half, hx, hy, radii, reach) for half in _halves(sums, lines))
+    first, last = (_middle(half, look) for half in _halves(sums, lines))
     if first is None or last is None:
         return False
-    return all(abs(first[axis] - last[axis]) <= HALVES_APART * reach[axis] for axis in (0, 1))
+    return all(abs(first[axis] - last[axis]) <= HALVES_APART * look.reach[axis] for axis in (0, 1))
 
 
 def _half_slices(lines: _Lines) -> tuple[slice, slice]:
@@ -720,13 +728,7 @@ def _line_sums(patches: npt.NDArray[np.float32], lines: _Lines) -> npt.NDArray[n
 
 def _outline(
     mean: npt.NDArray[np.float32],
-    hx: int,
-    hy: int,
-    radii: tuple[float, float],
-    reach: tuple[float, float],
-    top: tuple[float, float],
-    side: tuple[float, float],
-    least: float = SIZE_RANGE[0],
+    look: _OutlineSearch,
     *,
     first_beside: bool = True,
     starts: tuple[float, ...] = (),
@@ -736,26 +738,20 @@ def _outline(
     Along each axis, through the current centre, the pair of dark outline points
     (c - r, c + r) that is darkest together gives the centre c and the radius r; the
     axes are done in turn, each through the other's latest centre. None when the
-    outline does not stand out from the paper around it. Radii from ``least`` times
-    ``radii`` (rounded up to a whole pixel, so never under that share) are looked for:
-    smaller rings are a letter or digit printed inside the bubble.
+    outline does not stand out from the paper around it. Radii from ``look.least`` times
+    ``look.radii`` (rounded up to a whole pixel, so never under that share) are looked
+    for: smaller rings are a letter or digit printed inside the bubble.
 
     ``first_beside``: whether the first axis's profile has the profile beside the bubble
     taken off, as every later axis's has (see ``_profiles``). Where the bubble is placed
-    there is only ``radii``' guess until its size across is measured.
+    there is only ``look.radii``' guess until its size across is measured.
     """
-    return _outlines(mean[None], hx, hy, radii, reach, top, side, least, first_beside=first_beside, starts=starts)[0]
+    return _outlines(mean[None], look, first_beside=first_beside, starts=starts)[0]
 
 
 def _outlines(
     means: npt.NDArray[np.float32],
-    hx: int,
-    hy: int,
-    radii: tuple[float, float],
-    reach: tuple[float, float],
-    top: tuple[float, float],
-    side: tuple[float, float],
-    least: float = SIZE_RANGE[0],
+    look: _OutlineSearch,
     *,
     first_beside: bool = True,
     starts: tuple[float, ...] = (),
@@ -774,14 +770,10 @@ def _outlines(
     shows it only its side, and no top and bottom outline; begun a radius over, it runs
     through the bubble.
     """
-    out = (
-        list(middle)
-        if middle is not None
-        else _search(means, hx, hy, radii, reach, top, side, least, first_beside, 0.0)
-    )
+    out = list(middle) if middle is not None else _search(means, look, first_beside, 0.0)
     lost = [k for k, got in enumerate(out) if got is None]
     for other in starts if lost else ():
-        again = _search(means[lost], hx, hy, radii, reach, top, side, least, first_beside, other)
+        again = _search(means[lost], look, first_beside, other)
         for k, got in zip(lost, again, strict=True):
             best = out[k]
             if got is not None and (best is None or got[2] > best[2]):
@@ -790,19 +782,12 @@ def _outlines(
 
 
 def _search(
-    means: npt.NDArray[np.float32],
-    hx: int,
-    hy: int,
-    radii: tuple[float, float],
-    reach: tuple[float, float],
-    top: tuple[float, float],
-    side: tuple[float, float],
-    least: float,
-    first_beside: bool,
-    start: float,
+    means: npt.NDArray[np.float32], look: _OutlineSearch, first_beside: bool, start: float
 ) -> list[_Found | None]:
     """``_outlines`` begun ``start`` patch pixels across (along x) from the middle."""
     import numpy as np
+
+    hx, hy, radii, reach, top, side, least = look.hx, look.hy, look.radii, look.reach, look.top, look.side, look.least
 
     n = len(means)
     c = [[start, 0.0] for _ in range(n)]  # offset x, y (patch pixels from its middle)
@@ -951,17 +936,16 @@ def _pairs(length: int, middle: int, least: float, top: float, reach: float) -> 
     return out
 
 
-def _middle(
-    mean: npt.NDArray[np.float32], hx: int, hy: int, radii: tuple[float, float], reach: tuple[float, float]
-) -> tuple[float, float, float] | None:
+def _middle(mean: npt.NDArray[np.float32], look: _OutlineSearch) -> tuple[float, float, float] | None:
     """Offset (patch pixels) and contrast of the print inside a block's mean bubble: where
-    the mean darkness inside the bubble's ellipse most exceeds that of a band round it,
-    searched within ``reach``. None when that contrast is under MIN_OUTLINE or the best
-    place lies on the edge of the search (the print is elsewhere)."""
+    the mean darkness inside the bubble's ellipse (``look.radii``) most exceeds that of a
+    band round it, searched within ``look.reach``. None when that contrast is under
+    MIN_OUTLINE or the best place lies on the edge of the search (the print is elsewhere)."""
     import cv2
     import numpy as np
 
-    rx, ry = max(1.0, radii[0]), max(1.0, radii[1])
+    hx, hy, reach = look.hx, look.hy, look.reach
+    rx, ry = max(1.0, look.radii[0]), max(1.0, look.radii[1])
     kx, ky = int(1.6 * rx) + 1, int(1.6 * ry) + 1
     yy, xx = np.mgrid[-ky : ky + 1, -kx : kx + 1].astype(np.float32)
     d = np.sqrt((xx / rx) ** 2 + (yy / ry) ** 2)
