@@ -290,6 +290,23 @@ def test_a_landscape_template_for_upright_markers_reads_as_omrchecker_stretches_
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
 
 
+@pytest.mark.parametrize("how", ["darkbed", "photo"])
+def test_a_landscape_template_for_a_portrait_page_found_by_its_edges_reads_as_omrchecker_stretches_it(
+    how: str, tmp_path: Path
+) -> None:
+    # The same for a card without markers (OMRChecker CropPage): the page found by its
+    # edges is stretched onto the landscape frame. Its shape fitted the frame better
+    # turned a quarter, so the reader took it sideways, where no bubble of the template
+    # is printed, and refused it (TEMPLATE_MISMATCH; two public phone photos of such a
+    # card). The other two turns are now looked at when neither way round shows the
+    # template's bubbles.
+    card = C.CARDS["bare"]
+    sheets = list(C.make_cards(card, 2, f"landscape-{how}", how=how, upside_down=FLIPS))
+    path = _omrchecker(card, tmp_path, crop="page")
+    _stretched(path, 1.5, 0.75)
+    _assert_exact(_tally(sheets, _read(path, sheets, tmp_path, photo=how == "photo")))
+
+
 def test_a_scan_whose_markers_frame_only_part_of_the_page_reads_exactly(tmp_path: Path) -> None:
     # The card's four markers frame its answer grid, printed in the top left of a page
     # 1.8 times as wide and tall (a grid on an exam paper, questions beside it): a scan

@@ -308,12 +308,25 @@ def orient(gray: Gray, template: Template, quad: Quad, *, strict: bool = True) -
             f"the page found does not have the shape of template {template.name!r} "
             f"({template.width}x{template.height})",
         )
-    found: list[tuple[float, Alignment]] = []
-    for turn in (first, first + 2):
-        pts = turned[turn]
-        hom = cv2.getPerspectiveTransform(tpl.astype(np.float32), pts.astype(np.float32)).astype(np.float64)
-        scale = math.sqrt(abs(polygon_area(pts)) / (template.width * template.height))
-        found.append((layout_score(gray, template, hom), Alignment(hom, turn * 90, scale, ink, paper)))
+
+    def ways(turns: tuple[int, int]) -> list[tuple[float, Alignment]]:
+        out = []
+        for turn in turns:
+            pts = turned[turn]
+            hom = cv2.getPerspectiveTransform(tpl.astype(np.float32), pts.astype(np.float32)).astype(np.float64)
+            scale = math.sqrt(abs(polygon_area(pts)) / (template.width * template.height))
+            out.append((layout_score(gray, template, hom), Alignment(hom, turn * 90, scale, ink, paper)))
+        return out
+
+    found = ways((first, first + 2))
+    if max(score for score, _ in found) < MIN_LAYOUT:
+        # Neither way round shows the template's bubbles: the template may be drawn for
+        # the page stretched the other way (OMRChecker stretches the page it finds onto
+        # pageDimensions whatever their shapes, so a landscape frame can describe a
+        # portrait sheet). The other two turns are taken where they show them.
+        other = ways((1 - first, 3 - first))
+        if max(score for score, _ in other) >= MIN_LAYOUT:
+            found = other
     (up, upright), (down, _) = found
     if down >= up + TIE and down >= MIN_LAYOUT:
         found.reverse()
