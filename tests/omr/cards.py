@@ -4,7 +4,8 @@
 top-left marker, dark round outlines. The cards here are printed the ways real OMR cards
 are, so the reader can be tested on what academies already own:
 
-- print in red or pink dropout ink, or in black with light-grey outlines;
+- print in red or pink dropout ink, or in black with light-grey outlines, or rows shaded
+  in turn with white bubbles printed on them;
 - the choice's digit printed inside each bubble;
 - four identical corner markers (solid squares, hollow squares, circles, L-shaped corners),
   or no corner marker at all, or a track of timing marks along the left edge;
@@ -53,6 +54,9 @@ BLACK: Final[Colour] = (0, 0, 0)
 RED: Final[Colour] = (50, 40, 210)  # dropout red, text and frames
 PINK: Final[Colour] = (148, 104, 236)  # dropout pink, bubbles and their digits
 LIGHT_GREY: Final[Colour] = (205, 205, 205)
+LAVENDER: Final[Colour] = (236, 222, 228)  # rows shaded in turn
+DEEP_LAVENDER: Final[Colour] = (214, 190, 200)
+LILAC: Final[Colour] = (190, 150, 172)  # light purple outlines and letters
 #: letters OMRChecker's QTYPE_MCQ5 gives the five choices, and the card's printed digits.
 MCQ5_LETTERS: Final = ("A", "B", "C", "D", "E")
 CHOICES: Final = ("1", "2", "3", "4", "5")
@@ -109,6 +113,9 @@ class Card:
     marker_size: int = 66
     marker_centre: int = 95  # from each page edge
     timing: bool = False  # a track of timing marks along the left edge, one per bubble row
+    #: the shades behind the question rows, in turn (one row each), with the bubbles
+    #: printed white on them; None: plain paper
+    bands: tuple[Colour, Colour] | None = None
     legend: bool = False
     width: int = WIDTH
     height: int = HEIGHT
@@ -277,6 +284,20 @@ def dark_card() -> Card:
     )
 
 
+def banded_card() -> Card:
+    """Question rows shaded light and deeper lavender in turn, white bubbles printed on
+    them with thin light-purple outlines and letters, four identical solid squares."""
+    return Card(
+        "banded",
+        _id_block((26, 26)),
+        _columns((30, 30), row_gap=43, choice_gap=40),
+        outline=LILAC,
+        digit=LILAC,
+        marker="solid",
+        bands=(LAVENDER, DEEP_LAVENDER),
+    )
+
+
 CARDS: Final = {
     c.name: c
     for c in (
@@ -290,6 +311,7 @@ CARDS: Final = {
         timing_card(),
         project_card(),
         dark_card(),
+        banded_card(),
     )
 }
 
@@ -372,8 +394,13 @@ def draw_card(card: Card) -> npt.NDArray[np.uint8]:
         cv2.rectangle(page, (round(bx0 - left), round(by0 - pad)), (round(bx1 + pad), round(by1 + pad)), card.ink, 2)
         w, h = block.size
         thick = max(1, round(min(w, h) / 12))
-        for label, row in zip(block.labels, block.centres(), strict=True):
+        for i, (label, row) in enumerate(zip(block.labels, block.centres(), strict=True)):
+            if card.bands is not None and not block.vertical:
+                y0, y1 = round(row[0][1] - block.labels_gap / 2), round(row[0][1] + block.labels_gap / 2) - 1
+                cv2.rectangle(page, (round(bx0 - left) + 2, y0), (round(bx1 + pad) - 2, y1), card.bands[i % 2], -1)
             for value, c in zip(block.values, row, strict=True):
+                if card.bands is not None:
+                    _bubble(page, c, block.size, block.shape, (255, 255, 255), thick, fill=True)
                 _bubble(page, c, block.size, block.shape, card.outline, thick)
                 if card.digit is not None:
                     _text(page, value, c, min(w, h) * 0.028, card.digit, card.digit_thick)

@@ -102,6 +102,7 @@ def _project(card: C.Card, tmp: Path) -> Path:
         "circle",  # four circle markers, wide ellipses
         "q200",  # 200 questions in five columns of small ellipses
         "dark",  # black circles and digits as dark as the markers
+        "banded",  # rows shaded in turn, white bubbles printed on them
     ],
 )
 def test_scans_of_a_vendor_card_read_exactly_through_its_omrchecker_template(name: str, tmp_path: Path) -> None:

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 #: the paper level of a bubble is this percentile of its surroundings.
 PAPER_PERCENTILE: Final = 80
+#: ... or of its own middle, less this share of the way from paper to ink, where that is
+#: lighter (``_own_paper``).
+OWN_PAPER_SLACK: Final = 0.1
 #: dropout ink: the fill is read on the colour channel where the printed outlines are
 #: faintest when they are at most this share of their darkness in grey ...
 DROPOUT_SHARE: Final = 0.5
@@ -311,7 +314,7 @@ def sample(
         values = _remap(image, *_maps(layout.centres[g.bubbles], pattern.offsets, alignment.homography))
         grey = _as_grey(values)
         surround = _surroundings(grey[:, b:])
-        paper = _paper(surround, ink)
+        paper = _own_paper(_paper(surround, ink), grey[:, :a], ink)
         # Print anywhere in the bubble's place: its outline, or what is printed inside it
         # (a digit or letter, on a card that prints no outline at all, only the value).
         ring_v[g.bubbles] = np.maximum(_dark_share(grey[:, a:b], paper, ink), _dark_share(grey[:, :a], paper, ink))
@@ -323,7 +326,7 @@ def sample(
         if channel >= 0:
             marks = _channel(r.values, channel)
             surround = _surroundings(marks[:, b:])
-            paper = _paper(surround, ink)
+            paper = _own_paper(_paper(surround, ink), marks[:, :a], ink)
         # The fill reads the middle and the paper round it (not the outline band).
         span = np.maximum(paper - ink, 1.0)[:, None]
         beside = marks[:, marks.shape[1] - len(probe.beside_x) - len(probe.beside_y) :]
@@ -462,6 +465,20 @@ def _surroundings(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
     out beside it, clear of a mark that overflows the bubble): a high percentile of them,
     so a pencil stroke across part of them does not lower it."""
     return _percentile_rows(values, PAPER_PERCENTILE)
+
+
+def _own_paper(paper: npt.NDArray[np.float64], middle: npt.NDArray[np.uint8], ink: float) -> npt.NDArray[np.float64]:
+    """The paper level of each bubble (``_paper``), or its own middle's, less
+    OWN_PAPER_SLACK, where that is lighter: a bubble printed white on a shaded row is its
+    own paper. Against the shade round it an empty one would read lighter than paper,
+    and its outline fainter, each by as much as its row is shaded, so that rows shaded
+    in turn read unlike. A mark darkens the middle and leaves the paper as it is; the
+    slack leaves it too where the surroundings are a little darker than the middle
+    (small bubbles whose neighbours' outlines fall among them)."""
+    import numpy as np
+
+    own = _percentile_rows(middle, PAPER_PERCENTILE)
+    return np.maximum(paper, own - OWN_PAPER_SLACK * np.maximum(paper - ink, 1.0))
 
 
 def _paper(surroundings: npt.NDArray[np.float64], ink: float) -> npt.NDArray[np.float64]:
