@@ -103,6 +103,10 @@ SAME_HALVES: Final = 0.375
 #: last half of rows (columns) centre within this share of the search's reach of each
 #: other (``_halves_centred``; at most 0.35 on OMRChecker's samples).
 HALVES_APART: Final = 0.5
+#: ... along an axis of at least this many lines: a half of fewer than three rows (a
+#: block of four questions) holds too few marks to centre on, and spans too little for a
+#: perspective fitted wrong to move its rows apart.
+HALVES_MIN_LINES: Final = 6
 #: np.add.reduce sums a contiguous run of this many values or more pairwise, a shorter one
 #: value after value, as it sums rows (``_band_mean`` takes a band of columns as rows).
 PAIRWISE: Final = 8
@@ -516,6 +520,8 @@ def _fit_block(
     # telling which way up the sheet lies: a wider search finds more in text.
     starts = (-rx * s, rx * s) if measure else ()
     sided = False
+    # Each template column's (row's) patches summed, where the block has enough of them.
+    sums: list[npt.NDArray[np.float32] | None] = [None, None]
     if not measure:
         found = _outline(mean, look)
     else:
@@ -563,6 +569,9 @@ def _fit_block(
             found = refit
         else:
             stretch = (1.0, 1.0)
+    if found is None and measure:
+        # Rows (columns) shaded in turn, which no outline of the block's mean shows.
+        found = _every_other(sums, frame.lines, look, starts)
     if found is None and wide:
         # Beside a rectangle printed far larger than the template's size, where the
         # first axis's profile is taken off, its edges run on: taken off, they cancel.
@@ -583,7 +592,9 @@ def _fit_block(
         # can sit on their bubbles and its last ones a row off, which the whole block's
         # mean still centres on. Its fields then go to review.
         whole = all(
-            _halves_centred(x, lines, look) for x, lines in zip(sums, frame.lines, strict=True) if x is not None
+            _halves_centred(x, lines, look)
+            for x, lines in zip(sums, frame.lines, strict=True)
+            if x is not None and len(lines.places) >= HALVES_MIN_LINES
         )
         return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], found=whole, measured=False)
     (ox, oy), (mrx, mry), strength = found
@@ -674,6 +685,45 @@ def _halves(sums: npt.NDArray[np.float32], lines: _Lines) -> npt.NDArray[np.floa
     counts = lines.counts
     means = np.stack([sums[first].sum(axis=0) / counts[first].sum(), sums[last].sum(axis=0) / counts[last].sum()])
     return means.astype(np.float32)
+
+
+def _every_other(
+    sums: Sequence[npt.NDArray[np.float32] | None],
+    lines: tuple[_Lines, _Lines],
+    look: _OutlineSearch,
+    starts: tuple[float, ...],
+) -> _Found | None:
+    """The outline of a block's bubbles on every other column, or every other row, alone.
+
+    Many cards shade every other row (or column) to guide the eye, and a bubble on the
+    band and one on the paper look unlike: the outline of each stands out against its own
+    surroundings, and in their mean against neither. Of each axis's two sets, the one
+    whose outline stands out, or where both do, the darker, when the two centre within
+    HALVES_APART of the search's reach of each other (the band's edges can pull the
+    outline found on it off its bubbles, and where the other set shows its own outline
+    they must agree); the darkest of the axes'. ``sums``: each line's patches summed
+    (``_line_sums``), None for an axis of too few lines."""
+    import numpy as np
+
+    axes = [axis for axis, x in enumerate(sums) if x is not None]
+    pictures = [
+        x[parity::2].sum(axis=0) / lines[axis].counts[parity::2].sum()
+        for axis, x in enumerate(sums)
+        if x is not None
+        for parity in (0, 1)
+    ]
+    if not pictures:
+        return None
+    got = _outlines(np.stack(pictures).astype(np.float32), look, starts=starts)
+    kept: list[_Found] = []
+    for k in range(len(axes)):
+        even, odd = got[2 * k], got[2 * k + 1]
+        if even is not None and odd is not None:
+            apart = (abs(even[0][a] - odd[0][a]) for a in (0, 1))
+            if any(d > HALVES_APART * r for d, r in zip(apart, look.reach, strict=True)):
+                continue
+        kept += [found for found in (even, odd) if found is not None]
+    return max(kept, key=lambda found: found[2], default=None)
 
 
 def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: _Found | None) -> bool:
