@@ -693,19 +693,18 @@ def _every_other(
     look: _OutlineSearch,
     starts: tuple[float, ...],
 ) -> _Found | None:
-    """The outline of a block's bubbles on every other column, or every other row, alone.
+    """The outline of a block's bubbles on every other row, or every other column, alone:
+    the darkest found.
 
     Many cards shade every other row (or column) to guide the eye, and a bubble on the
     band and one on the paper look unlike: the outline of each stands out against its own
-    surroundings, and in their mean against neither. Of each axis's two sets, the one
-    whose outline stands out, or where both do, the darker, when the two centre within
-    HALVES_APART of the search's reach of each other (the band's edges can pull the
-    outline found on it off its bubbles, and where the other set shows its own outline
-    they must agree); the darkest of the axes'. ``sums``: each line's patches summed
+    surroundings, and in their mean against neither. Where both sets of an axis (its even
+    and its odd lines) show an outline, they must centre within HALVES_APART of the
+    search's reach of each other, or that axis gives none: a band's edges can pull the
+    outline found on it off its bubbles. ``sums``: each line's patches summed
     (``_line_sums``), None for an axis of too few lines."""
     import numpy as np
 
-    axes = [axis for axis, x in enumerate(sums) if x is not None]
     pictures = [
         x[parity::2].sum(axis=0) / lines[axis].counts[parity::2].sum()
         for axis, x in enumerate(sums)
@@ -716,10 +715,9 @@ def _every_other(
         return None
     got = _outlines(np.stack(pictures).astype(np.float32), look, starts=starts)
     kept: list[_Found] = []
-    for k in range(len(axes)):
-        even, odd = got[2 * k], got[2 * k + 1]
+    for even, odd in zip(got[0::2], got[1::2], strict=True):
         if even is not None and odd is not None:
-            apart = (abs(even[0][a] - odd[0][a]) for a in (0, 1))
+            apart = (abs(even[0][axis] - odd[0][axis]) for axis in (0, 1))
             if any(d > HALVES_APART * r for d, r in zip(apart, look.reach, strict=True)):
                 continue
         kept += [found for found in (even, odd) if found is not None]
