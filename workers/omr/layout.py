@@ -130,10 +130,12 @@ class BlockFit:
     #: False when its bubbles' size is the template's, not measured on a printed outline
     #: (the block placed by what is printed or marked inside its bubbles, or not found).
     measured: bool = True
-    #: True when its outline stood out only searched from a radius to the side of the
-    #: template's place (``_outlines``' ``starts``): a block printed wider than its template and
-    #: off it, or the edge of a glyph inside a bubble printed far larger than its box.
-    sided: bool = False
+    #: True when its outline stood out only in a second search: from a radius to the side
+    #: of the template's place (``_outlines``' ``starts``: a block printed wider than its
+    #: template and off it, or the edge of a glyph inside a bubble printed far larger
+    #: than its box), or on every other row or column alone (``_every_other``: rows
+    #: shaded in turn, or again a glyph's edges).
+    indirect: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,9 @@ class LayoutFit:
         return any(b.measured for b in self.blocks)
 
     @property
-    def sided(self) -> bool:
-        """Whether any block's outline stood out only searched from a side."""
-        return any(b.sided for b in self.blocks)
+    def indirect(self) -> bool:
+        """Whether any block's outline stood out only in a second search."""
+        return any(b.indirect for b in self.blocks)
 
     @property
     def all_outlined(self) -> bool:
@@ -519,7 +521,7 @@ def _fit_block(
     # place is searched again from a radius either side (``_outlines``). Not when only
     # telling which way up the sheet lies: a wider search finds more in text.
     starts = (-rx * s, rx * s) if measure else ()
-    sided = False
+    indirect = False
     # Each template column's (row's) patches summed, where the block has enough of them.
     sums: list[npt.NDArray[np.float32] | None] = [None, None]
     if not measure:
@@ -536,8 +538,8 @@ def _fit_block(
         middle = _outlines(pictures, look)
         # Where the block's outline shows from the middle in none of them, an outline
         # found from a side may be the edge of a glyph inside a bubble printed far
-        # larger than the template's boxes (``BlockFit.sided``).
-        sided = not any(middle)
+        # larger than the template's boxes (``BlockFit.indirect``).
+        indirect = not any(middle)
         got = iter(_outlines(pictures, look, starts=starts, middle=middle))
         found = next(got)
         fitted = [1.0, 1.0]
@@ -572,6 +574,7 @@ def _fit_block(
     if found is None and measure:
         # Rows (columns) shaded in turn, which no outline of the block's mean shows.
         found = _every_other(sums, frame.lines, look, starts)
+        indirect = True
     if found is None and wide:
         # Beside a rectangle printed far larger than the template's size, where the
         # first axis's profile is taken off, its edges run on: taken off, they cancel.
@@ -605,7 +608,7 @@ def _fit_block(
         # a template a little more than the reach off reads right there.)
         return BlockFit(name, (0.0, 0.0), (rx, ry), 0.0, found=False, measured=False)
     radii = (mrx / s, mry / s) if measure else (rx, ry)
-    return BlockFit(name, (ox / s, oy / s), radii, strength, stretch, sided=sided)
+    return BlockFit(name, (ox / s, oy / s), radii, strength, stretch, indirect=indirect)
 
 
 #: an outline found on a mean bubble: centre offset, radii (patch pixels) and darkness.
@@ -693,15 +696,17 @@ def _every_other(
     look: _OutlineSearch,
     starts: tuple[float, ...],
 ) -> _Found | None:
-    """The outline of a block's bubbles on every other row, or every other column, alone:
-    the darkest found.
+    """The outline of a block's bubbles on every other row, or every other column, alone.
 
     Many cards shade every other row (or column) to guide the eye, and a bubble on the
     band and one on the paper look unlike: the outline of each stands out against its own
     surroundings, and in their mean against neither. Where both sets of an axis (its even
     and its odd lines) show an outline, they must centre within HALVES_APART of the
     search's reach of each other, or that axis gives none: a band's edges can pull the
-    outline found on it off its bubbles. ``sums``: each line's patches summed
+    outline found on it off its bubbles. Of the axes', the outline of the darker set
+    places the block, with the two sets' mean darkness (a set showing none counts
+    nothing): the block's own score, which a second look at the sheet is weighed
+    against, is a mean over all its bubbles. ``sums``: each line's patches summed
     (``_line_sums``), None for an axis of too few lines."""
     import numpy as np
 
@@ -714,14 +719,20 @@ def _every_other(
     if not pictures:
         return None
     got = _outlines(np.stack(pictures).astype(np.float32), look, starts=starts)
-    kept: list[_Found] = []
+    best: _Found | None = None
     for even, odd in zip(got[0::2], got[1::2], strict=True):
         if even is not None and odd is not None:
             apart = (abs(even[0][axis] - odd[0][axis]) for axis in (0, 1))
             if any(d > HALVES_APART * r for d, r in zip(apart, look.reach, strict=True)):
                 continue
-        kept += [found for found in (even, odd) if found is not None]
-    return max(kept, key=lambda found: found[2], default=None)
+        shown = [found for found in (even, odd) if found is not None]
+        if not shown:
+            continue
+        centre, radii, _ = max(shown, key=lambda found: found[2])
+        mean = sum(found[2] for found in shown) / 2
+        if best is None or mean > best[2]:
+            best = (centre, radii, mean)
+    return best
 
 
 def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: _Found | None) -> bool:

@@ -219,9 +219,10 @@ def _looks(
         refused = exc
     fit = None if first is None else first[1][0]
     shrunk = fit is not None and fit.all_outlined and fit.smallest_share(template) < SHRUNK_SHARE
-    # A block found only from a side of its template place: printed wider than the
-    # template and off it, or a glyph's edge inside a bubble printed far larger.
-    doubted = shrunk or (fit is not None and fit.sided)
+    # A block found only in a second search: from a side of its template place (printed
+    # wider than the template and off it, or a glyph's edge inside a bubble printed far
+    # larger), or on every other row or column (shaded rows, or again a glyph's edges).
+    doubted = shrunk or (fit is not None and fit.indirect)
     if first is not None and first[1][0].all_outlined and not doubted:
         return first
     # A template written by hand may give its bubbles a box far smaller than their
