@@ -217,6 +217,18 @@ def test_a_hand_written_template_with_bubble_boxes_far_smaller_than_the_print_re
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
 
 
+def test_digits_seen_on_every_other_row_do_not_keep_a_template_from_its_wide_look(tmp_path: Path) -> None:
+    # The 200-question card through boxes under half its print: in the first look, at
+    # the boxes' sizes, no block's mean bubble shows an outline, but every other row of a
+    # block can show its digits' strokes as a small one. Counted at full strength, that
+    # block outscored the second, wide look (which finds the printed ellipses) on one of
+    # these sheets, and 109 of its 200 answers went to review.
+    card = C.CARDS["q200"]
+    sheets = list(C.make_cards(card, 3, "x1"))
+    path = C.write_omrchecker(card, tmp_path / "omrchecker", box_share=0.45)
+    _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
+
+
 def test_solid_marks_on_bubbles_measured_at_their_bold_digit_go_to_review_not_blank(tmp_path: Path) -> None:
     # Black circles with a bold black digit inside, through boxes under two fifths of
     # the circles: the digit is found as the bubble's outline in both looks, and every
