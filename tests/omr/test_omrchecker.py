@@ -162,7 +162,7 @@ BAD_TEMPLATES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("custom", lambda d: d["customLabels"].update(Roll=["roll1..9"]), "no field is labelled 'roll9'"),
     ("page", lambda d: d.update(pageDimensions=[1200]), "pageDimensions"),
     ("no_values", lambda d: d["fieldBlocks"]["Medium"].pop("bubbleValues"), "bubbleValues"),
-    ("touching", lambda d: d["fieldBlocks"]["Roll"].update(bubblesGap=20), "closer than their size"),
+    ("overlapping", lambda d: d["fieldBlocks"]["Roll"].update(bubblesGap=14), "less than half their size"),
 ]
 
 
@@ -177,6 +177,23 @@ def test_malformed_template_is_template_invalid_with_a_reason(
         convert_template(raw, marker=MARKER)
     assert info.value.code == "TEMPLATE_INVALID"
     assert message in info.value.message
+
+
+def test_boxes_a_little_larger_than_their_gap_are_read_where_omrchecker_reads_them(raw: dict[str, Any]) -> None:
+    # A public template draws 101 px boxes 90 px apart; OMRChecker reads such boxes, each
+    # overlapping its neighbours. The bubbles keep the boxes' centres, and are read no
+    # larger than 0.9 of the gap (the print's own size is measured on each sheet).
+    raw["fieldBlocks"]["Roll"].update(bubblesGap=25, labelsGap=26)  # 30 px boxes
+    fields = {f.label: f for f in convert_template(raw, marker=MARKER).template.fields}
+    margin = 1200 / 16
+    # Roll is QTYPE_INT: its values run down (the gap), its digits across (labelsGap).
+    assert fields["roll1"].centres[:2] == (
+        (margin + 120 + 15, margin + 110 + 15),
+        (margin + 120 + 15, margin + 135 + 15),
+    )
+    assert fields["roll2"].centres[0] == (margin + 146 + 15, margin + 110 + 15)
+    assert fields["roll1"].size == pytest.approx((0.9 * 26, 0.9 * 25))
+    assert fields["q1"].size == (30, 30)  # a block whose boxes fit their gaps is as drawn
 
 
 def test_missing_marker_image_is_template_invalid(raw: dict[str, Any], tmp_path: Path) -> None:

@@ -77,6 +77,10 @@ MARKER_OPTIONS: Final[Mapping[str, str]] = {
 }
 DEFAULT_MARKER: Final = "omr_marker.jpg"
 MAX_FIELDS: Final = 400
+#: a bubble is read no larger than this share of its gap to the next (``_fields``) ...
+BOX_SHARE_OF_GAP: Final = 0.9
+#: ... and a gap under this share of the box is refused: boxes overlapping by half.
+MIN_GAP_SHARE: Final = 0.5
 #: the smallest bubble half side, in image pixels, a sheet is read at (see convert_template).
 MIN_BUBBLE_RADIUS_PX: Final = 2.5
 _RANGE = re.compile(r"^(.*?\D)(\d+)\.{2,3}(\d+)$")
@@ -552,17 +556,24 @@ def _fields(
         if not isinstance(block_empty, str):
             raise TemplateError(f"{where}.emptyValue: must be a string")
         labels = expand_labels(block.get("fieldLabels"), f"{where}.fieldLabels")
-        # Bubbles run along `direction`; successive labels step across it. Boxes that
-        # overlap cannot be told apart on paper.
+        # Bubbles run along `direction`; successive labels step across it. OMRChecker
+        # reads boxes that overlap their neighbours (a box drawn a little larger than the
+        # bubble gap), and so does this reader: each bubble is centred where OMRChecker's
+        # box is, its size no more than BOX_SHARE_OF_GAP of the gap (the print's own size
+        # is measured on the sheet). Boxes overlapping by half or more are no row of
+        # bubbles side by side.
         along_size, across_size = (box[1], box[0]) if direction == "vertical" else box
-        if len(values) > 1 and gap < 0.9 * along_size:
+        if len(values) > 1 and gap < MIN_GAP_SHARE * along_size:
             raise TemplateError(
-                f"{where}.bubblesGap: bubbles are {gap:g} px apart, closer than their size ({along_size:g} px)"
+                f"{where}.bubblesGap: bubbles are {gap:g} px apart, less than half their size ({along_size:g} px)"
             )
-        if len(labels) > 1 and label_gap < 0.9 * across_size:
+        if len(labels) > 1 and label_gap < MIN_GAP_SHARE * across_size:
             raise TemplateError(
-                f"{where}.labelsGap: rows are {label_gap:g} px apart, closer than their size ({across_size:g} px)"
+                f"{where}.labelsGap: rows are {label_gap:g} px apart, less than half their size ({across_size:g} px)"
             )
+        along_read = min(along_size, BOX_SHARE_OF_GAP * gap) if len(values) > 1 else along_size
+        across_read = min(across_size, BOX_SHARE_OF_GAP * label_gap) if len(labels) > 1 else across_size
+        size = (across_read, along_read) if direction == "vertical" else (along_read, across_read)
         for i, label in enumerate(labels):
             centres: list[Point] = []
             for j in range(len(values)):
@@ -571,7 +582,7 @@ def _fields(
                 if x < -0.5 or y < -0.5 or x + box[0] > page[0] + 0.5 or y + box[1] > page[1] + 0.5:
                     raise TemplateError(f"{where}: bubble {values[j]!r} of {label!r} lies outside pageDimensions")
                 centres.append((margin + x + box[0] / 2, margin + y + box[1] / 2))
-            out.append(Field(label, values, tuple(centres), (box[0], box[1]), "ellipse", str(name)))
+            out.append(Field(label, values, tuple(centres), size, "ellipse", str(name)))
             if block_empty:
                 empty[label] = block_empty
     labels_all = [f.label for f in out]
