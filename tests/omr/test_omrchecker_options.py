@@ -249,11 +249,16 @@ def test_bubble_sizes_that_differ_a_lot_between_blocks_are_read_not_refused() ->
     assert {f.size for f in t.fields} == {(24, 24), (46, 46)}
 
 
-def test_overlapping_bubbles_are_refused_naming_the_gap() -> None:
+def test_bubbles_overlapping_by_half_are_refused_naming_the_gap() -> None:
+    # Boxes a little larger than their gap are read (OMRChecker reads them); boxes
+    # overlapping by half or more are no row of bubbles side by side.
     data = _plain()
-    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 20  # 30 px wide boxes, 20 px apart
-    with pytest.raises(OmrError, match=r"fieldBlocks.Mcq.bubblesGap: bubbles are 20 px apart"):
+    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 14  # 30 px wide boxes, 14 px apart
+    with pytest.raises(OmrError, match=r"fieldBlocks.Mcq.bubblesGap: bubbles are 14 px apart, less than half"):
         convert_template(data)
+    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 20  # read, each bubble 0.9 of the gap wide
+    fields = convert_template(data).template.fields
+    assert {f.size for f in fields if f.block_name == "Mcq"} == {(18, 20)}
 
 
 def test_config_processing_width_sets_the_marker_size() -> None:
