@@ -63,3 +63,16 @@ def test_a_lead_short_of_decisive_leaves_the_choice_to_every_block(monkeypatch: 
     )
     assert picked == 1
     assert len(fitted) == 6
+
+
+def test_one_blocks_outline_under_a_turn_decides_nothing_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Boxes far from the printed size: the coarse look finds hardly any block's outline
+    # under either turn. The wrong turn lands one large block on some print; its lead
+    # over half the bubbles looked clear, and a public phone photo was read upside down
+    # (refused, a field showing no print). Most of the blocks seen must show their
+    # outline for an early decision: here the rest are fitted, and the right turn wins.
+    picked, fitted = _pick(
+        monkeypatch, {"questions[0]": [0.0, 0.3], "questions[1]": [0.0, 0.0], "student_id": [0.5, 0.0]}
+    )
+    assert picked == 0
+    assert "student_id" in {name for _, name in fitted}

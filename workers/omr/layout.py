@@ -219,16 +219,23 @@ def pick_orientation(
     fits = [[BlockFit(block.name, (0.0, 0.0), (0.0, 0.0), 0.0) for block in blocks] for _ in candidates]
     seen = 0
     sums = [0.0] * len(candidates)
+    # The weight of the blocks seen so far whose outline each turn found.
+    shown = [0] * len(candidates)
     for b in sorted((b for b, n in enumerate(weights) if n), key=lambda b: -weights[b]):
         for c, alignment in enumerate(candidates):
             # A coarse look tells the right way up; the reader then fits the winner finely.
             # Only the score counts here, so the template is not moved onto the fit.
             fits[c][b] = _fit_block(gray, template, alignment, blocks[b], False, ORIENT_SCALE, largest)
             sums[c] += fits[c][b].score * weights[b]
+            shown[c] += weights[b] if fits[c][b].score > 0 else 0
         seen += weights[b]
         if DECIDE_SHARE * total <= seen < total:
             lead = max(range(len(candidates)), key=lambda c: (sums[c], -c))
-            if all(sums[lead] >= sums[c] + DECISIVE * seen for c in range(len(candidates)) if c != lead):
+            # Decided early only on the outlines of most of the blocks seen: where the
+            # coarse look finds few under either turn (bubbles printed far from the
+            # template's size), one block's lead decides nothing.
+            clear = all(sums[lead] >= sums[c] + DECISIVE * seen for c in range(len(candidates)) if c != lead)
+            if clear and 2 * shown[lead] > seen:
                 return candidates[lead]
     best: tuple[float, Alignment] | None = None
     for alignment, fitted in zip(candidates, fits, strict=True):
