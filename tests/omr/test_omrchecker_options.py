@@ -256,9 +256,9 @@ def test_bubbles_overlapping_by_half_are_refused_naming_the_gap() -> None:
     data["fieldBlocks"]["Mcq"]["bubblesGap"] = 14  # 30 px wide boxes, 14 px apart
     with pytest.raises(OmrError, match=r"fieldBlocks.Mcq.bubblesGap: bubbles are 14 px apart, less than half"):
         convert_template(data)
-    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 20  # read, each bubble 0.9 of the gap wide
+    data["fieldBlocks"]["Mcq"]["bubblesGap"] = 20  # read, each bubble the gap and a ninth wide
     fields = convert_template(data).template.fields
-    assert {f.size for f in fields if f.block_name == "Mcq"} == {(18, 20)}
+    assert [f.size for f in fields if f.block_name == "Mcq"] == [pytest.approx((20 / 0.9, 20))] * 5
 
 
 def test_config_processing_width_sets_the_marker_size() -> None:

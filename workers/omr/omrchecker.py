@@ -77,8 +77,9 @@ MARKER_OPTIONS: Final[Mapping[str, str]] = {
 }
 DEFAULT_MARKER: Final = "omr_marker.jpg"
 MAX_FIELDS: Final = 400
-#: a bubble is read no larger than this share of its gap to the next (``_fields``) ...
-BOX_SHARE_OF_GAP: Final = 0.9
+#: a bubble is read no larger than this share of its gap to the next (``_fields``): boxes
+#: up to it were always read as drawn ...
+BOX_SHARE_OF_GAP: Final = 1 / 0.9
 #: ... and a gap under this share of the box is refused: boxes overlapping by half.
 MIN_GAP_SHARE: Final = 0.5
 #: the smallest bubble half side, in image pixels, a sheet is read at (see convert_template).
