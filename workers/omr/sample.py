@@ -13,7 +13,7 @@ and ``cv2.remap`` do the mapping and the gather in C). Per bubble it returns:
   read as blank: ``classify.marked_round_blanks``).
 
 Paper is measured just outside each bubble, so a shadow or uneven scan lighting does
-not read as a mark.
+not read as a mark; a bubble printed white on a shaded row is its own paper.
 
 The picture is read once: each sample point is mapped and gathered a single time, in
 colour when the picture has it; its grey (as cv2 makes it, pixel by pixel), the colour
