@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from academy import selectors, storage
-from academy.jobs.claims import job_claim, job_heartbeat, jobs_claim, jobs_release
+from academy.jobs.claims import job_claim, job_heartbeat, jobs_claim, jobs_release, lease_lost
 from academy.jobs.finish import FinishBatch, rejection_finish
 from academy.jobs.outcome import Outcome, exhausted_finish, finish_or_hold, outcome_apply
 from academy.jobs.publish import callbacks_publish, job_publish
@@ -319,7 +319,8 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
     whichever job is running. A worker killed before the finishes' write leaves the
     message's jobs RUNNING: their leases run out and the sweeper sends each out again as
     a message of its own, so a job that kills its worker spends its siblings' attempts
-    once at most.
+    once at most. A redelivery of the message that comes after the leases ran out does
+    the same, with the attempts it claimed returned.
 
     The message has one job's time limits. A job is started from it only while it has used
     under a quarter of the soft limit, so each job it starts still has most of a job's time;
@@ -342,6 +343,13 @@ def execute_many(*, job_ids: list[str], tier: str, worker: str) -> dict[str, Any
             claims = _reconnecting(lambda: jobs_claim(job_ids=job_ids, worker=worker))
             waiting = _Waiting({job_id: token for job_id, (_, token) in claims.taken.items()})
             claimed = True
+            if len(claims.taken) > 1 and any(lease_lost(job) for job, _ in claims.taken.values()):
+                # A delivery after a worker died with this message (a redelivery that
+                # came once the leases had run out): one of its jobs may kill every
+                # worker it runs on, and nothing says which. Each goes out again on a
+                # message of its own, its attempt returned, as the sweeper would send it.
+                taken = [job_id for job_id in dict.fromkeys(job_ids) if job_id in claims.taken]
+                decisions.update(_send_back(taken, tier=tier, waiting=waiting))
             for index, job_id in enumerate(job_ids):
                 if batch.age() >= settings.AI_HEARTBEAT_SECONDS / 3:
                     # Held finishes have no heartbeat: written well before their leases end

@@ -47,6 +47,15 @@ def lease_expired_error(*, locked_by: str, attempt: int) -> str:
     return LEASE_EXPIRED % (locked_by, attempt)
 
 
+def lease_lost(job: AIJob) -> bool:
+    """Whether the run before the one ``job`` was just claimed for ended with its lease
+    (its worker died): the claim that took it over, or the sweeper that handed it back,
+    wrote :data:`LEASE_EXPIRED` of that attempt."""
+    before, between, after = LEASE_EXPIRED.split("%s")
+    error = job.last_error
+    return error.startswith(before) and error.endswith(f"{between}{job.attempt_count - 1}{after}")
+
+
 def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
     """Take the job for one run. Returns (job, token), or (None, why) when it is not ours.
 

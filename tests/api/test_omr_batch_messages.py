@@ -253,6 +253,32 @@ def test_a_message_whose_worker_died_leaves_its_jobs_to_the_sweeper_one_message_
     assert set(AIJob.objects.filter(job_id__in=ids).values_list("attempt_count", flat=True)) == {1}
 
 
+def test_a_redelivery_after_its_jobs_leases_ran_out_sends_each_back_alone_at_no_extra_attempt(
+    exam: Exam, broker: Broker, settings: Any
+) -> None:
+    # The child running the message was killed (one of its jobs may kill every worker
+    # it runs on), and Celery's redelivery came only after the leases had run out, so
+    # its claim took every job over. Run together again, a job that kills its worker
+    # would cost its siblings a second attempt; each goes out alone instead, as the
+    # sweeper would have sent it, with the attempt this claim counted returned.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    ids = one_message_of(exam, 3, broker=broker, settings=settings)
+    jobs_claim(job_ids=ids, worker="killed")  # then the child was killed
+    AIJob.objects.filter(job_id__in=ids).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    sent_before = len(broker.sent)
+
+    outcome = lifecycle.execute_many(job_ids=ids, tier="basic", worker="test")
+
+    assert outcome["decisions"] == dict.fromkeys(ids, "sent_back")
+    assert broker.sent[sent_before:] == [(sending.RUN_TASK["basic"], (job_id,)) for job_id in ids]
+    jobs = AIJob.objects.filter(job_id__in=ids)
+    assert set(jobs.values_list("status", "attempt_count")) == {(JobStatus.RETRYING, 1)}
+    assert all(error.startswith("lease expired on killed") for error in jobs.values_list("last_error", flat=True))
+
+
 def test_a_message_past_a_quarter_of_its_time_sends_the_jobs_it_did_not_start_back_one_by_one(
     exam: Exam, broker: Broker, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
