@@ -529,8 +529,10 @@ def _fit_block(
     # telling which way up the sheet lies: a wider search finds more in text.
     starts = (-rx * s, rx * s) if measure else ()
     indirect = False
-    # Each template column's (row's) patches summed, where the block has enough of them.
+    # Each template column's (row's) patches summed, where the block has enough of them,
+    # and the mean bubbles of its first and last half of columns (rows).
     sums: list[npt.NDArray[np.float32] | None] = [None, None]
+    halves: list[npt.NDArray[np.float32] | None] = [None, None]
     if not measure:
         found = _outline(mean, look)
     else:
@@ -540,8 +542,8 @@ def _fit_block(
         # their mean bubbles are searched with the block's, each as it would be alone.
         stacked = np.asarray(patches, np.float32).reshape(n, len(gy), len(gx))
         sums = [_line_sums(stacked, lines) if len(lines.places) >= MIN_STRETCH_LINES else None for lines in frame.lines]
-        halves = [_halves(x, lines) for x, lines in zip(sums, frame.lines, strict=True) if x is not None]
-        pictures = np.concatenate([mean[None], *halves])
+        halves = [None if x is None else _halves(x, lines) for x, lines in zip(sums, frame.lines, strict=True)]
+        pictures = np.concatenate([mean[None], *(pair for pair in halves if pair is not None)])
         middle = _outlines(pictures, look)
         # Where the block's outline shows from the middle in none of them, an outline
         # found from a side may be the edge of a glyph inside a bubble printed far
@@ -581,7 +583,7 @@ def _fit_block(
     if found is None and measure:
         # Rows (columns) shaded in turn, which no outline of the block's mean shows.
         found = _every_other(sums, frame.lines, look, starts)
-        indirect = True
+        indirect = indirect or found is not None
     if found is None and wide:
         # Beside a rectangle printed far larger than the template's size, where the
         # first axis's profile is taken off, its edges run on: taken off, they cancel.
@@ -602,9 +604,9 @@ def _fit_block(
         # can sit on their bubbles and its last ones a row off, which the whole block's
         # mean still centres on. Its fields then go to review.
         whole = all(
-            _halves_centred(x, lines, look)
-            for x, lines in zip(sums, frame.lines, strict=True)
-            if x is not None and len(lines.places) >= HALVES_MIN_LINES
+            _halves_centred(pair, look)
+            for pair, lines in zip(halves, frame.lines, strict=True)
+            if pair is not None and len(lines.places) >= HALVES_MIN_LINES
         )
         return BlockFit(name, (centre[0] / s, centre[1] / s), (rx, ry), centre[2], found=whole, measured=False)
     (ox, oy), (mrx, mry), strength = found
@@ -760,11 +762,11 @@ def _halves_agree(lines: _Lines, axis: int, s: float, low: _Found | None, high: 
     return abs(high[0][axis] - low[0][axis]) < SAME_HALVES * MIN_STRETCH * apart * s
 
 
-def _halves_centred(sums: npt.NDArray[np.float32], lines: _Lines, look: _OutlineSearch) -> bool:
+def _halves_centred(halves: npt.NDArray[np.float32], look: _OutlineSearch) -> bool:
     """Whether the print inside the bubbles (``_middle``) of the block's first and last
-    half of lines (``_halves``) centres in both, within HALVES_APART of the search's
-    reach of each other along each axis."""
-    first, last = (_middle(half, look) for half in _halves(sums, lines))
+    half of lines (``halves``, from ``_halves``) centres in both, within HALVES_APART of
+    the search's reach of each other along each axis."""
+    first, last = (_middle(half, look) for half in halves)
     if first is None or last is None:
         return False
     return all(abs(first[axis] - last[axis]) <= HALVES_APART * look.reach[axis] for axis in (0, 1))
