@@ -99,6 +99,9 @@ class AIJob(models.Model):
     lease_token = models.CharField(max_length=64, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The attempt whose run ended with its lease (its worker died), written by the claim
+    # that takes the job over or by the sweeper that hands it back; None if none did.
+    lease_lost_attempt = models.PositiveIntegerField(null=True, blank=True)
     next_run_at = models.DateTimeField(default=timezone.now)
     last_error = models.TextField(blank=True, default="")
 

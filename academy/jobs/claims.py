@@ -50,10 +50,8 @@ def lease_expired_error(*, locked_by: str, attempt: int) -> str:
 def lease_lost(job: AIJob) -> bool:
     """Whether the run before the one ``job`` was just claimed for ended with its lease
     (its worker died): the claim that took it over, or the sweeper that handed it back,
-    wrote :data:`LEASE_EXPIRED` of that attempt."""
-    before, between, after = LEASE_EXPIRED.split("%s")
-    error = job.last_error
-    return error.startswith(before) and error.endswith(f"{between}{job.attempt_count - 1}{after}")
+    recorded that attempt in ``lease_lost_attempt``."""
+    return job.lease_lost_attempt is not None and job.lease_lost_attempt == job.attempt_count - 1
 
 
 def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:
@@ -110,6 +108,7 @@ def _claim_one(*, job_id: str, token: str, worker: str, now: Any) -> AIJob | Non
     expired = Concat(Value(before), F("locked_by"), Value(between), attempt, Value(after), output_field=TextField())
     updated = AIJob.objects.filter(claimable, job_id=job_id, attempt_count__lt=F("max_attempts")).update(
         last_error=Case(When(taken_over, then=expired), default=F("last_error"), output_field=TextField()),
+        lease_lost_attempt=Case(When(taken_over, then=F("attempt_count")), default=F("lease_lost_attempt")),
         status=JobStatus.RUNNING,
         attempt_count=F("attempt_count") + 1,
         locked_by=worker[:200],
@@ -148,7 +147,8 @@ def _claim_sql() -> str:
         " started_at = COALESCE(u.started_at, %s), progress = %s::jsonb,"
         # A run taken over from a dead one says so, as the sweeper's hand-back does.
         " last_error = CASE WHEN u.status IN (%s, %s) THEN format(%s, u.locked_by, u.attempt_count)"
-        " ELSE u.last_error END"
+        " ELSE u.last_error END,"
+        " lease_lost_attempt = CASE WHEN u.status IN (%s, %s) THEN u.attempt_count ELSE u.lease_lost_attempt END"
         " FROM t WHERE u.job_id = t.job_id AND u.attempt_count < u.max_attempts"
         " AND (u.status IN (%s, %s) OR (u.status IN (%s, %s) AND u.lease_expires_at < %s)) RETURNING u.*)"
         f" SELECT {columns} FROM j LEFT OUTER JOIN {tenants} te"
@@ -174,6 +174,7 @@ def _claim_returning(tokens: dict[str, str], *, worker: str, now: Any) -> list[A
         json.dumps(_STARTED),
         *sorted(HELD_STATUSES),
         LEASE_EXPIRED,
+        *sorted(HELD_STATUSES),
         *sorted(CLAIMABLE_STATUSES),
         *sorted(HELD_STATUSES),
         now,

@@ -146,6 +146,7 @@ def job_requeue_expired(*, job: AIJob) -> bool:
             status=JobStatus.RETRYING,
             next_run_at=timezone.now() + timedelta(seconds=settings.AI_REPUBLISH_AFTER_SECONDS),
             last_error=lease_expired_error(locked_by=locked.locked_by, attempt=locked.attempt_count),
+            lease_lost_attempt=locked.attempt_count,
             finished_at=None,
         )
         transaction.on_commit(lambda: job_publish(job_id=locked.job_id, tier=locked.tier, fail=False))

@@ -219,6 +219,7 @@ def test_sweeper_recovers_a_job_whose_worker_was_killed(live: Any, make_tenant: 
     assert job.status == JobStatus.DONE
     assert job.attempt_count == 2
     assert "lease expired" in job.last_error
+    assert job.lease_lost_attempt == 1  # the killed run's, by the sweeper or the redelivery
     assert len(runs(log)) == 2
 
 

@@ -10,8 +10,9 @@ import pytest
 from django.utils import timezone
 
 from academy import flags
-from academy.jobs.claims import job_claim
+from academy.jobs.claims import job_claim, lease_lost
 from academy.jobs.finish import Finish, job_finish
+from academy.jobs.sweep import sweep_once
 from academy.models import (
     AIJob,
     AIResult,
@@ -85,6 +86,34 @@ def test_a_claim_that_takes_over_an_expired_lease_records_the_dead_run(exam: Exa
     assert (second.attempt_count, second.locked_by) == (2, "host-b:7")
     # The same words the sweeper writes when it hands such a job back itself.
     assert second.last_error == "lease expired on host-a:41 (attempt 1)"
+    # ... and the attempt it lost, which is what a run checks, not those words.
+    assert (first.lease_lost_attempt, second.lease_lost_attempt) == (None, 1)
+    assert (lease_lost(first), lease_lost(second)) == (False, True)
+    AIJob.objects.filter(pk=job.pk).update(last_error="a processor error", lease_expires_at=timezone.now())
+    third, _ = job_claim(job_id=job.job_id, worker="host-c:9")
+    assert third is not None
+    assert third.lease_lost_attempt == 2
+    third.last_error = "a processor error"
+    assert lease_lost(third)  # whatever last_error says now
+    third.lease_lost_attempt = 1
+    assert not lease_lost(third)  # an earlier run's lost lease is not this claim's
+
+
+def test_the_sweeper_records_the_attempt_whose_lease_ran_out(exam: Exam) -> None:
+    job = AIJob.objects.create(job_type="ping", tenant=exam.tenant)
+    first, _ = job_claim(job_id=job.job_id, worker="host-a:41")
+    assert first is not None
+    AIJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert sweep_once()["requeued"] == 1
+    job.refresh_from_db()
+    assert (job.status, job.lease_lost_attempt, job.last_error) == (
+        JobStatus.RETRYING,
+        1,
+        "lease expired on host-a:41 (attempt 1)",
+    )
+    second, _ = job_claim(job_id=job.job_id, worker="host-b:7")
+    assert second is not None
+    assert lease_lost(second)
 
 
 def test_callback_applies_answers_and_grades_exactly_once(exam: Exam, django_capture_on_commit_callbacks: Any) -> None:
