@@ -577,9 +577,12 @@ def circled_card(card: Card, rng: random.Random) -> CardSheet:
                 grow = rng.uniform(1.0, 1.1)
                 grey = rng.uniform(0.15, 0.35)
                 axes = (round(w / 2 * grow), round(h / 2 * grow))
-                cv2.ellipse(
-                    page, (round(cx), round(cy)), axes, 0, 0, 360, (grey, grey, grey), rng.randint(4, 6), cv2.LINE_AA
-                )
+                # Drawn as a mask and multiplied in, as pencil darkens what is printed
+                # under it: painting the grey on would lighten a black outline.
+                half = max(axes) + 8
+                ring = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+                cv2.ellipse(ring, (half, half), axes, 0, 0, 360, 1.0, rng.randint(4, 6), cv2.LINE_AA)
+                _apply(page, (cx, cy), ring, np.full(3, grey, np.float32))
                 answers[label], kinds[label] = (block.values[k],), "circled"
     return CardSheet(page, Truth("", answers, kinds))
 

@@ -243,12 +243,13 @@ def test_solid_marks_on_bubbles_measured_at_their_bold_digit_go_to_review_not_bl
     assert _unflagged(sheets, result, kind="solid") == []
 
 
-@pytest.mark.parametrize("name", ["red", "grey"])
+@pytest.mark.parametrize("name", ["red", "grey", "corner"])
 def test_a_choice_circled_instead_of_filled_is_read_or_flagged_never_read_blank(name: str, tmp_path: Path) -> None:
     # A student who rings a choice in pencil instead of filling it leaves its middle
     # paper: the reader read such a choice blank, silently. Where the ring darkens the
     # band of the printed outline well beyond the field's other bubbles, the field now
-    # goes to a person, if the ring is not read as a mark outright.
+    # goes to a person, if the ring is not read as a mark outright. An elliptic ring round
+    # a rectangle (corner) crosses less of its band: it passed under the old bar.
     card = C.CARDS[name]
     sheets = C.circled_scans(card, 2, "test")
     result = _read(_omrchecker(card, tmp_path), sheets, tmp_path)
