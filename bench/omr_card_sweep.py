@@ -2,7 +2,7 @@
 smaller than the print, as templates written by hand often are.
 
     .venv/bin/python bench/omr_card_sweep.py [--cards red,grey,...] [--shares 1.0,0.6,0.5,0.45,0.38]
-        [--seeds x1,x2] [--sheets 3] [--photo]
+        [--seeds x1,x2] [--sheets 3] [--photo | --circled | --crossed]
 
 OMRChecker reads only the box its template gives each bubble, so its users have no reason
 to draw the box as large as the printed bubble; the reader measures the print itself
@@ -21,6 +21,11 @@ It exits 0 only when there is no silent misread.
 ringed one choice in pencil instead of filling it (``cards.circled_card``), read through
 the card's own template (``--shares`` 1.0); the truth is the circled choice, as a person
 reads it, and the student number is blank.
+
+``--crossed``: the cards' student changed about half the answers by filling a bubble,
+striking it out with an X drawn past it and filling another (``cards.crossed_card``),
+read through the card's own template (``--shares`` 1.0); the truth is the bubble not
+crossed out, and the student number is blank.
 """
 
 from __future__ import annotations
@@ -100,16 +105,18 @@ def main() -> int:
     ap.add_argument("--sheets", type=int, default=3, help="sheets per card and seed")
     ap.add_argument("--photo", action="store_true", help="phone photos read in photo mode, not scans")
     ap.add_argument("--circled", action="store_true", help="choices ringed instead of filled, scanned")
+    ap.add_argument("--crossed", action="store_true", help="marks struck out with an X beside the answer, scanned")
     args = ap.parse_args()
     total = Tally()
     for name in args.cards.split(","):
         card = C.CARDS[name]
         for seed in args.seeds.split(","):
-            sheets = (
-                C.circled_scans(card, args.sheets, seed)
-                if args.circled
-                else list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
-            )
+            if args.circled:
+                sheets = C.circled_scans(card, args.sheets, seed)
+            elif args.crossed:
+                sheets = C.crossed_scans(card, args.sheets, seed)
+            else:
+                sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
             for share in (float(x) for x in args.shares.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)

@@ -599,6 +599,64 @@ def circled_scans(card: Card, count: int, seed: str) -> list[CardScan]:
     return out
 
 
+def crossed_card(card: Card, rng: random.Random) -> CardSheet:
+    """A card whose student changed answers by striking the first choice out: about half
+    the questions have one bubble filled and then crossed with an X drawn past it (each
+    stroke 1.7-2.3 of the bubble's larger radius from its middle, turned up to 20 degrees,
+    2-4 px wide) and another bubble filled, the answer; a tenth have two bubbles filled
+    and no cross (two answers); the rest one. The marks are a pencil's or a sign pen's,
+    as :func:`fill_card` draws them; the student number is left blank. The truth is
+    what a person reads: the bubble not crossed out."""
+    page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
+    if rng.random() < 1 / 3:
+        remain = np.array(rng.choice(PENS), np.float32)
+    else:
+        remain = np.full(3, 1 - rng.uniform(0.78, 0.93), np.float32)
+    answers: dict[str, tuple[str, ...]] = {}
+    kinds: dict[str, str] = {}
+    for block in card.question_blocks:
+        for label, row in zip(block.labels, block.centres(), strict=True):
+            first, second = rng.sample(range(len(row)), 2)
+            _apply(page, row[first], _shaped_mask(rng, block.size, block.shape, "solid"), remain)
+            roll = rng.random()
+            if roll < 0.5:
+                _apply(page, row[second], _shaped_mask(rng, block.size, block.shape, "solid"), remain)
+                _apply(page, row[first], _cross(rng, max(block.size) / 2), remain)
+                answers[label], kinds[label] = (block.values[second],), "crossed"
+            elif roll < 0.6:
+                _apply(page, row[second], _shaped_mask(rng, block.size, block.shape, "solid"), remain)
+                answers[label] = tuple(block.values[k] for k in sorted((first, second)))
+                kinds[label] = "double"
+            else:
+                answers[label], kinds[label] = (block.values[first],), "single"
+    return CardSheet(page, Truth("", answers, kinds))
+
+
+def _cross(rng: random.Random, radius: float) -> npt.NDArray[np.float32]:
+    """An X's coverage, on a square patch centred on the bubble."""
+    turn = math.radians(rng.uniform(-20, 20))
+    half = math.ceil(2.4 * radius) + 4
+    patch = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    for angle in (math.pi / 4 + turn, 3 * math.pi / 4 + turn + math.radians(rng.uniform(-10, 10))):
+        a, b = (rng.uniform(1.7, 2.3) * radius for _ in range(2))
+        dx, dy = math.cos(angle), math.sin(angle)
+        start = (round(half - a * dx), round(half - a * dy))
+        end = (round(half + b * dx), round(half + b * dy))
+        cv2.line(patch, start, end, 1.0, rng.randint(2, 4), cv2.LINE_AA)
+    return patch
+
+
+def crossed_scans(card: Card, count: int, seed: str) -> list[CardScan]:
+    """``count`` scans of the card with marks crossed out (:func:`crossed_card`), fed upright."""
+    out = []
+    for i in range(count):
+        rng = random.Random(f"crossed:{card.name}:{seed}:{i}")
+        sheet = crossed_card(card, rng)
+        data, _ = degrade(sheet.page, rng, upside_down=False)
+        out.append(CardScan(f"{card.name}_{seed}_crossed_{i:03d}.jpg", data, sheet.truth))
+    return out
+
+
 def blank_scan(card: Card, *, seed: str) -> bytes:
     """The card with nothing written on it, scanned upright under a scanner's lid (JPEG):
     what a teacher uploads to set up the card."""

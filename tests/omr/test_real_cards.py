@@ -257,6 +257,22 @@ def test_a_choice_circled_instead_of_filled_is_read_or_flagged_never_read_blank(
     assert _unflagged(sheets, result) == []
 
 
+@pytest.mark.parametrize("name", ["red", "grey", "dark"])
+def test_a_mark_struck_out_beside_the_answer_chosen_goes_to_a_person(name: str, tmp_path: Path) -> None:
+    # A student who changes an answer fills the new bubble and strikes the old one out
+    # with an X drawn past it. Both are dark in the middle: the reader read two answers,
+    # unflagged. The X's strokes leaving the bubble now send the field to a person.
+    card = C.CARDS[name]
+    sheets = C.crossed_scans(card, 2, "test")
+    result = _read(_omrchecker(card, tmp_path), sheets, tmp_path)
+    assert sum(kind == "crossed" for s in sheets for kind in s.truth.kinds.values()) >= 30
+    assert _unflagged(sheets, result) == []
+    # Two bubbles filled and neither struck out are two answers, read without a person.
+    doubles = [(s.name, label) for s in sheets for label, kind in s.truth.kinds.items() if kind == "double"]
+    assert len(doubles) >= 3
+    assert [d for d in doubles if d[1] in result[d[0]]["review"]] == []
+
+
 def _unflagged(sheets: Sequence[C.CardScan], result: dict[str, Any], *, kind: str | None = None) -> list[str]:
     """The answers (of ``kind`` only, if given) read otherwise than the truth and not
     flagged; every sheet must have been read."""

@@ -18,6 +18,7 @@ from workers.omr.classify import (
     under_print,
     without_print,
 )
+from workers.omr.crossed import crossed_out
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
@@ -161,10 +162,13 @@ def read_gray(
     # Every field read by the thresholds (the ID digits as single-mark fields).
     fields = read_fields(placed.fields, clean, samples.index, levels, n_id)
     classifier = None
+    # The picture the fills are read on: the one colour channel a dropout-ink print
+    # vanishes on, taken out of the colour picture only where something looks at it.
+    marks = None if samples.channel >= 0 else gray
     if learned or (learned is None and photo):
         from workers.omr.learned import refine
 
-        marks = gray if samples.channel < 0 else _channel(image, samples.channel)
+        marks = _channel(image, samples.channel) if marks is None else marks
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields, fill=clean)
     # Read where the template put them, unchecked against the print: no printed bubble
     # outline stood out in their block (layout.py), or the page runs off the picture and
@@ -175,6 +179,9 @@ def read_gray(
     glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
     round_blanks = marked_round_blanks(placed.fields, fields, samples.index, shade=samples.shade, band=samples.band)
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
+    if any(len(r.values) > 1 for r in fields):
+        marks = _channel(image, samples.channel) if marks is None else marks
+        doubtful |= crossed_out(marks, placed, alignment, fields)
     if template.bubble_radius * alignment.scale < SMALL_BUBBLE_RADIUS_PX:
         # A few pixels a bubble: a half-filled mark fills fewer of them than it shows a
         # person, and its field's certainty is worth less.

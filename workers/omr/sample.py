@@ -516,6 +516,17 @@ def _percentile_rows(values: npt.NDArray[np.uint8], q: float) -> npt.NDArray[np.
     return result
 
 
+def gather(
+    image: npt.NDArray[np.uint8],
+    centres: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.float32],
+    homography: npt.NDArray[np.float64],
+) -> npt.NDArray[np.uint8]:
+    """The picture's values at the template points ``centres[i] + offsets[j]`` (nearest
+    pixel): (bubbles, offsets[, channels])."""
+    return _remap(image, *_maps(centres, offsets, homography))
+
+
 def _maps(
     centres: npt.NDArray[np.float64], offs: npt.NDArray[np.float32], h: npt.NDArray[np.float64]
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
