@@ -173,6 +173,19 @@ def test_a_half_filled_answer_stays_with_a_person_though_the_classifier_agrees(t
     assert (lifted.values, lifted.review, lifted.classifier) == (("1",), False, "lifted")
 
 
+def test_a_doubted_second_mark_stays_with_a_person_though_the_classifier_agrees(template: Template) -> None:
+    # A full mark and a small scribble in another bubble (0.57 of the way to a mark): a
+    # public photo's student cancelling that bubble, read as a second answer once the
+    # classifier, which takes any stroke for a mark, had cleared the thresholds' doubt.
+    both = (0.01, 0.99, 0.02, 0.99, 0.01)
+    doubted = FieldReading("1", ("2", "4"), (0.0, 1.0, 0.0, 0.57, 0.0), 0.14, True)
+    kept = combine_field(template.questions[0], doubted, both)
+    assert (kept.values, kept.review, kept.confidence, kept.classifier) == (("2", "4"), True, 0.14, "agree")
+    # Two marks the thresholds are sure of are two answers, whatever the classifier's doubt.
+    sure = FieldReading("1", ("2", "4"), (0.0, 1.0, 0.0, 0.95, 0.0), 0.9, False)
+    assert combine_field(template.questions[0], sure, both).review is False
+
+
 def test_the_classifier_fits_a_sheet_unless_it_contradicts_its_clear_fields(template: Template) -> None:
     fields = template.questions[:40]
     clear = [_reading(("2",), 1.0) for _ in fields]

@@ -547,7 +547,10 @@ def combine_field(f: Field, reading: FieldReading, probs: Sequence[float], *, si
 
     ``single`` as for ``read_field``. A question's answer read from a lone bubble short of
     the midpoint stays with a person even where the classifier agrees: a blank is a valid
-    answer, and both readers see the same half-filled bubble."""
+    answer, and both readers see the same half-filled bubble. So does a field of several
+    marks the thresholds doubted: the classifier takes any stroke of ink for a mark, and
+    beside a full mark a small scribble or a stroke through a bubble is as often the
+    student cancelling it as a second answer."""
     marked = classifier_marks(f, probs)
     sure = min((abs(2 * p - 1) for p in probs), default=0.0)
     if marked != reading.values:
@@ -556,6 +559,8 @@ def combine_field(f: Field, reading: FieldReading, probs: Sequence[float], *, si
     if sure < CLASSIFIER_SURE:
         return replace(reading, classifier="unsure")
     if not single and any(p >= 0.5 and v < 0.5 for p, v in zip(probs, reading.scores, strict=True)):
+        return replace(reading, classifier="agree")
+    if reading.review and len(reading.values) > 1:
         return replace(reading, classifier="agree")
     confidence = max(reading.confidence, sure)
     verdict = "lifted" if reading.review else "agree"

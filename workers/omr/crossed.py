@@ -13,8 +13,9 @@ RAY_TO of its larger radius. A ray counts as dark where most of its length is
 that place in other rows (the print round a bubble: question numbers, the neighbours'
 outlines, a frame's lines). Points within CLEAR of another bubble are left out, so a
 neighbour's mark is not taken for a stroke; on tall ellipses set close side by side
-that leaves a cross's rays only their inner points, from MIN_POINTS of them. A run of dark rays no wider than ARM_WIDTH
-is one arm; a bubble with CROSS_ARMS arms or more sends its field to a person.
+that leaves a cross's rays only their inner points, from MIN_POINTS of them. A run of
+dark rays no wider than ARM_WIDTH is one arm; a bubble with CROSS_ARMS arms or more (one
+of the four may be lost near a neighbour, or end short) sends its field to a person.
 
 Only fields with two marks or more are looked at: that is where a crossed-out bubble
 misreads, as a second answer, and where few fields are, so the extra sampling costs
