@@ -24,8 +24,9 @@ reads it, and the student number is blank.
 
 ``--crossed``: the cards' student changed about half the answers by filling a bubble,
 striking it out with an X drawn past it and filling another (``cards.crossed_card``),
-read through the card's own template (``--shares`` 1.0); the truth is the bubble not
-crossed out, and the student number is blank.
+scanned (or photographed, with ``--photo``) and read through the card's own template
+(``--shares`` 1.0); the truth is the bubble not crossed out, and the student number is
+blank.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def main() -> int:
             if args.circled:
                 sheets = C.circled_scans(card, args.sheets, seed)
             elif args.crossed:
-                sheets = C.crossed_scans(card, args.sheets, seed)
+                sheets = C.crossed_scans(card, args.sheets, seed, photo=args.photo)
             else:
                 sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
             for share in (float(x) for x in args.shares.split(",")):

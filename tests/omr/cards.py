@@ -646,13 +646,16 @@ def _cross(rng: random.Random, radius: float) -> npt.NDArray[np.float32]:
     return patch
 
 
-def crossed_scans(card: Card, count: int, seed: str) -> list[CardScan]:
-    """``count`` scans of the card with marks crossed out (:func:`crossed_card`), fed upright."""
+def crossed_scans(card: Card, count: int, seed: str, *, photo: bool = False) -> list[CardScan]:
+    """``count`` scans of the card with marks crossed out (:func:`crossed_card`), fed
+    upright, or phone photos of it (``corpus.photograph``)."""
+    from tests.omr.corpus import photograph
+
     out = []
     for i in range(count):
         rng = random.Random(f"crossed:{card.name}:{seed}:{i}")
         sheet = crossed_card(card, rng)
-        data, _ = degrade(sheet.page, rng, upside_down=False)
+        data = photograph(sheet.page, rng) if photo else degrade(sheet.page, rng, upside_down=False)[0]
         out.append(CardScan(f"{card.name}_{seed}_crossed_{i:03d}.jpg", data, sheet.truth))
     return out
 

@@ -64,6 +64,11 @@ REFINE_SIZES: Final = (1.0,)
 PHOTO_SEARCH_SIDE: Final = 700
 PHOTO_SCALES: Final = (0.3, 1.6, 9)
 PHOTO_REFINE_SIZES: Final = (0.88, 1.0, 1.13)
+#: the full-resolution match keeps its centre within this share of the marker's size of
+#: where the search found it: it makes the centre exact, it does not look again (on a
+#: far, tilted photo the desk's dark corner beside the page's, a marker's size away,
+#: matched a hollow square better than the marker did).
+REFINE_REACH: Final = 0.5
 #: long side of the copy a scan's markers are searched on ...
 SCAN_SEARCH_SIDE: Final = 500
 #: ... over these sizes (shares of the size the template predicts) and steps: a scan
@@ -754,6 +759,13 @@ def _refine(
                 continue
             tpl: Floats = np.asarray(cv2.resize(marker, (tw, th), interpolation=cv2.INTER_AREA), np.float32)
             res: Floats = np.asarray(cv2.matchTemplate(roi, tpl, cv2.TM_CCOEFF_NORMED), np.float32)
+            # Only matches centred within REFINE_REACH of the search's centre count.
+            cx = np.arange(res.shape[1], dtype=np.float32) + (x0 + (tw - 1) / 2 - x)
+            cy = np.arange(res.shape[0], dtype=np.float32) + (y0 + (th - 1) / 2 - y)
+            far = cy[:, None] ** 2 + cx[None, :] ** 2 > (REFINE_REACH * width) ** 2
+            if far.all():
+                continue
+            res[far] = -2.0
             _, top, _, (px, py) = cv2.minMaxLoc(res)
             if top > score:
                 dx, dy = _subpixel(res, px, py)
