@@ -162,13 +162,12 @@ def read_gray(
     # Every field read by the thresholds (the ID digits as single-mark fields).
     fields = read_fields(placed.fields, clean, samples.index, levels, n_id)
     classifier = None
-    # The picture the fills are read on: the one colour channel a dropout-ink print
-    # vanishes on, taken out of the colour picture only where something looks at it.
-    marks = None if samples.channel >= 0 else gray
+    # The picture the fills were read on, made once where something looks at it again.
+    marks: npt.NDArray[np.uint8] | None = None
     if learned or (learned is None and photo):
         from workers.omr.learned import refine
 
-        marks = _channel(image, samples.channel) if marks is None else marks
+        marks = _fills_picture(image, gray, samples.channel)
         fields, classifier = refine(marks, placed, alignment, samples, levels, fields, fill=clean)
     # Read where the template put them, unchecked against the print: no printed bubble
     # outline stood out in their block (layout.py), or the page runs off the picture and
@@ -180,7 +179,7 @@ def read_gray(
     round_blanks = marked_round_blanks(placed.fields, fields, samples.index, shade=samples.shade, band=samples.band)
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
     if any(len(r.values) > 1 for r in fields):
-        marks = _channel(image, samples.channel) if marks is None else marks
+        marks = _fills_picture(image, gray, samples.channel) if marks is None else marks
         doubtful |= crossed_out(marks, placed, alignment, fields)
     if template.bubble_radius * alignment.scale < SMALL_BUBBLE_RADIUS_PX:
         # A few pixels a bubble: a half-filled mark fills fewer of them than it shows a
@@ -355,7 +354,11 @@ def print_free(samples: Samples, placed: Template) -> npt.NDArray[np.float64]:
     return without_print(samples.fill, samples.index, [f.block_name for f in placed.fields])
 
 
-def _channel(image: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+def _fills_picture(image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], channel: int) -> npt.NDArray[np.uint8]:
+    """The picture the fills were read on: grey, or the colour channel a dropout-ink
+    print vanishes on (``Samples.channel``)."""
+    if channel < 0:
+        return gray
     import cv2
     import numpy as np
 
