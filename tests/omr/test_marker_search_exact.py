@@ -20,6 +20,8 @@ def _every_four(
     for four in itertools.product(*peaks):
         if min(p[0] for p in four) < threshold:
             continue
+        if closure_cost == 0 and not oa._sheet_corners([(p[1], p[2]) for p in four], oa.PHOTO_SIDES):
+            continue
         (_, x0, y0), (_, x1, y1), (_, x2, y2), (_, x3, y3) = four
         closure = ((x0 + x2 - x1 - x3) ** 2 + (y0 + y2 - y1 - y3) ** 2) ** 0.5 / max(width, 1.0)
         total = sum(p[0] for p in four) - closure_cost * closure

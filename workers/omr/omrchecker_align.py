@@ -5,9 +5,11 @@ print one marker image in every corner. So:
 
 1. **Find** - the marker is template-matched (normalised cross-correlation) over a small
    copy of the scan at a dozen scales around the size the template predicts; for each
-   scale the best match in each quadrant is kept, and the scale whose four matches are
-   jointly best wins. Rotated copies of the marker are tried too when the picture is not
-   symmetric, so a sideways or upside-down scan still matches. On a photo, each marker
+   scale the best match in each quadrant is kept (on a photo, the best set of each
+   quadrant's best few that can be a sheet's corners), and the scale whose four matches
+   are jointly best wins (on a photo, with the fours elsewhere that score nearly as
+   well, for the layout to choose from). Rotated copies of the marker are tried too
+   when the picture is not symmetric, so a sideways or upside-down scan still matches. On a photo, each marker
    size of 12 px or more is matched first on a half-size copy, and on the search copy
    only near the best few matches there (the same scores, at a third of the cost). On a
    scan, every third size is matched over the whole of each quadrant and the sizes
@@ -29,7 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from workers.omr.align import MIN_DPI, Alignment, _convex, _dist, _quad_size
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_INVALID, TEMPLATE_MISMATCH, OmrError
@@ -52,6 +54,15 @@ MIN_MARKER_CONTRAST: Final = 8.0
 #: the marker sizes OMRChecker's CropOnMarkers searches by default, in per cent of the size
 #: its ``sheetToMarkerWidthRatio`` predicts (its ``marker_rescale_range``).
 OMRCHECKER_RESCALE_RANGE: Final = (35, 100)
+#: the shorter of two opposite sides of the markers' quadrilateral, as a share of the
+#: longer, at least: a photo's perspective shortens the far side, a flatbed keeps both.
+PHOTO_SIDES: Final = 0.6
+SCAN_SIDES: Final = 0.85
+#: a photo's rival fours (``_rivals``): those whose correlation is at least this share of
+#: the best four's, at most this many besides it. Four filled bubbles matched a small
+#: solid marker's picture 1.4 % better than the markers did at their own size.
+RIVAL_SHARE: Final = 0.95
+MAX_RIVALS: Final = 2
 #: how far (share) a scan's marker rectangle may be from an OMRChecker template's frame.
 OMRCHECKER_ASPECT_TOL: Final = 0.12
 #: sizes (shares of the size the search found) a marker is matched at, full resolution:
@@ -129,31 +140,36 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
     )
     wide = search_scales(own, options)
-    if found is None and wide != own:
+    if not found and wide != own:
         # Only where no marker shows about the predicted size: a smaller match inside a
         # marker (the corner of an L, the hole of a hollow square) can outscore the
         # marker itself, so the template's wider range is a second look, not the first.
         found = _search(
             small, variants, expected, *wide, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
         )
-    if found is None and photo:
+    if not found and photo:
         # Where no one size shows all four markers: a photo taken at a slant.
         found = _search(
             small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=True, mixed_sizes=True
         )
-    full = None if found is None else ([(x / k, y / k) for x, y in found[0]], found[1] / k)
-    if full is None and "cropPage" in options:
+    # A scan's four are chosen by their closure; a photo's filled bubbles, about the size
+    # of a small marker, can match it as well as the markers match at their own size, so
+    # there the rivals go to the layout too.
+    fours = _rivals(found) if photo else found[:1]
+    fulls = [([(x / k, y / k) for x, y in four.centres], four.width / k) for four in fours]
+    if not fulls and "cropPage" in options:
         # CropPage before CropOnMarkers: a photo of a sheet on a desk, the page a small
         # part of the picture. As OMRChecker does, the markers are looked for in the
         # quadrants of the page the paper's edges outline. Straightened, the page shows
         # its markers about the size the template predicts, as a scan does, so a scan's
         # finer steps of size: a photo's steps (a quarter apart) can straddle a marker
         # with fine print and match neither size.
-        full = _search_in_page(gray, template, variants, options, SCAN_SCALES, threshold)
+        on_page = _search_in_page(gray, template, variants, options, SCAN_SCALES, threshold)
+        fulls = [] if on_page is None else [on_page]
     try:
-        if full is None:
+        if not fulls:
             raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
-        return _corners_fit(gray, template, variants, full, photo)
+        return _fits(gray, template, variants, fulls, photo)
     except OmrError as exc:
         retry = None
         if photo and not in_page_first and "cropPage" not in options:
@@ -211,6 +227,46 @@ def _in_page_fit(
         return None
 
 
+def _rivals(fours: list[MarkerFour]) -> list[MarkerFour]:
+    """The best four, and up to MAX_RIVALS more that score within RIVAL_SHARE of it and lie
+    elsewhere (a corner more than a marker's width from each four kept): the layout
+    tells which the template's bubbles are printed under."""
+    kept = fours[:1]
+    for four in fours[1:]:
+        if len(kept) > MAX_RIVALS or four.score < RIVAL_SHARE * fours[0].score:
+            break
+        if all(_elsewhere(four, other) for other in kept):
+            kept.append(four)
+    return kept
+
+
+def _elsewhere(one: MarkerFour, other: MarkerFour) -> bool:
+    reach = max(one.width, other.width)
+    return any(_dist(a, b) > reach for a, b in zip(one.centres, other.centres, strict=True))
+
+
+def _fits(
+    gray: Gray,
+    template: Template,
+    variants: tuple[Floats, ...],
+    fulls: list[tuple[list[tuple[float, float]], float]],
+    photo: bool,
+) -> list[Alignment]:
+    """The alignments of each set of four marker matches that are the corners of a sheet
+    (``_corners_fit``), in the order given; the first set's OmrError where none is."""
+    out: list[Alignment] = []
+    refused: OmrError | None = None
+    for full in fulls:
+        try:
+            out += _corners_fit(gray, template, variants, full, photo)
+        except OmrError as exc:
+            refused = refused or exc
+    if not out:
+        assert refused is not None
+        raise refused
+    return out
+
+
 def _corners_fit(
     gray: Gray,
     template: Template,
@@ -235,18 +291,24 @@ def _corners_fit(
         # Four markers printed in one ink: shade halves one's contrast at most, a match on
         # the desk's texture (the sheet off centre, two markers in one quadrant) has none.
         raise OmrError(NO_SHEET_FOUND, "one of the four markers found hardly differs from its surroundings")
-    tol = 0.6 if photo else 0.85
+    if not _sheet_corners([(float(p[0]), float(p[1])) for p in pts], PHOTO_SIDES if photo else SCAN_SIDES):
+        raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
+    return _turns(template, pts, ink, paper, photo)
+
+
+def _sheet_corners(pts: list[tuple[float, float]], sides: float) -> bool:
+    """Whether four points (TL, TR, BR, BL) can be the corners of a sheet: a convex
+    quadrilateral whose opposite sides differ by no more than ``sides`` (the shorter a
+    share of the longer)."""
     top, bottom, left, right = (
         _dist(pts[0], pts[1]),
         _dist(pts[3], pts[2]),
         _dist(pts[0], pts[3]),
         _dist(pts[1], pts[2]),
     )
-    if not _convex([(float(p[0]), float(p[1])) for p in pts]) or min(top, bottom) < tol * max(top, bottom):
-        raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
-    if min(left, right) < tol * max(left, right):
-        raise OmrError(NO_SHEET_FOUND, "the four markers found do not form the corners of a sheet")
-    return _turns(template, pts, ink, paper, photo)
+    if min(top, bottom) < sides * max(top, bottom) or min(left, right) < sides * max(left, right):
+        return False
+    return _convex(pts)
 
 
 def _search_in_page(
@@ -292,12 +354,12 @@ def _search_in_page(
     expected = w * info.width / max(template.width - info.width, 1.0)
     found = _search(page, variants, expected, *own, threshold, reach, closure_cost=closure_cost)
     wide = search_scales(own, options)
-    if found is None and wide != own:
+    if not found and wide != own:
         found = _search(page, variants, expected, *wide, threshold, reach, closure_cost=closure_cost)
-    if found is None:
+    if not found:
         return None
-    back = cv2.perspectiveTransform(np.array([found[0]], np.float32), np.linalg.inv(to_page))[0]
-    return [(float(x), float(y)) for x, y in back], found[1] / k
+    back = cv2.perspectiveTransform(np.array([found[0].centres], np.float32), np.linalg.inv(to_page))[0]
+    return [(float(x), float(y)) for x, y in back], found[0].width / k
 
 
 def search_scales(own: tuple[float, float, int], options: Mapping[str, Any]) -> tuple[float, float, int]:
@@ -392,6 +454,16 @@ def _variants(data: bytes) -> tuple[Floats, ...]:
     return tuple(out)
 
 
+class MarkerFour(NamedTuple):
+    """Four marker centres (TL, TR, BR, BL) a search found, in its picture's pixels."""
+
+    centres: list[tuple[float, float]]
+    #: the width the marker's picture was matched at.
+    width: float
+    #: the four matches' correlation, summed (less the closure cost of a scan's search).
+    score: float
+
+
 def _search(
     small: Gray,
     variants: tuple[Floats, ...],
@@ -406,9 +478,11 @@ def _search(
     coarse: bool = False,
     near: bool = False,
     mixed_sizes: bool = False,
-) -> tuple[list[tuple[float, float]], float] | None:
-    """Best marker centre per quadrant (TL, TR, BR, BL) at the best common scale; each
-    quadrant searched out to ``reach`` of the picture from its corner (0.5: all of it).
+) -> list[MarkerFour]:
+    """The best four marker centres (TL, TR, BR, BL) at each common scale and turn of the
+    marker, the best first (of fours that score alike, the first in the order of sizes
+    and turns); each quadrant searched out to ``reach`` of the picture from its corner
+    (0.5: all of it). Empty where no scale shows a match in every quadrant.
 
     ``mixed_sizes`` (only with ``closure_cost`` 0): each quadrant's match may come from a
     size next to the common one (a photo taken at a slant shows its far markers a step
@@ -417,8 +491,11 @@ def _search(
 
     ``closure_cost``: the four markers of a scan lie on a parallelogram; each marker width
     by which a set of four matches misses one costs this much correlation, so a look-alike
-    near a marker (the page's own corner for an L) loses to the marker itself. 0: the best
-    match of each quadrant, whatever the four make together (a photo's perspective).
+    near a marker (the page's own corner for an L) loses to the marker itself. 0: a
+    photo's perspective bends that parallelogram, so each quadrant's best few matches are
+    kept and the best set of them that can be the corners of a sheet (``_sheet_corners``
+    at PHOTO_SIDES) is taken: two quadrants' windows overlap, and their best match may be
+    the same filled bubble.
 
     ``coarse`` (only with ``closure_cost`` 0): each quadrant's best match at a size of at
     least COARSE_MIN_WIDTH is looked for on a half-size copy first and matched on this
@@ -475,8 +552,8 @@ def _search(
                     continue
                 ox, oy = max(0, x0), max(0, y0)
                 if half is not None and closure_cost == 0 and tw >= COARSE_MIN_WIDTH:
-                    top, px, py = _coarse_to_fine(window, half, (ox, oy), tpl)
-                    peaks[q] = [(top, ox + px + tw / 2, oy + py + th / 2)]
+                    matches = _coarse_to_fine(window, half, (ox, oy), tpl)
+                    peaks[q] = [(top, ox + px + tw / 2, oy + py + th / 2) for top, px, py in matches] or peaks[q]
                     continue
                 parts = None
                 if seed is not None and seed[q]:
@@ -497,7 +574,9 @@ def _search(
                 if near and source is None:
                     best_few[q] = [(ox + x + tw / 2, oy + y + th / 2) for x, y in _best_few(res, window, tw, th)]
                 found = [(float(score), ox + px + tw / 2, oy + py + th / 2)]
-                if closure_cost > 0:
+                # The quadrant's next best too: the four are chosen together, a scan's by
+                # their closure and a photo's by their shape.
+                if score >= threshold:
                     found += [
                         (s, ox + x + tw / 2, oy + y + th / 2) for s, x, y in _next_peaks(res, px, py, tw, th, threshold)
                     ]
@@ -517,14 +596,15 @@ def _search(
                     max((quads[q] for quads in beside), key=lambda found: max(f[0] for f in found)) for q in range(4)
                 ]
                 scored_at[(i, v)] = _best_four(merged, expected * factors[i], closure_cost, threshold)
-    # The first best in the order of sizes and turns, as when searched one after another.
-    best: tuple[float, list[tuple[float, float]], float] | None = None
-    for i in range(steps):
-        for v in range(len(variants)):
-            scored = scored_at.get((i, v))
-            if scored is not None and (best is None or scored[0] > best[0]):
-                best = (scored[0], scored[1], expected * factors[i])
-    return None if best is None else (best[1], best[2])
+    fours = [
+        MarkerFour(scored[1], expected * factors[i], scored[0])
+        for i in range(steps)
+        for v in range(len(variants))
+        if (scored := scored_at.get((i, v))) is not None
+    ]
+    # A stable sort: the first best in the order of sizes and turns wins, as when they
+    # are searched one after another.
+    return sorted(fours, key=lambda four: -four.score)
 
 
 #: matches kept per quadrant for the four to be chosen from together (closure_cost > 0).
@@ -627,12 +707,12 @@ def _match_near(
     return (x0, y0), np.asarray(cv2.matchTemplate(patch, tpl, cv2.TM_CCOEFF_NORMED), np.float32), patch
 
 
-def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: Floats) -> tuple[float, int, int]:
-    """The best match of ``tpl`` in ``window`` (score and top-left corner in it) on no flat
-    patch, found on ``half`` (the search copy at half size; ``origin``: the window's
-    top-left corner in the search copy) and matched again at full size only near the
-    best few there: normalised correlation is local, so near those it is the very
-    score the whole window's match gives."""
+def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: Floats) -> list[tuple[float, int, int]]:
+    """The best few matches of ``tpl`` in ``window`` (score and top-left corner in it, the
+    best first) on no flat patch, found on ``half`` (the search copy at half size;
+    ``origin``: the window's top-left corner in the search copy) and matched again at
+    full size only near the best few there: normalised correlation is local, so near
+    those it is the very score the whole window's match gives."""
     import cv2
     import numpy as np
 
@@ -646,12 +726,12 @@ def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: 
     sth, stw = small_tpl.shape
     part = half[hy0:hy1, hx0:hx1]
     if part.shape[0] < sth or part.shape[1] < stw or float(small_tpl.std()) < 1:
-        return -1.0, 0, 0
+        return []
     res = np.asarray(cv2.matchTemplate(part, small_tpl, cv2.TM_CCOEFF_NORMED), np.float32)
     # Averaging halves paper noise, not a marker's print: only the flattest go here, the
     # full-size match below applies the marker's contrast itself.
     res = _without_flat(res, part, stw, sth, MIN_MARKER_CONTRAST / 2)
-    best: tuple[float, int, int] = (-1.0, 0, 0)
+    found: list[tuple[float, int, int]] = []
     for _ in range(COARSE_CANDIDATES):
         _, score, _, (cx, cy) = cv2.minMaxLoc(res)
         if score <= -1:
@@ -666,9 +746,10 @@ def _coarse_to_fine(window: Floats, half: Floats, origin: tuple[int, int], tpl: 
         (x0, y0), near, patch = matched
         near = _without_flat(near, patch, tw, th)
         _, top, _, (px, py) = cv2.minMaxLoc(near)
-        if top > best[0]:
-            best = (float(top), x0 + px, y0 + py)
-    return best
+        if top > -1:
+            found.append((float(top), x0 + px, y0 + py))
+    # A stable sort: of matches that score alike, the one found first leads.
+    return sorted(found, key=lambda match: -match[0])
 
 
 def _next_peaks(res: Floats, px: int, py: int, tw: int, th: int, threshold: float) -> list[tuple[float, int, int]]:
@@ -690,8 +771,10 @@ def _best_four(
     peaks: list[list[tuple[float, float, float]]], width: float, closure_cost: float, threshold: float
 ) -> tuple[float, list[tuple[float, float]]] | None:
     """The set of one match per quadrant with the best correlation, less ``closure_cost``
-    per marker width by which the four miss a parallelogram; None if a quadrant has none.
-    Of sets that score alike, the first in the order of each quadrant's matches wins."""
+    per marker width by which the four miss a parallelogram; where ``closure_cost`` is 0,
+    only sets that can be the corners of a sheet in perspective count (``_sheet_corners``
+    at PHOTO_SIDES). None if no set counts. Of sets that score alike, the first in the
+    order of each quadrant's matches wins."""
     # A set with a match under the threshold never counts, so such matches are dropped
     # first. The sums are taken in the order a plain sum over the four takes them, and
     # sets whose correlation alone (what they score with no closure cost) cannot beat
@@ -716,10 +799,12 @@ def _best_four(
                     closure = ((dx - x3) ** 2 + (dy - y3) ** 2) ** 0.5 / per_width
                     total = s012 + s3 - closure_cost * closure
                     if total > best_total:
+                        four = [(x0, y0), (x1, y1), (x2, y2), (x3, y3)]
+                        if closure_cost == 0 and not _sheet_corners(four, PHOTO_SIDES):
+                            continue
                         best_total = total
-                        best = [(x0, y0), (x1, y1), (x2, y2), (x3, y3)]
-    assert best is not None
-    return best_total, best
+                        best = four
+    return None if best is None else (best_total, best)
 
 
 def _without_flat(res: Floats, window: Floats, tw: int, th: int, spread_min: float = MIN_MARKER_CONTRAST) -> Floats:

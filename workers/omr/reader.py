@@ -203,17 +203,19 @@ def _looks(
     template: Template,
     *,
     photo: bool,
+    in_page: bool = False,
 ) -> _Look:
     """The sheet aligned (on ``seen``, the picture cleaned by the template's filters) and
     its blocks fitted: the first look; the second, wide one where the first leaves a
-    doubt; for a photo both would refuse, the markers looked for in the page its edges
-    outline (``in_page``); the stretched one (``any_aspect``) for a sheet all would refuse."""
+    doubt; for a photo both would refuse, both again with the markers looked for in the
+    page its edges outline (``in_page``); the stretched one (``any_aspect``) for a sheet
+    all would refuse."""
     from workers.omr.align import align
 
     first: _Look | None = None
     refused: OmrError | None = None
     try:
-        alignment = align(seen, template, photo=photo)
+        alignment = align(seen, _aligned_by(template, in_page=in_page), photo=photo)
         first = alignment, place_fit(image, gray, template, alignment)
     except OmrError as exc:
         # The markers' rectangle off the template's aspect, or the bubbles not printed
@@ -243,19 +245,23 @@ def _looks(
     # far smaller than its spacing (a glyph inside the bubble), the wide look must
     # stand out more to be taken (WIDE_GAIN).
     small = refused is not None and refused.code == RESOLUTION_TOO_LOW
-    wider = _another_look(image, gray, seen, template, photo=photo, wide=True, small_boxes=small)
+    wider = _another_look(image, gray, seen, template, photo=photo, wide=True, small_boxes=small, in_page=in_page)
     if wider is not None and (fit is None or not doubted or wider[1][0].score >= WIDE_GAIN * fit.score):
         return wider
     if first is not None:
         return first
-    if photo:
-        # A photo's marker search takes each quarter's best match on its own: filled
-        # bubbles of a size between two of its steps can outscore the markers there, and
-        # four of them make a sheet the layout then refuses. The page's edges bound
-        # where the markers can be.
-        in_page = _another_look(image, gray, seen, template, photo=photo, in_page=True)
-        if in_page is not None:
-            return in_page
+    if photo and not in_page and template.marker_image is not None:
+        # A photo's marker search can take four look-alikes that make a sheet (filled
+        # bubbles, the desk's texture where the page lies off centre and two of its
+        # markers share a quarter of the picture), which the layout then refuses. The
+        # page's edges bound where the markers can be: both looks again there.
+        try:
+            return _looks(image, gray, seen, template, photo=photo, in_page=True)
+        except OmrError:
+            pass
+    if in_page:
+        assert refused is not None
+        raise refused
     stretched = _another_look(image, gray, seen, template, photo=photo, any_aspect=True)
     if stretched is None:
         assert refused is not None
@@ -294,11 +300,11 @@ def _another_look(
     from workers.omr.layout import WIDE_SIZE
     from workers.omr.omrchecker import MIN_BUBBLE_RADIUS_PX
 
-    aligned_by = template
-    if any_aspect or in_page or small_boxes:
+    aligned_by = _aligned_by(template, in_page=in_page)
+    if any_aspect or small_boxes:
         if template.marker_image is None or (any_aspect and "pageDimensions" not in template.raw):
             return None
-        options = {**template.alignment.options, "any_aspect": any_aspect, "in_page": in_page}
+        options = {**aligned_by.alignment.options, "any_aspect": any_aspect}
         if small_boxes:
             options["min_dpi"] = MIN_DPI / WIDE_SIZE
         aligned_by = replace(template, alignment=replace(template.alignment, options=options))
@@ -310,6 +316,16 @@ def _another_look(
     if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
+
+
+def _aligned_by(template: Template, *, in_page: bool) -> Template:
+    """The template the sheet is aligned by: ``in_page``, a template with a marker picture
+    whose markers are looked for only in the corners of the page its edges outline
+    (``omrchecker_align._in_page_fit``)."""
+    if not in_page:
+        return template
+    options = {**template.alignment.options, "in_page": True}
+    return replace(template, alignment=replace(template.alignment, options=options))
 
 
 def place(
