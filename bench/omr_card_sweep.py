@@ -2,7 +2,7 @@
 smaller than the print, as templates written by hand often are.
 
     .venv/bin/python bench/omr_card_sweep.py [--cards red,grey,...] [--shares 1.0,0.6,0.5,0.45,0.38]
-        [--seeds x1,x2] [--sheets 3] [--photo | --circled | --crossed]
+        [--seeds x1,x2] [--sheets 3] [--photo [--frame WxH] | --circled | --crossed]
 
 OMRChecker reads only the box its template gives each bubble, so its users have no reason
 to draw the box as large as the printed bubble; the reader measures the print itself
@@ -16,6 +16,10 @@ it. The sheets go to a temporary folder, never into the repository.
 One line per card, seed and share: answers, flagged, silent misreads (a wrong answer not
 in review), refused sheets and wrong student numbers (a "?" digit counts: it is flagged).
 It exits 0 only when there is no silent misread.
+
+``--frame WxH`` (with ``--photo``): the photos' frame in pixels, a phone's by default;
+``1200x1600`` or ``900x1200`` for a photo sent through a messenger, ``4000x3000`` for
+one taken in landscape.
 
 ``--circled``: the cards are left blank but for about half the questions, whose student
 ringed one choice in pencil instead of filling it (``cards.circled_card``), read through
@@ -107,7 +111,14 @@ def main() -> int:
     ap.add_argument("--photo", action="store_true", help="phone photos read in photo mode, not scans")
     ap.add_argument("--circled", action="store_true", help="choices ringed instead of filled, scanned")
     ap.add_argument("--crossed", action="store_true", help="marks struck out with an X beside the answer, scanned")
+    ap.add_argument("--frame", help="the photos' frame, WxH pixels (with --photo; a phone's by default)")
     args = ap.parse_args()
+    frame = None
+    if args.frame:
+        if not args.photo:
+            ap.error("--frame goes with --photo")
+        width, height = (int(side) for side in args.frame.lower().split("x"))
+        frame = (width, height)
     total = Tally()
     for name in args.cards.split(","):
         card = C.CARDS[name]
@@ -117,7 +128,7 @@ def main() -> int:
             elif args.crossed:
                 sheets = C.crossed_scans(card, args.sheets, seed, photo=args.photo)
             else:
-                sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan"))
+                sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan", frame=frame))
             for share in (float(x) for x in args.shares.split(",")):
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)
