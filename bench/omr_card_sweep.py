@@ -126,7 +126,7 @@ def main() -> int:
             if args.circled:
                 sheets = C.circled_scans(card, args.sheets, seed)
             elif args.crossed:
-                sheets = C.crossed_scans(card, args.sheets, seed, photo=args.photo)
+                sheets = C.crossed_scans(card, args.sheets, seed, photo=args.photo, frame=frame)
             else:
                 sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan", frame=frame))
             for share in (float(x) for x in args.shares.split(",")):

@@ -51,7 +51,7 @@ def lease_lost(job: AIJob) -> bool:
     """Whether the run before the one ``job`` was just claimed for ended with its lease
     (its worker died): the claim that took it over, or the sweeper that handed it back,
     recorded that attempt in ``lease_lost_attempt``."""
-    return job.lease_lost_attempt is not None and job.lease_lost_attempt == job.attempt_count - 1
+    return job.lease_lost_attempt == job.attempt_count - 1
 
 
 def job_claim(*, job_id: str, worker: str) -> tuple[AIJob | None, str]:

@@ -646,16 +646,19 @@ def _cross(rng: random.Random, radius: float) -> npt.NDArray[np.float32]:
     return patch
 
 
-def crossed_scans(card: Card, count: int, seed: str, *, photo: bool = False) -> list[CardScan]:
+def crossed_scans(
+    card: Card, count: int, seed: str, *, photo: bool = False, frame: tuple[int, int] | None = None
+) -> list[CardScan]:
     """``count`` scans of the card with marks crossed out (:func:`crossed_card`), fed
-    upright, or phone photos of it (``corpus.photograph``)."""
+    upright, or phone photos of it (``corpus.photograph``; ``frame`` as for
+    :func:`make_cards`)."""
     from tests.omr.corpus import photograph
 
     out = []
     for i in range(count):
         rng = random.Random(f"crossed:{card.name}:{seed}:{i}")
         sheet = crossed_card(card, rng)
-        data = photograph(sheet.page, rng) if photo else degrade(sheet.page, rng, upside_down=False)[0]
+        data = photograph(sheet.page, rng, frame=frame) if photo else degrade(sheet.page, rng, upside_down=False)[0]
         out.append(CardScan(f"{card.name}_{seed}_crossed_{i:03d}.jpg", data, sheet.truth))
     return out
 
