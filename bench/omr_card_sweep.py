@@ -117,8 +117,10 @@ def main() -> int:
     if args.frame:
         if not args.photo:
             ap.error("--frame goes with --photo")
-        width, height = (int(side) for side in args.frame.lower().split("x"))
-        frame = (width, height)
+        sides = args.frame.lower().split("x")
+        if len(sides) != 2 or not all(side.isdigit() and int(side) > 0 for side in sides):
+            ap.error(f"--frame takes WIDTHxHEIGHT in pixels, such as 1200x1600, not {args.frame!r}")
+        frame = (int(sides[0]), int(sides[1]))
     total = Tally()
     for name in args.cards.split(","):
         card = C.CARDS[name]
