@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from workers.omr import layout
 from workers.omr.align import Alignment
 from workers.omr.layout import fit_layout
 from workers.omr.template import Template, load_template
@@ -75,3 +76,65 @@ def test_a_block_whose_rows_are_shaded_in_turn_is_found_on_its_print(dx: int, dy
     # Where the print lies relative to the template: back by the template's move.
     assert abs(block.offset[0] + dx) <= 1.0
     assert abs(block.offset[1] + dy) <= 1.0
+
+
+def _washed_page(*, marks: bool) -> np.ndarray:
+    """The card of ``_page`` as a phone scanner app copies it: light greys whitened, so
+    the outlines are gone on the light rows and lighter than the shade on the darker
+    ones, where each white bubble is a hole in the shade; a letter printed inside it."""
+    page = np.full((H, W), PAPER, np.uint8)
+    for i in range(ROWS):
+        y = ORIGIN[1] + i * ROW_GAP
+        shade = (250, 215)[i % 2]
+        cv2.rectangle(page, (ORIGIN[0] - 40, y - ROW_GAP // 2), (ORIGIN[0] + 130, y + ROW_GAP // 2 - 1), shade, -1)
+        for j in range(5):
+            x = ORIGIN[0] + j * CHOICE_GAP
+            cv2.circle(page, (x, y), RADIUS, 255, -1, cv2.LINE_AA)
+            cv2.circle(page, (x, y), RADIUS, 235, 1, cv2.LINE_AA)
+            cv2.putText(page, "ABCDE"[j], (x - 4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 200, 1, cv2.LINE_AA)
+            if marks and j == (i * 3) % 5 and i % 4 != 3:
+                cv2.circle(page, (x, y), RADIUS - 2, 40, -1, cv2.LINE_AA)
+    return np.asarray(cv2.GaussianBlur(page, (0, 0), 0.7), np.uint8)
+
+
+@pytest.mark.parametrize("marks", [False, True], ids=["blank", "filled"])
+@pytest.mark.parametrize(("dx", "dy"), [(0, 0), (4, -3)], ids=["on-the-print", "template-off-the-print"])
+def test_white_bubbles_whose_outlines_washed_out_are_found_as_holes_in_the_shade(marks: bool, dx: int, dy: int) -> None:
+    # No outline darker than its surroundings is left on any row, and a blank card has
+    # no marks to centre on either: the block was read where the template put it, every
+    # field sent to review. Each bubble is still paper in a darker band.
+    fit = fit_layout(_washed_page(marks=marks), _template(dx=dx, dy=dy), Alignment(np.eye(3), 0, 1.0, INK, PAPER))
+    (block,) = fit.blocks
+    assert block.found
+    assert abs(block.offset[0] + dx) <= 1.0
+    assert abs(block.offset[1] + dy) <= 1.0
+
+
+def _light_picture(*, strip: bool) -> np.ndarray:
+    """A block's median bubble in darkness units (0 paper): a shade of 0.2, with either a
+    white bubble in the middle or a paper strip a radius to its left, running top to
+    bottom (the gap between two shaded columns)."""
+    size = 27
+    yy, xx = np.mgrid[:size, :size] - size // 2
+    picture = np.full((size, size), 0.2, np.float32)
+    if strip:
+        picture[:, (xx[0] >= -7) & (xx[0] <= -4)] = 0.0
+    else:
+        picture[np.hypot(xx, yy) <= 5] = 0.0
+    return np.asarray(cv2.GaussianBlur(picture, (0, 0), 0.7), np.float32)
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["bubble", "strip"])
+def test_only_a_round_light_hole_in_the_shade_is_taken_for_a_bubble(strip: bool) -> None:
+    # Between columns shaded in turn, the paper strip is as light as a white bubble and
+    # lies within the search's reach of it; on a public card of that kind the search took
+    # it for the bubbles and placed the roll-number block a radius off. A bubble's
+    # lightness falls a radius away in every direction; a strip's does not along it.
+    look = layout._OutlineSearch(13, 13, (5.0, 5.0), (7.0, 7.0), (9.0, 9.0), (11.0, 11.0))
+    found = layout._middle(-_light_picture(strip=strip), look, prior=layout.NEAR_PRIOR, isolated=True)
+    if strip:
+        assert found is None
+    else:
+        assert found is not None
+        assert abs(found[0]) <= 0.5
+        assert abs(found[1]) <= 0.5

@@ -82,6 +82,10 @@ SIZE_RANGE: Final = (0.6, 1.8)
 #: ... or from the template's size up to this share, in the second look for a template
 #: whose bubbles are not found printed within SIZE_RANGE (``fit_layout``'s ``largest``).
 WIDE_SIZE: Final = 3.0
+#: a bubble found as a light hole in its row's shade (``_light_bubble``) is one where
+#: the contrast falls to this share of itself a radius to either side: a light band
+#: (paper between shaded columns) keeps it along the band.
+ISOLATED_SHARE: Final = 0.5
 #: a block's print may be this much narrower .. wider (or shorter .. taller) than the
 #: template lays it out (a hand-written bubble gap a few per cent short); a fit outside
 #: is noise and the template's spacing is kept.
@@ -581,6 +585,13 @@ def _fit_block(
         else:
             stretch = (1.0, 1.0)
     if found is None and measure:
+        # White bubbles on shaded rows: each a light hole in its row's shade, with no
+        # outline darker than the shade round it (``_light_bubble``).
+        light = _light_bubble(np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)), frame.lines, look)
+        if light is not None:
+            # Its contrast measures the shade, not an outline: it adds nothing to the
+            # score the looks at a sheet are weighed by.
+            return BlockFit(name, (light[0] / s, light[1] / s), (rx, ry), 0.0, measured=False)
         # Rows (columns) shaded in turn, which no outline of the block's mean shows.
         found = _every_other(sums, frame.lines, look, starts)
         indirect = indirect or found is not None
@@ -1004,11 +1015,19 @@ def _pairs(length: int, middle: int, least: float, top: float, reach: float) -> 
     return out
 
 
-def _middle(mean: npt.NDArray[np.float32], look: _OutlineSearch) -> tuple[float, float, float] | None:
+def _middle(
+    mean: npt.NDArray[np.float32], look: _OutlineSearch, *, prior: float = 0.0, isolated: bool = False
+) -> tuple[float, float, float] | None:
     """Offset (patch pixels) and contrast of the print inside a block's mean bubble: where
     the mean darkness inside the bubble's ellipse (``look.radii``) most exceeds that of a
     band round it, searched within ``look.reach``. None when that contrast is under
-    MIN_OUTLINE or the best place lies on the edge of the search (the print is elsewhere)."""
+    MIN_OUTLINE or the best place lies on the edge of the search (the print is elsewhere).
+
+    ``prior``: how much more a place a whole reach from the middle must contrast to be
+    chosen over it (linear in between); it picks the place, the contrast there is judged
+    on its own. ``isolated``: the contrast must also fall to ISOLATED_SHARE of itself a
+    radius to either side along each axis, as it does round a bubble and not along a
+    band."""
     import cv2
     import numpy as np
 
@@ -1027,13 +1046,73 @@ def _middle(mean: npt.NDArray[np.float32], look: _OutlineSearch) -> tuple[float,
     window = response[hy - py : hy + py + 1, hx - px : hx + px + 1]
     if window.size == 0:
         return None
-    j, i = np.unravel_index(int(np.argmax(window)), window.shape)
+    picked = window
+    if prior:
+        far = np.hypot(*np.mgrid[-py : py + 1, -px : px + 1] / np.array([max(py, 1), max(px, 1)])[:, None, None])
+        picked = window - np.float32(prior) * far.astype(np.float32)
+    j, i = np.unravel_index(int(np.argmax(picked)), window.shape)
     best = float(window[j, i])
     if best < MIN_OUTLINE or i in (0, window.shape[1] - 1) or j in (0, window.shape[0] - 1):
         return None
+    if isolated:
+        h, w = response.shape
+        at_x, at_y = hx - px + int(i), hy - py + int(j)
+        for sx, sy in ((rx, 0.0), (-rx, 0.0), (0.0, ry), (0.0, -ry)):
+            x, y = min(w - 1, max(0, round(at_x + sx))), min(h - 1, max(0, round(at_y + sy)))
+            if float(response[y, x]) > ISOLATED_SHARE * best:
+                return None
     dx = i - px + _vertex(window[j, :].astype(np.float64), int(i))
     dy = j - py + _vertex(window[:, i].astype(np.float64), int(j))
     return float(dx), float(dy), best
+
+
+def _light_bubble(
+    patches: npt.NDArray[np.float32], lines: tuple[_Lines, _Lines], look: _OutlineSearch
+) -> tuple[float, float, float] | None:
+    """Offset (patch pixels) and contrast of a block whose bubbles are paper on a shaded
+    ground: where the median bubble's ellipse (``look.radii``) is lightest against a
+    band round it (``_middle`` of its lightness), over all the block's bubbles or over
+    every other row or column alone (whichever shows it most). None when it does not
+    stand out so, or when the first and last half of those bubbles' rows or columns
+    (along an axis of HALVES_MIN_LINES or more) do not centre within HALVES_APART of
+    the search's reach of each other.
+
+    A card that shades its rows and prints white bubbles on them, copied by a phone
+    scanner app that whitens light greys, keeps no outline darker than the shade: each
+    bubble is a light hole in it, on the deeper rows at least. The median bubble, not
+    the mean, because a fifth of them carry a mark, darker than any shade."""
+    import numpy as np
+
+    n = len(patches)
+
+    def centre(members: npt.NDArray[np.intp]) -> tuple[float, float, float] | None:
+        # Looked for near the template's place, as outlines are: between columns shaded
+        # in turn, the paper strip is a light band too.
+        return _middle(-np.median(patches[members], axis=0).astype(np.float32), look, prior=NEAR_PRIOR, isolated=True)
+
+    sets = [np.arange(n)]
+    for axis_lines in lines:
+        if len(axis_lines.places) >= 2:
+            sets += [axis_lines.members[parity::2].ravel() for parity in (0, 1)]
+    sets = [members[members < n] for members in sets]
+    best: tuple[npt.NDArray[np.intp], tuple[float, float, float]] | None = None
+    for members in sets:
+        got = centre(members) if len(members) else None
+        if got is not None and (best is None or got[2] > best[1][2]):
+            best = (members, got)
+    if best is None:
+        return None
+    members, whole = best
+    for axis_lines in lines:
+        if len(axis_lines.places) < HALVES_MIN_LINES:
+            continue
+        halves = [np.intersect1d(axis_lines.members[half].ravel(), members) for half in _half_slices(axis_lines)]
+        first, last = (centre(half) if len(half) else None for half in halves)
+        if first is None or last is None:
+            return None
+        if any(abs(first[a] - last[a]) > HALVES_APART * look.reach[a] for a in (0, 1)):
+            return None
+    return whole
 
 
 def _vertex(values: npt.NDArray[np.float64], i: int) -> float:
