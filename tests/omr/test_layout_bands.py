@@ -47,19 +47,26 @@ def _template(*, dx: int = 0, dy: int = 0) -> Template:
     return load_template(data)
 
 
-def _page() -> np.ndarray:
+def _page(*, washed: bool = False, marks: bool = True) -> np.ndarray:
     """Rows shaded light and darker grey in turn, white bubbles with a thin grey outline
-    on them (a bubble's gap to its neighbours is a third of its size), a mark in most rows."""
+    on them (a bubble's gap to its neighbours is a third of its size), a mark in most rows.
+
+    ``washed``: the card as a phone scanner app copies it, light greys whitened: the
+    outlines are gone on the light rows and lighter than the shade on the darker ones,
+    where each white bubble is a hole in the shade, and a letter is printed inside it."""
+    shades, outline = ((250, 215), 235) if washed else ((236, 205), 170)
     page = np.full((H, W), PAPER, np.uint8)
     for i in range(ROWS):
         y = ORIGIN[1] + i * ROW_GAP
-        shade = (236, 205)[i % 2]
+        shade = shades[i % 2]
         cv2.rectangle(page, (ORIGIN[0] - 40, y - ROW_GAP // 2), (ORIGIN[0] + 130, y + ROW_GAP // 2 - 1), shade, -1)
         for j in range(5):
             x = ORIGIN[0] + j * CHOICE_GAP
             cv2.circle(page, (x, y), RADIUS, 255, -1, cv2.LINE_AA)
-            cv2.circle(page, (x, y), RADIUS, 170, 1, cv2.LINE_AA)
-            if j == (i * 3) % 5 and i % 4 != 3:
+            cv2.circle(page, (x, y), RADIUS, outline, 1, cv2.LINE_AA)
+            if washed:
+                cv2.putText(page, "ABCDE"[j], (x - 4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 200, 1, cv2.LINE_AA)
+            if marks and j == (i * 3) % 5 and i % 4 != 3:
                 cv2.circle(page, (x, y), RADIUS - 2, 40, -1, cv2.LINE_AA)
     return np.asarray(cv2.GaussianBlur(page, (0, 0), 0.7), np.uint8)
 
@@ -78,32 +85,13 @@ def test_a_block_whose_rows_are_shaded_in_turn_is_found_on_its_print(dx: int, dy
     assert abs(block.offset[1] + dy) <= 1.0
 
 
-def _washed_page(*, marks: bool) -> np.ndarray:
-    """The card of ``_page`` as a phone scanner app copies it: light greys whitened, so
-    the outlines are gone on the light rows and lighter than the shade on the darker
-    ones, where each white bubble is a hole in the shade; a letter printed inside it."""
-    page = np.full((H, W), PAPER, np.uint8)
-    for i in range(ROWS):
-        y = ORIGIN[1] + i * ROW_GAP
-        shade = (250, 215)[i % 2]
-        cv2.rectangle(page, (ORIGIN[0] - 40, y - ROW_GAP // 2), (ORIGIN[0] + 130, y + ROW_GAP // 2 - 1), shade, -1)
-        for j in range(5):
-            x = ORIGIN[0] + j * CHOICE_GAP
-            cv2.circle(page, (x, y), RADIUS, 255, -1, cv2.LINE_AA)
-            cv2.circle(page, (x, y), RADIUS, 235, 1, cv2.LINE_AA)
-            cv2.putText(page, "ABCDE"[j], (x - 4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 200, 1, cv2.LINE_AA)
-            if marks and j == (i * 3) % 5 and i % 4 != 3:
-                cv2.circle(page, (x, y), RADIUS - 2, 40, -1, cv2.LINE_AA)
-    return np.asarray(cv2.GaussianBlur(page, (0, 0), 0.7), np.uint8)
-
-
 @pytest.mark.parametrize("marks", [False, True], ids=["blank", "filled"])
 @pytest.mark.parametrize(("dx", "dy"), [(0, 0), (4, -3)], ids=["on-the-print", "template-off-the-print"])
 def test_white_bubbles_whose_outlines_washed_out_are_found_as_holes_in_the_shade(marks: bool, dx: int, dy: int) -> None:
     # No outline darker than its surroundings is left on any row, and a blank card has
     # no marks to centre on either: the block was read where the template put it, every
     # field sent to review. Each bubble is still paper in a darker band.
-    fit = fit_layout(_washed_page(marks=marks), _template(dx=dx, dy=dy), Alignment(np.eye(3), 0, 1.0, INK, PAPER))
+    fit = fit_layout(_page(washed=True, marks=marks), _template(dx=dx, dy=dy), Alignment(np.eye(3), 0, 1.0, INK, PAPER))
     (block,) = fit.blocks
     assert block.found
     assert abs(block.offset[0] + dx) <= 1.0
