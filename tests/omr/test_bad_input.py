@@ -27,7 +27,7 @@ from workers.base import BadInput, JobInput
 from workers.omr.decode import MAX_PIXELS, decode_gray, image_size
 from workers.omr.pdf import MAX_PAGE_PIXELS, MAX_PAGES, image_to_pdf, pdf_pages
 from workers.omr.processor import OmrGradingProcessor
-from workers.omr.render import render_sheet, sheet_png
+from workers.omr.render import filled_sheet_jpeg, render_sheet, sheet_png
 from workers.omr.template import Template, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,6 +202,18 @@ def test_low_resolution_scan_of_a_sheet_is_resolution_too_low(
 ) -> None:
     small = cv2.resize(render_sheet(template), None, fx=0.35, fy=0.35, interpolation=cv2.INTER_AREA)
     assert _code(_jpeg(small), template_dict) == "RESOLUTION_TOO_LOW"
+
+
+def test_a_scan_shaken_past_reading_is_template_mismatch_not_read_through_a_lowered_print_bar(
+    template: Template, template_dict: dict[str, Any]
+) -> None:
+    # The bar at which a bubble's outline counts as printed follows a sheet printed
+    # faintly throughout; a blur that spreads every outline thin is not faint print,
+    # and the sheet stays refused (as the demo's shaken scan is).
+    answers = {str(q): "12345"[q % 5] for q in range(1, 40)}
+    scan = cv2.imdecode(np.frombuffer(filled_sheet_jpeg(template, student_id="20260004", answers=answers), np.uint8), 0)
+    shaken = cv2.GaussianBlur(scan, (0, 0), 9)
+    assert _code(_jpeg(shaken), template_dict) == "TEMPLATE_MISMATCH"
 
 
 def test_long_thin_strip_is_no_sheet_found(template_dict: dict[str, Any]) -> None:
