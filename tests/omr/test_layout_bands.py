@@ -126,3 +126,47 @@ def test_only_a_round_light_hole_in_the_shade_is_taken_for_a_bubble(strip: bool)
         assert found is not None
         assert abs(found[0]) <= 0.5
         assert abs(found[1]) <= 0.5
+
+
+def _two_blocks() -> Template:
+    data: dict[str, Any] = {
+        "format": "academy-omr-template/1",
+        "name": "two-blocks",
+        "page": {"width": W, "height": H, "dpi": 100},
+        "marker": {"size": 40, "inset": 10},
+        "bubble": {"radius": RADIUS},
+        "choices": ["1", "2", "3", "4", "5"],
+        "question_blocks": [
+            {"first": 1, "count": ROWS, "origin": list(ORIGIN), "choice_gap": CHOICE_GAP, "row_gap": ROW_GAP},
+            {
+                "first": 1 + ROWS,
+                "count": ROWS,
+                "origin": [ORIGIN[0] + 200, ORIGIN[1]],
+                "choice_gap": CHOICE_GAP,
+                "row_gap": ROW_GAP,
+            },
+        ],
+        "alignment": {"kind": "none"},
+    }
+    return load_template(data)
+
+
+@pytest.mark.parametrize(
+    ("second", "alike"), [((1.0, -9.0), True), ((0.0, 10.0), False)], ids=["same-way-off", "half-a-row-apart"]
+)
+def test_blocks_lie_alike_only_where_they_lie_off_the_template_the_same_way(
+    second: tuple[float, float], alike: bool
+) -> None:
+    # A template a half row off its print fits one block a row up and another a row
+    # down, each near the edge of its search (11.7 px here): such a fit is not taken
+    # for a turn the layout did not choose first (reader._first_fit).
+    template = _two_blocks()
+    names = [f.block_name for f in template.fields]
+    first, other = dict.fromkeys(names)
+    fits = (
+        layout.BlockFit(first, (0.0, -10.0), (RADIUS, RADIUS), 0.3),
+        layout.BlockFit(other, second, (RADIUS, RADIUS), 0.3),
+    )
+    assert layout.LayoutFit(template, fits).lies_alike(template) is alike
+    unfound = (fits[0], layout.BlockFit(other, (0.0, -10.0), (RADIUS, RADIUS), 0.0, found=False))
+    assert not layout.LayoutFit(template, unfound).lies_alike(template)

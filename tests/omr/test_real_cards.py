@@ -506,3 +506,25 @@ def test_a_photo_through_boxes_under_the_pixel_floor_reads_by_its_printed_bubble
     sheet = list(C.make_cards(card, 2, "x1", how="photo"))[1]
     result = _read(C.write_omrchecker(card, tmp_path / "omrchecker", box_share=0.45), [sheet], tmp_path, photo=True)
     _assert_exact(_tally([sheet], result))
+
+
+def test_a_turn_under_which_the_bubbles_are_not_printed_gives_way_to_the_next(tmp_path: Path) -> None:
+    # Four identical markers leave the sheet's turn to the layout's coarse look, which a
+    # template lying a third of a row off its print can mislead: under the wrong turn
+    # half its rows land on print as well, and on a public card one mark more on the
+    # sheet tipped the choice, and the sheet was refused. The reader takes the first
+    # turn, the likeliest first, under which the bubbles are printed.
+    from workers.omr.align import align_turns, as_gray
+    from workers.omr.decode import decode_for
+    from workers.omr.omrchecker import load_omrchecker_template
+    from workers.omr.reader import _first_fit
+
+    card = C.CARDS["grey"]
+    [scan] = C.make_cards(card, 1, "turns", upside_down=(False,))
+    template = load_omrchecker_template(_omrchecker(card, tmp_path)).template
+    image, by = decode_for(scan.data, template, photo=False)
+    turns = align_turns(image, by)
+    assert len({t.rotation for t in turns}) >= 2
+    wrong_first = sorted(turns, key=lambda t: t.rotation != 180)
+    alignment, _ = _first_fit(image, as_gray(image), by, wrong_first)
+    assert alignment.rotation == 0

@@ -71,6 +71,17 @@ def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fal
     ``wide``: where the aligner leaves the sheet's turn to the layout, the bubbles are
     looked for printed up to layout.WIDE_SIZE times the template's size (the reader's
     second look, ``reader.read_gray``)."""
+    return align_turns(image, template, photo=photo, wide=wide)[0]
+
+
+def align_turns(
+    image: npt.NDArray[np.uint8], template: Template, *, photo: bool = False, wide: bool = False
+) -> list[Alignment]:
+    """The alignments ``align`` chooses among, its choice first: the one alignment an
+    aligner finds, or the turns (and rival marker sets) of a sheet whose markers cannot
+    say which way up it lies, the one the layout fits best (``pick_orientation``) first
+    and the others in the aligner's order, the likelier first. The reader tries the
+    next where the bubbles are not printed where the first puts them."""
     from workers.omr.aligners import aligner_get
 
     gray = as_gray(image)
@@ -79,10 +90,11 @@ def align(image: npt.NDArray[np.uint8], template: Template, *, photo: bool = Fal
     if not candidates:
         raise OmrError(NO_SHEET_FOUND, "no answer sheet was found")
     if len(candidates) == 1:
-        return candidates[0]
+        return candidates
     from workers.omr.layout import SIZE_RANGE, WIDE_SIZE, pick_orientation
 
-    return pick_orientation(gray, template, candidates, largest=WIDE_SIZE if wide else SIZE_RANGE[1])
+    picked = pick_orientation(gray, template, candidates, largest=WIDE_SIZE if wide else SIZE_RANGE[1])
+    return [picked, *(c for c in candidates if c is not picked)]
 
 
 def as_gray(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -177,6 +177,26 @@ class LayoutFit:
         """Whether every block's bubbles showed a printed outline of a size looked for."""
         return all(b.measured for b in self.blocks)
 
+    def lies_alike(self, template: Template) -> bool:
+        """Whether every block was found on its print, and all lie off ``template`` (the
+        template as given) alike: along each axis within HALVES_APART of the least
+        search reach of each other. A template a half row off its print fits some
+        blocks a row up and others a row down, each near the edge of its search."""
+        blocks = [(block, fit) for block, fit in zip(_blocks_of(template), self.blocks, strict=True) if block.weight]
+        if not all(fit.found for _, fit in blocks):
+            return False
+        reaches = [
+            _reach(block.gaps, (w / 2, h / 2))
+            for block, _ in blocks
+            for w, h in [template.bubble_size(block.fields[0])]
+        ]
+        for axis in (0, 1):
+            offsets = [fit.offset[axis] for _, fit in blocks]
+            least = min((r[axis] for r in reaches), default=0.0)
+            if offsets and max(offsets) - min(offsets) > HALVES_APART * least:
+                return False
+        return True
+
     def smallest_share(self, template: Template) -> float:
         """The smallest printed bubble measured, as a share of its bubble spacing: per
         block whose outline was measured (and that has a spacing, more than one
@@ -436,6 +456,13 @@ def _lines(centres: npt.NDArray[np.float64], axis: int) -> _Lines:
     return lines
 
 
+def _reach(gaps: tuple[float, float], radii: tuple[float, float]) -> tuple[float, float]:
+    """How far a block's print is looked for from its template place along each axis
+    (template pixels): REACH of its bubble spacing, never more than MAX_REACH_RADII."""
+    most = MAX_REACH_RADII * max(radii)
+    return min(REACH * gaps[0], most), min(REACH * gaps[1], most)
+
+
 @functools.lru_cache(maxsize=32)
 def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float, largest: float) -> _Frame:
     import numpy as np
@@ -444,8 +471,7 @@ def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float, larg
     w, h = bubble
     rx, ry = w / 2, h / 2
     gap_x, gap_y = _spacing(centres, 0, 6 * rx), _spacing(centres, 1, 6 * ry)
-    reach_x = min(REACH * gap_x, MAX_REACH_RADII * max(rx, ry))
-    reach_y = min(REACH * gap_y, MAX_REACH_RADII * max(rx, ry))
+    reach_x, reach_y = _reach((gap_x, gap_y), (rx, ry))
     # The largest printed radius looked for: ``largest`` times the template's, short of
     # half a spacing (where the outline of the neighbouring bubble would pair with this one's).
     top_x = min(largest * rx, 0.45 * gap_x)

@@ -214,13 +214,14 @@ def _looks(
     doubt; for a photo both would refuse, both again with the markers looked for in the
     page its edges outline (``in_page``); the stretched one (``any_aspect``) for a sheet
     all would refuse."""
-    from workers.omr.align import align
+    from workers.omr.align import align_turns
 
     first: _Look | None = None
     refused: OmrError | None = None
     try:
-        alignment = align(seen, _aligned_by(template, in_page=in_page), photo=photo)
-        first = alignment, place_fit(image, gray, template, alignment)
+        first = _first_fit(
+            image, gray, template, align_turns(seen, _aligned_by(template, in_page=in_page), photo=photo)
+        )
     except OmrError as exc:
         # The markers' rectangle off the template's aspect, or the bubbles not printed
         # where the template has them; or, through an OMRChecker template, its boxes too
@@ -313,6 +314,8 @@ def _another_look(
             options["min_dpi"] = MIN_DPI / WIDE_SIZE
         aligned_by = replace(template, alignment=replace(template.alignment, options=options))
     try:
+        # The turn the layout chose alone: each look's turns tried in turn would make a
+        # sheet read through another card's template several times slower to refuse.
         alignment = align(seen, aligned_by, photo=photo, wide=wide)
         fitted = place_fit(image, gray, template, alignment, wide=wide)
     except OmrError:
@@ -320,6 +323,35 @@ def _another_look(
     if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
+
+
+def _first_fit(
+    image: npt.NDArray[np.uint8], gray: npt.NDArray[np.uint8], template: Template, turns: list[Alignment]
+) -> _Look:
+    """The first of the sheet's alignments (``align.align_turns``: the likeliest turn
+    first) under which its bubbles are printed where the template has them (``place_fit``);
+    else the first one's TEMPLATE_MISMATCH.
+
+    Where the markers are four alike, the layout tells the turn from a coarse look that a
+    template lying a third of a row off its print can mislead: under the wrong turn half
+    its rows land on print as well, and one mark more on the sheet tipped the choice. The
+    turn whose bubbles are printed is the sheet's way up. A turn after the first is taken
+    only where its blocks all lie off the template alike (``LayoutFit.lies_alike``): a
+    template half a row off its print has its blocks fitted a row up or down, as it
+    happens, and one was read a row off, every answer wrong and unflagged."""
+    refused: OmrError | None = None
+    for k, alignment in enumerate(turns):
+        try:
+            look = alignment, place_fit(image, gray, template, alignment)
+        except OmrError as exc:
+            if exc.code != TEMPLATE_MISMATCH:
+                raise
+            refused = refused or exc
+            continue
+        if k == 0 or look[1][0].lies_alike(template):
+            return look
+    assert refused is not None
+    raise refused
 
 
 def _aligned_by(template: Template, *, in_page: bool) -> Template:
