@@ -25,7 +25,8 @@ ORIGIN = (150, 200)
 PAPER, INK = 252, 30
 
 
-def _template(*, dx: int = 0, dy: int = 0) -> Template:
+def _template(*, dx: int = 0, dy: int = 0, blocks: int = 1) -> Template:
+    """The block of ``_page`` (moved by dx, dy), and ``blocks - 1`` more like it to its right."""
     data: dict[str, Any] = {
         "format": "academy-omr-template/1",
         "name": "banded-rows",
@@ -35,12 +36,13 @@ def _template(*, dx: int = 0, dy: int = 0) -> Template:
         "choices": ["1", "2", "3", "4", "5"],
         "question_blocks": [
             {
-                "first": 1,
+                "first": 1 + k * ROWS,
                 "count": ROWS,
-                "origin": [ORIGIN[0] + dx, ORIGIN[1] + dy],
+                "origin": [ORIGIN[0] + dx + 200 * k, ORIGIN[1] + dy],
                 "choice_gap": CHOICE_GAP,
                 "row_gap": ROW_GAP,
             }
+            for k in range(blocks)
         ],
         "alignment": {"kind": "none"},
     }
@@ -128,29 +130,6 @@ def test_only_a_round_light_hole_in_the_shade_is_taken_for_a_bubble(strip: bool)
         assert abs(found[1]) <= 0.5
 
 
-def _two_blocks() -> Template:
-    data: dict[str, Any] = {
-        "format": "academy-omr-template/1",
-        "name": "two-blocks",
-        "page": {"width": W, "height": H, "dpi": 100},
-        "marker": {"size": 40, "inset": 10},
-        "bubble": {"radius": RADIUS},
-        "choices": ["1", "2", "3", "4", "5"],
-        "question_blocks": [
-            {"first": 1, "count": ROWS, "origin": list(ORIGIN), "choice_gap": CHOICE_GAP, "row_gap": ROW_GAP},
-            {
-                "first": 1 + ROWS,
-                "count": ROWS,
-                "origin": [ORIGIN[0] + 200, ORIGIN[1]],
-                "choice_gap": CHOICE_GAP,
-                "row_gap": ROW_GAP,
-            },
-        ],
-        "alignment": {"kind": "none"},
-    }
-    return load_template(data)
-
-
 @pytest.mark.parametrize(
     ("second", "alike"), [((1.0, -9.0), True), ((0.0, 10.0), False)], ids=["same-way-off", "half-a-row-apart"]
 )
@@ -160,7 +139,7 @@ def test_blocks_lie_alike_only_where_they_lie_off_the_template_the_same_way(
     # A template a half row off its print fits one block a row up and another a row
     # down, each near the edge of its search (11.7 px here): such a fit is not taken
     # for a turn the layout did not choose first (reader._first_fit).
-    template = _two_blocks()
+    template = _template(blocks=2)
     names = [f.block_name for f in template.fields]
     first, other = dict.fromkeys(names)
     fits = (
