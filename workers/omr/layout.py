@@ -613,7 +613,7 @@ def _fit_block(
     if found is None and measure:
         # White bubbles on shaded rows: each a light hole in its row's shade, with no
         # outline darker than the shade round it (``_light_bubble``).
-        light = _light_bubble(np.asarray(patches, np.float32).reshape(n, len(gy), len(gx)), frame.lines, look)
+        light = _light_bubble(stacked, frame.lines, look)
         if light is not None:
             # Its contrast measures the shade, not an outline: it adds nothing to the
             # score the looks at a sheet are weighed by.
@@ -804,6 +804,14 @@ def _halves_centred(halves: npt.NDArray[np.float32], look: _OutlineSearch) -> bo
     half of lines (``halves``, from ``_halves``) centres in both, within HALVES_APART of
     the search's reach of each other along each axis."""
     first, last = (_middle(half, look) for half in halves)
+    return _centred_alike(first, last, look)
+
+
+def _centred_alike(
+    first: tuple[float, float, float] | None, last: tuple[float, float, float] | None, look: _OutlineSearch
+) -> bool:
+    """Whether two places found (``_middle``) both exist and lie within HALVES_APART of
+    the search's reach of each other along each axis."""
     if first is None or last is None:
         return False
     return all(abs(first[axis] - last[axis]) <= HALVES_APART * look.reach[axis] for axis in (0, 1))
@@ -1134,9 +1142,7 @@ def _light_bubble(
             continue
         halves = [np.intersect1d(axis_lines.members[half].ravel(), members) for half in _half_slices(axis_lines)]
         first, last = (centre(half) if len(half) else None for half in halves)
-        if first is None or last is None:
-            return None
-        if any(abs(first[a] - last[a]) > HALVES_APART * look.reach[a] for a in (0, 1)):
+        if not _centred_alike(first, last, look):
             return None
     return whole
 
