@@ -112,6 +112,12 @@ class Card:
     marker: str = "solid"  # one of MARKER_SHAPES
     marker_size: int = 66
     marker_centre: int = 95  # from each page edge
+    #: the markers' centres frame only this part of the page, (x0, y0, x1, y1): an answer
+    #: grid at the top of an exam paper; None: the page's corners, marker_centre in.
+    marker_frame: tuple[int, int, int, int] | None = None
+    #: the exam's questions printed as lines of text from this y down to the page's
+    #: foot, below the markers' frame; None: none.
+    prose_from: int | None = None
     timing: bool = False  # a track of timing marks along the left edge, one per bubble row
     #: the shades behind the question rows, in turn (one row each), with the bubbles
     #: printed white on them; None: plain paper
@@ -128,6 +134,9 @@ class Card:
 
     @property
     def marker_centres(self) -> tuple[Point, Point, Point, Point]:
+        if self.marker_frame is not None:
+            x0, y0, x1, y1 = self.marker_frame
+            return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
         c = self.marker_centre
         return ((c, c), (self.width - c, c), (self.width - c, self.height - c), (c, self.height - c))
 
@@ -284,6 +293,20 @@ def dark_card() -> Card:
     )
 
 
+def exam_paper_card() -> Card:
+    """An exam paper: its four solid markers frame the answer grid in the top 37 % of the
+    page (the student number beside 15 questions), and the questions are printed as text
+    below them, to the page's foot."""
+    return replace(
+        grey_card(),
+        name="exam-paper",
+        id_block=_id_block((26, 26), origin=(212, 330)),
+        question_blocks=_columns((30, 30), per_column=5, x0=640, step=320, y0=330, choice_gap=55),
+        marker_frame=(95, 95, WIDTH - 95, 860),
+        prose_from=980,
+    )
+
+
 def banded_card() -> Card:
     """Question rows shaded light and deeper lavender in turn, white bubbles printed on
     them with thin light-purple outlines and letters, four identical solid squares."""
@@ -421,6 +444,10 @@ def draw_card(card: Card) -> npt.NDArray[np.uint8]:
             _text(page, "STUDENT NUMBER", ((bx0 + bx1) / 2, top - 88), 0.8, card.ink, 2)
     if card.legend:
         _legend(page, card)
+    if card.prose_from is not None:
+        for k, y in enumerate(range(card.prose_from, card.height - 100, 64)):
+            line = f"{k + 1}. Which of these holds for the figure? A) one  B) two  C) three  D) four  E) none"
+            _text(page, line, (card.width / 2, y), 0.8, card.ink, 2)
     return page
 
 

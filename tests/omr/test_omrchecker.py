@@ -179,6 +179,19 @@ def test_malformed_template_is_template_invalid_with_a_reason(
     assert message in info.value.message
 
 
+def test_a_bubble_within_a_markers_guessed_size_but_off_its_middle_is_not_refused(raw: dict[str, Any]) -> None:
+    # A public card's template gave a marker ratio twice the printed marker's, on a frame
+    # stretched 2.5 times in height: its last row, printed just above a marker, lay
+    # within the marker's guessed size, and the template was refused. A bubble is now
+    # refused only on a marker's middle (the [on_marker] case above).
+    margin = convert_template(raw, marker=MARKER).template.marker_centres[0][0]
+    h = raw["pageDimensions"][1]
+    raw["fieldBlocks"]["Medium"].update(origin=[12, h - 45], direction="horizontal", bubblesGap=60)
+    template = convert_template(raw, marker=MARKER).template
+    medium = next(f for f in template.fields if f.label == "Medium")
+    assert medium.centres[0] == (margin + 27, margin + h - 30)  # 27 and 30 from the marker's centre
+
+
 def test_boxes_a_little_larger_than_their_gap_are_read_where_omrchecker_reads_them(raw: dict[str, Any]) -> None:
     # A public template draws 101 px boxes 90 px apart; OMRChecker reads such boxes, each
     # overlapping its neighbours. The bubbles keep the boxes' centres, and are read no

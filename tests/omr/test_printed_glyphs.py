@@ -12,7 +12,9 @@ import numpy as np
 from workers.omr.classify import (
     CIRCLED_BLANK,
     COVERED_BLANK,
+    HIDDEN_RING,
     LONE_LIGHT_GAP,
+    SHADED_BLANK,
     FieldReading,
     all_marked,
     lone_light_marks,
@@ -245,10 +247,11 @@ def test_a_bubble_read_blank_whose_surroundings_a_mark_covers_sends_its_field_to
     read = read_fields(fields, clean, index, levels, 0)
     assert [r.values for r in read] == [(), (), ("D",)]
     band = np.full(15, 0.2)  # every outline's print alike
-    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == {"q1"}
+    ring = np.full(15, 0.5)
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=ring) == {"q1"}
     # Just under the bar over the field's typical bubble, it is no mark's.
     shade[1] = 0.02 + COVERED_BLANK - 0.01
-    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == frozenset()
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=ring) == frozenset()
 
 
 def test_a_bubble_read_blank_with_a_ring_drawn_round_it_sends_its_field_to_review() -> None:
@@ -259,10 +262,33 @@ def test_a_bubble_read_blank_with_a_ring_drawn_round_it_sends_its_field_to_revie
     read = read_fields(fields, clean, index, sheet_levels(clean, index, ceiling=ceiling), 0)
     shade = np.zeros(5)
     band = np.array([0.2, 0.2, 0.2 + CIRCLED_BLANK + 0.05, 0.21, 0.19])
+    ring = np.full(5, 0.5)
     assert read[0].values == ()
-    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == {"q1"}
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=ring) == {"q1"}
     band[2] = 0.2 + CIRCLED_BLANK - 0.05
-    assert marked_round_blanks(fields, read, index, shade=shade, band=band) == frozenset()
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=ring) == frozenset()
+
+
+def test_a_bubble_read_blank_under_a_shade_that_hides_its_outline_sends_its_field_to_review() -> None:
+    # A grey box printed or drawn over a choice is the bubble's own paper: its middle
+    # reads blank, its surroundings are shaded, and its outline no longer shows.
+    fields = [Field("Nr", ("A", "B", "C", "D"), tuple((100.0 + 40 * c, 100.0) for c in range(4)))]
+    index = ((0, 1, 2, 3),)
+    clean, ceiling = print_taken_off(np.full(4, 0.05), index, ["Nr"])
+    read = read_fields(fields, clean, index, sheet_levels(clean, index, ceiling=ceiling), 0)
+    assert read[0].values == ()
+    band = np.full(4, 0.25)
+    shade = np.array([SHADED_BLANK + 0.1, 0.0, 0.01, 0.0])
+    ring = np.array([0.5 * HIDDEN_RING * 0.6, 0.6, 0.58, 0.61])
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=ring) == {"Nr"}
+    # A shaded bubble whose outline still shows is a white bubble on a shaded row ...
+    shaded_row = ring.copy()
+    shaded_row[0] = 0.59
+    assert marked_round_blanks(fields, read, index, shade=shade, band=band, ring=shaded_row) == frozenset()
+    # ... and a faint outline on bare paper is faint print.
+    bare = shade.copy()
+    bare[0] = SHADED_BLANK - 0.05
+    assert marked_round_blanks(fields, read, index, shade=bare, band=band, ring=ring) == frozenset()
 
 
 def test_a_blank_row_with_one_bubble_standing_out_goes_to_review_and_an_even_grey_row_does_not() -> None:

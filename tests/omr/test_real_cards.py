@@ -287,23 +287,25 @@ def _unflagged(sheets: Sequence[C.CardScan], result: dict[str, Any], *, kind: st
     return out
 
 
-def _stretched(path: Path, kx: float, ky: float) -> None:
+def _stretched(path: Path, kx: float, ky: float, *, boxes: bool = True) -> None:
     """Draw the OMRChecker template at ``path`` on a frame ``kx`` times as wide and ``ky``
     times as tall: what OMRChecker's warp of the markers' rectangle onto that frame
-    shows, every position, box and gap stretched with it."""
+    shows, every position, box and gap stretched with it. ``boxes=False``: the bubble
+    boxes keep their size, as a template written by hand on that frame draws them."""
     data = json.loads(path.read_text(encoding="utf-8"))
     w, h = data["pageDimensions"]
     data["pageDimensions"] = [round(w * kx), round(h * ky)]
     default = data["bubbleDimensions"]
+    box_x, box_y = (kx, ky) if boxes else (1.0, 1.0)
     for block in data["fieldBlocks"].values():
         bw, bh = block.get("bubbleDimensions", default)
-        block["bubbleDimensions"] = [round(bw * kx), round(bh * ky)]
+        block["bubbleDimensions"] = [round(bw * box_x), round(bh * box_y)]
         block["origin"] = [round(block["origin"][0] * kx), round(block["origin"][1] * ky)]
         # QTYPE_INT lays its digits out down the page, the choices run across.
         down = block.get("fieldType") == "QTYPE_INT"
         block["bubblesGap"] = round(block["bubblesGap"] * (ky if down else kx), 1)
         block["labelsGap"] = round(block["labelsGap"] * (kx if down else ky), 1)
-    data["bubbleDimensions"] = [round(default[0] * kx), round(default[1] * ky)]
+    data["bubbleDimensions"] = [round(default[0] * box_x), round(default[1] * box_y)]
     path.write_text(json.dumps(data), encoding="utf-8")
 
 
@@ -318,6 +320,32 @@ def test_a_landscape_template_for_upright_markers_reads_as_omrchecker_stretches_
     path = _omrchecker(card, tmp_path)
     _stretched(path, 1.5, 0.75)
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
+
+
+def test_a_frame_stretched_one_way_on_the_sheet_has_its_bubble_boxes_looked_for_round(tmp_path: Path) -> None:
+    # A public card's template set pageDimensions 1600 x 1600 for markers whose rectangle
+    # is 3.3 times as wide as tall, and wrote square 40 x 40 boxes on that frame: on the
+    # sheet each box is a bar a third as high as the round bubble printed there, beyond
+    # the sizes the layout looks for, and the sheet was refused (TEMPLATE_MISMATCH). The
+    # stretched look makes each box as round on the sheet as in the frame, of its area.
+    import numpy as np
+
+    from workers.omr.align import Alignment
+    from workers.omr.omrchecker import load_omrchecker_template
+    from workers.omr.reader import ROUND_STRETCH, round_on_sheet
+
+    template = load_omrchecker_template(_omrchecker(C.CARDS["grey"], tmp_path)).template
+    stretched = Alignment(np.diag([0.5, 1.5, 1.0]), 0, 0.87, 30.0, 220.0)
+    rounded = round_on_sheet(template, stretched)
+    assert [f.label for f in rounded.fields] == [f.label for f in template.fields]
+    for before, after in zip(template.fields, rounded.fields, strict=True):
+        (w, h), (rw, rh) = template.bubble_size(before), rounded.bubble_size(after)
+        assert after.centres == before.centres
+        assert rw * 0.5 == pytest.approx(rh * 1.5 * w / h)  # as wide against high as in the frame
+        assert rw * rh == pytest.approx(w * h)
+    # A frame stretched within what OMRChecker templates are written for is left alone.
+    slight = Alignment(np.diag([1.0, ROUND_STRETCH * 0.99, 1.0]), 0, 1.0, 30.0, 220.0)
+    assert round_on_sheet(template, slight) is template
 
 
 @pytest.mark.parametrize("how", ["darkbed", "photo"])
@@ -357,6 +385,16 @@ def test_a_scan_whose_markers_frame_only_part_of_the_page_reads_exactly(tmp_path
         ok, buf = cv2.imencode(".jpg", page, [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
         sheets.append(replace(s, data=bytes(buf)))
+    _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
+
+
+def test_an_exam_paper_whose_markers_frame_only_the_answer_grid_at_its_top_reads_exactly(tmp_path: Path) -> None:
+    # Four alike markers round the answer grid in the top 37 % of an A4 page, the exam's
+    # questions printed below (a public card's): the scan's lower quarters hold no
+    # marker, so looking in each quarter found none (NO_SHEET_FOUND). The four are now
+    # looked for anywhere on the scan, upside down too.
+    card = C.exam_paper_card()
+    sheets = list(C.make_cards(card, 3, "exam-paper", upside_down=(False, True, False)))
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
 
 

@@ -161,7 +161,7 @@ def align_markers(gray: npt.NDArray[np.uint8], template: Template, *, photo: boo
 def _by_marker_picture(gray: npt.NDArray[np.uint8], template: Template, *, photo: bool) -> list[Alignment]:
     """The sheet found by its four identical marker pictures (``align_by_image``); a scan
     whose markers are not near its corners, looked for as in a photo."""
-    from workers.omr.omrchecker_align import align_by_image
+    from workers.omr.omrchecker_align import align_anywhere, align_by_image
 
     try:
         return align_by_image(gray, template, photo=photo)
@@ -177,12 +177,19 @@ def _by_marker_picture(gray: npt.NDArray[np.uint8], template: Template, *, photo
         try:
             found = align_by_image(gray, template, photo=True)
         except OmrError:
-            raise exc from None
+            found = []
         # Matched as in a photo, kept as a scan: a flatbed keeps the markers' rectangle a
         # rectangle, so four matches off it are look-alikes.
-        if any(_off_parallel(a, template) > SCAN_MAX_SKEW for a in found):
+        if found and not any(_off_parallel(a, template) > SCAN_MAX_SKEW for a in found):
+            return found
+        # Last, the four looked for anywhere on the scan: an exam paper whose markers
+        # frame its answer grid in the top of the page has none in its lower quarters.
+        try:
+            return align_anywhere(gray, template)
+        except OmrError as last:
+            if last.code == TEMPLATE_MISMATCH:
+                raise  # four markers the template's aspect does not fit: a stretched look may
             raise exc from None
-        return found
 
 
 #: the marker correlation OMRChecker itself needs (v1 and v2), below this reader's own

@@ -70,6 +70,11 @@ ALL_MARKED_MIN: Final = 3
 COVERED_BLANK: Final = 0.4
 #: ... and so does one whose outline's band is this much darker: a ring drawn round it.
 CIRCLED_BLANK: Final = 0.25
+#: ... and one whose surroundings are SHADED_BLANK darker while its printed outline shows
+#: under HIDDEN_RING of its field's typical outline: a shade laid over the bubble (a
+#: box printed or drawn over it) hides its outline and is its own paper.
+SHADED_BLANK: Final = 0.15
+HIDDEN_RING: Final = 0.6
 #: a field read blank under LONE_LIGHT_BELOW confidence (its darkest bubble past 0.175
 #: of the way to a mark) whose darkest bubble stands LONE_LIGHT_GAP (score units) above
 #: the rest of its row may hold a light stroke or an erasure (``lone_light_marks``).
@@ -336,10 +341,12 @@ def marked_round_blanks(
     *,
     shade: npt.NDArray[np.float64],
     band: npt.NDArray[np.float64],
+    ring: npt.NDArray[np.float64],
 ) -> frozenset[str]:
     """The fields with a bubble read as unmarked that has a mark round it: surroundings
-    COVERED_BLANK darker than those of the field's median bubble (``Samples.shade``), or
-    an outline band CIRCLED_BLANK darker (``Samples.band``).
+    COVERED_BLANK darker than those of the field's median bubble (``Samples.shade``), an
+    outline band CIRCLED_BLANK darker (``Samples.band``), or surroundings SHADED_BLANK
+    darker and an outline under HIDDEN_RING of the field's median (``Samples.ring``).
 
     A mark covers the paper round its bubble only where the bubble is printed larger
     than it was measured: the layout took a bold glyph inside it for its outline, or the
@@ -352,7 +359,13 @@ def marked_round_blanks(
     moves its band's mean a little. On the real sheets measured (docs/benchmarks.md) no
     bubble read unmarked passes either bar: the darkest band, over about 52,000 such
     bubbles, is 0.22 above its field's; a pencil ring round a printed rectangle, which
-    crosses less of its band than of a round outline's, is from about 0.26 up."""
+    crosses less of its band than of a round outline's, is from about 0.26 up.
+
+    A shade over the whole bubble, its outline and the paper round it (a grey box printed
+    over a choice, as some cards print their variant), is the bubble's own paper, so its
+    middle reads as blank as any. Its outline no longer shows, which no mark inside a
+    bubble or beside it does: of about 53,000 bubbles read unmarked on the real sheets
+    measured, one such box was the only one both shaded and outlined that faintly."""
     import numpy as np
 
     # Fields of one bubble count at a time: the bubbles over either bar, all at once;
@@ -364,6 +377,8 @@ def marked_round_blanks(
         over = np.zeros(at.shape, bool)
         for values, bar in ((shade[at], COVERED_BLANK), (band[at], CIRCLED_BLANK)):
             over |= values > np.median(values, axis=1, keepdims=True) + bar
+        shaded = shade[at] > np.median(shade[at], axis=1, keepdims=True) + SHADED_BLANK
+        over |= shaded & (ring[at] < HIDDEN_RING * np.median(ring[at], axis=1, keepdims=True))
         for k in np.flatnonzero(over.any(axis=1)).tolist():
             n = int(numbers[k])
             read = readings[n].values

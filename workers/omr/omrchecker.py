@@ -653,14 +653,25 @@ def _output_columns(
     return tuple(columns)
 
 
+#: a bubble centred within this share of the marker's guessed size of a marker's centre,
+#: along both axes, lies on the marker.
+ON_MARKER: Final = 0.3
+
+
 def _check_geometry(tpl: Template, marker_w: float, marker_h: float) -> None:
+    """Refuse a bubble centred on a corner marker (ON_MARKER). The marker's size in the
+    frame is a guess: OMRChecker finds markers printed down to 35 % of the size
+    ``sheetToMarkerWidthRatio`` gives, and stretches the markers' rectangle onto
+    pageDimensions along each axis on its own, so the guess can be twice the print, more
+    along the frame's height. A public card's last row, printed just above a marker,
+    lay within the whole guessed marker (its ratio gave twice the printed marker, on a
+    frame stretched 2.5 times in height)."""
     if tpl.alignment.kind != "markers":
         return
     for f in tpl.fields:
-        w, h = tpl.bubble_size(f)
         for x, y in f.centres:
             for mx, my in tpl.marker_centres:
-                if abs(x - mx) < (marker_w + w) / 2 and abs(y - my) < (marker_h + h) / 2:
+                if abs(x - mx) < ON_MARKER * marker_w and abs(y - my) < ON_MARKER * marker_h:
                     raise TemplateError(f"{f.label}: bubble at ({x:g}, {y:g}) overlaps a corner marker")
 
 

@@ -100,25 +100,12 @@ SCAN_CLOSURE_COST: Final = 0.1
 
 
 def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> list[Alignment]:
-    import cv2
-    import numpy as np
 
     info = template.marker_image
     if info is None:  # pragma: no cover - align() only calls this with a marker image
         raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
     variants = _variants(info.data)
-    # A scan's markers are big on the page: a 500 px copy shows them at 10-20 px, plenty
-    # to match, at a quarter of the cost; a photo's may be far smaller.
-    k = min(1.0, (PHOTO_SEARCH_SIDE if photo else SCAN_SEARCH_SIDE) / max(gray.shape))
-    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
-    small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
-    # A scan shows most of the page, so the page is about as big as the image; a photo may
-    # show it much smaller, hence the wider range there.
-    page_scale = max(small.shape) / max(template.width, template.height)
-    options = dict(template.alignment.options)
-    if "pageDimensions" in template.raw:  # an OMRChecker template: its defaults hold
-        options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
-    threshold = float(options.get("min_matching_threshold", MIN_MATCH))
+    small, k, expected, options, threshold = _search_copy(gray, template, photo=photo)
     own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
     if photo and options.get("in_page"):
         # The reader's look at a photo its first alignment gave no sheet for: the
@@ -135,7 +122,6 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         if found_in_page is not None:
             return found_in_page
     closure = 0.0 if photo else SCAN_CLOSURE_COST
-    expected = info.width * page_scale
     found = _search(
         small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=photo, near=not photo
     )
@@ -172,6 +158,14 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         return _fits(gray, template, variants, fulls, photo)
     except OmrError as exc:
         retry = None
+        if not photo and fulls:
+            # The four the quarters gave are no sheet's corners, or not this template's:
+            # print in two quarters that matches a plain marker (a bold glyph, a solid
+            # square), the markers themselves all in the upper half of the page.
+            try:
+                retry = align_anywhere(gray, template)
+            except OmrError:
+                retry = None
         if photo and not in_page_first and "cropPage" not in options:
             retry = _in_page_fit(gray, template, variants, options, threshold)
         if retry is None and photo:
@@ -179,6 +173,47 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         if retry is None:
             raise
         return retry
+
+
+def align_anywhere(gray: Gray, template: Template) -> list[Alignment]:
+    """A scan's four markers looked for anywhere on it (``_search_anywhere``), not one in
+    each quarter: the last look at a scan before it is refused. NO_SHEET_FOUND where no
+    four are found; TEMPLATE_MISMATCH where the four found do not fit the template's
+    aspect (the reader's stretched look may then take them, as OMRChecker does)."""
+    info = template.marker_image
+    if info is None:  # pragma: no cover - only called with a marker image
+        raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
+    variants = _variants(info.data)
+    small, k, expected, options, threshold = _search_copy(gray, template, photo=False)
+    found = _search_anywhere(small, variants, expected, *search_scales(SCAN_SCALES, options), threshold)
+    if not found:
+        raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
+    four = found[0]
+    return _fits(gray, template, variants, [([(x / k, y / k) for x, y in four.centres], four.width / k)], False)
+
+
+def _search_copy(gray: Gray, template: Template, *, photo: bool) -> tuple[Gray, float, float, dict[str, Any], float]:
+    """The copy of ``gray`` the markers are searched on, its share of ``gray``'s size,
+    the marker width the template predicts there, the alignment options with
+    OMRChecker's defaults, and the correlation a match needs."""
+    import cv2
+    import numpy as np
+
+    info = template.marker_image
+    assert info is not None
+    # A scan's markers are big on the page: a 500 px copy shows them at 10-20 px, plenty
+    # to match, at a quarter of the cost; a photo's may be far smaller.
+    k = min(1.0, (PHOTO_SEARCH_SIDE if photo else SCAN_SEARCH_SIDE) / max(gray.shape))
+    small = cv2.resize(gray, None, fx=k, fy=k, interpolation=cv2.INTER_AREA) if k < 1 else gray
+    small = np.asarray(cv2.GaussianBlur(small, (3, 3), 0), dtype=np.uint8)
+    # A scan shows most of the page, so the page is about as big as the image; a photo may
+    # show it much smaller, hence the wider range there.
+    page_scale = max(small.shape) / max(template.width, template.height)
+    options = dict(template.alignment.options)
+    if "pageDimensions" in template.raw:  # an OMRChecker template: its defaults hold
+        options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
+    threshold = float(options.get("min_matching_threshold", MIN_MATCH))
+    return small, k, info.width * page_scale, options, threshold
 
 
 def _as_flat_page(gray: Gray, template: Template, refused: OmrError) -> list[Alignment] | None:
@@ -892,3 +927,91 @@ def _subpixel(res: Floats, px: int, py: int) -> tuple[float, float]:
     dx = vertex(float(res[py, px - 1]), float(res[py, px]), float(res[py, px + 1])) if 0 < px < ww - 1 else 0.0
     dy = vertex(float(res[py - 1, px]), float(res[py, px]), float(res[py + 1, px])) if 0 < py < hh - 1 else 0.0
     return dx, dy
+
+
+#: the strongest matches of the marker over the whole picture that ``_search_anywhere``
+#: chooses four from, at most (each at least a marker from those before).
+ANYWHERE_PEAKS: Final = 8
+#: the four's rectangle spans at least this share of the picture's width or of its
+#: height: they frame the answer area of a page, not a patch of its print.
+ANYWHERE_SPAN: Final = 0.5
+#: and each of its sides is at least this many marker widths long.
+ANYWHERE_MIN_SIDE: Final = 3.0
+
+
+def _search_anywhere(
+    small: Gray, variants: tuple[Floats, ...], expected: float, low: float, high: float, steps: int, threshold: float
+) -> list[MarkerFour]:
+    """The best four marker centres (TL, TR, BR, BL) found anywhere in a scan, not one in
+    each quadrant of the picture: a card whose markers frame only its answer area, in the
+    top part of a page that prints its questions below, shows all four in the upper half.
+    At each size and turn of the marker, the ANYWHERE_PEAKS strongest matches on no flat
+    patch are taken, and of every four of them that are a sheet's corners (a convex
+    quadrilateral, opposite sides alike as SCAN_SIDES says, each ANYWHERE_MIN_SIDE marker
+    widths or longer, spanning ANYWHERE_SPAN of the picture one way) the one with the best
+    correlation less SCAN_CLOSURE_COST per marker width by which it misses a
+    parallelogram wins; the best of all sizes first. Empty where none is."""
+    import itertools
+
+    import cv2
+    import numpy as np
+
+    hs, ws = small.shape
+    image = small.astype(np.float32)
+    fours: list[MarkerFour] = []
+    for factor in np.geomspace(low, high, steps):
+        width = expected * float(factor)
+        if width < 7 or width > min(hs, ws) / 3:
+            continue
+        for marker in variants:
+            zoom = width / marker.shape[1]
+            size = (round(width), max(3, round(marker.shape[0] * zoom)))
+            tpl = np.asarray(cv2.resize(marker, size, interpolation=cv2.INTER_AREA), np.float32)
+            if _spread_under(tpl, 1.0):
+                continue
+            th, tw = tpl.shape
+            res = _without_flat(
+                np.asarray(cv2.matchTemplate(image, tpl, cv2.TM_CCOEFF_NORMED), np.float32), image, tw, th
+            )
+            peaks: list[tuple[float, float, float]] = []
+            while len(peaks) < ANYWHERE_PEAKS:
+                _, score, _, (px, py) = cv2.minMaxLoc(res)
+                if score < threshold:
+                    break
+                peaks.append((float(score), px + tw / 2, py + th / 2))
+                cv2.rectangle(res, (px - tw + 1, py - th + 1), (px + tw - 1, py + th - 1), -1.0, -1)
+            best: MarkerFour | None = None
+            for four in itertools.combinations(peaks, 4):
+                corners = _clockwise([(x, y) for _, x, y in four])
+                if not _framed(corners, width, ws, hs):
+                    continue
+                (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners
+                closure = math.hypot(x0 + x2 - x1 - x3, y0 + y2 - y1 - y3) / width
+                total = sum(s for s, _, _ in four) - SCAN_CLOSURE_COST * closure
+                if best is None or total > best.score:
+                    best = MarkerFour(corners, width, total)
+            if best is not None:
+                fours.append(best)
+    return sorted(fours, key=lambda four: -four.score)
+
+
+def _clockwise(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Four points as TL, TR, BR, BL: in order of their angle round their centroid
+    (clockwise on the picture, whose y grows downward), from the one nearest its top left."""
+    cx, cy = sum(x for x, _ in pts) / 4, sum(y for _, y in pts) / 4
+    ring = sorted(pts, key=lambda p: math.atan2(p[1] - cy, p[0] - cx))
+    first = min(range(4), key=lambda i: ring[i][0] + ring[i][1])
+    return ring[first:] + ring[:first]
+
+
+def _framed(corners: list[tuple[float, float]], width: float, ws: int, hs: int) -> bool:
+    """Whether four corners (TL, TR, BR, BL) can be markers framing an answer area of a
+    ``ws`` x ``hs`` scan (see ``_search_anywhere``)."""
+    tl, tr, br, bl = corners
+    across = min(_dist(tl, tr), _dist(bl, br))
+    down = min(_dist(tl, bl), _dist(tr, br))
+    if min(across, down) < ANYWHERE_MIN_SIDE * width:
+        return False
+    if across < ANYWHERE_SPAN * ws and down < ANYWHERE_SPAN * hs:
+        return False
+    return _sheet_corners(corners, SCAN_SIDES)

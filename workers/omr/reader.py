@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -60,6 +61,10 @@ WIDE_GAIN: Final = 1.25
 #: classify.REVIEW_BELOW. It was the floor: every sheet read before reads as it did.
 SMALL_BUBBLE_RADIUS_PX: Final = 3.5
 SMALL_REVIEW_BELOW: Final = 0.65
+#: a frame stretched this much more one way than the other on the sheet has its bubble
+#: boxes made round there for the layout (``round_on_sheet``); OMRChecker templates are
+#: written for frames up to OMRCHECKER_ASPECT_TOL off their markers' rectangle.
+ROUND_STRETCH: Final = 1.15
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
 
@@ -180,7 +185,9 @@ def read_gray(
     # Marks that may be no more than their own glyph, and rows marked throughout; checked
     # after the classifier, which sees the same print and cannot tell it from marks either.
     glyphs = under_print(placed.fields, fields, clean, samples.index, levels, ceiling)
-    round_blanks = marked_round_blanks(placed.fields, fields, samples.index, shade=samples.shade, band=samples.band)
+    round_blanks = marked_round_blanks(
+        placed.fields, fields, samples.index, shade=samples.shade, band=samples.band, ring=samples.ring
+    )
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
     if any(len(r.values) > 1 for r in fields):
         marks = _fills_picture(image, gray, samples.channel) if marks is None else marks
@@ -317,12 +324,43 @@ def _another_look(
         # The turn the layout chose alone: each look's turns tried in turn would make a
         # sheet read through another card's template several times slower to refuse.
         alignment = align(seen, aligned_by, photo=photo, wide=wide)
+        if any_aspect:
+            template = round_on_sheet(template, alignment)
         fitted = place_fit(image, gray, template, alignment, wide=wide)
     except OmrError:
         return None
     if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
+
+
+def round_on_sheet(template: Template, alignment: Alignment) -> Template:
+    """``template`` with each bubble box as wide against high on the sheet as it is in
+    the template frame, of the same area there, where ``alignment`` stretches the frame
+    by more than ROUND_STRETCH one way against the other.
+
+    OMRChecker stretches the markers' rectangle onto ``pageDimensions`` whatever its shape,
+    so a template may be written for a frame three times wider than its markers stand: a
+    40 x 40 box there is a bar on the sheet, while its bubbles are printed round. The
+    layout looks for print near the box's size and shape (from 0.6 to 3 times it), and a
+    bar a third as high as the bubble lies outside that."""
+    import numpy as np
+
+    cx, cy = template.width / 2, template.height / 2
+    pts = np.array([[cx, cy, 1.0], [cx + 1, cy, 1.0], [cx, cy + 1, 1.0]]).T
+    mapped = alignment.homography @ pts
+    x, y = mapped[0] / mapped[2], mapped[1] / mapped[2]
+    across, down = math.hypot(x[1] - x[0], y[1] - y[0]), math.hypot(x[2] - x[0], y[2] - y[0])
+    stretch = down / across
+    if abs(math.log(stretch)) <= math.log(ROUND_STRETCH):
+        return template
+    k = math.sqrt(stretch)
+    fields = [
+        replace(f, size=(w * k, h / k))
+        for f, (w, h) in zip(template.fields, map(template.bubble_size, template.fields), strict=True)
+    ]
+    n_id = len(template.id_fields)
+    return replace(template, id_fields=tuple(fields[:n_id]), questions=tuple(fields[n_id:]))
 
 
 def _first_fit(
