@@ -351,3 +351,27 @@ def test_a_malformed_timing_track_is_template_invalid_naming_the_setting(tracks:
         _template("timing", tracks=tracks)  # refused when the template is loaded
     assert info.value.code == "TEMPLATE_INVALID"
     assert message in info.value.message
+
+
+@pytest.mark.parametrize(("upright", "taken"), [(0.29, 0), (0.15, 90)])
+def test_a_landscape_frame_over_a_portrait_picture_is_stretched_upright_where_that_shows_clearly_more_bubbles(
+    monkeypatch: pytest.MonkeyPatch, upright: float, taken: int
+) -> None:
+    # A public template drew a portrait scan on a landscape frame (OMRChecker stretches
+    # the picture onto pageDimensions). On a dense card scanned a little off, neither
+    # sideways turn nor the stretched upright one showed half the template's bubbles
+    # (0.11 and 0.29), and the sideways turns, whose shape fits better, were kept and
+    # refused. Where neither way shows them, the stretched turns are taken when they
+    # show clearly more (page_align.TIE); a hair more is no reason.
+    from workers.omr import page_align
+
+    t = _template("none")
+    landscape = replace(t, width=t.height, height=t.width)
+    picture = np.full((H, W), 250, np.uint8)
+    cv2.rectangle(picture, (100, 100), (300, 300), 20, -1)  # some ink, so the page is not blank
+    # orient() scores the turns that fit the frame's shape first (sideways: 1, 3), then 0, 2.
+    scores = iter([0.11, 0.10, upright, 0.02])
+    monkeypatch.setattr(page_align, "layout_score", lambda *_args, **_kw: next(scores))
+    monkeypatch.setattr(page_align, "refine_by_print", lambda _gray, _template, alignment: alignment)
+    found = page_align.align_frame(picture, landscape)
+    assert found[0].rotation == taken

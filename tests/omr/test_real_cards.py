@@ -398,6 +398,23 @@ def test_an_exam_paper_whose_markers_frame_only_the_answer_grid_at_its_top_reads
     _assert_exact(_tally(sheets, _read(_omrchecker(card, tmp_path), sheets, tmp_path)))
 
 
+def test_a_block_a_whole_column_off_its_print_goes_to_review_not_read_one_choice_over(tmp_path: Path) -> None:
+    # A public template put one block a bubble to the right of its print: the block
+    # fits the print one column over as well as where it is, its last column lies on
+    # bare paper, and every mark read as the choice beside it, confidently and unflagged.
+    card = C.CARDS["grey"]
+    sheets = list(C.make_cards(card, 2, "column-off", upside_down=FLIPS))
+    path = _omrchecker(card, tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    first = card.question_blocks[0]
+    data["fieldBlocks"][first.name]["origin"][0] += first.bubbles_gap
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = _read(path, sheets, tmp_path)
+    assert _tally(sheets, result).problems == []
+    for s in sheets:
+        assert set(first.labels) <= set(result[s.name]["review"])
+
+
 # --- scans through this project's template format ------------------------------------------
 
 

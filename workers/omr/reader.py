@@ -65,6 +65,11 @@ SMALL_REVIEW_BELOW: Final = 0.65
 #: boxes made round there for the layout (``round_on_sheet``); OMRChecker templates are
 #: written for frames up to OMRCHECKER_ASPECT_TOL off their markers' rectangle.
 ROUND_STRETCH: Final = 1.15
+#: a block of at least this many fields with one place bare (BARE_COLUMN) goes to
+#: review (``unprinted_columns``) ...
+MIN_COLUMN_FIELDS: Final = 3
+#: ... the share of its fields at most that show print or a mark at a bare place.
+BARE_COLUMN: Final = 0.1
 #: an answer sheet is about 1:1.4; a picture much longer than wide is not one.
 MAX_ASPECT: Final = 5.0
 
@@ -189,6 +194,7 @@ def read_gray(
         placed.fields, fields, samples.index, shade=samples.shade, band=samples.band, ring=samples.ring
     )
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
+    doubtful |= unprinted_columns(samples, placed)
     if any(len(r.values) > 1 for r in fields):
         marks = _fills_picture(image, gray, samples.channel) if marks is None else marks
         doubtful |= crossed_out(marks, placed, alignment, fields)
@@ -522,6 +528,39 @@ def bare_fields_check(samples: Samples, placed: Template, template: Template) ->
                 f"{label!r} of template {template.name!r} shows no printed bubble where the rest of its block "
                 "is printed: the template lists a row this sheet does not print, or lies a row or more off it",
             )
+
+
+def unprinted_columns(samples: Samples, placed: Template) -> frozenset[str]:
+    """The fields of each block of MIN_COLUMN_FIELDS or more where one place (the k-th
+    bubble of each field) shows print or a mark in at most BARE_COLUMN of its fields,
+    while another place shows them in half or more: the block lies a column off its
+    print, or lists a choice the card does not print.
+
+    A block a whole column off fits the print one column over as well as where it is,
+    and every mark then reads as the choice beside it, confidently: a public template put
+    its block one bubble right of the print, its last column on bare paper, and four
+    answers read one lower, unflagged. Over omr-dev and OMRChecker's master and dev
+    samples in both modes, read through templates that fit, no block has such a place
+    (the least-shown place of any block shows in 1 of 7 fields: a booklet number whose
+    marks sit between columns). A stray mark may land on the bare place. Only a person
+    can say which it is, so the block's fields go to review."""
+    printed = shows_print(samples)
+    columns: dict[str, list[npt.NDArray[np.bool_]]] = {}
+    labels: dict[str, list[str]] = {}
+    for f, at in zip(placed.fields, samples.index, strict=True):
+        columns.setdefault(f.block_name, []).append(printed[list(at)])
+        labels.setdefault(f.block_name, []).append(f.label)
+    out: set[str] = set()
+    for block, rows in columns.items():
+        if len(rows) < MIN_COLUMN_FIELDS:
+            continue
+        shares = []
+        for k in range(max(len(r) for r in rows)):
+            at_k = [bool(r[k]) for r in rows if len(r) > k]
+            shares.append(sum(at_k) / len(at_k))
+        if min(shares) <= BARE_COLUMN and max(shares) >= 0.5:
+            out.update(labels[block])
+    return frozenset(out)
 
 
 def straighten(
