@@ -231,3 +231,41 @@ def test_a_photos_fours_elsewhere_that_score_nearly_as_well_go_to_the_layout_wit
     ]
     assert oa._rivals(fours) == [best, fours[2]]
     assert oa._rivals(fours[:1]) == [best]
+
+
+def _exam_paper(*, markers: bool) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """A 500 x 350 search copy of an exam paper: a dense grid of bubbles, every third one
+    filled, under four ring markers in the top 40 % of the page (``markers``), or none."""
+    import cv2
+
+    ring = np.full((40, 40), 255, np.uint8)
+    cv2.circle(ring, (20, 20), 17, 0, 4)
+    cv2.circle(ring, (20, 20), 7, 0, -1)
+    ok, png = cv2.imencode(".png", ring)
+    assert ok
+    variants = oa._variants(bytes(png))
+    picture = np.full((500, 350), 240, np.uint8)
+    for i, y in enumerate(range(60, 190, 14)):
+        for j, x in enumerate(range(50, 300, 14)):
+            cv2.circle(picture, (x, y), 5, 40, -1 if (i + j) % 3 == 0 else 1)
+    for y in range(230, 480, 12):  # the questions, printed as text below
+        cv2.putText(picture, "3. Which holds? A) one B) two", (30, y), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 30, 1)
+    if markers:
+        for x, y in ((20, 30), (330, 30), (330, 200), (20, 200)):
+            picture[y - 10 : y + 10, x - 10 : x + 10] = cv2.resize(ring, (20, 20), interpolation=cv2.INTER_AREA)
+    return picture, variants
+
+
+def test_four_markers_framing_an_answer_grid_at_the_top_of_a_page_are_found_anywhere_on_the_scan() -> None:
+    picture, variants = _exam_paper(markers=True)
+    fours = oa._search_anywhere(picture, variants, 20.0, 0.7, 1.45, 7, oa.MIN_MATCH)
+    assert fours
+    assert np.allclose(fours[0].centres, [(20, 30), (330, 30), (330, 200), (20, 200)], atol=2), fours[0]
+
+
+def test_filled_bubbles_of_a_dense_grid_are_not_taken_for_markers_looked_for_anywhere() -> None:
+    # Looked for anywhere, four filled bubbles make a sheet's corners as well as markers
+    # do, and a stretched look takes any aspect: a public 200-question card read through
+    # another card's template was read so. A match must pass ANYWHERE_MATCH.
+    picture, variants = _exam_paper(markers=False)
+    assert oa._search_anywhere(picture, variants, 20.0, 0.7, 1.45, 7, oa.MIN_MATCH) == []

@@ -932,10 +932,24 @@ def _subpixel(res: Floats, px: int, py: int) -> tuple[float, float]:
 #: the strongest matches of the marker over the whole picture that ``_search_anywhere``
 #: chooses four from, at most (each at least a marker from those before).
 ANYWHERE_PEAKS: Final = 8
-#: the four's rectangle spans at least this share of the picture's width or of its
-#: height: they frame the answer area of a page, not a patch of its print.
-ANYWHERE_SPAN: Final = 0.5
-#: and each of its sides is at least this many marker widths long.
+#: the correlation each of the four needs: a marker printed to frame a page's answer
+#: area matches its picture at 0.7 or more (ring markers on public exam papers), bold
+#: bubbles of a dense card matched a hollow square at up to 0.6.
+ANYWHERE_MATCH: Final = 0.65
+#: ... and nothing within ANYWHERE_AROUND marker widths of it (beyond its own width)
+#: matches at more than ANYWHERE_ALONE of its correlation: a marker stands apart from
+#: print like it (the public exam papers' ring markers: 0.3 of it round them; the
+#: generator's solid squares beside boxes and bold titles: 0.5), a bubble among
+#: bubbles does not (0.85-0.97 round those of a dense card).
+ANYWHERE_AROUND: Final = 2.5
+ANYWHERE_ALONE: Final = 0.75
+#: matches looked at, at most, for the ANYWHERE_PEAKS that stand alone.
+ANYWHERE_TRIES: Final = 64
+#: the four lie within this share of the picture from its left and right sides (or its
+#: top and bottom: a scan turned a quarter): they frame the answer area across the page,
+#: not a patch of its print.
+ANYWHERE_EDGE: Final = 0.2
+#: and each side of their quadrilateral is at least this many marker widths long.
 ANYWHERE_MIN_SIDE: Final = 3.0
 
 
@@ -946,11 +960,17 @@ def _search_anywhere(
     each quadrant of the picture: a card whose markers frame only its answer area, in the
     top part of a page that prints its questions below, shows all four in the upper half.
     At each size and turn of the marker, the ANYWHERE_PEAKS strongest matches on no flat
-    patch are taken, and of every four of them that are a sheet's corners (a convex
+    patch, each at ANYWHERE_MATCH or more (``threshold`` where that is higher) and
+    standing alone (``_alone``), are taken, and of every four of them that are a sheet's corners (a convex
     quadrilateral, opposite sides alike as SCAN_SIDES says, each ANYWHERE_MIN_SIDE marker
-    widths or longer, spanning ANYWHERE_SPAN of the picture one way) the one with the best
-    correlation less SCAN_CLOSURE_COST per marker width by which it misses a
-    parallelogram wins; the best of all sizes first. Empty where none is."""
+    widths or longer, reaching within ANYWHERE_EDGE of the picture's sides) the one with
+    the best correlation less SCAN_CLOSURE_COST per marker width by which it misses a
+    parallelogram wins; the best of all sizes first. Empty where none is.
+
+    With four looked for anywhere, dense print can make a sheet's corners, and a stretched
+    look (any aspect) can then take them: a 200-question card read through another card's
+    template was read so, four of its bubbles taken for the markers. A marker stands
+    apart from the print round it; a bubble has its neighbours."""
     import itertools
 
     import cv2
@@ -973,13 +993,15 @@ def _search_anywhere(
             res = _without_flat(
                 np.asarray(cv2.matchTemplate(image, tpl, cv2.TM_CCOEFF_NORMED), np.float32), image, tw, th
             )
+            whole = res.copy()
             peaks: list[tuple[float, float, float]] = []
-            while len(peaks) < ANYWHERE_PEAKS:
+            for _ in range(ANYWHERE_TRIES):
                 _, score, _, (px, py) = cv2.minMaxLoc(res)
-                if score < threshold:
+                if score < max(threshold, ANYWHERE_MATCH) or len(peaks) == ANYWHERE_PEAKS:
                     break
-                peaks.append((float(score), px + tw / 2, py + th / 2))
                 cv2.rectangle(res, (px - tw + 1, py - th + 1), (px + tw - 1, py + th - 1), -1.0, -1)
+                if _alone(whole, px, py, tw, th, score):
+                    peaks.append((float(score), px + tw / 2, py + th / 2))
             best: MarkerFour | None = None
             for four in itertools.combinations(peaks, 4):
                 corners = _clockwise([(x, y) for _, x, y in four])
@@ -993,6 +1015,19 @@ def _search_anywhere(
             if best is not None:
                 fours.append(best)
     return sorted(fours, key=lambda four: -four.score)
+
+
+def _alone(res: Floats, px: int, py: int, tw: int, th: int, score: float) -> bool:
+    """Whether the match at (px, py) of ``res`` (matchTemplate's map) stands alone: no
+    other match beyond its own marker width and within ANYWHERE_AROUND widths of it
+    scores over ANYWHERE_ALONE of ``score``."""
+    import cv2
+
+    reach_x, reach_y = round(ANYWHERE_AROUND * tw), round(ANYWHERE_AROUND * th)
+    x0, y0 = max(0, px - reach_x), max(0, py - reach_y)
+    around = res[y0 : py + reach_y + 1, x0 : px + reach_x + 1].copy()
+    cv2.rectangle(around, (px - x0 - tw + 1, py - y0 - th + 1), (px - x0 + tw - 1, py - y0 + th - 1), -1.0, -1)
+    return float(around.max()) <= ANYWHERE_ALONE * score
 
 
 def _clockwise(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -1012,6 +1047,7 @@ def _framed(corners: list[tuple[float, float]], width: float, ws: int, hs: int) 
     down = min(_dist(tl, bl), _dist(tr, br))
     if min(across, down) < ANYWHERE_MIN_SIDE * width:
         return False
-    if across < ANYWHERE_SPAN * ws and down < ANYWHERE_SPAN * hs:
-        return False
-    return _sheet_corners(corners, SCAN_SIDES)
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    sides = min(xs) <= ANYWHERE_EDGE * ws and max(xs) >= (1 - ANYWHERE_EDGE) * ws
+    ends = min(ys) <= ANYWHERE_EDGE * hs and max(ys) >= (1 - ANYWHERE_EDGE) * hs
+    return (sides or ends) and _sheet_corners(corners, SCAN_SIDES)

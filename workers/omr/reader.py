@@ -337,6 +337,12 @@ def _another_look(
         return None
     if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
+    if any_aspect and not fitted[0].lies_alike(template):
+        # Stretched at any aspect and turn, a template finds a dense card's bubbles under
+        # its blocks wherever it lands, each block fitted to the nearest grid: another
+        # card's sheet was read so. A template that is the card's own lies off its print
+        # alike in every block.
+        return None
     return (alignment, fitted) if fitted[0].all_outlined else None
 
 
