@@ -91,3 +91,12 @@ def test_an_omrchecker_template_older_than_v1_is_refused_naming_its_format() -> 
     with pytest.raises(TemplateError, match=r"before v1 \(Dimensions, QBlocks\).*v1 template") as info:
         load_template(old)
     assert info.value.code == "TEMPLATE_INVALID"
+    # ... and as OMRChecker's development branch wrote it in 2021-22, in lower case (a
+    # public faculty card's): it was told only that it lacked this project's format.
+    dev = {
+        "dimensions": [2134, 1999],
+        "bubbleDimensions": [50, 50],
+        "qBlocks": {"Mcq1": {"qType": "QTYPE_MCQ5", "orig": [1375, 233], "gaps": [57, 62], "qNos": [[["q1"]]]}},
+    }
+    with pytest.raises(TemplateError, match=r"before v1 \(dimensions, qBlocks\).*v1 template"):
+        load_template(dev)

@@ -337,11 +337,12 @@ def _another_look(
         return None
     if small_boxes and min(min(b.radii) for b in fitted[0].blocks) * alignment.scale < MIN_BUBBLE_RADIUS_PX:
         return None
-    if any_aspect and not fitted[0].lies_alike(template):
-        # Stretched at any aspect and turn, a template finds a dense card's bubbles under
+    if any_aspect and alignment.rotation % 180 and not fitted[0].lies_alike(template):
+        # OMRChecker stretches the markers' rectangle onto its frame without turning it.
+        # Stretched and turned a quarter, a template finds a dense card's bubbles under
         # its blocks wherever it lands, each block fitted to the nearest grid: another
-        # card's sheet was read so. A template that is the card's own lies off its print
-        # alike in every block.
+        # card's sheet was read so. Such a look is kept only where the template lies off
+        # the print alike in every block, as a card's own template does.
         return None
     return (alignment, fitted) if fitted[0].all_outlined else None
 

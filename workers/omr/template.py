@@ -172,6 +172,12 @@ def parse_template(data: Mapping[str, Any]) -> Template:
                 "this is an OMRChecker template in the format before v1 (Dimensions, QBlocks), "
                 "which is not read: write it as a v1 template (pageDimensions, fieldBlocks)"
             )
+        if "format" not in data and "qBlocks" in data and "dimensions" in data:
+            # The same, as OMRChecker's development branch wrote it in 2021-22 (lower case).
+            raise TemplateError(
+                "this is an OMRChecker template in a format before v1 (dimensions, qBlocks), "
+                "which is not read: write it as a v1 template (pageDimensions, fieldBlocks)"
+            )
         hint = " (this looks like an OMRChecker template; import it first)" if "fieldBlocks" in data else ""
         raise TemplateError(f"format: must be {FORMAT!r}{hint}")
     name = _string(data, "name", max_len=80)
