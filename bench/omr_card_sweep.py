@@ -2,7 +2,7 @@
 smaller than the print, as templates written by hand often are.
 
     .venv/bin/python bench/omr_card_sweep.py [--cards red,grey,...] [--shares 1.0,0.6,0.5,0.45,0.38]
-        [--seeds x1,x2] [--sheets 3] [--photo [--frame WxH] | --circled | --crossed]
+        [--seeds x1,x2] [--sheets 3] [--photo [--frame WxH] | --circled | --crossed | --ticked]
 
 OMRChecker reads only the box its template gives each bubble, so its users have no reason
 to draw the box as large as the printed bubble; the reader measures the print itself
@@ -31,6 +31,12 @@ striking it out with an X drawn past it and filling another (``cards.crossed_car
 scanned (or photographed, with ``--photo``) and read through the card's own template
 (``--shares`` 1.0); the truth is the bubble not crossed out, and the student number is
 blank.
+
+``--ticked``: the cards are left blank but for about half the questions, whose student
+ticked one choice or drew an X over it instead of filling it (``cards.ticked_card``),
+scanned (or photographed, with ``--photo``) and read through the card's own template
+(``--shares`` 1.0); the truth is the ticked choice, as a person reads it, and the
+student number is blank.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ def main() -> int:
     ap.add_argument("--photo", action="store_true", help="phone photos read in photo mode, not scans")
     ap.add_argument("--circled", action="store_true", help="choices ringed instead of filled, scanned")
     ap.add_argument("--crossed", action="store_true", help="marks struck out with an X beside the answer, scanned")
+    ap.add_argument("--ticked", action="store_true", help="choices ticked or crossed instead of filled, scanned")
     ap.add_argument("--frame", help="the photos' frame, WxH pixels (with --photo; a phone's by default)")
     args = ap.parse_args()
     frame = None
@@ -129,6 +136,8 @@ def main() -> int:
                 sheets = C.circled_scans(card, args.sheets, seed)
             elif args.crossed:
                 sheets = C.crossed_scans(card, args.sheets, seed, photo=args.photo, frame=frame)
+            elif args.ticked:
+                sheets = C.ticked_scans(card, args.sheets, seed, photo=args.photo, frame=frame)
             else:
                 sheets = list(C.make_cards(card, args.sheets, seed, how="photo" if args.photo else "scan", frame=frame))
             for share in (float(x) for x in args.shares.split(",")):

@@ -7,7 +7,8 @@ are, so the reader can be tested on what academies already own:
 - print in red or pink dropout ink, or in black with light-grey outlines, or rows shaded
   in turn with white bubbles printed on them;
 - the choice's digit printed inside each bubble;
-- four identical corner markers (solid squares, hollow squares, circles, L-shaped corners),
+- four identical corner markers (solid squares, hollow squares, circles, bullseye rings,
+  L-shaped corners),
   or no corner marker at all, or a track of timing marks along the left edge;
 - ellipses taller or wider than they are high, circles and rectangles, and a different
   bubble size in each block;
@@ -18,11 +19,13 @@ are, so the reader can be tested on what academies already own:
 A card is a :class:`Card` (geometry in page pixels at 200 dpi). :func:`draw_card` prints
 it as a BGR page; :func:`fill_card` marks it as a student does, with a pencil or a sign
 pen (solid, scribbled, partial and light marks, erasures, double marks, blanks, stray
-marks); the page then goes through ``corpus.degrade`` (a scan, upside down at times) or
-``corpus.photograph`` (a phone photo), or :func:`scan_cropped` (an ADF scan already
-cropped to the page). :func:`write_omrchecker` writes the card's OMRChecker v1
-``template.json`` (with ``config.json`` and the marker picture), :func:`project_template`
-its template in this project's format. Every random choice comes from one seeded
+marks), :func:`circled_card`, :func:`crossed_card` and :func:`ticked_card` as students who
+ring, strike out or tick their choices do; the page then goes through
+``corpus.degrade`` (a scan, upside down at times) or ``corpus.photograph`` (a phone
+photo), or :func:`scan_cropped` (an ADF scan already cropped to the page).
+:func:`write_omrchecker` writes the card's OMRChecker v1 ``template.json`` (with
+``config.json`` and the marker picture), :func:`project_template` its template in this
+project's format. Every random choice comes from one seeded
 ``random.Random``.
 """
 
@@ -32,7 +35,7 @@ import itertools
 import json
 import math
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -61,7 +64,7 @@ LILAC: Final[Colour] = (190, 150, 172)  # light purple outlines and letters
 MCQ5_LETTERS: Final = ("A", "B", "C", "D", "E")
 CHOICES: Final = ("1", "2", "3", "4", "5")
 DIGITS: Final = tuple("0123456789")
-MARKER_SHAPES: Final = ("solid", "hollow", "circle", "corner", "project", "none")
+MARKER_SHAPES: Final = ("solid", "hollow", "circle", "rings", "corner", "project", "none")
 
 
 @dataclass(frozen=True)
@@ -382,6 +385,9 @@ def marker_picture(shape: str, size: int) -> npt.NDArray[np.uint8]:
         pic[a : a + inner, a : a + inner] = 255
     elif shape == "circle":
         cv2.circle(pic, (s // 2, s // 2), s // 2 - 1, 0, -1, cv2.LINE_AA)
+    elif shape == "rings":  # a bullseye: black and white rings round a black dot
+        for share, ink in ((1.0, 0), (0.78, 255), (0.58, 0), (0.38, 255), (0.2, 0)):
+            cv2.circle(pic, (s // 2, s // 2), round((s // 2 - 1) * share), ink, -1, cv2.LINE_AA)
     elif shape == "corner":  # an L: a bar down the left side and one along the bottom
         bar = round(s * 0.3)
         pic[:, :bar] = 0
@@ -659,13 +665,69 @@ def crossed_card(card: Card, rng: random.Random) -> CardSheet:
     return CardSheet(page, Truth("", answers, kinds))
 
 
-def _cross(rng: random.Random, radius: float) -> npt.NDArray[np.float32]:
-    """An X's coverage, on a square patch centred on the bubble."""
+def ticked_card(card: Card, rng: random.Random) -> CardSheet:
+    """A card whose student ticked or crossed choices instead of filling them: about half
+    the questions have one bubble with a tick or an X drawn over it in pencil or a sign
+    pen (strokes 2-4 px wide reaching 0.9-1.4 of the bubble's larger radius from its
+    middle, so over the bubble and a little past it); the rest are left blank, and so
+    is the student number. The truth is what a person reads: the ticked choice."""
+    page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
+    if rng.random() < 1 / 3:
+        remain = np.array(rng.choice(PENS), np.float32)
+    else:
+        remain = np.full(3, 1 - rng.uniform(0.78, 0.93), np.float32)
+    answers: dict[str, tuple[str, ...]] = {}
+    kinds: dict[str, str] = {}
+    for block in card.question_blocks:
+        for label, row in zip(block.labels, block.centres(), strict=True):
+            answers[label], kinds[label] = (), "blank"
+            if rng.random() < 0.5:
+                k = rng.randrange(len(row))
+                radius = max(block.size) / 2
+                stroke = _tick(rng, radius) if rng.random() < 0.5 else _cross(rng, radius, reach=(0.9, 1.4))
+                _apply(page, row[k], stroke, remain)
+                answers[label], kinds[label] = (block.values[k],), "ticked"
+    return CardSheet(page, Truth("", answers, kinds))
+
+
+def ticked_scans(
+    card: Card, count: int, seed: str, *, photo: bool = False, frame: tuple[int, int] | None = None
+) -> list[CardScan]:
+    """``count`` scans of the card with choices ticked or crossed instead of filled
+    (:func:`ticked_card`), fed upright, or phone photos of it (``frame`` as for
+    :func:`make_cards`)."""
+    return _taken("ticked", ticked_card, card, count, seed, photo=photo, frame=frame)
+
+
+def _tick(rng: random.Random, radius: float) -> npt.NDArray[np.float32]:
+    """A tick's coverage on a square patch centred on the bubble: a short stroke down to
+    the right from the bubble's left, then a long one up to the right past its edge."""
+    half = math.ceil(1.6 * radius) + 4
+    patch = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+    k = rng.uniform(0.9, 1.4) * radius
+    turn = math.radians(rng.uniform(-15, 15))
+    points = [(-0.6, -0.05), (-0.1, 0.55), (1.0, -0.9)]
+    at = [
+        (
+            round(half + k * (x * math.cos(turn) - y * math.sin(turn))),
+            round(half + k * (x * math.sin(turn) + y * math.cos(turn))),
+        )
+        for x, y in points
+    ]
+    width = rng.randint(2, 4)
+    cv2.line(patch, at[0], at[1], 1.0, width, cv2.LINE_AA)
+    cv2.line(patch, at[1], at[2], 1.0, width, cv2.LINE_AA)
+    return patch
+
+
+def _cross(rng: random.Random, radius: float, *, reach: tuple[float, float] = (1.7, 2.3)) -> npt.NDArray[np.float32]:
+    """An X's coverage, on a square patch centred on the bubble, each arm ``reach`` (a
+    range, in the bubble's radius) from the middle."""
     turn = math.radians(rng.uniform(-20, 20))
-    half = math.ceil(2.4 * radius) + 4
+    half = math.ceil((reach[1] + 0.1) * radius) + 4
     patch = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
     for angle in (math.pi / 4 + turn, 3 * math.pi / 4 + turn + math.radians(rng.uniform(-10, 10))):
-        a, b = (rng.uniform(1.7, 2.3) * radius for _ in range(2))
+        a, b = (rng.uniform(*reach) * radius for _ in range(2))
         dx, dy = math.cos(angle), math.sin(angle)
         start = (round(half - a * dx), round(half - a * dy))
         end = (round(half + b * dx), round(half + b * dy))
@@ -679,14 +741,29 @@ def crossed_scans(
     """``count`` scans of the card with marks crossed out (:func:`crossed_card`), fed
     upright, or phone photos of it (``corpus.photograph``; ``frame`` as for
     :func:`make_cards`)."""
+    return _taken("crossed", crossed_card, card, count, seed, photo=photo, frame=frame)
+
+
+def _taken(
+    kind: str,
+    fill: Callable[[Card, random.Random], CardSheet],
+    card: Card,
+    count: int,
+    seed: str,
+    *,
+    photo: bool,
+    frame: tuple[int, int] | None,
+) -> list[CardScan]:
+    """``count`` cards filled by ``fill``, each from the seed ``kind:card:seed:i``, scanned
+    upright or photographed, named ``card_seed_kind_i.jpg``."""
     from tests.omr.corpus import photograph
 
     out = []
     for i in range(count):
-        rng = random.Random(f"crossed:{card.name}:{seed}:{i}")
-        sheet = crossed_card(card, rng)
+        rng = random.Random(f"{kind}:{card.name}:{seed}:{i}")
+        sheet = fill(card, rng)
         data = photograph(sheet.page, rng, frame=frame) if photo else degrade(sheet.page, rng, upside_down=False)[0]
-        out.append(CardScan(f"{card.name}_{seed}_crossed_{i:03d}.jpg", data, sheet.truth))
+        out.append(CardScan(f"{card.name}_{seed}_{kind}_{i:03d}.jpg", data, sheet.truth))
     return out
 
 

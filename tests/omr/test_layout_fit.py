@@ -11,6 +11,7 @@ draw their own page straight in the template frame.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,36 @@ def test_blocks_of_four_questions_placed_by_their_marks_are_trusted(seed: int) -
     )
     assert fit.unfound == frozenset()
     assert all(abs(b.offset[0]) <= 1.5 and abs(b.offset[1]) <= 1.5 for b in fit.blocks)
+
+
+def test_a_block_found_only_from_a_side_that_reads_all_blank_goes_to_review(tmp_path: Path) -> None:
+    # A block found only in a second search may lie between its print's columns: on a
+    # public card's scan a candidate number's ten columns of small touching ellipses were
+    # fitted a fifth of a column off, and every pencil dot read as paper, unflagged.
+    from tests.omr import cards as C
+    from workers.omr.classify import FieldReading
+    from workers.omr.layout import BlockFit, LayoutFit
+    from workers.omr.omrchecker import load_omrchecker_template
+    from workers.omr.reader import BLANK_BLOCK_MIN, blank_side_found
+
+    template = load_omrchecker_template(C.write_omrchecker(C.CARDS["grey"], tmp_path)).template
+    names = list(dict.fromkeys(f.block_name for f in template.fields))
+    side = next(n for n in names if sum(f.block_name == n for f in template.fields) >= BLANK_BLOCK_MIN)
+    in_side = [f.label for f in template.fields if f.block_name == side]
+
+    def fit(indirect: bool) -> LayoutFit:
+        blocks = tuple(BlockFit(n, (0.0, 0.0), (5.0, 5.0), 0.1, indirect=indirect and n == side) for n in names)
+        return LayoutFit(template, blocks)
+
+    def readings(marked: set[str]) -> list[FieldReading]:
+        return [
+            FieldReading(f.label, f.values[:1] if f.label in marked else (), (0.0,) * len(f.values), 1.0, False)
+            for f in template.fields
+        ]
+
+    others = {f.label for f in template.fields if f.block_name != side}
+    assert blank_side_found(fit(True), template, readings(others)) == set(in_side)
+    # Found where the template puts it, a blank block is the student's.
+    assert blank_side_found(fit(False), template, readings(others)) == frozenset()
+    # One mark in it says where the block lies.
+    assert blank_side_found(fit(True), template, readings(others | {in_side[0]})) == frozenset()

@@ -14,6 +14,7 @@ from workers.omr.classify import (
     COVERED_BLANK,
     HIDDEN_RING,
     LONE_LIGHT_GAP,
+    REVIEW_BELOW,
     SHADED_BLANK,
     FieldReading,
     all_marked,
@@ -23,6 +24,7 @@ from workers.omr.classify import (
     read_field,
     read_fields,
     sheet_levels,
+    stroked_blanks,
     under_print,
     without_print,
 )
@@ -316,3 +318,31 @@ def test_a_blank_row_with_one_bubble_standing_out_goes_to_review_and_an_even_gre
     # others), not a stroke in one of them.
     bold = [blank(f"q{n}", (0.22 + 0.01 * (n % 3), 0.02, 0.0, 0.01)) for n in range(8)]
     assert lone_light_marks(fields, bold) == frozenset()
+
+
+def test_a_blank_row_with_several_bubbles_crossed_by_strokes_stays_in_doubt_and_an_even_grey_row_does_not() -> None:
+    # An X over one choice, a tick over another and a scribble over a third: each bubble
+    # darkened under the midpoint. The thresholds doubt the field; the learned classifier
+    # reads every bubble unmarked with certainty. The field stays with a person.
+    def blank(label: str, scores: tuple[float, ...]) -> FieldReading:
+        confidence = min(abs(v - 0.5) / 0.5 for v in scores)
+        return FieldReading(label, (), scores, round(confidence, 3), confidence < REVIEW_BELOW)
+
+    quiet = [blank(f"q{n}", (0.01, 0.02, 0.0, 0.01, 0.0)) for n in range(5, 9)]
+    rows = [
+        blank("strokes", (0.4, 0.0, 0.4, 0.03, 0.43)),  # three bubbles crossed
+        blank("two", (0.31, 0.02, 0.0, 0.29, 0.01)),  # two
+        blank("grey", (0.3, 0.28, 0.33, 0.3, 0.29)),  # all alike: a shadow or print
+        blank("light", (0.12, 0.0, 0.13, 0.01, 0.0)),  # two lifted, in no doubt
+        blank("one", (0.0, 0.35, 0.02, 0.0, 0.01)),  # one: lone_light_marks' to judge
+        FieldReading("marked", ("B",), (0.0, 0.9, 0.4, 0.0, 0.0), 0.2, True),  # read, not blank
+        *quiet,
+    ]
+    fields = [
+        Field(r.label, ("A", "B", "C", "D", "E"), tuple((40.0 * c, 50.0 * q) for c in range(5)), block="MCQ")
+        for q, r in enumerate(rows)
+    ]
+    assert stroked_blanks(fields, rows) == {"strokes", "two"}
+    # Places as grey in every field of their block are print, not strokes.
+    bold = [blank(f"q{n}", (0.3, 0.02, 0.31, 0.0, 0.01)) for n in range(8)]
+    assert stroked_blanks(fields[:8], bold) == frozenset()

@@ -25,6 +25,7 @@ from workers.omr.cli import main as cli_main
 
 #: OMRChecker's QTYPE_MCQ5 letters are the card's printed choices 1..5.
 LETTER: Final = dict(zip(C.MCQ5_LETTERS, C.CHOICES, strict=True))
+LETTER_OF: Final = {choice: letter for letter, choice in LETTER.items()}
 #: share of answers a person may be asked to check on these small sets.
 MAX_FLAGGED: Final = 0.05
 #: scans: the first sheet of each set goes through the scanner upside down.
@@ -273,6 +274,43 @@ def test_a_mark_struck_out_beside_the_answer_chosen_goes_to_a_person(name: str, 
     assert [d for d in doubles if d[1] in result[d[0]]["review"]] == []
 
 
+@pytest.mark.parametrize(
+    ("name", "photo", "seed", "count"), [("q200", True, "x1", 1), ("red", True, "test", 2), ("dark", False, "test", 2)]
+)
+def test_a_choice_ticked_or_crossed_instead_of_filled_is_read_or_flagged_never_read_blank(
+    name: str, photo: bool, seed: str, count: int, tmp_path: Path
+) -> None:
+    # A student who ticks a choice, or draws an X over it, instead of filling it darkens
+    # a part of the bubble: under the midpoint, yet plainly an answer. The thresholds
+    # doubt such a field; in photo mode the learned classifier, which never saw a tick,
+    # read each such bubble as unmarked with certainty and lifted the doubt, and the field
+    # read blank, silently (a public Turkish card's phone photos had six so). The
+    # thresholds' doubt about strokes now stands whatever the classifier says. A tick
+    # that only grazes its bubble, under LONE_LIGHT_BELOW's reach, is not seen as one.
+    # (The 200-question photo of seed x1 had five ticks read blank so.)
+    from workers.omr.classify import LONE_LIGHT_BELOW
+    from workers.omr.omrchecker import load_omrchecker_template
+    from workers.omr.reader import read_sheet
+
+    card = C.CARDS[name]
+    template = load_omrchecker_template(_omrchecker(card, tmp_path)).template
+    seen = 0.5 * (1 - LONE_LIGHT_BELOW)  # the score (0 paper, 1 a mark) under that confidence
+    ticks, unflagged = 0, []
+    for sheet in C.ticked_scans(card, count, seed, photo=photo):
+        reading = read_sheet(sheet.data, template, photo=photo)
+        for question in reading.questions:
+            if sheet.truth.kinds[question.label] != "ticked":
+                continue
+            k = C.MCQ5_LETTERS.index(LETTER_OF[sheet.truth.answers[question.label][0]])
+            if question.scores[k] < seen:
+                continue
+            ticks += 1
+            if question.values != (C.MCQ5_LETTERS[k],) and not question.review:
+                unflagged.append(f"{sheet.name} {question.label}: read {question.values}, scores {question.scores}")
+    assert ticks >= 30
+    assert unflagged == []
+
+
 def _unflagged(sheets: Sequence[C.CardScan], result: dict[str, Any], *, kind: str | None = None) -> list[str]:
     """The answers (of ``kind`` only, if given) read otherwise than the truth and not
     flagged; every sheet must have been read."""
@@ -319,6 +357,22 @@ def test_a_landscape_template_for_upright_markers_reads_as_omrchecker_stretches_
     sheets = list(C.make_cards(card, 2, "landscape", upside_down=FLIPS))
     path = _omrchecker(card, tmp_path)
     _stretched(path, 1.5, 0.75)
+    _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
+
+
+@pytest.mark.parametrize(("kx", "ky", "kind"), [(1.0, 3.0, "scan"), (0.6, 1.6, "landscape")])
+def test_markers_are_found_at_the_size_the_pages_width_gives_whatever_the_frames_shape(
+    tmp_path: Path, kx: float, ky: float, kind: str
+) -> None:
+    # OMRChecker sizes its marker as a share of the page's width (sheetToMarkerWidthRatio)
+    # and stretches the markers' rectangle onto pageDimensions whatever that frame's
+    # shape. Guessed through the frame's long side, a frame three times as tall as the
+    # page, or a tall and narrow one over sheets scanned sideways, put the marker at under
+    # half its print; the sizes searched missed it and the scans were refused.
+    card = C.CARDS["grey"]
+    sheets = list(C.make_cards(card, 2, kind, upside_down=FLIPS))
+    path = _omrchecker(card, tmp_path)
+    _stretched(path, kx, ky)
     _assert_exact(_tally(sheets, _read(path, sheets, tmp_path)))
 
 

@@ -314,13 +314,7 @@ def lone_light_marks(fields: Sequence[Field], readings: Sequence[FieldReading]) 
     Rows whose bubbles are all a little grey (a shadow, print, noise) stay as they are,
     and so does a bubble whose place is as grey in every field of its block (a glyph
     printed bolder than the others, which ``without_print`` cannot take off)."""
-    import numpy as np
-
-    places: dict[tuple[str, int], list[float]] = {}
-    for f, r in zip(fields, readings, strict=True):
-        for k, v in enumerate(r.scores):
-            places.setdefault((f.block_name, k), []).append(v)
-    typical = {place: float(np.median(v)) for place, v in places.items() if len(v) >= MIN_PRINT_SAMPLES}
+    typical = _typical_scores(fields, readings)
     out: set[str] = set()
     for f, r in zip(fields, readings, strict=True):
         if r.values or len(r.scores) < 2 or r.confidence >= LONE_LIGHT_BELOW:
@@ -332,6 +326,45 @@ def lone_light_marks(fields: Sequence[Field], readings: Sequence[FieldReading]) 
         if top - second >= LONE_LIGHT_GAP and top - usual >= LONE_LIGHT_GAP:
             out.add(r.label)
     return frozenset(out)
+
+
+def stroked_blanks(fields: Sequence[Field], readings: Sequence[FieldReading]) -> frozenset[str]:
+    """The fields read blank in doubt (under REVIEW_BELOW confidence) where two or more
+    of their bubbles, not all, stand LONE_LIGHT_GAP or more above the lightest of the
+    row, and as far above the same bubble's typical score in its block.
+
+    Ticks and crosses drawn over several choices, or over one and past it onto the
+    next, darken a part of each bubble they cross: each under the midpoint, together
+    plainly something the student wrote. The thresholds doubt such a field; the
+    learned classifier, which never saw a tick, reads each bubble as unmarked with
+    certainty. Kept for a person whatever the classifier says (``reader.read_gray``),
+    as ``lone_light_marks`` keeps one such bubble."""
+    typical = _typical_scores(fields, readings)
+    out: set[str] = set()
+    for f, r in zip(fields, readings, strict=True):
+        if r.values or len(r.scores) < 3 or r.confidence >= REVIEW_BELOW:
+            continue
+        floor = min(r.scores)
+        lifted = [
+            k
+            for k, v in enumerate(r.scores)
+            if v - floor >= LONE_LIGHT_GAP and v - typical.get((f.block_name, k), floor) >= LONE_LIGHT_GAP
+        ]
+        if 2 <= len(lifted) < len(r.scores):
+            out.add(r.label)
+    return frozenset(out)
+
+
+def _typical_scores(fields: Sequence[Field], readings: Sequence[FieldReading]) -> dict[tuple[str, int], float]:
+    """Each bubble place's median score over its block's fields (block name, place), where
+    the block has MIN_PRINT_SAMPLES fields or more."""
+    import numpy as np
+
+    places: dict[tuple[str, int], list[float]] = {}
+    for f, r in zip(fields, readings, strict=True):
+        for k, v in enumerate(r.scores):
+            places.setdefault((f.block_name, k), []).append(v)
+    return {place: float(np.median(v)) for place, v in places.items() if len(v) >= MIN_PRINT_SAMPLES}
 
 
 def marked_round_blanks(

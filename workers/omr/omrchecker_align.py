@@ -105,8 +105,8 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
     if info is None:  # pragma: no cover - align() only calls this with a marker image
         raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
     variants = _variants(info.data)
-    small, k, expected, options, threshold = _search_copy(gray, template, photo=photo)
-    own, reach = (PHOTO_SCALES, 0.5) if photo else (SCAN_SCALES, SCAN_REACH)
+    small, k, expected, own, options, threshold = _search_copy(gray, template, photo=photo)
+    reach = 0.5 if photo else SCAN_REACH
     if photo and options.get("in_page"):
         # The reader's look at a photo its first alignment gave no sheet for: the
         # markers looked for only in the corners of the page its edges outline.
@@ -137,6 +137,25 @@ def align_by_image(gray: Gray, template: Template, *, photo: bool = False) -> li
         # Where no one size shows all four markers: a photo taken at a slant.
         found = _search(
             small, variants, expected, *own, threshold, reach, closure_cost=closure, coarse=True, mixed_sizes=True
+        )
+    if not found and size_steps(variants[0], *wide) > wide[2]:
+        # Markers that match their picture only near their own size (a bullseye's rings)
+        # can print between two of the sizes above and match at neither: looked for once
+        # more at sizes as close as they need. A last look, not the first: at closer
+        # sizes a printed bubble ringed like the marker passes too, and where the looks
+        # above find the markers they choose among fewer look-alikes.
+        found = _search(
+            small,
+            variants,
+            expected,
+            *wide,
+            threshold,
+            reach,
+            closure_cost=closure,
+            coarse=photo,
+            near=not photo,
+            mixed_sizes=photo,
+            fine=True,
         )
     # A scan's four are chosen by their closure; a photo's filled bubbles, about the size
     # of a small marker, can match it as well as the markers match at their own size, so
@@ -184,18 +203,22 @@ def align_anywhere(gray: Gray, template: Template) -> list[Alignment]:
     if info is None:  # pragma: no cover - only called with a marker image
         raise OmrError(TEMPLATE_INVALID, "the template has no marker image")
     variants = _variants(info.data)
-    small, k, expected, options, threshold = _search_copy(gray, template, photo=False)
-    found = _search_anywhere(small, variants, expected, *search_scales(SCAN_SCALES, options), threshold)
+    small, k, expected, own, options, threshold = _search_copy(gray, template, photo=False)
+    found = _search_anywhere(small, variants, expected, *search_scales(own, options), threshold)
     if not found:
         raise OmrError(NO_SHEET_FOUND, "the four corner markers of the answer sheet were not found")
     four = found[0]
     return _fits(gray, template, variants, [([(x / k, y / k) for x, y in four.centres], four.width / k)], False)
 
 
-def _search_copy(gray: Gray, template: Template, *, photo: bool) -> tuple[Gray, float, float, dict[str, Any], float]:
+def _search_copy(
+    gray: Gray, template: Template, *, photo: bool
+) -> tuple[Gray, float, float, tuple[float, float, int], dict[str, Any], float]:
     """The copy of ``gray`` the markers are searched on, its share of ``gray``'s size,
-    the marker width the template predicts there, the alignment options with
-    OMRChecker's defaults, and the correlation a match needs."""
+    the marker width the template predicts there, the sizes searched (shares of that
+    width, and steps: ``SCAN_SCALES`` or ``PHOTO_SCALES``, or a scan's wider range where
+    the template's frame is not the page's shape, see ``_page_sizes``), the alignment
+    options with OMRChecker's defaults, and the correlation a match needs."""
     import cv2
     import numpy as np
 
@@ -213,7 +236,43 @@ def _search_copy(gray: Gray, template: Template, *, photo: bool) -> tuple[Gray, 
     if "pageDimensions" in template.raw:  # an OMRChecker template: its defaults hold
         options.setdefault("marker_rescale_range", OMRCHECKER_RESCALE_RANGE)
     threshold = float(options.get("min_matching_threshold", MIN_MATCH))
-    return small, k, info.width * page_scale, options, threshold
+    expected = info.width * page_scale
+    if photo:
+        return small, k, expected, PHOTO_SCALES, options, threshold
+    if "pageDimensions" in template.raw:
+        expected, scales = _page_sizes(small.shape, template, expected)
+        return small, k, expected, scales, options, threshold
+    return small, k, expected, SCAN_SCALES, options, threshold
+
+
+#: a frame's guess at a scan's marker size agrees with the page's where it is within this
+#: factor of one of the page's two guesses (upright, or turned a quarter).
+FRAME_AGREES: Final = 1.15
+
+
+def _page_sizes(shape: tuple[int, ...], template: Template, guess: float) -> tuple[float, tuple[float, float, int]]:
+    """A scan's marker width and the sizes it is searched at, through an OMRChecker
+    template: ``guess`` (the frame's long side against the picture's) where it agrees
+    with the page's own; else the sizes from the page's width to its height.
+
+    OMRChecker sizes its marker as a share of the page's width (its
+    ``sheetToMarkerWidthRatio``) and stretches the markers' rectangle onto
+    ``pageDimensions`` whatever that frame's shape: a template may draw its fields on a
+    frame three times as tall as the page is, or on a frame round a part of the page.
+    The frame's long side then says little of the marker's size, the page's width does.
+    The sheet's turn is not known yet, so both of the page's sides are taken."""
+    info = template.marker_image
+    assert info is not None
+    # The frame is the marker centres' rectangle and a marker round it: a marker is
+    # info.width / (template.width - info.width) of the page's width.
+    share = info.width / max(template.width - info.width, 1.0)
+    upright, turned = share * shape[1], share * shape[0]
+    if any(1 / FRAME_AGREES <= guess / side <= FRAME_AGREES for side in (upright, turned)):
+        return guess, SCAN_SCALES
+    low, high, steps = SCAN_SCALES
+    lower, span = min(upright, turned), max(upright, turned) / min(upright, turned)
+    density = (steps - 1) / math.log(high / low)
+    return lower, (low, high * span, steps + round(density * math.log(span)))
 
 
 def _as_flat_page(gray: Gray, template: Template, refused: OmrError) -> list[Alignment] | None:
@@ -489,6 +548,56 @@ def _variants(data: bytes) -> tuple[Floats, ...]:
     return tuple(out)
 
 
+#: a marker half a step of size off the size it prints at must still match its own
+#: picture at this correlation or more (``size_steps``) ...
+SIZE_STEP_MATCH: Final = 0.65
+#: ... measured with the picture this many pixels wide (the size a scan's marker has on
+#: its search copy), against it a pixel wider at a time up to this share wider.
+SIZE_PROBE_WIDTH: Final = 32
+SIZE_PROBE_MOST: Final = 1.3
+
+
+def size_steps(marker: Floats, low: float, high: float, steps: int) -> int:
+    """The number of sizes from ``low`` to ``high`` (shares of the size the template
+    predicts) a marker is searched at: ``steps``, or more where the marker matches its
+    own picture only within a narrower band of sizes than ``steps`` leaves between two
+    (``size_tolerance``). OMRChecker's own marker, a bullseye of rings, matches itself
+    at 0.84 a thirtieth larger and at 0.53 a tenth larger: a photo's sizes, a fifth
+    apart, passed on either side of markers printed between two of them."""
+    tolerance = size_tolerance(marker.tobytes(), marker.shape)
+    return max(steps, math.ceil(math.log(high / low) / (2 * math.log(tolerance))) + 1)
+
+
+@functools.lru_cache(maxsize=16)
+def size_tolerance(data: bytes, shape: tuple[int, ...]) -> float:
+    """How much larger (a ratio over 1) a marker can print than the size it is matched
+    at and still match at SIZE_STEP_MATCH: the marker picture (``data``, float32 of
+    ``shape``) SIZE_PROBE_WIDTH pixels wide matched on itself drawn wider, a pixel at a
+    time, on its paper; interpolated between the widths."""
+    import cv2
+    import numpy as np
+
+    marker = np.frombuffer(data, np.float32).reshape(shape)
+    edge = np.concatenate([marker[0], marker[-1], marker[:, 0], marker[:, -1]])
+    paper = float(np.median(edge))
+    width = SIZE_PROBE_WIDTH
+
+    def drawn(w: int) -> Floats:
+        h = max(3, round(marker.shape[0] * w / marker.shape[1]))
+        return np.asarray(cv2.resize(marker, (w, h), interpolation=cv2.INTER_AREA), np.float32)
+
+    probe = drawn(width)
+    last_ratio, last_score = 1.0, 1.0
+    for wider in range(width + 1, round(width * SIZE_PROBE_MOST) + 1):
+        shown = cv2.copyMakeBorder(drawn(wider), width, width, width, width, cv2.BORDER_CONSTANT, value=paper)
+        score = float(cv2.matchTemplate(shown, probe, cv2.TM_CCOEFF_NORMED).max())
+        ratio = wider / width
+        if score < SIZE_STEP_MATCH:
+            return last_ratio + (ratio - last_ratio) * (last_score - SIZE_STEP_MATCH) / (last_score - score)
+        last_ratio, last_score = ratio, score
+    return SIZE_PROBE_MOST
+
+
 class MarkerFour(NamedTuple):
     """Four marker centres (TL, TR, BR, BL) a search found, in its picture's pixels."""
 
@@ -513,6 +622,7 @@ def _search(
     coarse: bool = False,
     near: bool = False,
     mixed_sizes: bool = False,
+    fine: bool = False,
 ) -> list[MarkerFour]:
     """The best four marker centres (TL, TR, BR, BL) at each common scale and turn of the
     marker, the best first (of fours that score alike, the first in the order of sizes
@@ -541,7 +651,10 @@ def _search(
     _seed_size, _near_matches): normalised correlation is local, so there it scores as
     the whole quadrant's match does. A marker's match moves a pixel or so from one size
     to the next; a look-alike the full sizes do not rank among their best few is left out
-    at the sizes between too."""
+    at the sizes between too.
+
+    ``fine``: as many sizes as the marker needs between ``low`` and ``high``
+    (``size_steps``), ``steps`` at least."""
     import cv2
     import numpy as np
 
@@ -550,6 +663,12 @@ def _search(
     half: Floats | None = None
     if coarse:
         half = np.asarray(cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), np.float32)
+    # With ``fine``, more sizes: a size's neighbours (``mixed_sizes``) as many steps off
+    # as make the one step of the sizes given.
+    beside = 1
+    if fine:
+        given, steps = steps, size_steps(variants[0], low, high, steps)
+        beside = math.ceil((steps - 1) / max(given - 1, 1))
     factors = [float(f) for f in np.geomspace(low, high, steps)]
     # The sizes searched in full come first: the others are searched near their matches.
     order = sorted(range(steps), key=lambda i: (_seed_size(i, steps, near) is not None, i))
@@ -624,11 +743,12 @@ def _search(
     if mixed_sizes:
         for i in range(steps):
             for v in range(len(variants)):
-                beside = [kept[(j, v)] for j in (i - 1, i, i + 1) if (j, v) in kept]
-                if (i, v) not in kept or len(beside) < 2:
+                near_sizes = [kept[(j, v)] for j in range(i - beside, i + beside + 1) if (j, v) in kept]
+                if (i, v) not in kept or len(near_sizes) < 2:
                     continue
                 merged = [
-                    max((quads[q] for quads in beside), key=lambda found: max(f[0] for f in found)) for q in range(4)
+                    max((quads[q] for quads in near_sizes), key=lambda found: max(f[0] for f in found))
+                    for q in range(4)
                 ]
                 scored_at[(i, v)] = _best_four(merged, expected * factors[i], closure_cost, threshold)
     fours = [

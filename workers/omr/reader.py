@@ -16,6 +16,7 @@ from workers.omr.classify import (
     print_taken_off,
     read_fields,
     sheet_levels,
+    stroked_blanks,
     under_print,
     without_print,
 )
@@ -24,6 +25,8 @@ from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISM
 from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
     import numpy.typing as npt
 
@@ -178,6 +181,10 @@ def read_gray(
     classifier = None
     # The picture the fills were read on, made once where something looks at it again.
     marks: npt.NDArray[np.uint8] | None = None
+    # A stroke through one bubble or across several, as the thresholds see it: the
+    # classifier below learned filled marks, scribbles and erasures, never a tick or a
+    # cross drawn over a choice, and reads each such bubble as unmarked with certainty.
+    strokes = lone_light_marks(placed.fields, fields) | stroked_blanks(placed.fields, fields)
     if learned or (learned is None and photo):
         from workers.omr.learned import refine
 
@@ -194,7 +201,7 @@ def read_gray(
         placed.fields, fields, samples.index, shade=samples.shade, band=samples.band, ring=samples.ring
     )
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
-    doubtful |= unprinted_columns(samples, placed)
+    doubtful |= unprinted_columns(samples, placed) | blank_side_found(fit, placed, fields)
     if any(len(r.values) > 1 for r in fields):
         marks = _fills_picture(image, gray, samples.channel) if marks is None else marks
         doubtful |= crossed_out(marks, placed, alignment, fields)
@@ -203,7 +210,7 @@ def read_gray(
         # person, and its field's certainty is worth less.
         doubtful |= {r.label for r in fields if r.confidence < SMALL_REVIEW_BELOW}
     else:
-        doubtful |= lone_light_marks(placed.fields, fields)
+        doubtful |= {r.label for r in fields if r.label in strokes and not r.values}
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
@@ -503,7 +510,8 @@ def rings_check(samples: Samples, template: Template) -> None:
         raise OmrError(
             TEMPLATE_MISMATCH,
             f"only {found:.0%} of the bubbles of template {template.name!r} show print where it puts them "
-            "on this sheet: another card, or a template that lies off its print",
+            "on this sheet: another card, a template that lies off its print, or print too faint for "
+            "the picture to show",
         )
 
 
@@ -535,6 +543,36 @@ def bare_fields_check(samples: Samples, placed: Template, template: Template) ->
                 f"{label!r} of template {template.name!r} shows no printed bubble where the rest of its block "
                 "is printed: the template lists a row this sheet does not print, or lies a row or more off it",
             )
+
+
+#: a block found only in a second search goes to review when this many of its fields or
+#: more all read blank (``blank_side_found``).
+BLANK_BLOCK_MIN: Final = 3
+
+
+def blank_side_found(fit: LayoutFit, placed: Template, readings: Sequence[FieldReading]) -> frozenset[str]:
+    """The fields of each block found only in a second search (``BlockFit.indirect``)
+    that has BLANK_BLOCK_MIN fields or more and reads every one of them blank.
+
+    A block found from a side of its template place, or on every other row, may lie
+    between the columns of its print: on one scan of a public card a candidate number's
+    ten columns of small digit ellipses, touching down each column, were fitted a fifth
+    of a column to the left, and every pencil dot in them read as paper. A student leaves
+    a field blank often, a whole block of them seldom; where a block reads marks, they
+    say where it lies."""
+    sided = {b.name for b in fit.blocks if b.indirect}
+    if not sided:
+        return frozenset()
+    fields: dict[str, list[FieldReading]] = {}
+    for f, r in zip(placed.fields, readings, strict=True):
+        if f.block_name in sided:
+            fields.setdefault(f.block_name, []).append(r)
+    return frozenset(
+        r.label
+        for block in fields.values()
+        if len(block) >= BLANK_BLOCK_MIN and not any(r.values for r in block)
+        for r in block
+    )
 
 
 def unprinted_columns(samples: Samples, placed: Template) -> frozenset[str]:
