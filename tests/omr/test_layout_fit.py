@@ -223,3 +223,25 @@ def test_a_block_found_only_from_a_side_that_reads_all_blank_goes_to_review(tmp_
     assert blank_side_found(fit(False), template, readings(others)) == frozenset()
     # One mark in it says where the block lies.
     assert blank_side_found(fit(True), template, readings(others | {in_side[0]})) == frozenset()
+
+
+def test_a_block_whose_questions_are_mostly_in_doubt_goes_to_review_whole(tmp_path: Path) -> None:
+    # A block is placed on the sheet as one. On a public card's phone photo a column of
+    # 17 questions lay half a bubble right of its print: 14 went to review, and two marks
+    # straddling two bubbles read as the choice beside them, unflagged.
+    from tests.omr import cards as C
+    from workers.omr.omrchecker import load_omrchecker_template
+    from workers.omr.reader import DOUBTED_BLOCK_MIN, doubted_blocks
+
+    template = load_omrchecker_template(C.write_omrchecker(C.CARDS["grey"], tmp_path)).template
+    questions = template.fields[len(template.id_fields) :]
+    name = questions[0].block_name
+    block = [f.label for f in questions if f.block_name == name]
+    assert len(block) >= DOUBTED_BLOCK_MIN
+    most = frozenset(block[: len(block) // 2 + 1])
+    assert doubted_blocks(questions, most) == set(block)
+    # Half or fewer in doubt: each field keeps its own verdict.
+    assert doubted_blocks(questions, frozenset(block[: len(block) // 2])) == frozenset()
+    # The student number's digits are not a block of questions.
+    ids = frozenset(f.label for f in template.id_fields)
+    assert doubted_blocks(questions, ids) == frozenset()

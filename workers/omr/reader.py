@@ -22,7 +22,7 @@ from workers.omr.classify import (
 )
 from workers.omr.crossed import crossed_out
 from workers.omr.errors import NO_SHEET_FOUND, RESOLUTION_TOO_LOW, TEMPLATE_MISMATCH, OmrError
-from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Template
+from workers.omr.template import FORMAT, STUDENT_ID_LABEL, Field, Template
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -211,6 +211,9 @@ def read_gray(
         doubtful |= {r.label for r in fields if r.confidence < SMALL_REVIEW_BELOW}
     else:
         doubtful |= {r.label for r in fields if r.label in strokes and not r.values}
+    # Fields the reading itself is unsure of (not those sent to a person for what was
+    # written, such as a struck-out mark): where most of a block's are, its place is.
+    doubtful |= doubted_blocks(placed.fields[n_id:], frozenset(r.label for r in fields if r.review))
     if doubtful:
         fields = [replace(r, review=True) if r.label in doubtful else r for r in fields]
     digits = tuple(fields[:n_id])
@@ -572,6 +575,34 @@ def blank_side_found(fit: LayoutFit, placed: Template, readings: Sequence[FieldR
         for block in fields.values()
         if len(block) >= BLANK_BLOCK_MIN and not any(r.values for r in block)
         for r in block
+    )
+
+
+#: a block of this many fields or more whose fields are more than DOUBTED_SHARE in doubt
+#: goes to review whole (``doubted_blocks``).
+DOUBTED_BLOCK_MIN: Final = 4
+DOUBTED_SHARE: Final = 0.5
+
+
+def doubted_blocks(questions: Sequence[Field], doubtful: frozenset[str]) -> frozenset[str]:
+    """The questions of each block of DOUBTED_BLOCK_MIN or more of which more than
+    DOUBTED_SHARE are read in doubt (``doubtful``: the thresholds, or the classifier,
+    unsure of the marks). A student number's digits are left as they are: one in doubt
+    already sends the number to a person, and the others stay read.
+
+    A block is placed on the sheet as one: where most of its fields are in doubt, the
+    place is, and the fields read with confidence may be so only because a mark
+    straddles two bubbles evenly. On a public card's phone photo a column of 17
+    questions lay half a bubble right of its print: 14 went to review, and two marks
+    read as the choice beside them, unflagged."""
+    blocks: dict[str, list[str]] = {}
+    for f in questions:
+        blocks.setdefault(f.block_name, []).append(f.label)
+    return frozenset(
+        label
+        for labels in blocks.values()
+        if len(labels) >= DOUBTED_BLOCK_MIN and sum(label in doubtful for label in labels) > DOUBTED_SHARE * len(labels)
+        for label in labels
     )
 
 
