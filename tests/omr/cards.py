@@ -599,25 +599,20 @@ def circled_card(card: Card, rng: random.Random) -> CardSheet:
     tenth larger, 4-6 px thick); the student number is left blank. The truth gives the
     circled choices, as a person reads them."""
     page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
-    answers: dict[str, tuple[str, ...]] = {}
-    kinds: dict[str, str] = {}
-    for block in card.question_blocks:
-        for label, row in zip(block.labels, block.centres(), strict=True):
-            answers[label], kinds[label] = (), "blank"
-            if rng.random() < 0.5:
-                k = rng.randrange(len(row))
-                (cx, cy), (w, h) = row[k], block.size
-                grow = rng.uniform(1.0, 1.1)
-                grey = rng.uniform(0.15, 0.35)
-                axes = (round(w / 2 * grow), round(h / 2 * grow))
-                # Drawn as a mask and multiplied in, as pencil darkens what is printed
-                # under it: painting the grey on would lighten a black outline.
-                half = max(axes) + 8
-                ring = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
-                cv2.ellipse(ring, (half, half), axes, 0, 0, 360, 1.0, rng.randint(4, 6), cv2.LINE_AA)
-                _apply(page, (cx, cy), ring, np.full(3, grey, np.float32))
-                answers[label], kinds[label] = (block.values[k],), "circled"
-    return CardSheet(page, Truth("", answers, kinds))
+
+    def ring(block: Block, centre: Point) -> None:
+        (w, h) = block.size
+        grow = rng.uniform(1.0, 1.1)
+        grey = rng.uniform(0.15, 0.35)
+        axes = (round(w / 2 * grow), round(h / 2 * grow))
+        # Drawn as a mask and multiplied in, as pencil darkens what is printed under
+        # it: painting the grey on would lighten a black outline.
+        half = max(axes) + 8
+        mask = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
+        cv2.ellipse(mask, (half, half), axes, 0, 0, 360, 1.0, rng.randint(4, 6), cv2.LINE_AA)
+        _apply(page, centre, mask, np.full(3, grey, np.float32))
+
+    return CardSheet(page, _one_choice_in_half(card, rng, "circled", ring))
 
 
 def circled_scans(card: Card, count: int, seed: str) -> list[CardScan]:
@@ -641,10 +636,7 @@ def crossed_card(card: Card, rng: random.Random) -> CardSheet:
     as :func:`fill_card` draws them; the student number is left blank. The truth is
     what a person reads: the bubble not crossed out."""
     page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
-    if rng.random() < 1 / 3:
-        remain = np.array(rng.choice(PENS), np.float32)
-    else:
-        remain = np.full(3, 1 - rng.uniform(0.78, 0.93), np.float32)
+    remain = _pen(rng)
     answers: dict[str, tuple[str, ...]] = {}
     kinds: dict[str, str] = {}
     for block in card.question_blocks:
@@ -665,6 +657,14 @@ def crossed_card(card: Card, rng: random.Random) -> CardSheet:
     return CardSheet(page, Truth("", answers, kinds))
 
 
+def _pen(rng: random.Random) -> npt.NDArray[np.float32]:
+    """What a stroke leaves of the paper's light, per colour channel: a sign pen's one
+    sheet in three, else a pencil's."""
+    if rng.random() < 1 / 3:
+        return np.array(rng.choice(PENS), np.float32)
+    return np.full(3, 1 - rng.uniform(0.78, 0.93), np.float32)
+
+
 def ticked_card(card: Card, rng: random.Random) -> CardSheet:
     """A card whose student ticked or crossed choices instead of filling them: about half
     the questions have one bubble with a tick or an X drawn over it in pencil or a sign
@@ -672,10 +672,19 @@ def ticked_card(card: Card, rng: random.Random) -> CardSheet:
     middle, so over the bubble and a little past it); the rest are left blank, and so
     is the student number. The truth is what a person reads: the ticked choice."""
     page: Page = np.asarray(draw_card(card), np.float32) / np.float32(255)
-    if rng.random() < 1 / 3:
-        remain = np.array(rng.choice(PENS), np.float32)
-    else:
-        remain = np.full(3, 1 - rng.uniform(0.78, 0.93), np.float32)
+    remain = _pen(rng)
+
+    def tick(block: Block, centre: Point) -> None:
+        radius = max(block.size) / 2
+        stroke = _tick(rng, radius) if rng.random() < 0.5 else _cross(rng, radius, reach=(0.9, 1.4))
+        _apply(page, centre, stroke, remain)
+
+    return CardSheet(page, _one_choice_in_half(card, rng, "ticked", tick))
+
+
+def _one_choice_in_half(card: Card, rng: random.Random, kind: str, draw: Callable[[Block, Point], None]) -> Truth:
+    """About half the card's questions with one choice ``draw`` marks on the page, the
+    rest blank, the student number blank; the truth, the marked choice as ``kind``."""
     answers: dict[str, tuple[str, ...]] = {}
     kinds: dict[str, str] = {}
     for block in card.question_blocks:
@@ -683,11 +692,9 @@ def ticked_card(card: Card, rng: random.Random) -> CardSheet:
             answers[label], kinds[label] = (), "blank"
             if rng.random() < 0.5:
                 k = rng.randrange(len(row))
-                radius = max(block.size) / 2
-                stroke = _tick(rng, radius) if rng.random() < 0.5 else _cross(rng, radius, reach=(0.9, 1.4))
-                _apply(page, row[k], stroke, remain)
-                answers[label], kinds[label] = (block.values[k],), "ticked"
-    return CardSheet(page, Truth("", answers, kinds))
+                draw(block, row[k])
+                answers[label], kinds[label] = (block.values[k],), kind
+    return Truth("", answers, kinds)
 
 
 def ticked_scans(
