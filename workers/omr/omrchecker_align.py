@@ -269,10 +269,9 @@ def _page_sizes(shape: tuple[int, ...], template: Template, guess: float) -> tup
     upright, turned = share * shape[1], share * shape[0]
     if any(1 / FRAME_AGREES <= guess / side <= FRAME_AGREES for side in (upright, turned)):
         return guess, SCAN_SCALES
-    low, high, steps = SCAN_SCALES
+    low, high, _ = SCAN_SCALES
     lower, span = min(upright, turned), max(upright, turned) / min(upright, turned)
-    density = (steps - 1) / math.log(high / low)
-    return lower, (low, high * span, steps + round(density * math.log(span)))
+    return lower, (low, high * span, _steps_as_dense(SCAN_SCALES, low, high * span))
 
 
 def _as_flat_page(gray: Gray, template: Template, refused: OmrError) -> list[Alignment] | None:
@@ -465,16 +464,20 @@ def search_scales(own: tuple[float, float, int], options: Mapping[str, Any]) -> 
     ``marker_rescale_steps`` steps: sheets whose markers print at half that size (a
     template whose ratio was measured on another print) are read by it, so here too. The
     steps keep at least this reader's density (a step of about an eighth in size)."""
-    import math
-
-    low, high, steps = own
+    low, high, _ = own
     if "marker_rescale_range" not in options:
         return own
     lo_pct, hi_pct = options["marker_rescale_range"]
     wide_low, wide_high = min(low, lo_pct / 100), max(high, hi_pct / 100)
-    density = (steps - 1) / math.log(high / low)
-    wanted = max(round(density * math.log(wide_high / wide_low)) + 1, int(options.get("marker_rescale_steps", 0)) + 1)
+    wanted = max(_steps_as_dense(own, wide_low, wide_high), int(options.get("marker_rescale_steps", 0)) + 1)
     return wide_low, wide_high, wanted
+
+
+def _steps_as_dense(own: tuple[float, float, int], low: float, high: float) -> int:
+    """How many sizes from ``low`` to ``high`` keep the density of ``own`` (low, high,
+    steps): the same ratio from one size to the next."""
+    density = (own[2] - 1) / math.log(own[1] / own[0])
+    return round(density * math.log(high / low)) + 1
 
 
 def _turns(template: Template, pts: npt.NDArray[np.float64], ink: float, paper: float, photo: bool) -> list[Alignment]:
