@@ -149,3 +149,21 @@ def test_blocks_lie_alike_only_where_they_lie_off_the_template_the_same_way(
     assert layout.LayoutFit(template, fits).lies_alike(template) is alike
     unfound = (fits[0], layout.BlockFit(other, (0.0, -10.0), (RADIUS, RADIUS), 0.0, found=False))
     assert not layout.LayoutFit(template, unfound).lies_alike(template)
+
+
+@pytest.mark.parametrize(
+    ("dark", "taken"),
+    [(None, True), ((0.5, -0.5, 0.2), True), ((-12.0, -6.4, 0.27), False)],
+    ids=["nothing-dark-inside", "marks-centred-on-the-hole", "marks-half-a-bubble-away"],
+)
+def test_a_light_hole_places_a_block_only_where_its_marks_centre_on_it_or_nowhere(
+    dark: tuple[float, float, float] | None, taken: bool
+) -> None:
+    # A block of true/false pairs, half its bubbles filled, on a phone photo whose faint
+    # outlines showed no ring: the median bubble is half mark, and the paper between the
+    # marks, half a bubble off, was the lightest hole in it. The block was placed there
+    # and its marks read blank, sure of it. Its mean bubble's dark middle (the marks)
+    # says where the bubbles are.
+    look = layout._OutlineSearch(20, 12, (13.5, 12.2), (18.0, 9.9), (18.0, 9.9), (19.5, 10.5))
+    hole = (0.0, 0.0, 0.11)
+    assert layout._dark_elsewhere(hole, dark, look) is not taken

@@ -82,6 +82,9 @@ SIZE_RANGE: Final = (0.6, 1.8)
 #: ... or from the template's size up to this share, in the second look for a template
 #: whose bubbles are not found printed within SIZE_RANGE (``fit_layout``'s ``largest``).
 WIDE_SIZE: Final = 3.0
+#: a light hole in the shade is not taken where the block's mean bubble is dark in its
+#: middle (marks, print) more than this share of a radius from it (``_dark_elsewhere``).
+HOLE_APART: Final = 0.5
 #: a bubble found as a light hole in its row's shade (``_light_bubble``) is one where
 #: the contrast falls to this share of itself a radius to either side: a light band
 #: (paper between shaded columns) keeps it along the band.
@@ -614,7 +617,7 @@ def _fit_block(
         # White bubbles on shaded rows: each a light hole in its row's shade, with no
         # outline darker than the shade round it (``_light_bubble``).
         light = _light_bubble(stacked, frame.lines, look)
-        if light is not None:
+        if light is not None and not _dark_elsewhere(light, _middle(mean, look), look):
             # Its contrast measures the shade, not an outline: it adds nothing to the
             # score the looks at a sheet are weighed by.
             return BlockFit(name, (light[0] / s, light[1] / s), (rx, ry), 0.0, measured=False)
@@ -1098,6 +1101,24 @@ def _middle(
     dx = i - px + _vertex(window[j, :].astype(np.float64), int(i))
     dy = j - py + _vertex(window[:, i].astype(np.float64), int(j))
     return float(dx), float(dy), best
+
+
+def _dark_elsewhere(
+    hole: tuple[float, float, float], dark: tuple[float, float, float] | None, look: _OutlineSearch
+) -> bool:
+    """Whether the block's mean bubble is dark in its middle (``_middle``: marks or print
+    inside the bubbles) more than HOLE_APART of a radius from a light hole found in its
+    shade.
+
+    Marks are a minority of the bubbles only where a field has several choices: in a
+    block of true/false pairs, half of them filled, the median bubble is half mark, and
+    the paper between the marks is the lightest hole in it. On a public card's phone
+    photo one such block was placed half a bubble off, between its marks, and read
+    blank, sure of it. A light hole is the paper inside a white bubble only where what
+    is dark inside the bubbles centres on it too, or centres nowhere."""
+    if dark is None:
+        return False
+    return abs(hole[0] - dark[0]) > HOLE_APART * look.radii[0] or abs(hole[1] - dark[1]) > HOLE_APART * look.radii[1]
 
 
 def _light_bubble(
