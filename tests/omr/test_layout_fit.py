@@ -1,7 +1,8 @@
 """The template's blocks fitted to the print: a hand-written bubble gap a few per cent off
 the print (on dark and on light print, with the template moved off it too), a block
 with no print where the template puts it, a block placed by its marks on rows that
-drift off the template, and blocks of four questions placed by their marks.
+drift off the template, blocks of four questions placed by their marks, and blocks of
+one row each.
 
 The card is the vendor card of test_foreign_cards (drawn here with cv2), read through a
 template that differs from its print in exactly the way each test names; the last two
@@ -190,6 +191,53 @@ def test_blocks_of_four_questions_placed_by_their_marks_are_trusted(seed: int) -
     )
     assert fit.unfound == frozenset()
     assert all(abs(b.offset[0]) <= 1.5 and abs(b.offset[1]) <= 1.5 for b in fit.blocks)
+
+
+def test_a_block_of_one_row_is_searched_within_the_spacing_of_the_rows_beside_it() -> None:
+    # A template giving every question a block of its own, on a card that prints each
+    # choice's letter just above its bubble: a row's own spacing says nothing of how far
+    # the next row is, and the search looked for outlines up to a bubble and a half
+    # tall. The letter and the bubble's far side paired up: blank rows were placed a
+    # quarter bubble high at a bubble and a half's height, and their blank bubbles read
+    # in doubt (on a public card's phone photo, 8 of 80 rows in review, 30 read as a
+    # scan). The rows beside a row bound its search as a block's own rows do.
+    import cv2
+    import numpy as np
+
+    from workers.omr.align import Alignment
+    from workers.omr.layout import fit_layout
+    from workers.omr.template import load_template
+
+    radius, gap, pitch, rows = 10, 30, 36, 12
+    template = load_template(
+        {
+            "format": "academy-omr-template/1",
+            "name": "a-block-a-row",
+            "page": {"width": 600, "height": 800, "dpi": 100},
+            "marker": {"size": 40, "inset": 10},
+            "bubble": {"radius": radius},
+            "choices": ["A", "B", "C", "D"],
+            "question_blocks": [
+                {"first": 1 + i, "count": 1, "origin": [200, 150 + i * pitch], "choice_gap": gap, "row_gap": pitch}
+                for i in range(rows)
+            ],
+            "alignment": {"kind": "none"},
+        }
+    )
+    page = np.full((800, 600), 252, np.uint8)
+    for i, q in enumerate(template.questions):
+        for j, (x, y) in enumerate(q.centres):
+            at = (round(x), round(y))
+            cv2.circle(page, at, radius, 90, 2, cv2.LINE_AA)
+            cv2.putText(page, "ABCD"[j], (at[0] - 4, at[1] - radius - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.35, 40, 1)
+            if j == i % 4 and i % 3 == 0:  # most rows left blank
+                cv2.circle(page, at, radius - 2, 40, -1, cv2.LINE_AA)
+    page = np.asarray(cv2.GaussianBlur(page, (0, 0), 0.7), np.uint8)
+    fit = fit_layout(page, template, Alignment(np.eye(3), 0, 1.0, 30.0, 252.0))
+    assert len(fit.blocks) == rows
+    for block in fit.blocks:
+        assert max(abs(block.offset[0]), abs(block.offset[1])) <= 1.0, block
+        assert max(abs(block.radii[0] - radius), abs(block.radii[1] - radius)) <= 1.0, block
 
 
 def test_a_block_found_only_from_a_side_that_reads_all_blank_goes_to_review(tmp_path: Path) -> None:

@@ -297,6 +297,9 @@ class _Block:
     weight: int
     #: the smallest step between its bubbles along each axis (``_spacing``; inf: one line).
     gaps: tuple[float, float]
+    #: the step to the nearest line of another block's bubbles in line with its own,
+    #: along each axis (``_beside``; inf: none).
+    beside: tuple[float, float]
     #: its search frames (``_frame``) by bubble size, scale and largest size, as needed.
     frames: dict[tuple[tuple[float, float], float, float], _Frame] = field(default_factory=dict)
 
@@ -317,15 +320,19 @@ def _blocks_of(template: Template) -> tuple[_Block, ...]:
     if known is not None and known[0] is template:
         return known[1]
     fields = template.fields
+    grouped = [(name, idx, tuple(fields[i] for i in idx)) for name, idx in _blocks(template)]
+    every = [np.array([c for f in members for c in f.centres], np.float64).reshape(-1, 2) for _, _, members in grouped]
+    owner = np.repeat(np.arange(len(every)), [len(p) for p in every])
+    everywhere = np.concatenate(every) if every else np.zeros((0, 2))
     blocks = []
-    for name, idx in _blocks(template):
-        members = tuple(fields[i] for i in idx)
-        points = np.array([c for f in members for c in f.centres], np.float64).reshape(-1, 2)
+    for k, ((name, idx, members), points) in enumerate(zip(grouped, every, strict=True)):
         points.flags.writeable = False
         # As LayoutFit.score weighs it: a field standing alone (no block) weighs nothing.
         weight = len(points) if members[0].block else 0
         gaps = (_spacing(points, 0, math.inf), _spacing(points, 1, math.inf))
-        blocks.append(_Block(name, idx, members, points, _middle_of(members), weight, gaps))
+        w, h = template.bubble_size(members[0])
+        beside = _beside(points, everywhere[owner != k], (w / 2, h / 2))
+        blocks.append(_Block(name, idx, members, points, _middle_of(members), weight, gaps, beside))
     if len(_TEMPLATE_BLOCKS) >= _TEMPLATES_KEPT:
         _TEMPLATE_BLOCKS.clear()
     kept = tuple(blocks)
@@ -384,6 +391,29 @@ def _middle_of(block: tuple[Field, ...]) -> tuple[float, float]:
     mx = sum(c[0] for c in all_centres) / len(all_centres)
     my = sum(c[1] for c in all_centres) / len(all_centres)
     return mx, my
+
+
+def _beside(
+    points: npt.NDArray[np.float64], others: npt.NDArray[np.float64], radii: tuple[float, float]
+) -> tuple[float, float]:
+    """Along each axis, the step from a block's bubbles to the nearest bubble of another
+    block in line with one of them (within a bubble's half size across), or inf.
+
+    A template may give every question a block of its own: one row of bubbles, whose own
+    spacing says nothing of how far the next row is. On a public card printing each
+    choice's letter just above its bubble, such rows were searched for outlines as tall
+    as a bubble and a half; the letter and the bubble's far side paired up, and half the
+    rows were placed a quarter bubble off, their blank bubbles in doubt."""
+    import numpy as np
+
+    out = []
+    for axis in (0, 1):
+        across = 1 - axis
+        in_line = np.abs(others[None, :, across] - points[:, None, across]) <= radii[across]
+        steps = np.abs(others[None, :, axis] - points[:, None, axis])
+        steps = np.where(in_line & (steps > 1.0), steps, np.inf)
+        out.append(float(steps.min()) if steps.size else math.inf)
+    return out[0], out[1]
 
 
 def _spacing(centres: npt.NDArray[np.float64], axis: int, fallback: float) -> float:
@@ -467,13 +497,17 @@ def _reach(gaps: tuple[float, float], radii: tuple[float, float]) -> tuple[float
 
 
 @functools.lru_cache(maxsize=32)
-def _frame(block: tuple[Field, ...], bubble: tuple[float, float], s: float, largest: float) -> _Frame:
+def _frame(
+    block: tuple[Field, ...], bubble: tuple[float, float], s: float, largest: float, beside: tuple[float, float]
+) -> _Frame:
     import numpy as np
 
     centres = np.array([c for f in block for c in f.centres], np.float64)
     w, h = bubble
     rx, ry = w / 2, h / 2
-    gap_x, gap_y = _spacing(centres, 0, 6 * rx), _spacing(centres, 1, 6 * ry)
+    # A block of one line along an axis is spaced along it as the next block's line in
+    # line with it is (``_beside``), and at most six radii apart.
+    gap_x, gap_y = _spacing(centres, 0, min(6 * rx, beside[0])), _spacing(centres, 1, min(6 * ry, beside[1]))
     reach_x, reach_y = _reach((gap_x, gap_y), (rx, ry))
     # The largest printed radius looked for: ``largest`` times the template's, short of
     # half a spacing (where the outline of the neighbouring bubble would pair with this one's).
@@ -528,7 +562,7 @@ def _fit_block(
     bubble = template.bubble_size(block.fields[0])
     frame = block.frames.get((bubble, s, largest))
     if frame is None:
-        frame = block.frames[(bubble, s, largest)] = _frame(block.fields, bubble, s, largest)
+        frame = block.frames[(bubble, s, largest)] = _frame(block.fields, bubble, s, largest, block.beside)
     centres, (rx, ry), (gap_x, gap_y) = frame.centres, frame.radii, frame.gaps
     (reach_x, reach_y), (top_x, top_y), (x0, y0), size = frame.reach, frame.top, frame.origin, frame.size
     hx, hy, gx, gy, n = frame.hx, frame.hy, frame.gx, frame.gy, len(centres)
