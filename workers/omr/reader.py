@@ -202,6 +202,8 @@ def read_gray(
     )
     doubtful = unchecked | glyphs | all_marked(placed.fields, fields) | round_blanks
     doubtful |= unprinted_columns(samples, placed) | blank_side_found(fit, placed, fields)
+    if filled_throughout(levels):
+        doubtful |= {f.label for f in placed.fields}
     if any(len(r.values) > 1 for r in fields):
         marks = _fills_picture(image, gray, samples.channel) if marks is None else marks
         doubtful |= crossed_out(marks, placed, alignment, fields)
@@ -546,6 +548,26 @@ def bare_fields_check(samples: Samples, placed: Template, template: Template) ->
                 f"{label!r} of template {template.name!r} shows no printed bubble where the rest of its block "
                 "is printed: the template lists a row this sheet does not print, or lies a row or more off it",
             )
+
+
+#: with no reference mark, an empty level this far from paper to ink or more means most
+#: bubbles are filled (``filled_throughout``).
+FILLED_EMPTY: Final = 0.5
+
+
+def filled_throughout(levels: Levels) -> bool:
+    """Whether most of the sheet's bubbles are filled: no field's darkest bubble stands
+    clear of the others (no reference mark), and the bubbles that are not their field's
+    darkest sit FILLED_EMPTY of the way to ink or more.
+
+    The thresholds set every mark against the sheet's empty bubbles. Where most bubbles
+    are filled (a card filled throughout to try the reader, or every choice taken) there
+    is no paper left to set them against: on a public stress card fields with two to four
+    marks, and digit columns filled from top to bottom, read blank, unflagged. Every
+    field then goes to a person. A blank card stays far under the bar (0.33 where its
+    rings and digits print as dark as pencil), as do the public sheets with no clear
+    mark (0.39)."""
+    return levels.references == 0 and levels.empty >= FILLED_EMPTY
 
 
 #: a block found only in a second search goes to review when this many of its fields or
