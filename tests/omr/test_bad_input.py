@@ -212,6 +212,7 @@ def test_a_scan_shaken_past_reading_is_template_mismatch_not_read_through_a_lowe
     # and the sheet stays refused (as the demo's shaken scan is).
     answers = {str(q): "12345"[q % 5] for q in range(1, 40)}
     scan = cv2.imdecode(np.frombuffer(filled_sheet_jpeg(template, student_id="20260004", answers=answers), np.uint8), 0)
+    assert scan is not None
     shaken = cv2.GaussianBlur(scan, (0, 0), 9)
     assert _code(_jpeg(shaken), template_dict) == "TEMPLATE_MISMATCH"
 

@@ -19,6 +19,7 @@ from tests.omr import corpus
 from workers.omr.cli import _load
 from workers.omr.decode import decode_for
 from workers.omr.reader import filled_throughout, read_gray, read_sheet
+from workers.omr.render import render_sheet
 from workers.omr.template import default_template
 
 
@@ -26,7 +27,7 @@ from workers.omr.template import default_template
 def test_a_sheet_with_nearly_every_bubble_filled_goes_to_review_whole(photo: bool) -> None:
     template = default_template()
     rng = random.Random("filled-throughout")
-    page = np.asarray(corpus.render_sheet(template).astype(np.float32) / 255, np.float32)
+    page = np.asarray(render_sheet(template).astype(np.float32) / 255, np.float32)
     for f in (*template.id_fields, *template.questions):
         # Every bubble filled, but for one left empty in about half the fields.
         spared = rng.randrange(len(f.values)) if rng.random() < 0.5 else None

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.omr.test_foreign_cards import CARD, _answers, _card, _expected, _read
+
+if TYPE_CHECKING:
+    from workers.omr.template import Template
 
 
 @pytest.mark.parametrize("stretch", [1.07, 0.94])
@@ -150,7 +154,6 @@ def test_blocks_of_four_questions_placed_by_their_marks_are_trusted(seed: int) -
 
     from workers.omr.align import Alignment
     from workers.omr.layout import fit_layout
-    from workers.omr.template import load_template
 
     radius, gap = 7, 28
     blocks = [
@@ -163,18 +166,7 @@ def test_blocks_of_four_questions_placed_by_their_marks_are_trusted(seed: int) -
         }
         for k in range(12)
     ]
-    template = load_template(
-        {
-            "format": "academy-omr-template/1",
-            "name": "small-blocks",
-            "page": {"width": 700, "height": 900, "dpi": 100},
-            "marker": {"size": 40, "inset": 10},
-            "bubble": {"radius": radius},
-            "choices": ["1", "2", "3", "4"],
-            "question_blocks": blocks,
-            "alignment": {"kind": "none"},
-        }
-    )
+    template = _straight_template("small-blocks", (700, 900), radius, ["1", "2", "3", "4"], blocks)
     rng = np.random.default_rng(seed)
     page = np.full((900, 700), 250, np.uint8)
     for i, q in enumerate(template.questions):
@@ -206,24 +198,13 @@ def test_a_block_of_one_row_is_searched_within_the_spacing_of_the_rows_beside_it
 
     from workers.omr.align import Alignment
     from workers.omr.layout import fit_layout
-    from workers.omr.template import load_template
 
     radius, gap, pitch, rows = 10, 30, 36, 12
-    template = load_template(
-        {
-            "format": "academy-omr-template/1",
-            "name": "a-block-a-row",
-            "page": {"width": 600, "height": 800, "dpi": 100},
-            "marker": {"size": 40, "inset": 10},
-            "bubble": {"radius": radius},
-            "choices": ["A", "B", "C", "D"],
-            "question_blocks": [
-                {"first": 1 + i, "count": 1, "origin": [200, 150 + i * pitch], "choice_gap": gap, "row_gap": pitch}
-                for i in range(rows)
-            ],
-            "alignment": {"kind": "none"},
-        }
-    )
+    rows_alone = [
+        {"first": 1 + i, "count": 1, "origin": [200, 150 + i * pitch], "choice_gap": gap, "row_gap": pitch}
+        for i in range(rows)
+    ]
+    template = _straight_template("a-block-a-row", (600, 800), radius, ["A", "B", "C", "D"], rows_alone)
     page = np.full((800, 600), 252, np.uint8)
     for i, q in enumerate(template.questions):
         for j, (x, y) in enumerate(q.centres):
@@ -293,3 +274,24 @@ def test_a_block_whose_questions_are_mostly_in_doubt_goes_to_review_whole(tmp_pa
     # The student number's digits are not a block of questions.
     ids = frozenset(f.label for f in template.id_fields)
     assert doubted_blocks(questions, ids) == frozenset()
+
+
+def _straight_template(
+    name: str, size: tuple[int, int], radius: int, choices: list[str], blocks: list[dict[str, Any]]
+) -> Template:
+    """A template in this project's format whose page is the picture itself (no markers
+    looked for): for pages drawn straight in the template frame."""
+    from workers.omr.template import load_template
+
+    return load_template(
+        {
+            "format": "academy-omr-template/1",
+            "name": name,
+            "page": {"width": size[0], "height": size[1], "dpi": 100},
+            "marker": {"size": 40, "inset": 10},
+            "bubble": {"radius": radius},
+            "choices": choices,
+            "question_blocks": blocks,
+            "alignment": {"kind": "none"},
+        }
+    )
