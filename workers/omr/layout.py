@@ -505,8 +505,8 @@ def _frame(
     centres = np.array([c for f in block for c in f.centres], np.float64)
     w, h = bubble
     rx, ry = w / 2, h / 2
-    # A block of one line along an axis is spaced along it as the next block's line in
-    # line with it is (``_beside``), and at most six radii apart.
+    # A block of a single line along an axis takes its spacing there from the nearest
+    # line of another block in line with it (``_beside``), six radii at most.
     gap_x, gap_y = _spacing(centres, 0, min(6 * rx, beside[0])), _spacing(centres, 1, min(6 * ry, beside[1]))
     reach_x, reach_y = _reach((gap_x, gap_y), (rx, ry))
     # The largest printed radius looked for: ``largest`` times the template's, short of
